@@ -1,0 +1,136 @@
+# shellcheck shell=bash
+# A real local control plane on loopback: etcd, kube-apiserver and kube-controller-manager.
+# No kubelet: pods stay Pending, which is all our tests need. Source this file, then:
+#   cluster_up DIR      start (ports from ETCD_PORT, ETCD_PEER_PORT, APISERVER_PORT or free ones)
+#   cluster_down DIR    stop everything started from DIR, leaving no process behind
+# Writes DIR/kubeconfig (admin) and DIR/env (the ports and KUBECONFIG, to source).
+
+HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+_cluster_pki() {
+  local pki=$1
+  mkdir -p "$pki"
+  (
+    cd "$pki"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=zhengyun-local-ca" 2>/dev/null
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+    _cert() { # name subject [san]
+      local name=$1 subj=$2 san=${3:-}
+      openssl req -newkey rsa:2048 -nodes -keyout "$name.key" -out "$name.csr" -subj "$subj" 2>/dev/null
+      local ext="$name.ext"
+      if [ -n "$san" ]; then
+        printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$san" >"$ext"
+      else
+        printf 'extendedKeyUsage=clientAuth\n' >"$ext"
+      fi
+      openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$name.crt" -days 3650 -extfile "$ext" 2>/dev/null
+      rm -f "$name.csr" "$ext"
+    }
+    _cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+    _cert admin "/O=system:masters/CN=zhengyun-admin"
+    _cert kcm "/CN=system:kube-controller-manager"
+  )
+}
+
+_kubeconfig() { # file port cert key
+  local file=$1 port=$2 cert=$3 key=$4 pki
+  pki=$(dirname "$cert")
+  cat >"$file" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$port
+    certificate-authority: $pki/ca.crt
+users:
+- name: user
+  user:
+    client-certificate: $cert
+    client-key: $key
+contexts:
+- name: local
+  context: {cluster: local, user: user}
+current-context: local
+KC
+}
+
+_start() { # dir name cmd...
+  local dir=$1 name=$2
+  shift 2
+  setsid "$@" >"$dir/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$dir/pids/$name"
+}
+
+cluster_up() {
+  local dir=$1 bin
+  bin=$("$HACK_DIR/build-k8s.sh")
+  mkdir -p "$dir/logs" "$dir/pids"
+  dir=$(cd "$dir" && pwd)
+  local etcd_port=${ETCD_PORT:-$(free_port)} peer_port=${ETCD_PEER_PORT:-$(free_port)} api_port=${APISERVER_PORT:-$(free_port)}
+  [ -f "$dir/pki/ca.crt" ] || _cluster_pki "$dir/pki"
+  local pki=$dir/pki
+  _kubeconfig "$dir/kubeconfig" "$api_port" "$pki/admin.crt" "$pki/admin.key"
+  _kubeconfig "$dir/kcm.kubeconfig" "$api_port" "$pki/kcm.crt" "$pki/kcm.key"
+  cat >"$dir/env" <<ENV
+export KUBECONFIG=$dir/kubeconfig
+export ZHENGYUN_K8S_BIN=$bin
+export APISERVER_PORT=$api_port
+export PATH=$bin:\$PATH
+ENV
+
+  _start "$dir" etcd "$bin/etcd" --name local --data-dir "$dir/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "local=http://127.0.0.1:$peer_port" --unsafe-no-fsync --log-level warn
+  _start "$dir" kube-apiserver "$bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-cluster-ip-range 10.0.0.0/24 \
+    --authorization-mode RBAC \
+    --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy \
+    --v 1
+  local i
+  for i in $(seq 1 120); do
+    if "$bin/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz >/dev/null 2>&1; then break; fi
+    if ! kill -0 "$(cat "$dir/pids/kube-apiserver")" 2>/dev/null; then
+      echo "kube-apiserver exited; last lines of $dir/logs/kube-apiserver.log:" >&2
+      tail -20 "$dir/logs/kube-apiserver.log" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+  "$bin/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz >/dev/null || { echo "kube-apiserver not ready" >&2; return 1; }
+  _start "$dir" kube-controller-manager "$bin/kube-controller-manager" \
+    --kubeconfig "$dir/kcm.kubeconfig" \
+    --controllers namespace,garbagecollector,resourcequota,serviceaccount,serviceaccount-token,root-ca-cert-publisher \
+    --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+    --use-service-account-credentials --leader-elect=false --secure-port 0 --concurrent-resource-quota-syncs 10 --v 1
+  echo "control plane up: KUBECONFIG=$dir/kubeconfig (apiserver https://127.0.0.1:$api_port)" >&2
+}
+
+cluster_down() {
+  local dir=$1 f pid
+  [ -d "$dir/pids" ] || return 0
+  # Reverse start order: controllers, then the API server, then its store.
+  for name in kube-controller-manager kube-apiserver etcd; do
+    f=$dir/pids/$name
+    [ -f "$f" ] || continue
+    pid=$(cat "$f")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$f"
+  done
+}

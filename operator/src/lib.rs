@@ -1,0 +1,20 @@
+//! zhengyun (政云): the control plane of a government private cloud.
+//!
+//! Modules by concern: [`api`] (the CRDs), [`tenancy`] (departments' tenants), [`leader`]
+//! (leader election), [`metrics`] and [`admin`] (what SREs read), [`apply`] (the one place
+//! that writes with Server-Side Apply).
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod api;
+pub mod apply;
+pub mod conditions;
+pub mod context;
+pub mod error;
+pub mod labels;
+pub mod leader;
+pub mod metrics;
+pub mod quantity;
+pub mod tenancy;
+
+pub use error::{Error, Result};

@@ -1,0 +1,208 @@
+//! `zhengyun-operator`: runs the controllers, or prints the CRDs.
+#![forbid(unsafe_code)]
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use clap::{Parser, Subcommand};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::{Api, Client, api::ListParams};
+use tokio::sync::watch;
+use tracing_subscriber::{EnvFilter, layer::SubscriberExt, reload, util::SubscriberInitExt};
+use zhengyun::{
+    Error,
+    admin::{self, LogReload},
+    api::{self, Tenant},
+    apply,
+    context::Context,
+    leader,
+    metrics::Metrics,
+    tenancy,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "zhengyun-operator",
+    version,
+    about = "zhengyun (政云): the control plane of a government private cloud"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator (the default).
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd,
+}
+
+#[derive(Parser, Clone)]
+struct RunArgs {
+    /// Address of the admin server (/metrics, /healthz, /readyz).
+    #[arg(long, env = "ZHENGYUN_ADMIN_ADDR", default_value = "127.0.0.1:8080")]
+    admin_addr: SocketAddr,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "zhengyun-system")]
+    lease_namespace: String,
+    /// Name of the leader-election Lease; replicas sharing it elect one leader.
+    #[arg(long, env = "ZHENGYUN_LEASE_NAME", default_value = "zhengyun-operator")]
+    lease_name: String,
+    /// This replica's identity in the election (default: host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds a lease is valid without renewal.
+    #[arg(long, default_value_t = 15)]
+    lease_duration: u64,
+    /// Seconds between renewals and retries.
+    #[arg(long, default_value_t = 2)]
+    lease_retry: u64,
+    /// Log format: `json` (production) or `text`.
+    #[arg(long, env = "ZHENGYUN_LOG_FORMAT", default_value = "json")]
+    log_format: String,
+}
+
+fn init_logging(format: &str) -> LogReload {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    if format == "text" {
+        registry.with(tracing_subscriber::fmt::layer()).init();
+    } else {
+        registry
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .init();
+    }
+    Arc::new(move |spec: &str| {
+        let f = EnvFilter::try_new(spec).map_err(|e| e.to_string())?;
+        handle.reload(f).map_err(|e| e.to_string())
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Crd) => {
+            print!("{}", api::crd::yaml()?);
+            return Ok(());
+        }
+        Some(Command::Run(a)) => a,
+        None => RunArgs::parse_from(["zhengyun-operator"]),
+    };
+    let reload = init_logging(&args.log_format);
+    if let Err(e) = run(args, reload).await {
+        tracing::error!(error = %e, "operator stopped");
+        return Err(e);
+    }
+    Ok(())
+}
+
+async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "zhengyun".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let metrics = Arc::new(Metrics::new());
+    let ctx = Context::new(client.clone(), &identity, metrics.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let admin = tokio::spawn(admin::serve(
+        args.admin_addr,
+        ctx.clone(),
+        reload,
+        stop_rx.clone(),
+    ));
+
+    // Fail fast, with the fix in the message, when the CRD is missing.
+    match Api::<Tenant>::all(client.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+    {
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            return Err(Error::CrdMissing {
+                crd: "tenants.zhengyun.io",
+            }
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    ctx.set_ready();
+
+    let cfg = leader::Config {
+        namespace: args.lease_namespace.clone(),
+        name: args.lease_name.clone(),
+        identity: identity.clone(),
+        lease_duration: Duration::from_secs(args.lease_duration),
+        retry_period: Duration::from_secs(args.lease_retry),
+    };
+    let (lead_tx, mut lead_rx) = watch::channel(false);
+    let election = tokio::spawn(leader::run(client.clone(), cfg, lead_tx, stop_rx.clone()));
+    metrics.leader.with_label_values(&[&args.lease_name]).set(0);
+    tracing::info!(%identity, lease = %args.lease_name, "waiting to lead");
+
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::pin!(shutdown);
+
+    // Follow until elected (or told to stop).
+    loop {
+        if *lead_rx.borrow() {
+            break;
+        }
+        tokio::select! {
+            r = lead_rx.changed() => if r.is_err() { anyhow::bail!("leader election ended") },
+            _ = &mut shutdown => {
+                let _ = stop_tx.send(true);
+                let _ = election.await;
+                let _ = admin.await;
+                return Ok(());
+            }
+        }
+    }
+    metrics.leader.with_label_values(&[&args.lease_name]).set(1);
+
+    // The owners' ClusterRole is shared by every tenant; the leader keeps it in shape.
+    apply::cluster::<ClusterRole>(&client, &tenancy::build::owner_cluster_role()).await?;
+
+    let (ctl_stop_tx, ctl_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(tenancy::reconcile::run(ctx.clone(), async move {
+        let _ = ctl_stop_rx.await;
+    }));
+
+    let lost = async {
+        while lead_rx.changed().await.is_ok() {
+            if !*lead_rx.borrow() {
+                return;
+            }
+        }
+    };
+    let lost_lead = tokio::select! {
+        _ = lost => true,
+        _ = &mut shutdown => false,
+    };
+    // Stop writing before giving the lease away.
+    let _ = ctl_stop_tx.send(());
+    let _ = controller.await;
+    metrics.leader.with_label_values(&[&args.lease_name]).set(0);
+    let _ = stop_tx.send(true);
+    let _ = election.await;
+    let _ = admin.await;
+    if lost_lead {
+        anyhow::bail!(
+            "lost leadership; exiting so a supervisor restarts this replica as a follower"
+        );
+    }
+    tracing::info!("shut down cleanly");
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Prometheus metrics, in the classic text format that `promtool check metrics` reads.
+//!
+//! Controller metrics keep controller-runtime's names so existing dashboards work; ours carry
+//! the `zhengyun_` prefix and are labelled by tenant and resource (bounded sets), never by
+//! an arbitrary object name.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Every metric the operator exports, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    pub reconcile_total: IntCounterVec,
+    pub reconcile_errors: IntCounterVec,
+    pub reconcile_error_categories: IntCounterVec,
+    pub reconcile_time: HistogramVec,
+    pub active_workers: IntGaugeVec,
+    pub leader: IntGaugeVec,
+    pub tenant_quota_hard: GaugeVec,
+    pub tenant_quota_used: GaugeVec,
+    pub tenant_ready: IntGaugeVec,
+    pub tenant_last_success: GaugeVec,
+    pub build_info: IntGaugeVec,
+    pub up_since: Gauge,
+    pub tenants: IntGauge,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Metric definitions are static; a failure here is a programming error caught by tests.
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("invalid metric definition: {e}"),
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reconcile_total = must(IntCounterVec::new(
+            Opts::new(
+                "controller_runtime_reconcile_total",
+                "Total number of reconciliations per controller",
+            ),
+            &["controller", "result"],
+        ));
+        let reconcile_errors = must(IntCounterVec::new(
+            Opts::new(
+                "controller_runtime_reconcile_errors_total",
+                "Total number of reconciliation errors per controller",
+            ),
+            &["controller"],
+        ));
+        let reconcile_error_categories = must(IntCounterVec::new(
+            Opts::new(
+                "zhengyun_reconcile_errors_total",
+                "Reconciliation errors by controller and error category",
+            ),
+            &["controller", "category"],
+        ));
+        let reconcile_time = must(HistogramVec::new(
+            HistogramOpts::new(
+                "controller_runtime_reconcile_time_seconds",
+                "Length of time per reconciliation per controller",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["controller"],
+        ));
+        let active_workers = must(IntGaugeVec::new(
+            Opts::new(
+                "controller_runtime_active_workers",
+                "Number of currently used workers per controller",
+            ),
+            &["controller"],
+        ));
+        let leader = must(IntGaugeVec::new(
+            Opts::new(
+                "leader_election_master_status",
+                "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master",
+            ),
+            &["name"],
+        ));
+        let tenant_quota_hard = must(GaugeVec::new(
+            Opts::new(
+                "zhengyun_tenant_quota_hard",
+                "A tenant's quota over all its namespaces, by ResourceQuota resource (cores, bytes or count)",
+            ),
+            &["tenant", "resource"],
+        ));
+        let tenant_quota_used = must(GaugeVec::new(
+            Opts::new(
+                "zhengyun_tenant_quota_used",
+                "What a tenant's namespaces use together, by ResourceQuota resource (cores, bytes or count)",
+            ),
+            &["tenant", "resource"],
+        ));
+        let tenant_ready = must(IntGaugeVec::new(
+            Opts::new(
+                "zhengyun_tenant_ready",
+                "1 when the tenant's Ready condition is True",
+            ),
+            &["tenant"],
+        ));
+        let tenant_last_success = must(GaugeVec::new(
+            Opts::new(
+                "zhengyun_tenant_last_successful_reconcile_timestamp_seconds",
+                "Unix time of the tenant's last successful reconciliation",
+            ),
+            &["tenant"],
+        ));
+        let build_info = must(IntGaugeVec::new(
+            Opts::new(
+                "zhengyun_build_info",
+                "Build information of the running operator",
+            ),
+            &["version"],
+        ));
+        let up_since = must(Gauge::new(
+            "zhengyun_start_time_seconds",
+            "Unix time the operator started",
+        ));
+        let tenants = must(IntGauge::new(
+            "zhengyun_tenants",
+            "Number of tenants the operator manages",
+        ));
+        for c in [
+            Box::new(reconcile_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reconcile_errors.clone()),
+            Box::new(reconcile_error_categories.clone()),
+            Box::new(reconcile_time.clone()),
+            Box::new(active_workers.clone()),
+            Box::new(leader.clone()),
+            Box::new(tenant_quota_hard.clone()),
+            Box::new(tenant_quota_used.clone()),
+            Box::new(tenant_ready.clone()),
+            Box::new(tenant_last_success.clone()),
+            Box::new(build_info.clone()),
+            Box::new(up_since.clone()),
+            Box::new(tenants.clone()),
+        ] {
+            must(registry.register(c));
+        }
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        up_since.set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
+        Metrics {
+            registry,
+            reconcile_total,
+            reconcile_errors,
+            reconcile_error_categories,
+            reconcile_time,
+            active_workers,
+            leader,
+            tenant_quota_hard,
+            tenant_quota_used,
+            tenant_ready,
+            tenant_last_success,
+            build_info,
+            up_since,
+            tenants,
+        }
+    }
+
+    /// The metrics in Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Forgets a deleted tenant's series so they do not linger as stale values.
+    pub fn forget_tenant(&self, tenant: &str) {
+        let _ = self.tenant_ready.remove_label_values(&[tenant]);
+        let _ = self.tenant_last_success.remove_label_values(&[tenant]);
+        for vec in [&self.tenant_quota_hard, &self.tenant_quota_used] {
+            for mf in prometheus::core::Collector::collect(vec) {
+                for m in mf.get_metric() {
+                    let value = |name: &str| {
+                        m.get_label()
+                            .iter()
+                            .find(|l| l.name() == name)
+                            .map(|l| l.value().to_string())
+                    };
+                    if value("tenant").as_deref() == Some(tenant)
+                        && let Some(resource) = value("resource")
+                    {
+                        let _ = vec.remove_label_values(&[tenant, &resource]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_controller_runtime_names() {
+        let m = Metrics::new();
+        m.reconcile_total
+            .with_label_values(&["tenant", "success"])
+            .inc();
+        m.tenant_quota_hard
+            .with_label_values(&["edu", "pods"])
+            .set(10.0);
+        let text = m.render();
+        assert!(text.contains(
+            "controller_runtime_reconcile_total{controller=\"tenant\",result=\"success\"} 1"
+        ));
+        assert!(text.contains("zhengyun_tenant_quota_hard{resource=\"pods\",tenant=\"edu\"} 10"));
+        m.forget_tenant("edu");
+        assert!(!m.render().contains("tenant=\"edu\""));
+    }
+}

@@ -1,0 +1,450 @@
+//! Pure builders: a [`ValidatedTenant`] in, the Kubernetes objects it implies out.
+//!
+//! Nothing here reads the cluster, so every rule about what a tenant gets is unit-tested here
+//! and the reconciler only decides *when* to apply these objects.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        core::v1::{
+            LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec,
+        },
+        networking::v1::{
+            IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule,
+            NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+        },
+        rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject},
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
+};
+
+use super::validate::{Limits, ValidatedTenant};
+use crate::{
+    api::OwnerKind,
+    labels,
+    quantity::{self, Kind, Milli},
+};
+
+/// Name of the per-namespace ResourceQuota, LimitRange and owners' RoleBinding.
+pub const CHILD_NAME: &str = "zhengyun-tenant";
+/// The ClusterRole the owners are bound to in each namespace.
+pub const OWNER_ROLE: &str = "zhengyun-tenant-owner";
+/// The policy that denies everything not allowed by another.
+pub const DENY_POLICY: &str = "zhengyun-default-deny";
+/// The policy that allows traffic inside the tenant and DNS.
+pub const ALLOW_POLICY: &str = "zhengyun-allow-tenant";
+/// NodeLocal DNSCache's link-local address, allowed where clusters run it.
+pub const NODE_LOCAL_DNS: &str = "169.254.20.10/32";
+
+/// Labels every object of the tenant carries.
+pub fn tenant_labels(t: &ValidatedTenant) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::MANAGED_BY.into(), labels::MANAGER.into()),
+        (labels::TENANT.into(), t.name.clone()),
+    ])
+}
+
+fn meta(t: &ValidatedTenant, namespace: &str, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(namespace.into()),
+        labels: Some(tenant_labels(t)),
+        ..Default::default()
+    }
+}
+
+/// A tenant namespace: ownership, department, zone and Pod Security Admission labels.
+pub fn namespace(t: &ValidatedTenant, name: &str) -> Namespace {
+    let pss = t.level.pod_security();
+    let mut l = tenant_labels(t);
+    l.insert(labels::DEPARTMENT.into(), t.department_code.clone());
+    l.insert(labels::ZONE.into(), t.zone.clone());
+    l.insert(labels::SECURITY_LEVEL.into(), t.level.number().to_string());
+    for mode in ["enforce", "audit", "warn"] {
+        l.insert(format!("pod-security.kubernetes.io/{mode}"), pss.into());
+        l.insert(
+            format!("pod-security.kubernetes.io/{mode}-version"),
+            "latest".into(),
+        );
+    }
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(l),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// What a namespace of a `Retain` tenant keeps once the tenant is gone: its identity and pod
+/// security stay (so its workloads keep running under the same rules), our ownership goes.
+pub fn orphaned_namespace(t: &ValidatedTenant, name: &str) -> Namespace {
+    let mut ns = namespace(t, name);
+    if let Some(l) = ns.metadata.labels.as_mut() {
+        l.remove(labels::MANAGED_BY);
+        l.insert(labels::ORPHANED.into(), "true".into());
+    }
+    ns
+}
+
+fn resource_name(kind: Kind, v: Milli) -> Quantity {
+    Quantity(quantity::format(v, kind))
+}
+
+/// The namespace's share of the tenant's quota (see [`super::quota`]).
+pub fn resource_quota(
+    t: &ValidatedTenant,
+    namespace: &str,
+    hard: &BTreeMap<String, Milli>,
+) -> ResourceQuota {
+    let hard = hard
+        .iter()
+        .filter_map(|(res, v)| {
+            t.quota
+                .get(res)
+                .map(|b| (res.clone(), resource_name(b.kind, *v)))
+        })
+        .collect();
+    ResourceQuota {
+        metadata: meta(t, namespace, CHILD_NAME),
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(hard),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Container defaults, when the tenant declares any.
+pub fn limit_range(t: &ValidatedTenant, namespace: &str) -> Option<LimitRange> {
+    let l: &Limits = t.limits.as_ref()?;
+    let section = |m: &BTreeMap<&'static str, Milli>| -> Option<BTreeMap<String, Quantity>> {
+        (!m.is_empty()).then(|| {
+            m.iter()
+                .map(|(k, v)| {
+                    let kind = if *k == "cpu" {
+                        Kind::Cores
+                    } else {
+                        Kind::Bytes
+                    };
+                    ((*k).to_string(), resource_name(kind, *v))
+                })
+                .collect()
+        })
+    };
+    let item = LimitRangeItem {
+        type_: "Container".into(),
+        default_request: section(&l.default_request),
+        default: section(&l.default_limit),
+        max: section(&l.max),
+        ..Default::default()
+    };
+    if item.default_request.is_none() && item.default.is_none() && item.max.is_none() {
+        return None;
+    }
+    Some(LimitRange {
+        metadata: meta(t, namespace, CHILD_NAME),
+        spec: Some(LimitRangeSpec { limits: vec![item] }),
+    })
+}
+
+/// The owners' access: the [`OWNER_ROLE`] ClusterRole, bound in this namespace.
+pub fn role_binding(t: &ValidatedTenant, namespace: &str) -> RoleBinding {
+    let subjects = t
+        .owners
+        .iter()
+        .map(|o| Subject {
+            kind: match o.kind {
+                OwnerKind::User => "User".into(),
+                OwnerKind::Group => "Group".into(),
+            },
+            name: o.name.clone(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            namespace: None,
+        })
+        .collect();
+    RoleBinding {
+        metadata: meta(t, namespace, CHILD_NAME),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: OWNER_ROLE.into(),
+        },
+        subjects: Some(subjects),
+    }
+}
+
+fn tenant_peer(t: &ValidatedTenant) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(labels::TENANT.into(), t.name.clone())])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn dns_ports() -> Vec<NetworkPolicyPort> {
+    ["UDP", "TCP"]
+        .into_iter()
+        .map(|p| NetworkPolicyPort {
+            protocol: Some(p.into()),
+            port: Some(IntOrString::Int(53)),
+            end_port: None,
+        })
+        .collect()
+}
+
+/// Default-deny in both directions, then allow: the tenant to itself, and DNS.
+pub fn network_policies(t: &ValidatedTenant, namespace: &str) -> Vec<NetworkPolicy> {
+    let both = Some(vec!["Ingress".to_string(), "Egress".to_string()]);
+    let deny = NetworkPolicy {
+        metadata: meta(t, namespace, DENY_POLICY),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: both.clone(),
+            ..Default::default()
+        }),
+    };
+    // kube-dns in kube-system: namespace AND pod selector in one peer.
+    let kube_dns = NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".into(),
+                "kube-system".into(),
+            )])),
+            ..Default::default()
+        }),
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([("k8s-app".into(), "kube-dns".into())])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let node_local_dns = NetworkPolicyPeer {
+        ip_block: Some(IPBlock {
+            cidr: NODE_LOCAL_DNS.into(),
+            except: None,
+        }),
+        ..Default::default()
+    };
+    let allow = NetworkPolicy {
+        metadata: meta(t, namespace, ALLOW_POLICY),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: both,
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![tenant_peer(t)]),
+                ports: None,
+            }]),
+            egress: Some(vec![
+                NetworkPolicyEgressRule {
+                    to: Some(vec![tenant_peer(t)]),
+                    ports: None,
+                },
+                NetworkPolicyEgressRule {
+                    to: Some(vec![kube_dns, node_local_dns]),
+                    ports: Some(dns_ports()),
+                },
+            ]),
+        }),
+    };
+    vec![deny, allow]
+}
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    let s = |v: &[&str]| Some(v.iter().map(|x| x.to_string()).collect());
+    PolicyRule {
+        api_groups: s(groups),
+        resources: s(resources),
+        verbs: verbs.iter().map(|x| x.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// What owners may do in their namespaces: run workloads, read (not change) the rules the
+/// cloud sets for them. Written out instead of reusing `admin`, which can edit NetworkPolicies.
+pub fn owner_cluster_role() -> ClusterRole {
+    const ALL: &[&str] = &[
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+    ];
+    const READ: &[&str] = &["get", "list", "watch"];
+    ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(OWNER_ROLE.into()),
+            labels: Some(BTreeMap::from([(
+                labels::MANAGED_BY.into(),
+                labels::MANAGER.into(),
+            )])),
+            ..Default::default()
+        },
+        rules: Some(vec![
+            rule(
+                &[""],
+                &[
+                    "pods",
+                    "pods/log",
+                    "pods/exec",
+                    "pods/attach",
+                    "pods/portforward",
+                    "services",
+                    "endpoints",
+                    "configmaps",
+                    "secrets",
+                    "persistentvolumeclaims",
+                    "serviceaccounts",
+                    "replicationcontrollers",
+                ],
+                ALL,
+            ),
+            rule(
+                &["apps"],
+                &[
+                    "deployments",
+                    "statefulsets",
+                    "daemonsets",
+                    "replicasets",
+                    "deployments/scale",
+                    "statefulsets/scale",
+                ],
+                ALL,
+            ),
+            rule(&["batch"], &["jobs", "cronjobs"], ALL),
+            rule(&["autoscaling"], &["horizontalpodautoscalers"], ALL),
+            rule(&["policy"], &["poddisruptionbudgets"], ALL),
+            rule(&["networking.k8s.io"], &["ingresses"], ALL),
+            rule(&["discovery.k8s.io"], &["endpointslices"], READ),
+            rule(
+                &[""],
+                &["resourcequotas", "limitranges", "events", "namespaces"],
+                READ,
+            ),
+            rule(&["networking.k8s.io"], &["networkpolicies"], READ),
+            rule(
+                &["rbac.authorization.k8s.io"],
+                &["rolebindings", "roles"],
+                READ,
+            ),
+        ]),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenancy::validate;
+    use crate::tenancy::validate::tests::sample;
+
+    fn vt() -> ValidatedTenant {
+        validate(&sample()).expect("valid")
+    }
+
+    #[test]
+    fn namespaces_carry_identity_and_pod_security() {
+        let ns = namespace(&vt(), "edu-apps");
+        let l = ns.metadata.labels.unwrap_or_default();
+        assert_eq!(l[labels::TENANT], "edu");
+        assert_eq!(l[labels::DEPARTMENT], "EDU-001");
+        assert_eq!(l[labels::ZONE], "extranet");
+        assert_eq!(l["pod-security.kubernetes.io/enforce"], "restricted");
+        let mut t = vt();
+        t.level = crate::tenancy::validate::SecurityLevel::L2;
+        let l = namespace(&t, "edu-apps")
+            .metadata
+            .labels
+            .unwrap_or_default();
+        assert_eq!(l["pod-security.kubernetes.io/enforce"], "baseline");
+    }
+
+    #[test]
+    fn orphaned_namespaces_lose_our_ownership_but_keep_identity() {
+        let l = orphaned_namespace(&vt(), "edu-apps")
+            .metadata
+            .labels
+            .unwrap_or_default();
+        assert!(!l.contains_key(labels::MANAGED_BY));
+        assert_eq!(l[labels::ORPHANED], "true");
+        assert_eq!(l[labels::TENANT], "edu");
+    }
+
+    #[test]
+    fn quota_lists_only_budgeted_resources_in_readable_units() {
+        let hard = BTreeMap::from([
+            ("requests.cpu".to_string(), 1500),
+            ("requests.memory".to_string(), 4 * (1i128 << 30) * 1000),
+            ("pods".to_string(), 5000),
+            ("requests.storage".to_string(), 7),
+        ]);
+        let q = resource_quota(&vt(), "edu-apps", &hard);
+        let h = q.spec.and_then(|s| s.hard).unwrap_or_default();
+        assert_eq!(h["requests.cpu"].0, "1500m");
+        assert_eq!(h["requests.memory"].0, "4Gi");
+        assert_eq!(h["pods"].0, "5");
+        assert!(!h.contains_key("requests.storage"));
+    }
+
+    #[test]
+    fn network_policy_denies_by_default_and_allows_the_tenant_and_dns() {
+        let p = network_policies(&vt(), "edu-apps");
+        assert_eq!(p.len(), 2);
+        let deny = p[0].spec.clone().unwrap_or_default();
+        assert_eq!(
+            deny.policy_types,
+            Some(vec!["Ingress".into(), "Egress".into()])
+        );
+        assert!(deny.ingress.is_none() && deny.egress.is_none());
+        let allow = p[1].spec.clone().unwrap_or_default();
+        let egress = allow.egress.unwrap_or_default();
+        let dns = &egress[1];
+        let peers = dns.to.clone().unwrap_or_default();
+        let peer = &peers[0];
+        // One peer with both selectors: kube-dns pods *in* kube-system, not either.
+        assert!(peer.namespace_selector.is_some() && peer.pod_selector.is_some());
+        assert_eq!(dns.ports.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn owners_cannot_edit_the_rules_set_for_them() {
+        let role = owner_cluster_role();
+        for r in role.rules.unwrap_or_default() {
+            let res = r.resources.unwrap_or_default();
+            let writes = r
+                .verbs
+                .iter()
+                .any(|v| !["get", "list", "watch"].contains(&v.as_str()));
+            for forbidden in [
+                "resourcequotas",
+                "limitranges",
+                "networkpolicies",
+                "namespaces",
+                "rolebindings",
+            ] {
+                assert!(
+                    !(writes && res.iter().any(|x| x == forbidden)),
+                    "owners may write {forbidden}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn owners_are_bound_in_each_namespace() {
+        let rb = role_binding(&vt(), "edu-apps");
+        assert_eq!(rb.role_ref.name, OWNER_ROLE);
+        assert_eq!(rb.subjects.unwrap_or_default()[0].name, "alice");
+    }
+}

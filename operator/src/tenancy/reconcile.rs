@@ -1,0 +1,735 @@
+//! The Tenant controller: watches tenants and everything they produce, and converges.
+//!
+//! The pipeline per round: validate → claim namespaces (never taking over someone else's) →
+//! apply namespaces → split and apply quotas → limits, network policy, and last the owners'
+//! access (so nobody can create pods in a namespace before its quota exists) → sweep what
+//! the round no longer produces → write status. Deletion goes through a finalizer that
+//! follows the tenant's deletion policy.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::StreamExt;
+use k8s_openapi::api::{
+    core::v1::{LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota},
+    networking::v1::NetworkPolicy,
+    rbac::v1::RoleBinding,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{ListParams, Patch, PatchParams, PostParams},
+    core::DeserializeGuard,
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType},
+        finalizer::{Event as Finalizer, finalizer},
+        reflector::ObjectRef,
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::{
+    build::{self, ALLOW_POLICY, CHILD_NAME, DENY_POLICY},
+    quota::{self, Observed},
+    validate::{ValidatedTenant, validate},
+};
+use crate::{
+    api::{DeletionPolicy, QuotaStatus, Tenant, TenantStatus},
+    apply,
+    conditions::{self, Observed as Cond},
+    context::Context,
+    error::{Error, Result},
+    labels,
+    quantity::{self, Kind, Milli},
+};
+
+/// The controller's name in metrics and logs.
+pub const CONTROLLER: &str = "tenant";
+/// Finalizer that lets the deletion policy run before a tenant disappears.
+pub const FINALIZER: &str = "zhengyun.io/tenant-protection";
+
+/// How soon to look again while something is still converging.
+const SOON: Duration = Duration::from_secs(2);
+/// How often to re-check a settled tenant, as a safety net under the watches.
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let tenants = Api::<DeserializeGuard<Tenant>>::all(client.clone());
+    let managed = watcher::Config::default().labels(&labels::managed_selector());
+    ctx.metrics
+        .active_workers
+        .with_label_values(&[CONTROLLER])
+        .set(0);
+    Controller::new(tenants, watcher::Config::default())
+        .watches(
+            Api::<Namespace>::all(client.clone()),
+            managed.clone(),
+            map_to_tenant,
+        )
+        .watches(
+            Api::<ResourceQuota>::all(client.clone()),
+            managed.clone(),
+            map_to_tenant,
+        )
+        .watches(
+            Api::<LimitRange>::all(client.clone()),
+            managed.clone(),
+            map_to_tenant,
+        )
+        .watches(
+            Api::<RoleBinding>::all(client.clone()),
+            managed.clone(),
+            map_to_tenant,
+        )
+        .watches(
+            Api::<NetworkPolicy>::all(client.clone()),
+            managed,
+            map_to_tenant,
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                warn!(error = %e, "reconcile stream");
+            }
+        })
+        .await;
+}
+
+fn map_to_tenant<K: Resource>(obj: K) -> Option<ObjectRef<DeserializeGuard<Tenant>>> {
+    obj.labels().get(labels::TENANT).map(|t| ObjectRef::new(t))
+}
+
+fn error_policy(_obj: Arc<DeserializeGuard<Tenant>>, err: &Error, _ctx: Arc<Context>) -> Action {
+    match err {
+        Error::DeletionBlocked(_) => Action::requeue(Duration::from_secs(10)),
+        _ => Action::requeue(Duration::from_secs(5)),
+    }
+}
+
+async fn reconcile(obj: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>) -> Result<Action> {
+    let tenant = match &obj.0 {
+        Ok(t) => t.clone(),
+        Err(e) => {
+            // A malformed object must not stall the controller: log it and wait for a fix.
+            warn!(error = %e, "skipping a Tenant that does not deserialize");
+            return Ok(Action::await_change());
+        }
+    };
+    let name = tenant.name_any();
+    let span = info_span!("reconcile", controller = CONTROLLER, tenant = %name);
+    let m = ctx.metrics.clone();
+    let timer = m
+        .reconcile_time
+        .with_label_values(&[CONTROLLER])
+        .start_timer();
+    m.active_workers.with_label_values(&[CONTROLLER]).inc();
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    let result = finalizer(&api, FINALIZER, Arc::new(tenant), |event| async {
+        match event {
+            Finalizer::Apply(t) => apply_tenant(&t, &ctx).await,
+            Finalizer::Cleanup(t) => cleanup(&t, &ctx).await,
+        }
+    })
+    .instrument(span)
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    m.active_workers.with_label_values(&[CONTROLLER]).dec();
+    timer.observe_duration();
+    match &result {
+        Ok(_) => m
+            .reconcile_total
+            .with_label_values(&[CONTROLLER, "success"])
+            .inc(),
+        Err(e) => {
+            m.reconcile_total
+                .with_label_values(&[CONTROLLER, "error"])
+                .inc();
+            m.reconcile_errors.with_label_values(&[CONTROLLER]).inc();
+            m.reconcile_error_categories
+                .with_label_values(&[CONTROLLER, e.category()])
+                .inc();
+            warn!(tenant = %name, category = e.category(), error = %e, "reconcile failed");
+        }
+    }
+    result
+}
+
+async fn publish(ctx: &Context, tenant: &Tenant, type_: EventType, reason: &str, note: String) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &tenant.object_ref(&())).await {
+        warn!(error = %e, "publishing an event failed");
+    }
+}
+
+/// Whether a namespace is ours to manage for this tenant.
+#[derive(Debug)]
+enum Claim {
+    Owned,
+    Conflict(String),
+    Terminating,
+}
+
+fn is_ours(ns: &Namespace, vt: &ValidatedTenant) -> std::result::Result<bool, String> {
+    let l = ns.labels();
+    let tenant = l.get(labels::TENANT);
+    let managed = l.get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER);
+    let orphaned = l.get(labels::ORPHANED).map(String::as_str) == Some("true");
+    match tenant {
+        Some(t) if t == &vt.name && (managed || orphaned) => {
+            // An orphan is only re-adopted by a tenant of the same department.
+            if orphaned && !managed && l.get(labels::DEPARTMENT) != Some(&vt.department_code) {
+                return Err(format!(
+                    "namespace {} was left by a tenant of department {} and is not adopted by another department",
+                    ns.name_any(),
+                    l.get(labels::DEPARTMENT).map(String::as_str).unwrap_or("?")
+                ));
+            }
+            Ok(orphaned && !managed)
+        }
+        Some(t) if managed || orphaned => {
+            Err(format!("namespace {} belongs to tenant {t}", ns.name_any()))
+        }
+        _ => Err(format!(
+            "namespace {} already exists and was not created by zhengyun",
+            ns.name_any()
+        )),
+    }
+}
+
+async fn claim(client: &Client, vt: &ValidatedTenant, name: &str) -> Result<Claim> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    match api.get_opt(name).await? {
+        None => {
+            // Create, not apply: if two tenants race for one name, the loser gets AlreadyExists
+            // instead of silently taking over the winner's namespace.
+            let pp = PostParams {
+                field_manager: Some(labels::FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            match api.create(&pp, &build::namespace(vt, name)).await {
+                Ok(_) => {
+                    info!(namespace = name, "created namespace");
+                    Ok(Claim::Owned)
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Claim::Terminating),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Some(ns) => {
+            if ns.metadata.deletion_timestamp.is_some() {
+                return Ok(Claim::Terminating);
+            }
+            match is_ours(&ns, vt) {
+                Ok(false) => Ok(Claim::Owned),
+                Ok(true) => {
+                    apply::merge_labels(&api, name, serde_json::json!({ labels::ORPHANED: null }))
+                        .await?;
+                    info!(namespace = name, "re-adopted orphaned namespace");
+                    Ok(Claim::Owned)
+                }
+                Err(why) => Ok(Claim::Conflict(why)),
+            }
+        }
+    }
+}
+
+fn parse_map(
+    m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+) -> BTreeMap<String, Milli> {
+    m.map(|m| {
+        m.iter()
+            .filter_map(|(k, v)| quantity::parse(&v.0).ok().map(|x| (k.clone(), x)))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+async fn list_labelled<K>(client: &Client, tenant: &str) -> Result<Vec<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let lp = ListParams::default().labels(&labels::tenant_selector(tenant));
+    Ok(Api::<K>::all(client.clone()).list(&lp).await?.items)
+}
+
+async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
+    let client = &ctx.client;
+    let vt = match validate(tenant) {
+        Ok(vt) => vt,
+        Err(e) => {
+            publish(ctx, tenant, EventType::Warning, e.reason(), e.to_string()).await;
+            let conds = vec![Cond::new("Ready", false, e.reason(), e.to_string())];
+            write_status(ctx, tenant, conds, Vec::new(), None).await?;
+            return Ok(Action::await_change());
+        }
+    };
+
+    // Namespaces: claim each, never taking one over.
+    let mut owned = Vec::new();
+    let mut conflicts = Vec::new();
+    let mut pending = Vec::new();
+    for name in &vt.namespaces {
+        match claim(client, &vt, name).await? {
+            Claim::Owned => owned.push(name.clone()),
+            Claim::Conflict(why) => conflicts.push(why),
+            Claim::Terminating => pending.push(name.clone()),
+        }
+    }
+    for why in &conflicts {
+        publish(
+            ctx,
+            tenant,
+            EventType::Warning,
+            "NamespaceConflict",
+            why.clone(),
+        )
+        .await;
+    }
+    for name in &owned {
+        apply::cluster(client, &build::namespace(&vt, name)).await?;
+    }
+
+    // Quotas first, so the namespace is bounded before anyone may create pods in it.
+    let quotas: Vec<ResourceQuota> = list_labelled(client, &vt.name).await?;
+    let observed: Vec<Observed> = owned
+        .iter()
+        .map(|ns| {
+            let q = quotas.iter().find(|q| {
+                q.namespace().as_deref() == Some(ns.as_str()) && q.name_any() == CHILD_NAME
+            });
+            Observed {
+                spec: parse_map(
+                    q.and_then(|q| q.spec.as_ref())
+                        .and_then(|s| s.hard.as_ref()),
+                ),
+                enforced: parse_map(
+                    q.and_then(|q| q.status.as_ref())
+                        .and_then(|s| s.hard.as_ref()),
+                ),
+                used: parse_map(
+                    q.and_then(|q| q.status.as_ref())
+                        .and_then(|s| s.used.as_ref()),
+                ),
+            }
+        })
+        .collect();
+    let (hards, settled) = quota::split(&vt.quota, &observed);
+    for (ns, hard) in owned.iter().zip(&hards) {
+        apply::namespaced(client, &build::resource_quota(&vt, ns, hard)).await?;
+    }
+    for ns in &owned {
+        if let Some(lr) = build::limit_range(&vt, ns) {
+            apply::namespaced(client, &lr).await?;
+        }
+        for np in build::network_policies(&vt, ns) {
+            apply::namespaced(client, &np).await?;
+        }
+    }
+    for ns in &owned {
+        apply::namespaced(client, &build::role_binding(&vt, ns)).await?;
+    }
+
+    sweep(ctx, tenant, &vt, &owned).await?;
+
+    // Status: the tenant's totals are the sums over its namespaces.
+    let mut used: BTreeMap<String, Milli> = BTreeMap::new();
+    for o in &observed {
+        for (k, v) in &o.used {
+            if vt.quota.contains_key(k) {
+                *used.entry(k.clone()).or_default() += v;
+            }
+        }
+    }
+    let quota_status = QuotaStatus {
+        hard: vt
+            .quota
+            .iter()
+            .map(|(k, b)| (k.clone(), quantity::format(b.total, b.kind)))
+            .collect(),
+        used: vt
+            .quota
+            .iter()
+            .map(|(k, b)| {
+                (
+                    k.clone(),
+                    quantity::format(used.get(k).copied().unwrap_or(0), b.kind),
+                )
+            })
+            .collect(),
+    };
+    let ns_ok = conflicts.is_empty() && pending.is_empty();
+    let ns_message = if !conflicts.is_empty() {
+        conflicts.join("; ")
+    } else if !pending.is_empty() {
+        format!(
+            "waiting for namespaces to finish terminating: {}",
+            pending.join(", ")
+        )
+    } else {
+        format!("{} namespaces", owned.len())
+    };
+    let ns_reason = if !conflicts.is_empty() {
+        "Conflict"
+    } else if !pending.is_empty() {
+        "Terminating"
+    } else {
+        "Created"
+    };
+    let quota_message = if settled {
+        "the tenant's quota is split over its namespaces and enforced".to_string()
+    } else {
+        "moving the tenant's free quota between its namespaces".to_string()
+    };
+    let mut conds = vec![
+        Cond::new("NamespacesReady", ns_ok, ns_reason, ns_message),
+        Cond::new(
+            "QuotaReady",
+            settled,
+            if settled { "Enforced" } else { "Rebalancing" },
+            quota_message,
+        ),
+        Cond::new(
+            "AccessReady",
+            true,
+            "Bound",
+            format!("owners bound to {} in every namespace", build::OWNER_ROLE),
+        ),
+        Cond::new(
+            "NetworkReady",
+            true,
+            "DefaultDeny",
+            "default-deny with the tenant and DNS allowed",
+        ),
+        Cond::new(
+            "Conflict",
+            !conflicts.is_empty(),
+            if conflicts.is_empty() {
+                "NoConflict"
+            } else {
+                "NamespaceTaken"
+            },
+            conflicts.join("; "),
+        ),
+    ];
+    let ready = ns_ok && settled;
+    let (reason, message) = if ready {
+        (
+            "Ready",
+            "everything the tenant needs is in place".to_string(),
+        )
+    } else if !conflicts.is_empty() {
+        ("Conflict", conflicts.join("; "))
+    } else {
+        ("Progressing", "converging".to_string())
+    };
+    conds.insert(0, Cond::new("Ready", ready, reason, message));
+    write_status(ctx, tenant, conds, owned, Some((quota_status, &vt, &used))).await?;
+
+    let m = &ctx.metrics;
+    m.tenant_ready
+        .with_label_values(&[&vt.name])
+        .set(i64::from(ready));
+    m.tenant_last_success
+        .with_label_values(&[&vt.name])
+        .set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
+    Ok(if ready {
+        Action::requeue(RESYNC)
+    } else {
+        Action::requeue(SOON)
+    })
+}
+
+/// Removes what this round no longer produces: children in our namespaces that the spec no
+/// longer implies, and namespaces dropped from the spec (by the deletion policy).
+async fn sweep(
+    ctx: &Context,
+    tenant: &Tenant,
+    vt: &ValidatedTenant,
+    owned: &[String],
+) -> Result<()> {
+    let client = &ctx.client;
+    let owned_set: BTreeSet<&str> = owned.iter().map(String::as_str).collect();
+    let wants_limits = vt.limits.is_some()
+        && owned
+            .first()
+            .is_some_and(|ns| build::limit_range(vt, ns).is_some());
+
+    for lr in list_labelled::<LimitRange>(client, &vt.name).await? {
+        let ns = lr.namespace().unwrap_or_default();
+        if owned_set.contains(ns.as_str()) && !(wants_limits && lr.name_any() == CHILD_NAME) {
+            apply::delete_namespaced::<LimitRange>(client, &ns, &lr.name_any()).await?;
+        }
+    }
+    for np in list_labelled::<NetworkPolicy>(client, &vt.name).await? {
+        let ns = np.namespace().unwrap_or_default();
+        let name = np.name_any();
+        if owned_set.contains(ns.as_str()) && name != DENY_POLICY && name != ALLOW_POLICY {
+            apply::delete_namespaced::<NetworkPolicy>(client, &ns, &name).await?;
+        }
+    }
+    for rb in list_labelled::<RoleBinding>(client, &vt.name).await? {
+        let ns = rb.namespace().unwrap_or_default();
+        if owned_set.contains(ns.as_str()) && rb.name_any() != CHILD_NAME {
+            apply::delete_namespaced::<RoleBinding>(client, &ns, &rb.name_any()).await?;
+        }
+    }
+
+    let dropped: Vec<String> = list_labelled::<Namespace>(client, &vt.name)
+        .await?
+        .into_iter()
+        .map(|ns| ns.name_any())
+        .filter(|n| !vt.namespaces.contains(n))
+        .collect();
+    if !dropped.is_empty() {
+        release_namespaces(
+            ctx,
+            tenant,
+            vt.deletion_policy,
+            vt.confirm_data_deletion,
+            &dropped,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Lets namespaces go by the deletion policy: `Retain` orphans them, `Delete` deletes them
+/// unless they hold volumes and deletion of data is not confirmed.
+async fn release_namespaces(
+    ctx: &Context,
+    tenant: &Tenant,
+    policy: DeletionPolicy,
+    confirmed: bool,
+    names: &[String],
+) -> Result<()> {
+    let client = &ctx.client;
+    let ns_api: Api<Namespace> = Api::all(client.clone());
+    match policy {
+        DeletionPolicy::Retain => {
+            for name in names {
+                // Strip our ownership from the children too, so nothing maps back to a tenant.
+                orphan_children::<ResourceQuota>(client, name).await?;
+                orphan_children::<LimitRange>(client, name).await?;
+                orphan_children::<NetworkPolicy>(client, name).await?;
+                orphan_children::<RoleBinding>(client, name).await?;
+                apply::merge_labels(
+                    &ns_api,
+                    name,
+                    serde_json::json!({ labels::MANAGED_BY: null, labels::ORPHANED: "true" }),
+                )
+                .await?;
+                info!(namespace = %name, "retained namespace as orphaned");
+                publish(
+                    ctx,
+                    tenant,
+                    EventType::Normal,
+                    "NamespaceRetained",
+                    format!(
+                        "namespace {name} kept with its contents and labelled {}=true",
+                        labels::ORPHANED
+                    ),
+                )
+                .await;
+            }
+        }
+        DeletionPolicy::Delete => {
+            let mut with_data = Vec::new();
+            for name in names {
+                let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), name)
+                    .list(&ListParams::default().limit(1))
+                    .await?;
+                if !pvcs.items.is_empty() {
+                    with_data.push(name.clone());
+                }
+            }
+            if !with_data.is_empty() && !confirmed {
+                let why = format!(
+                    "namespaces {} hold PersistentVolumeClaims; set spec.confirmDataDeletion: true to delete them with their data, or spec.deletionPolicy: Retain to keep them",
+                    with_data.join(", ")
+                );
+                publish(
+                    ctx,
+                    tenant,
+                    EventType::Warning,
+                    "DeletionBlocked",
+                    why.clone(),
+                )
+                .await;
+                return Err(Error::DeletionBlocked(why));
+            }
+            for name in names {
+                match ns_api.delete(name, &Default::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+                info!(namespace = %name, "deleted namespace");
+                publish(
+                    ctx,
+                    tenant,
+                    EventType::Normal,
+                    "NamespaceDeleted",
+                    format!("namespace {name} deleted by deletionPolicy Delete"),
+                )
+                .await;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn orphan_children<K>(client: &Client, namespace: &str) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    for obj in api
+        .list(&ListParams::default().labels(&labels::managed_selector()))
+        .await?
+        .items
+    {
+        apply::merge_labels(
+            &api,
+            &obj.name_any(),
+            serde_json::json!({ labels::MANAGED_BY: null, labels::ORPHANED: "true" }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
+    let name = tenant.name_any();
+    let names: Vec<String> = list_labelled::<Namespace>(&ctx.client, &name)
+        .await?
+        .into_iter()
+        .map(|n| n.name_any())
+        .collect();
+    let policy = tenant.spec.deletion_policy;
+    if let Err(e) = release_namespaces(
+        ctx,
+        tenant,
+        policy,
+        tenant.spec.confirm_data_deletion,
+        &names,
+    )
+    .await
+    {
+        if let Error::DeletionBlocked(why) = &e {
+            let conds = vec![Cond::new("Ready", false, "DeletionBlocked", why.clone())];
+            write_status(ctx, tenant, conds, names, None).await?;
+        }
+        return Err(e);
+    }
+    ctx.metrics.forget_tenant(&name);
+    info!(tenant = %name, ?policy, namespaces = names.len(), "tenant released");
+    Ok(Action::await_change())
+}
+
+async fn write_status(
+    ctx: &Context,
+    tenant: &Tenant,
+    observed: Vec<Cond>,
+    namespaces: Vec<String>,
+    quota: Option<(QuotaStatus, &ValidatedTenant, &BTreeMap<String, Milli>)>,
+) -> Result<()> {
+    let previous = tenant
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or(&[]);
+    let generation = tenant.metadata.generation;
+    let conditions = conditions::merge(previous, &observed, generation, jiff::Timestamp::now());
+    let (quota_status, summary) = match quota {
+        Some((qs, vt, used)) => {
+            let m = &ctx.metrics;
+            for (res, b) in &vt.quota {
+                let scale = |v: Milli| v as f64 / 1000.0;
+                m.tenant_quota_hard
+                    .with_label_values(&[&vt.name, res])
+                    .set(scale(b.total));
+                m.tenant_quota_used
+                    .with_label_values(&[&vt.name, res])
+                    .set(scale(used.get(res).copied().unwrap_or(0)));
+            }
+            let summary = summary(vt, used);
+            (Some(qs), Some(summary))
+        }
+        None => (
+            tenant.status.as_ref().and_then(|s| s.quota.clone()),
+            tenant.status.as_ref().and_then(|s| s.quota_summary.clone()),
+        ),
+    };
+    let status = TenantStatus {
+        observed_generation: generation,
+        conditions,
+        namespace_count: Some(namespaces.len() as i32),
+        namespaces,
+        quota: quota_status,
+        quota_summary: summary,
+    };
+    let patch = serde_json::json!({
+        "apiVersion": Tenant::api_version(&()),
+        "kind": Tenant::kind(&()),
+        "status": status,
+    });
+    Api::<Tenant>::all(ctx.client.clone())
+        .patch_status(
+            &tenant.name_any(),
+            &PatchParams::apply(labels::FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+/// `cpu 1500m/8, memory 2Gi/16Gi, pods 3/20`: short enough for a table column.
+fn summary(vt: &ValidatedTenant, used: &BTreeMap<String, Milli>) -> String {
+    let short = |res: &str| match res {
+        "requests.cpu" => "cpu".to_string(),
+        "requests.memory" => "memory".to_string(),
+        "requests.storage" => "storage".to_string(),
+        "services.loadbalancers" => "lb".to_string(),
+        "persistentvolumeclaims" => "pvc".to_string(),
+        other => other.strip_prefix("requests.").unwrap_or(other).to_string(),
+    };
+    vt.quota
+        .iter()
+        .map(|(res, b)| {
+            let u = used.get(res).copied().unwrap_or(0);
+            let kind = if b.kind == Kind::Cores {
+                Kind::Cores
+            } else {
+                b.kind
+            };
+            format!(
+                "{} {}/{}",
+                short(res),
+                quantity::format(u, kind),
+                quantity::format(b.total, kind)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,424 @@
+//! The checks the CRD schema cannot make, producing the typed view the builders use.
+//!
+//! The API server already refuses malformed specs; this is the second line (and the one the
+//! admission webhook will share), so a spec that got past an older schema still fails with a
+//! message that names the field rather than producing broken objects.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::{
+    api::{Amount, ContainerLimits, DeletionPolicy, Owner, Tenant},
+    quantity::{Kind, Milli},
+};
+
+/// The 等保 level and the pod security standard it enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityLevel {
+    L2,
+    L3,
+    L4,
+}
+
+impl SecurityLevel {
+    /// The Pod Security Admission level enforced for this 等保 level.
+    pub fn pod_security(self) -> &'static str {
+        match self {
+            SecurityLevel::L2 => "baseline",
+            SecurityLevel::L3 | SecurityLevel::L4 => "restricted",
+        }
+    }
+
+    pub fn number(self) -> u8 {
+        match self {
+            SecurityLevel::L2 => 2,
+            SecurityLevel::L3 => 3,
+            SecurityLevel::L4 => 4,
+        }
+    }
+}
+
+/// One ResourceQuota resource of the tenant's budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    pub total: Milli,
+    pub kind: Kind,
+}
+
+/// Parsed container defaults, by LimitRange section.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub default_request: BTreeMap<&'static str, Milli>,
+    pub default_limit: BTreeMap<&'static str, Milli>,
+    pub max: BTreeMap<&'static str, Milli>,
+}
+
+/// A tenant whose spec has been checked; everything the builders need, nothing optional
+/// that could still be wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidatedTenant {
+    pub name: String,
+    pub department_code: String,
+    pub zone: String,
+    pub level: SecurityLevel,
+    /// Full namespace names, in spec order.
+    pub namespaces: Vec<String>,
+    pub owners: Vec<Owner>,
+    /// By ResourceQuota resource name (`requests.cpu`, `pods`, ...).
+    pub quota: BTreeMap<String, Budget>,
+    pub limits: Option<Limits>,
+    pub deletion_policy: DeletionPolicy,
+    pub confirm_data_deletion: bool,
+}
+
+/// Why a spec cannot be reconciled. Each message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("metadata.name '{0}' must be a lowercase DNS label of at most 61 characters")]
+    Name(String),
+    #[error("spec.securityLevel must be 2, 3 or 4, not {0}")]
+    SecurityLevel(u8),
+    #[error("spec.owners must name at least one user or group")]
+    NoOwners,
+    #[error("spec.namespaces must list at least one namespace")]
+    NoNamespaces,
+    #[error("spec.namespaces[{index}].suffix '{suffix}' is not a DNS label")]
+    Suffix { index: usize, suffix: String },
+    #[error("spec.namespaces[{index}].suffix makes namespace '{name}' longer than 63 characters")]
+    NamespaceTooLong { index: usize, name: String },
+    #[error("spec.namespaces[{index}].suffix '{suffix}' is listed twice")]
+    DuplicateSuffix { index: usize, suffix: String },
+    #[error("{field}: {reason}")]
+    Quantity { field: String, reason: String },
+}
+
+impl ValidationError {
+    /// A short, stable reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        "InvalidSpec"
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Checks a tenant and derives everything the builders need from it.
+pub fn validate(tenant: &Tenant) -> Result<ValidatedTenant, ValidationError> {
+    let name = tenant.metadata.name.clone().unwrap_or_default();
+    if !is_dns_label(&name) || name.len() > 61 {
+        return Err(ValidationError::Name(name));
+    }
+    let spec = &tenant.spec;
+    let level = match spec.security_level {
+        2 => SecurityLevel::L2,
+        3 => SecurityLevel::L3,
+        4 => SecurityLevel::L4,
+        other => return Err(ValidationError::SecurityLevel(other)),
+    };
+    if spec.owners.is_empty() {
+        return Err(ValidationError::NoOwners);
+    }
+    if spec.namespaces.is_empty() {
+        return Err(ValidationError::NoNamespaces);
+    }
+    let mut seen = BTreeSet::new();
+    let mut namespaces = Vec::with_capacity(spec.namespaces.len());
+    for (index, ns) in spec.namespaces.iter().enumerate() {
+        if !is_dns_label(&ns.suffix) {
+            return Err(ValidationError::Suffix {
+                index,
+                suffix: ns.suffix.clone(),
+            });
+        }
+        if !seen.insert(ns.suffix.as_str()) {
+            return Err(ValidationError::DuplicateSuffix {
+                index,
+                suffix: ns.suffix.clone(),
+            });
+        }
+        let full = format!("{name}-{}", ns.suffix);
+        if full.len() > 63 {
+            return Err(ValidationError::NamespaceTooLong { index, name: full });
+        }
+        namespaces.push(full);
+    }
+
+    let q = &spec.quota;
+    let gpu_name = q.gpu_resource_name.as_deref().unwrap_or("nvidia.com/gpu");
+    let entries: [(&str, String, Option<&Amount>, Kind); 8] = [
+        (
+            "spec.quota.cpu",
+            "requests.cpu".into(),
+            q.cpu.as_ref(),
+            Kind::Cores,
+        ),
+        (
+            "spec.quota.memory",
+            "requests.memory".into(),
+            q.memory.as_ref(),
+            Kind::Bytes,
+        ),
+        (
+            "spec.quota.storage",
+            "requests.storage".into(),
+            q.storage.as_ref(),
+            Kind::Bytes,
+        ),
+        (
+            "spec.quota.persistentVolumeClaims",
+            "persistentvolumeclaims".into(),
+            q.persistent_volume_claims.as_ref().map(|c| &c.0),
+            Kind::Count,
+        ),
+        (
+            "spec.quota.pods",
+            "pods".into(),
+            q.pods.as_ref().map(|c| &c.0),
+            Kind::Count,
+        ),
+        (
+            "spec.quota.services",
+            "services".into(),
+            q.services.as_ref().map(|c| &c.0),
+            Kind::Count,
+        ),
+        (
+            "spec.quota.loadBalancers",
+            "services.loadbalancers".into(),
+            q.load_balancers.as_ref().map(|c| &c.0),
+            Kind::Count,
+        ),
+        (
+            "spec.quota.gpu",
+            format!("requests.{gpu_name}"),
+            q.gpu.as_ref().map(|c| &c.0),
+            Kind::Count,
+        ),
+    ];
+    let mut quota = BTreeMap::new();
+    for (field, resource, amount, kind) in entries {
+        let Some(amount) = amount else { continue };
+        let total = non_negative(field, amount)?;
+        if kind == Kind::Count && total % crate::quantity::UNIT != 0 {
+            return Err(ValidationError::Quantity {
+                field: field.into(),
+                reason: format!("'{amount}' is not a whole number"),
+            });
+        }
+        quota.insert(resource, Budget { total, kind });
+    }
+
+    let limits = spec.limits.as_ref().map(parse_limits).transpose()?;
+
+    Ok(ValidatedTenant {
+        name,
+        department_code: spec.department.code.clone(),
+        zone: spec.zone.clone(),
+        level,
+        namespaces,
+        owners: spec.owners.clone(),
+        quota,
+        limits,
+        deletion_policy: spec.deletion_policy,
+        confirm_data_deletion: spec.confirm_data_deletion,
+    })
+}
+
+fn non_negative(field: &str, amount: &Amount) -> Result<Milli, ValidationError> {
+    let v = amount.milli().map_err(|e| ValidationError::Quantity {
+        field: field.into(),
+        reason: e.to_string(),
+    })?;
+    if v < 0 {
+        return Err(ValidationError::Quantity {
+            field: field.into(),
+            reason: format!("'{amount}' is negative"),
+        });
+    }
+    Ok(v)
+}
+
+fn parse_limits(l: &ContainerLimits) -> Result<Limits, ValidationError> {
+    let section = |name: &str,
+                   cm: &Option<crate::api::CpuMemory>|
+     -> Result<BTreeMap<&'static str, Milli>, ValidationError> {
+        let mut out = BTreeMap::new();
+        if let Some(cm) = cm {
+            if let Some(cpu) = &cm.cpu {
+                out.insert(
+                    "cpu",
+                    non_negative(&format!("spec.limits.{name}.cpu"), cpu)?,
+                );
+            }
+            if let Some(mem) = &cm.memory {
+                out.insert(
+                    "memory",
+                    non_negative(&format!("spec.limits.{name}.memory"), mem)?,
+                );
+            }
+        }
+        Ok(out)
+    };
+    let limits = Limits {
+        default_request: section("defaultRequest", &l.default_request)?,
+        default_limit: section("defaultLimit", &l.default_limit)?,
+        max: section("max", &l.max)?,
+    };
+    // A default request above the default limit would make every defaulted pod invalid.
+    for (res, req) in &limits.default_request {
+        if let Some(lim) = limits.default_limit.get(res)
+            && req > lim
+        {
+            return Err(ValidationError::Quantity {
+                field: format!("spec.limits.defaultRequest.{res}"),
+                reason: "is larger than spec.limits.defaultLimit".into(),
+            });
+        }
+    }
+    Ok(limits)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::api::amount::Count;
+    use crate::api::{Department, OwnerKind, TenantNamespace, TenantQuota, TenantSpec};
+
+    pub(crate) fn sample() -> Tenant {
+        Tenant::new(
+            "edu",
+            TenantSpec {
+                department: Department {
+                    code: "EDU-001".into(),
+                    name: "Education Bureau".into(),
+                    name_zh: Some("市教育局".into()),
+                },
+                zone: "extranet".into(),
+                owners: vec![Owner {
+                    kind: OwnerKind::User,
+                    name: "alice".into(),
+                }],
+                namespaces: vec![
+                    TenantNamespace {
+                        suffix: "apps".into(),
+                    },
+                    TenantNamespace {
+                        suffix: "data".into(),
+                    },
+                ],
+                quota: TenantQuota {
+                    cpu: Some("4".into()),
+                    memory: Some("8Gi".into()),
+                    pods: Some(Count::from(10)),
+                    ..Default::default()
+                },
+                limits: None,
+                security_level: 3,
+                deletion_policy: DeletionPolicy::Retain,
+                confirm_data_deletion: false,
+            },
+        )
+    }
+
+    #[test]
+    fn a_good_tenant_validates() {
+        let v = validate(&sample()).expect("valid");
+        assert_eq!(v.namespaces, vec!["edu-apps", "edu-data"]);
+        assert_eq!(v.level.pod_security(), "restricted");
+        assert_eq!(v.quota["requests.cpu"].total, 4000);
+        assert_eq!(v.quota["pods"].total, 10_000);
+        assert!(!v.quota.contains_key("requests.storage"));
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let mut t = sample();
+        t.spec.security_level = 5;
+        assert!(
+            validate(&t)
+                .unwrap_err()
+                .to_string()
+                .contains("spec.securityLevel")
+        );
+
+        let mut t = sample();
+        t.spec.namespaces.push(TenantNamespace {
+            suffix: "apps".into(),
+        });
+        assert!(
+            validate(&t)
+                .unwrap_err()
+                .to_string()
+                .contains("spec.namespaces[2].suffix")
+        );
+
+        let mut t = sample();
+        t.spec.namespaces[0].suffix = "x".repeat(60);
+        assert!(matches!(
+            validate(&t),
+            Err(ValidationError::NamespaceTooLong { index: 0, .. })
+        ));
+
+        let mut t = sample();
+        t.spec.quota.cpu = Some("-1".into());
+        assert!(
+            validate(&t)
+                .unwrap_err()
+                .to_string()
+                .contains("spec.quota.cpu")
+        );
+
+        let mut t = sample();
+        t.spec.quota.memory = Some("lots".into());
+        assert!(
+            validate(&t)
+                .unwrap_err()
+                .to_string()
+                .contains("spec.quota.memory")
+        );
+
+        let mut t = sample();
+        t.spec.quota.pods = Some(Count("1500m".into()));
+        assert!(
+            validate(&t)
+                .unwrap_err()
+                .to_string()
+                .contains("spec.quota.pods")
+        );
+
+        let mut t = sample();
+        t.spec.owners.clear();
+        assert_eq!(validate(&t), Err(ValidationError::NoOwners));
+
+        let mut t = sample();
+        t.metadata.name = Some("Edu".into());
+        assert!(matches!(validate(&t), Err(ValidationError::Name(_))));
+    }
+
+    #[test]
+    fn a_default_request_above_the_limit_is_refused() {
+        let mut t = sample();
+        t.spec.limits = Some(ContainerLimits {
+            default_request: Some(crate::api::CpuMemory {
+                cpu: Some("2".into()),
+                memory: None,
+            }),
+            default_limit: Some(crate::api::CpuMemory {
+                cpu: Some("1".into()),
+                memory: None,
+            }),
+            max: None,
+        });
+        assert!(
+            validate(&t)
+                .unwrap_err()
+                .to_string()
+                .contains("spec.limits.defaultRequest.cpu")
+        );
+    }
+}
