@@ -1,1 +1,262 @@
+//! Harness for the end-to-end suite: a client for the real control plane that `hack/test.sh`
+//! starts, the operator binary run as a real process, and polling helpers.
+//!
+//! Tests never fake the API server: if `KUBECONFIG` does not point at a running control plane
+//! they fail and say how to start one.
 
+use std::{
+    future::Future,
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{
+    api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    process::{Child, Command},
+};
+use zhengyun::api::{Department, Owner, OwnerKind, Tenant, TenantNamespace, TenantQuota, TenantSpec, amount::Count};
+
+/// The namespace the operator keeps its Lease in.
+pub const SYSTEM_NAMESPACE: &str = "zhengyun-system";
+
+/// A client for the control plane, with our CRDs installed.
+pub async fn client() -> Client {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        panic!("KUBECONFIG is not set: run the e2e suite with hack/test.sh, which starts a local control plane");
+    }
+    let client = Client::try_default().await.expect("a client for the local control plane");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in zhengyun::api::crd::all() {
+        crds.patch(&crd.name_any(), &PatchParams::apply("zhengyun-e2e").force(), &Patch::Apply(&crd))
+            .await
+            .expect("installing the CRDs");
+    }
+    for crd in zhengyun::api::crd::all() {
+        let name = crd.name_any();
+        wait_for(&format!("CRD {name} established"), Duration::from_secs(30), || {
+            let crds = crds.clone();
+            let name = name.clone();
+            async move {
+                let c = crds.get(&name).await.ok()?;
+                let established = c.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
+                established.then_some(())
+            }
+        })
+        .await;
+    }
+    let ns: Api<Namespace> = Api::all(client.clone());
+    let system = Namespace {
+        metadata: kube::api::ObjectMeta { name: Some(SYSTEM_NAMESPACE.into()), ..Default::default() },
+        ..Default::default()
+    };
+    match ns.create(&PostParams::default(), &system).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("creating {SYSTEM_NAMESPACE}: {e}"),
+    }
+    client
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// How long the operator may take for anything the issue says happens "within seconds".
+pub const SECONDS: Duration = Duration::from_secs(30);
+
+/// A simple tenant: one owner `<name>-owner`, the given namespace suffixes, level 2.
+pub fn tenant(name: &str, suffixes: &[&str]) -> Tenant {
+    Tenant::new(
+        name,
+        TenantSpec {
+            department: Department {
+                code: format!("DEPT-{name}"),
+                name: format!("Department {name}"),
+                name_zh: Some("测试局".into()),
+            },
+            zone: "extranet".into(),
+            owners: vec![Owner { kind: OwnerKind::User, name: format!("{name}-owner") }],
+            namespaces: suffixes.iter().map(|s| TenantNamespace { suffix: (*s).into() }).collect(),
+            quota: TenantQuota {
+                cpu: Some("4".into()),
+                memory: Some("8Gi".into()),
+                pods: Some(Count::from(10)),
+                ..Default::default()
+            },
+            limits: None,
+            security_level: 2,
+            deletion_policy: Default::default(),
+            confirm_data_deletion: false,
+        },
+    )
+}
+
+/// Creates (or replaces the spec of) a tenant.
+pub async fn apply_tenant(client: &Client, t: &Tenant) -> Tenant {
+    let api: Api<Tenant> = Api::all(client.clone());
+    let mut t = t.clone();
+    t.metadata.managed_fields = None;
+    t.metadata.resource_version = None;
+    t.status = None;
+    api.patch(&t.name_any(), &PatchParams::apply("zhengyun-e2e").force(), &Patch::Apply(&t))
+        .await
+        .expect("applying a tenant")
+}
+
+/// The status of one condition of a tenant.
+pub fn condition(t: &Tenant, type_: &str) -> Option<(String, String, String)> {
+    t.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until the tenant is Ready for its current generation.
+pub async fn wait_ready(client: &Client, name: &str) -> Tenant {
+    let api: Api<Tenant> = Api::all(client.clone());
+    wait_for(&format!("tenant {name} Ready"), SECONDS, || {
+        let api = api.clone();
+        async move {
+            let t = api.get(name).await.ok()?;
+            let fresh = t.status.as_ref()?.observed_generation == t.metadata.generation;
+            (fresh && condition(&t, "Ready").map(|c| c.0).as_deref() == Some("True")).then_some(t)
+        }
+    })
+    .await
+}
+
+/// The operator binary, built by `cargo build` before the suite runs.
+fn operator_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ZHENGYUN_OPERATOR_BIN") {
+        return p.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug/zhengyun-operator")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A real operator process.
+pub struct Operator {
+    child: Option<Child>,
+    pub identity: String,
+    pub admin: String,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// Starts a replica that competes for `lease`.
+    pub async fn start(lease: &str, identity: &str) -> Operator {
+        let port = free_port();
+        let logs = std::env::var_os("ZHENGYUN_E2E_LOGS").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&logs).expect("log directory");
+        let log = logs.join(format!("{identity}.log"));
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+        let child = Command::new(operator_bin())
+            .args([
+                "run",
+                "--admin-addr",
+                &format!("127.0.0.1:{port}"),
+                "--lease-name",
+                lease,
+                "--identity",
+                identity,
+                "--lease-duration",
+                "4",
+                "--lease-retry",
+                "1",
+            ])
+            .env("RUST_LOG", "info,zhengyun=debug,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e} (build it with cargo build)", operator_bin().display()));
+        let op = Operator { child: Some(child), identity: identity.into(), admin: format!("127.0.0.1:{port}"), log };
+        let admin = op.admin.clone();
+        wait_for("the operator's admin port", SECONDS, || {
+            let admin = admin.clone();
+            async move { http_get(&admin, "/healthz").await.ok().filter(|b| b.contains("ok")) }
+        })
+        .await;
+        op
+    }
+
+    /// The operator's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        http_get(&self.admin, "/metrics").await.unwrap_or_default()
+    }
+
+    /// The value of one series, e.g. `leader_election_master_status{name="x"}`.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.metrics().await;
+        text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+    }
+
+    /// Waits until this replica reports that it leads.
+    pub async fn wait_leading(&self, lease: &str) {
+        let series = format!("leader_election_master_status{{name=\"{lease}\"}}");
+        wait_for(&format!("{} to lead", self.identity), SECONDS, || async {
+            (self.metric(&series).await == Some(1.0)).then_some(())
+        })
+        .await;
+    }
+
+    /// SIGKILL: no chance to release the lease or finish a round.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub async fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        if let Some(pid) = c.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+        tokio::time::timeout(Duration::from_secs(20), c.wait()).await.ok()?.ok()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+async fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await?;
+    Ok(buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}

@@ -96,7 +96,7 @@ ENV
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-account-issuer https://kubernetes.default.svc \
     --service-cluster-ip-range 10.0.0.0/24 \
-    --authorization-mode RBAC \
+    --authorization-mode RBAC --allow-privileged=true \
     --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy \
     --v 1
   local i
@@ -112,7 +112,7 @@ ENV
   "$bin/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz >/dev/null || { echo "kube-apiserver not ready" >&2; return 1; }
   _start "$dir" kube-controller-manager "$bin/kube-controller-manager" \
     --kubeconfig "$dir/kcm.kubeconfig" \
-    --controllers namespace,garbagecollector,resourcequota,serviceaccount,serviceaccount-token,root-ca-cert-publisher \
+    --controllers namespace,garbagecollector,resourcequota,serviceaccount,serviceaccount-token,root-ca-cert-publisher,pvc-protection,pv-protection \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --use-service-account-credentials --leader-elect=false --secure-port 0 --concurrent-resource-quota-syncs 10 --v 1
   echo "control plane up: KUBECONFIG=$dir/kubeconfig (apiserver https://127.0.0.1:$api_port)" >&2

@@ -43,29 +43,16 @@ pub async fn serve(
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.ctx.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.ctx.metrics.render())
 }
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
-    if s.ctx.is_ready() {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting")
-    }
+    if s.ctx.is_ready() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting") }
 }
 
 async fn loglevel(State(s): State<AdminState>, body: String) -> impl IntoResponse {
     match (s.reload)(body.trim()) {
-        Ok(()) => (
-            StatusCode::OK,
-            format!("log filter set to {}\n", body.trim()),
-        ),
+        Ok(()) => (StatusCode::OK, format!("log filter set to {}\n", body.trim())),
         Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
     }
 }

@@ -22,48 +22,26 @@ fn params() -> PatchParams {
 /// Applies a namespaced object where its metadata says.
 pub async fn namespaced<K>(client: &Client, obj: &K) -> Result<K, kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
 {
     let ns = obj.namespace().unwrap_or_default();
-    Api::<K>::namespaced(client.clone(), &ns)
-        .patch(&obj.name_any(), &params(), &Patch::Apply(obj))
-        .await
+    Api::<K>::namespaced(client.clone(), &ns).patch(&obj.name_any(), &params(), &Patch::Apply(obj)).await
 }
 
 /// Applies a cluster-scoped object.
 pub async fn cluster<K>(client: &Client, obj: &K) -> Result<K, kube::Error>
 where
-    K: Resource<Scope = ClusterResourceScope, DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug,
+    K: Resource<Scope = ClusterResourceScope, DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
 {
-    Api::<K>::all(client.clone())
-        .patch(&obj.name_any(), &params(), &Patch::Apply(obj))
-        .await
+    Api::<K>::all(client.clone()).patch(&obj.name_any(), &params(), &Patch::Apply(obj)).await
 }
 
 /// Deletes a namespaced object; one that is already gone is not an error.
-pub async fn delete_namespaced<K>(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<(), kube::Error>
+pub async fn delete_namespaced<K>(client: &Client, namespace: &str, name: &str) -> Result<(), kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
-    match Api::<K>::namespaced(client.clone(), namespace)
-        .delete(name, &DeleteParams::default())
-        .await
-    {
+    match Api::<K>::namespaced(client.clone(), namespace).delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e),
@@ -72,21 +50,14 @@ where
 
 /// A JSON merge patch, for the label transitions SSA cannot express (removing a label that
 /// another manager entry of ours also owns).
-pub async fn merge_labels<K>(
-    api: &Api<K>,
-    name: &str,
-    labels: serde_json::Value,
-) -> Result<(), kube::Error>
+pub async fn merge_labels<K>(api: &Api<K>, name: &str, labels: serde_json::Value) -> Result<(), kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
     let patch = serde_json::json!({ "metadata": { "labels": labels } });
     api.patch(
         name,
-        &PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        },
+        &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
         &Patch::Merge(&patch),
     )
     .await

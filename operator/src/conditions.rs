@@ -13,18 +13,8 @@ pub struct Observed {
 }
 
 impl Observed {
-    pub fn new(
-        type_: &'static str,
-        ok: bool,
-        reason: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Observed {
-            type_,
-            ok,
-            reason: reason.into(),
-            message: message.into(),
-        }
+    pub fn new(type_: &'static str, ok: bool, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Observed { type_, ok, reason: reason.into(), message: message.into() }
     }
 }
 
@@ -64,25 +54,10 @@ mod tests {
     fn transition_time_moves_only_when_status_flips() {
         let t0 = jiff::Timestamp::from_second(1_000).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let t1 = jiff::Timestamp::from_second(2_000).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        let first = merge(
-            &[],
-            &[Observed::new("Ready", false, "Progressing", "")],
-            Some(1),
-            t0,
-        );
-        let same = merge(
-            &first,
-            &[Observed::new("Ready", false, "Progressing", "still")],
-            Some(2),
-            t1,
-        );
+        let first = merge(&[], &[Observed::new("Ready", false, "Progressing", "")], Some(1), t0);
+        let same = merge(&first, &[Observed::new("Ready", false, "Progressing", "still")], Some(2), t1);
         assert_eq!(same[0].last_transition_time.0, t0);
-        let flipped = merge(
-            &same,
-            &[Observed::new("Ready", true, "Ready", "")],
-            Some(2),
-            t1,
-        );
+        let flipped = merge(&same, &[Observed::new("Ready", true, "Ready", "")], Some(2), t1);
         assert_eq!(flipped[0].last_transition_time.0, t1);
     }
 }

@@ -22,10 +22,7 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, identity: &str, metrics: Arc<Metrics>) -> Arc<Self> {
-        let reporter = Reporter {
-            controller: "zhengyun-operator".into(),
-            instance: Some(identity.into()),
-        };
+        let reporter = Reporter { controller: "zhengyun-operator".into(), instance: Some(identity.into()) };
         Arc::new(Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,

@@ -36,8 +36,9 @@ impl Error {
             Error::Kube(_) => "kube_api",
             Error::InvalidSpec(_) => "invalid_spec",
             Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
+                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
+                    e.category()
+                }
                 _ => "finalizer",
             },
             Error::DeletionBlocked(_) => "deletion_blocked",

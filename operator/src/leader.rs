@@ -54,11 +54,7 @@ pub fn decide(lease: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Deci
         return Decision::TakeOver;
     }
     let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
-    let last = spec
-        .renew_time
-        .as_ref()
-        .or(spec.acquire_time.as_ref())
-        .map(|t| t.0);
+    let last = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()).map(|t| t.0);
     match last {
         Some(t) if t + duration > now => Decision::Follow { holder },
         _ => Decision::TakeOver,
@@ -70,17 +66,9 @@ fn spec_for(cfg: &Config, now: Timestamp, prior: Option<&LeaseSpec>, new_term: b
     LeaseSpec {
         holder_identity: Some(cfg.identity.clone()),
         lease_duration_seconds: Some(cfg.lease_duration.as_secs().max(1) as i32),
-        acquire_time: if new_term {
-            Some(MicroTime(now))
-        } else {
-            prior.and_then(|p| p.acquire_time.clone())
-        },
+        acquire_time: if new_term { Some(MicroTime(now)) } else { prior.and_then(|p| p.acquire_time.clone()) },
         renew_time: Some(MicroTime(now)),
-        lease_transitions: Some(if new_term && prior.is_some() {
-            transitions + 1
-        } else {
-            transitions
-        }),
+        lease_transitions: Some(if new_term && prior.is_some() { transitions + 1 } else { transitions }),
         ..Default::default()
     }
 }
@@ -89,11 +77,7 @@ fn spec_for(cfg: &Config, now: Timestamp, prior: Option<&LeaseSpec>, new_term: b
 pub async fn try_acquire_or_renew(api: &Api<Lease>, cfg: &Config) -> Result<bool, kube::Error> {
     let now = Timestamp::now();
     let current = api.get_opt(&cfg.name).await?;
-    let decision = decide(
-        current.as_ref().and_then(|l| l.spec.as_ref()),
-        &cfg.identity,
-        now,
-    );
+    let decision = decide(current.as_ref().and_then(|l| l.spec.as_ref()), &cfg.identity, now);
     let result = match (decision, current) {
         (Decision::Create, _) => {
             let lease = Lease {
@@ -111,9 +95,7 @@ pub async fn try_acquire_or_renew(api: &Api<Lease>, cfg: &Config) -> Result<bool
             let new_term = d == Decision::TakeOver;
             lease.spec = Some(spec_for(cfg, now, lease.spec.as_ref(), new_term));
             // The object carries its resourceVersion: a concurrent writer makes this fail.
-            api.replace(&cfg.name, &PostParams::default(), &lease)
-                .await
-                .map(|_| ())
+            api.replace(&cfg.name, &PostParams::default(), &lease).await.map(|_| ())
         }
         (_, None) => return Ok(false),
     };
@@ -132,19 +114,13 @@ pub async fn release(api: &Api<Lease>, cfg: &Config) -> Result<(), kube::Error> 
     {
         spec.holder_identity = None;
         spec.renew_time = None;
-        api.replace(&cfg.name, &PostParams::default(), &lease)
-            .await?;
+        api.replace(&cfg.name, &PostParams::default(), &lease).await?;
     }
     Ok(())
 }
 
 /// Runs the election until `stop` fires, publishing whether we lead on `tx`.
-pub async fn run(
-    client: Client,
-    cfg: Config,
-    tx: watch::Sender<bool>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run(client: Client, cfg: Config, tx: watch::Sender<bool>, mut stop: watch::Receiver<bool>) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let mut last_renew: Option<tokio::time::Instant> = None;
     loop {
@@ -166,8 +142,7 @@ pub async fn run(
             Err(e) => {
                 tracing::warn!(error = %e, "leader election round failed");
                 // Keep leading only while the lease we hold is still valid.
-                let expired =
-                    last_renew.is_none_or(|t| t.elapsed() >= cfg.lease_duration.mul_f32(0.8));
+                let expired = last_renew.is_none_or(|t| t.elapsed() >= cfg.lease_duration.mul_f32(0.8));
                 if expired && *tx.borrow() {
                     tracing::error!("could not renew the lease in time: stepping down");
                     let _ = tx.send(false);
@@ -209,29 +184,17 @@ mod tests {
     #[test]
     fn a_valid_lease_of_another_is_followed() {
         let l = lease(Some("b"), 1, 15);
-        assert_eq!(
-            decide(Some(&l), "a", Timestamp::now()),
-            Decision::Follow { holder: "b".into() }
-        );
+        assert_eq!(decide(Some(&l), "a", Timestamp::now()), Decision::Follow { holder: "b".into() });
     }
 
     #[test]
     fn an_expired_or_released_lease_is_taken_over() {
-        assert_eq!(
-            decide(Some(&lease(Some("b"), 20, 15)), "a", Timestamp::now()),
-            Decision::TakeOver
-        );
-        assert_eq!(
-            decide(Some(&lease(None, 1, 15)), "a", Timestamp::now()),
-            Decision::TakeOver
-        );
+        assert_eq!(decide(Some(&lease(Some("b"), 20, 15)), "a", Timestamp::now()), Decision::TakeOver);
+        assert_eq!(decide(Some(&lease(None, 1, 15)), "a", Timestamp::now()), Decision::TakeOver);
     }
 
     #[test]
     fn our_own_lease_is_renewed() {
-        assert_eq!(
-            decide(Some(&lease(Some("a"), 1, 15)), "a", Timestamp::now()),
-            Decision::Renew
-        );
+        assert_eq!(decide(Some(&lease(Some("a"), 1, 15)), "a", Timestamp::now()), Decision::Renew);
     }
 }

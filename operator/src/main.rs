@@ -64,16 +64,14 @@ struct RunArgs {
 }
 
 fn init_logging(format: &str) -> LogReload {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
     if format == "text" {
         registry.with(tracing_subscriber::fmt::layer()).init();
     } else {
-        registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
-            .init();
+        registry.with(tracing_subscriber::fmt::layer().json().flatten_event(true)).init();
     }
     Arc::new(move |spec: &str| {
         let f = EnvFilter::try_new(spec).map_err(|e| e.to_string())?;
@@ -110,23 +108,12 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     let ctx = Context::new(client.clone(), &identity, metrics.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let admin = tokio::spawn(admin::serve(
-        args.admin_addr,
-        ctx.clone(),
-        reload,
-        stop_rx.clone(),
-    ));
+    let admin = tokio::spawn(admin::serve(args.admin_addr, ctx.clone(), reload, stop_rx.clone()));
 
     // Fail fast, with the fix in the message, when the CRD is missing.
-    match Api::<Tenant>::all(client.clone())
-        .list(&ListParams::default().limit(1))
-        .await
-    {
+    match Api::<Tenant>::all(client.clone()).list(&ListParams::default().limit(1)).await {
         Err(kube::Error::Api(s)) if s.code == 404 => {
-            return Err(Error::CrdMissing {
-                crd: "tenants.zhengyun.io",
-            }
-            .into());
+            return Err(Error::CrdMissing { crd: "tenants.zhengyun.io" }.into());
         }
         Err(e) => return Err(e.into()),
         Ok(_) => {}
@@ -199,9 +186,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     let _ = election.await;
     let _ = admin.await;
     if lost_lead {
-        anyhow::bail!(
-            "lost leadership; exiting so a supervisor restarts this replica as a follower"
-        );
+        anyhow::bail!("lost leadership; exiting so a supervisor restarts this replica as a follower");
     }
     tracing::info!("shut down cleanly");
     Ok(())

@@ -5,8 +5,8 @@
 //! an arbitrary object name.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric the operator exports, registered in one registry.
@@ -39,10 +39,7 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let reconcile_total = must(IntCounterVec::new(
-            Opts::new(
-                "controller_runtime_reconcile_total",
-                "Total number of reconciliations per controller",
-            ),
+            Opts::new("controller_runtime_reconcile_total", "Total number of reconciliations per controller"),
             &["controller", "result"],
         ));
         let reconcile_errors = must(IntCounterVec::new(
@@ -53,10 +50,7 @@ impl Metrics {
             &["controller"],
         ));
         let reconcile_error_categories = must(IntCounterVec::new(
-            Opts::new(
-                "zhengyun_reconcile_errors_total",
-                "Reconciliation errors by controller and error category",
-            ),
+            Opts::new("zhengyun_reconcile_errors_total", "Reconciliation errors by controller and error category"),
             &["controller", "category"],
         ));
         let reconcile_time = must(HistogramVec::new(
@@ -64,16 +58,11 @@ impl Metrics {
                 "controller_runtime_reconcile_time_seconds",
                 "Length of time per reconciliation per controller",
             )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &["controller"],
         ));
         let active_workers = must(IntGaugeVec::new(
-            Opts::new(
-                "controller_runtime_active_workers",
-                "Number of currently used workers per controller",
-            ),
+            Opts::new("controller_runtime_active_workers", "Number of currently used workers per controller"),
             &["controller"],
         ));
         let leader = must(IntGaugeVec::new(
@@ -98,10 +87,7 @@ impl Metrics {
             &["tenant", "resource"],
         ));
         let tenant_ready = must(IntGaugeVec::new(
-            Opts::new(
-                "zhengyun_tenant_ready",
-                "1 when the tenant's Ready condition is True",
-            ),
+            Opts::new("zhengyun_tenant_ready", "1 when the tenant's Ready condition is True"),
             &["tenant"],
         ));
         let tenant_last_success = must(GaugeVec::new(
@@ -112,20 +98,11 @@ impl Metrics {
             &["tenant"],
         ));
         let build_info = must(IntGaugeVec::new(
-            Opts::new(
-                "zhengyun_build_info",
-                "Build information of the running operator",
-            ),
+            Opts::new("zhengyun_build_info", "Build information of the running operator"),
             &["version"],
         ));
-        let up_since = must(Gauge::new(
-            "zhengyun_start_time_seconds",
-            "Unix time the operator started",
-        ));
-        let tenants = must(IntGauge::new(
-            "zhengyun_tenants",
-            "Number of tenants the operator manages",
-        ));
+        let up_since = must(Gauge::new("zhengyun_start_time_seconds", "Unix time the operator started"));
+        let tenants = must(IntGauge::new("zhengyun_tenants", "Number of tenants the operator manages"));
         for c in [
             Box::new(reconcile_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_errors.clone()),
@@ -143,9 +120,7 @@ impl Metrics {
         ] {
             must(registry.register(c));
         }
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         up_since.set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
         Metrics {
             registry,
@@ -181,12 +156,8 @@ impl Metrics {
         for vec in [&self.tenant_quota_hard, &self.tenant_quota_used] {
             for mf in prometheus::core::Collector::collect(vec) {
                 for m in mf.get_metric() {
-                    let value = |name: &str| {
-                        m.get_label()
-                            .iter()
-                            .find(|l| l.name() == name)
-                            .map(|l| l.value().to_string())
-                    };
+                    let value =
+                        |name: &str| m.get_label().iter().find(|l| l.name() == name).map(|l| l.value().to_string());
                     if value("tenant").as_deref() == Some(tenant)
                         && let Some(resource) = value("resource")
                     {
@@ -211,16 +182,10 @@ mod tests {
     #[test]
     fn renders_controller_runtime_names() {
         let m = Metrics::new();
-        m.reconcile_total
-            .with_label_values(&["tenant", "success"])
-            .inc();
-        m.tenant_quota_hard
-            .with_label_values(&["edu", "pods"])
-            .set(10.0);
+        m.reconcile_total.with_label_values(&["tenant", "success"]).inc();
+        m.tenant_quota_hard.with_label_values(&["edu", "pods"]).set(10.0);
         let text = m.render();
-        assert!(text.contains(
-            "controller_runtime_reconcile_total{controller=\"tenant\",result=\"success\"} 1"
-        ));
+        assert!(text.contains("controller_runtime_reconcile_total{controller=\"tenant\",result=\"success\"} 1"));
         assert!(text.contains("zhengyun_tenant_quota_hard{resource=\"pods\",tenant=\"edu\"} 10"));
         m.forget_tenant("edu");
         assert!(!m.render().contains("tenant=\"edu\""));

@@ -16,9 +16,7 @@ pub const UNIT: Milli = 1000;
 pub enum ParseError {
     #[error("empty quantity")]
     Empty,
-    #[error(
-        "'{0}' is not a quantity (expected a number with an optional suffix like m, k, Mi, Gi)"
-    )]
+    #[error("'{0}' is not a quantity (expected a number with an optional suffix like m, k, Mi, Gi)")]
     Malformed(String),
     #[error("'{0}' is too large")]
     TooLarge(String),
@@ -36,9 +34,7 @@ pub fn parse(input: &str) -> Result<Milli, ParseError> {
         b'+' => (false, &s[1..]),
         _ => (false, s),
     };
-    let num_end = body
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(body.len());
+    let num_end = body.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(body.len());
     let (number, suffix) = body.split_at(num_end);
     if number.is_empty() || number == "." || number.matches('.').count() > 1 {
         return Err(malformed());
@@ -66,11 +62,7 @@ pub fn parse(input: &str) -> Result<Milli, ParseError> {
         "Pi" => exp2 = 50,
         "Ei" => exp2 = 60,
         other => {
-            let exp = other
-                .strip_prefix(['e', 'E'])
-                .ok_or_else(malformed)?
-                .parse::<i32>()
-                .map_err(|_| malformed())?;
+            let exp = other.strip_prefix(['e', 'E']).ok_or_else(malformed)?.parse::<i32>().map_err(|_| malformed())?;
             if !(-30..=30).contains(&exp) {
                 return Err(ParseError::TooLarge(input.to_string()));
             }
@@ -82,18 +74,12 @@ pub fn parse(input: &str) -> Result<Milli, ParseError> {
     if digits.len() > 30 {
         return Err(too_large());
     }
-    let mut value: i128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().map_err(|_| malformed())?
-    };
+    let mut value: i128 = if digits.is_empty() { 0 } else { digits.parse().map_err(|_| malformed())? };
     value = value.checked_mul(1i128 << exp2).ok_or_else(too_large)?;
     // Scale to milli: multiply by 10^(exp10 + 3), rounding a remaining division up.
     let scale = exp10 + 3;
     if scale >= 0 {
-        value = value
-            .checked_mul(10i128.checked_pow(scale as u32).ok_or_else(too_large)?)
-            .ok_or_else(too_large)?;
+        value = value.checked_mul(10i128.checked_pow(scale as u32).ok_or_else(too_large)?).ok_or_else(too_large)?;
     } else {
         let div = 10i128.checked_pow((-scale) as u32).ok_or_else(too_large)?;
         value = (value + div - 1) / div;
@@ -109,14 +95,7 @@ pub fn format(v: Milli, kind: Kind) -> String {
     }
     let n = v / UNIT;
     if kind == Kind::Bytes && n != 0 {
-        for (suffix, shift) in [
-            ("Ei", 60),
-            ("Pi", 50),
-            ("Ti", 40),
-            ("Gi", 30),
-            ("Mi", 20),
-            ("Ki", 10),
-        ] {
+        for (suffix, shift) in [("Ei", 60), ("Pi", 50), ("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)] {
             let unit = 1i128 << shift;
             if n % unit == 0 {
                 return format!("{}{suffix}", n / unit);
@@ -188,9 +167,7 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_quantity() {
-        for s in [
-            "", "abc", "1..2", "1x", "Gi", "1 Gi", "1e", "1e99", "--1", "1.2.3",
-        ] {
+        for s in ["", "abc", "1..2", "1x", "Gi", "1 Gi", "1e", "1e99", "--1", "1.2.3"] {
             assert!(parse(s).is_err(), "{s} should be refused");
         }
     }

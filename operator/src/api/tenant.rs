@@ -34,10 +34,7 @@ pub struct TenantSpec {
 
     /// The zone (安全区域) the tenant's workloads run in, for example `extranet` (政务外网) or
     /// `intranet` (政务内网). A lowercase DNS label.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub zone: String,
 
     /// Who administers the tenant's workloads. Owners may run workloads in every namespace of
@@ -86,10 +83,7 @@ pub struct TenantSpec {
 }]))]
 pub struct Department {
     /// The department's code (for example its organisation code). Immutable; used as a label.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"))]
     pub code: String,
     /// The department's name in English.
     #[schemars(length(min = 1, max = 256))]
@@ -123,10 +117,7 @@ pub enum OwnerKind {
 #[serde(rename_all = "camelCase")]
 pub struct TenantNamespace {
     /// The suffix of the namespace name `<tenant>-<suffix>`: a lowercase DNS label.
-    #[schemars(
-        length(min = 1, max = 61),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 61), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub suffix: String,
 }
 

@@ -7,12 +7,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::{
     api::{
-        core::v1::{
-            LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec,
-        },
+        core::v1::{LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec},
         networking::v1::{
-            IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule,
-            NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+            IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+            NetworkPolicyPort, NetworkPolicySpec,
         },
         rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject},
     },
@@ -43,10 +41,7 @@ pub const NODE_LOCAL_DNS: &str = "169.254.20.10/32";
 
 /// Labels every object of the tenant carries.
 pub fn tenant_labels(t: &ValidatedTenant) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (labels::MANAGED_BY.into(), labels::MANAGER.into()),
-        (labels::TENANT.into(), t.name.clone()),
-    ])
+    BTreeMap::from([(labels::MANAGED_BY.into(), labels::MANAGER.into()), (labels::TENANT.into(), t.name.clone())])
 }
 
 fn meta(t: &ValidatedTenant, namespace: &str, name: &str) -> ObjectMeta {
@@ -67,17 +62,10 @@ pub fn namespace(t: &ValidatedTenant, name: &str) -> Namespace {
     l.insert(labels::SECURITY_LEVEL.into(), t.level.number().to_string());
     for mode in ["enforce", "audit", "warn"] {
         l.insert(format!("pod-security.kubernetes.io/{mode}"), pss.into());
-        l.insert(
-            format!("pod-security.kubernetes.io/{mode}-version"),
-            "latest".into(),
-        );
+        l.insert(format!("pod-security.kubernetes.io/{mode}-version"), "latest".into());
     }
     Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels: Some(l),
-            ..Default::default()
-        },
+        metadata: ObjectMeta { name: Some(name.into()), labels: Some(l), ..Default::default() },
         ..Default::default()
     }
 }
@@ -98,25 +86,12 @@ fn resource_name(kind: Kind, v: Milli) -> Quantity {
 }
 
 /// The namespace's share of the tenant's quota (see [`super::quota`]).
-pub fn resource_quota(
-    t: &ValidatedTenant,
-    namespace: &str,
-    hard: &BTreeMap<String, Milli>,
-) -> ResourceQuota {
-    let hard = hard
-        .iter()
-        .filter_map(|(res, v)| {
-            t.quota
-                .get(res)
-                .map(|b| (res.clone(), resource_name(b.kind, *v)))
-        })
-        .collect();
+pub fn resource_quota(t: &ValidatedTenant, namespace: &str, hard: &BTreeMap<String, Milli>) -> ResourceQuota {
+    let hard =
+        hard.iter().filter_map(|(res, v)| t.quota.get(res).map(|b| (res.clone(), resource_name(b.kind, *v)))).collect();
     ResourceQuota {
         metadata: meta(t, namespace, CHILD_NAME),
-        spec: Some(ResourceQuotaSpec {
-            hard: Some(hard),
-            ..Default::default()
-        }),
+        spec: Some(ResourceQuotaSpec { hard: Some(hard), ..Default::default() }),
         ..Default::default()
     }
 }
@@ -128,11 +103,7 @@ pub fn limit_range(t: &ValidatedTenant, namespace: &str) -> Option<LimitRange> {
         (!m.is_empty()).then(|| {
             m.iter()
                 .map(|(k, v)| {
-                    let kind = if *k == "cpu" {
-                        Kind::Cores
-                    } else {
-                        Kind::Bytes
-                    };
+                    let kind = if *k == "cpu" { Kind::Cores } else { Kind::Bytes };
                     ((*k).to_string(), resource_name(kind, *v))
                 })
                 .collect()
@@ -148,10 +119,7 @@ pub fn limit_range(t: &ValidatedTenant, namespace: &str) -> Option<LimitRange> {
     if item.default_request.is_none() && item.default.is_none() && item.max.is_none() {
         return None;
     }
-    Some(LimitRange {
-        metadata: meta(t, namespace, CHILD_NAME),
-        spec: Some(LimitRangeSpec { limits: vec![item] }),
-    })
+    Some(LimitRange { metadata: meta(t, namespace, CHILD_NAME), spec: Some(LimitRangeSpec { limits: vec![item] }) })
 }
 
 /// The owners' access: the [`OWNER_ROLE`] ClusterRole, bound in this namespace.
@@ -193,11 +161,7 @@ fn tenant_peer(t: &ValidatedTenant) -> NetworkPolicyPeer {
 fn dns_ports() -> Vec<NetworkPolicyPort> {
     ["UDP", "TCP"]
         .into_iter()
-        .map(|p| NetworkPolicyPort {
-            protocol: Some(p.into()),
-            port: Some(IntOrString::Int(53)),
-            end_port: None,
-        })
+        .map(|p| NetworkPolicyPort { protocol: Some(p.into()), port: Some(IntOrString::Int(53)), end_port: None })
         .collect()
 }
 
@@ -215,10 +179,7 @@ pub fn network_policies(t: &ValidatedTenant, namespace: &str) -> Vec<NetworkPoli
     // kube-dns in kube-system: namespace AND pod selector in one peer.
     let kube_dns = NetworkPolicyPeer {
         namespace_selector: Some(LabelSelector {
-            match_labels: Some(BTreeMap::from([(
-                "kubernetes.io/metadata.name".into(),
-                "kube-system".into(),
-            )])),
+            match_labels: Some(BTreeMap::from([("kubernetes.io/metadata.name".into(), "kube-system".into())])),
             ..Default::default()
         }),
         pod_selector: Some(LabelSelector {
@@ -228,10 +189,7 @@ pub fn network_policies(t: &ValidatedTenant, namespace: &str) -> Vec<NetworkPoli
         ..Default::default()
     };
     let node_local_dns = NetworkPolicyPeer {
-        ip_block: Some(IPBlock {
-            cidr: NODE_LOCAL_DNS.into(),
-            except: None,
-        }),
+        ip_block: Some(IPBlock { cidr: NODE_LOCAL_DNS.into(), except: None }),
         ..Default::default()
     };
     let allow = NetworkPolicy {
@@ -239,19 +197,10 @@ pub fn network_policies(t: &ValidatedTenant, namespace: &str) -> Vec<NetworkPoli
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector::default()),
             policy_types: both,
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![tenant_peer(t)]),
-                ports: None,
-            }]),
+            ingress: Some(vec![NetworkPolicyIngressRule { from: Some(vec![tenant_peer(t)]), ports: None }]),
             egress: Some(vec![
-                NetworkPolicyEgressRule {
-                    to: Some(vec![tenant_peer(t)]),
-                    ports: None,
-                },
-                NetworkPolicyEgressRule {
-                    to: Some(vec![kube_dns, node_local_dns]),
-                    ports: Some(dns_ports()),
-                },
+                NetworkPolicyEgressRule { to: Some(vec![tenant_peer(t)]), ports: None },
+                NetworkPolicyEgressRule { to: Some(vec![kube_dns, node_local_dns]), ports: Some(dns_ports()) },
             ]),
         }),
     };
@@ -271,24 +220,12 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
 /// What owners may do in their namespaces: run workloads, read (not change) the rules the
 /// cloud sets for them. Written out instead of reusing `admin`, which can edit NetworkPolicies.
 pub fn owner_cluster_role() -> ClusterRole {
-    const ALL: &[&str] = &[
-        "get",
-        "list",
-        "watch",
-        "create",
-        "update",
-        "patch",
-        "delete",
-        "deletecollection",
-    ];
+    const ALL: &[&str] = &["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"];
     const READ: &[&str] = &["get", "list", "watch"];
     ClusterRole {
         metadata: ObjectMeta {
             name: Some(OWNER_ROLE.into()),
-            labels: Some(BTreeMap::from([(
-                labels::MANAGED_BY.into(),
-                labels::MANAGER.into(),
-            )])),
+            labels: Some(BTreeMap::from([(labels::MANAGED_BY.into(), labels::MANAGER.into())])),
             ..Default::default()
         },
         rules: Some(vec![
@@ -327,17 +264,9 @@ pub fn owner_cluster_role() -> ClusterRole {
             rule(&["policy"], &["poddisruptionbudgets"], ALL),
             rule(&["networking.k8s.io"], &["ingresses"], ALL),
             rule(&["discovery.k8s.io"], &["endpointslices"], READ),
-            rule(
-                &[""],
-                &["resourcequotas", "limitranges", "events", "namespaces"],
-                READ,
-            ),
+            rule(&[""], &["resourcequotas", "limitranges", "events", "namespaces"], READ),
             rule(&["networking.k8s.io"], &["networkpolicies"], READ),
-            rule(
-                &["rbac.authorization.k8s.io"],
-                &["rolebindings", "roles"],
-                READ,
-            ),
+            rule(&["rbac.authorization.k8s.io"], &["rolebindings", "roles"], READ),
         ]),
         ..Default::default()
     }
@@ -363,19 +292,13 @@ mod tests {
         assert_eq!(l["pod-security.kubernetes.io/enforce"], "restricted");
         let mut t = vt();
         t.level = crate::tenancy::validate::SecurityLevel::L2;
-        let l = namespace(&t, "edu-apps")
-            .metadata
-            .labels
-            .unwrap_or_default();
+        let l = namespace(&t, "edu-apps").metadata.labels.unwrap_or_default();
         assert_eq!(l["pod-security.kubernetes.io/enforce"], "baseline");
     }
 
     #[test]
     fn orphaned_namespaces_lose_our_ownership_but_keep_identity() {
-        let l = orphaned_namespace(&vt(), "edu-apps")
-            .metadata
-            .labels
-            .unwrap_or_default();
+        let l = orphaned_namespace(&vt(), "edu-apps").metadata.labels.unwrap_or_default();
         assert!(!l.contains_key(labels::MANAGED_BY));
         assert_eq!(l[labels::ORPHANED], "true");
         assert_eq!(l[labels::TENANT], "edu");
@@ -402,10 +325,7 @@ mod tests {
         let p = network_policies(&vt(), "edu-apps");
         assert_eq!(p.len(), 2);
         let deny = p[0].spec.clone().unwrap_or_default();
-        assert_eq!(
-            deny.policy_types,
-            Some(vec!["Ingress".into(), "Egress".into()])
-        );
+        assert_eq!(deny.policy_types, Some(vec!["Ingress".into(), "Egress".into()]));
         assert!(deny.ingress.is_none() && deny.egress.is_none());
         let allow = p[1].spec.clone().unwrap_or_default();
         let egress = allow.egress.unwrap_or_default();
@@ -422,21 +342,9 @@ mod tests {
         let role = owner_cluster_role();
         for r in role.rules.unwrap_or_default() {
             let res = r.resources.unwrap_or_default();
-            let writes = r
-                .verbs
-                .iter()
-                .any(|v| !["get", "list", "watch"].contains(&v.as_str()));
-            for forbidden in [
-                "resourcequotas",
-                "limitranges",
-                "networkpolicies",
-                "namespaces",
-                "rolebindings",
-            ] {
-                assert!(
-                    !(writes && res.iter().any(|x| x == forbidden)),
-                    "owners may write {forbidden}"
-                );
+            let writes = r.verbs.iter().any(|v| !["get", "list", "watch"].contains(&v.as_str()));
+            for forbidden in ["resourcequotas", "limitranges", "networkpolicies", "namespaces", "rolebindings"] {
+                assert!(!(writes && res.iter().any(|x| x == forbidden)), "owners may write {forbidden}");
             }
         }
     }

@@ -4,9 +4,10 @@
 //! limits of a tenant's namespaces never add up to more than its budget, then no interleaving
 //! of pod creations, however concurrent, can push the tenant's total over it.
 //!
-//! Each namespace is offered what it uses plus an equal share of what the tenant has left.
-//! When usage moves, the free budget moves with it: a namespace that filled its share gets
-//! more once another gives some back. Admission enforces `status.hard`, which the
+//! Each namespace is offered what it uses plus an equal share of what the tenant has left
+//! (units that do not divide evenly go to the busiest namespaces). When usage moves, the free
+//! budget moves with it: a namespace that fills its share is offered half of what is left
+//! (with two namespaces) on the next round, and so on, until the tenant's budget is used. Admission enforces `status.hard`, which the
 //! quota controller copies from `spec.hard` a moment after we write it, so a lowered limit is
 //! not in force at once. We therefore bound each namespace by the largest of its new spec,
 //! its enforced `status.hard` and its usage, and only raise others within what that bound
@@ -36,10 +37,7 @@ fn get(m: &BTreeMap<String, Milli>, k: &str) -> Milli {
 
 /// The `spec.hard` to write for each namespace (same order as `observed`), and whether the
 /// split has reached its target (nothing held back for a later round).
-pub fn split(
-    budget: &BTreeMap<String, Budget>,
-    observed: &[Observed],
-) -> (Vec<BTreeMap<String, Milli>>, bool) {
+pub fn split(budget: &BTreeMap<String, Budget>, observed: &[Observed]) -> (Vec<BTreeMap<String, Milli>>, bool) {
     let n = observed.len();
     let mut out = vec![BTreeMap::new(); n];
     let mut settled = true;
@@ -48,16 +46,21 @@ pub fn split(
     }
     for (resource, b) in budget {
         let g = b.kind.granularity();
-        let used: Vec<Milli> = observed
-            .iter()
-            .map(|o| get(&o.used, resource).max(0))
-            .collect();
+        let used: Vec<Milli> = observed.iter().map(|o| get(&o.used, resource).max(0)).collect();
         let free = (b.total - used.iter().sum::<Milli>()).max(0);
         let units = free / g;
         let (share, rem) = (units / n as Milli, units % n as Milli);
+        // Units that do not divide evenly go to the busiest namespaces, so one namespace
+        // doing all the work can grow into the whole budget rather than strand the rest.
+        let mut by_use: Vec<usize> = (0..n).collect();
+        by_use.sort_by_key(|&i| std::cmp::Reverse(used[i]));
+        let mut gets_rem = vec![false; n];
+        for &i in by_use.iter().take(rem as usize) {
+            gets_rem[i] = true;
+        }
         let target: Vec<Milli> = (0..n)
             .map(|i| {
-                let extra = (share + Milli::from((i as Milli) < rem)) * g;
+                let extra = (share + Milli::from(gets_rem[i])) * g;
                 // Round a namespace's usage up to the step, so counts stay whole.
                 let base = (used[i] + g - 1) / g * g;
                 base + extra
@@ -66,19 +69,11 @@ pub fn split(
         let spec: Vec<Milli> = observed.iter().map(|o| get(&o.spec, resource)).collect();
         // Lowerings take effect in our spec immediately.
         let mut new_spec: Vec<Milli> = (0..n).map(|i| target[i].min(spec[i])).collect();
-        let bound: Milli = (0..n)
-            .map(|i| {
-                new_spec[i]
-                    .max(get(&observed[i].enforced, resource))
-                    .max(used[i])
-            })
-            .sum();
+        let bound: Milli = (0..n).map(|i| new_spec[i].max(get(&observed[i].enforced, resource)).max(used[i])).sum();
         let mut room = (b.total - bound).max(0);
         for i in 0..n {
             if target[i] > new_spec[i] {
-                let current_bound = new_spec[i]
-                    .max(get(&observed[i].enforced, resource))
-                    .max(used[i]);
+                let current_bound = new_spec[i].max(get(&observed[i].enforced, resource)).max(used[i]);
                 // Raising up to what is already counted in the bound costs nothing.
                 let free_raise = current_bound.min(target[i]) - new_spec[i];
                 let want = target[i] - new_spec[i] - free_raise;
@@ -111,27 +106,16 @@ mod tests {
 
     fn obs(spec: Milli, enforced: Milli, used: Milli) -> Observed {
         let m = |v| BTreeMap::from([("pods".to_string(), v)]);
-        Observed {
-            spec: m(spec),
-            enforced: m(enforced),
-            used: m(used),
-        }
+        Observed { spec: m(spec), enforced: m(enforced), used: m(used) }
     }
 
     fn invariant(b: Milli, observed: &[Observed], new: &[BTreeMap<String, Milli>]) {
         let bound: Milli = observed
             .iter()
             .zip(new)
-            .map(|(o, s)| {
-                get(s, "pods")
-                    .max(get(&o.enforced, "pods"))
-                    .max(get(&o.used, "pods"))
-            })
+            .map(|(o, s)| get(s, "pods").max(get(&o.enforced, "pods")).max(get(&o.used, "pods")))
             .sum();
-        assert!(
-            bound <= b,
-            "bound {bound} exceeds budget {b}: {observed:?} -> {new:?}"
-        );
+        assert!(bound <= b, "bound {bound} exceeds budget {b}: {observed:?} -> {new:?}");
     }
 
     #[test]
@@ -149,10 +133,7 @@ mod tests {
     fn budget_moves_only_once_the_lowering_is_enforced() {
         let b = budget("pods", 4 * UNIT, Kind::Count);
         // ns0 used its share, ns1 uses nothing: a round lowers ns1 but cannot yet raise ns0.
-        let observed = vec![
-            obs(2 * UNIT, 2 * UNIT, 2 * UNIT),
-            obs(2 * UNIT, 2 * UNIT, 0),
-        ];
+        let observed = vec![obs(2 * UNIT, 2 * UNIT, 2 * UNIT), obs(2 * UNIT, 2 * UNIT, 0)];
         let (s, settled) = split(&b, &observed);
         assert_eq!(get(&s[1], "pods"), UNIT);
         assert_eq!(get(&s[0], "pods"), 2 * UNIT);
@@ -173,13 +154,22 @@ mod tests {
     #[test]
     fn a_shrunk_budget_never_goes_below_usage_nor_raises_anyone() {
         let b = budget("pods", 2 * UNIT, Kind::Count);
-        let observed = vec![
-            obs(5 * UNIT, 5 * UNIT, 3 * UNIT),
-            obs(5 * UNIT, 5 * UNIT, 0),
-        ];
+        let observed = vec![obs(5 * UNIT, 5 * UNIT, 3 * UNIT), obs(5 * UNIT, 5 * UNIT, 0)];
         let (s, _) = split(&b, &observed);
         assert_eq!(get(&s[0], "pods"), 3 * UNIT);
         assert_eq!(get(&s[1], "pods"), 0);
+    }
+
+    #[test]
+    fn one_busy_namespace_can_grow_into_the_whole_budget() {
+        let b = budget("pods", 4 * UNIT, Kind::Count);
+        // The idle namespace gives its share up as the busy one fills.
+        let observed = vec![obs(UNIT, UNIT, 0), obs(3 * UNIT, 3 * UNIT, 3 * UNIT)];
+        let (s, _) = split(&b, &observed);
+        assert_eq!((get(&s[0], "pods"), get(&s[1], "pods")), (0, 3 * UNIT), "lowered first, raised next round");
+        let observed = vec![obs(0, 0, 0), obs(3 * UNIT, 3 * UNIT, 3 * UNIT)];
+        let (s, _) = split(&b, &observed);
+        assert_eq!((get(&s[0], "pods"), get(&s[1], "pods")), (0, 4 * UNIT));
     }
 
     #[test]

@@ -60,48 +60,27 @@ const SOON: Duration = Duration::from_secs(2);
 const RESYNC: Duration = Duration::from_secs(300);
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(
-    ctx: Arc<Context>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
+pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
     let client = ctx.client.clone();
     let tenants = Api::<DeserializeGuard<Tenant>>::all(client.clone());
     let managed = watcher::Config::default().labels(&labels::managed_selector());
-    ctx.metrics
-        .active_workers
-        .with_label_values(&[CONTROLLER])
-        .set(0);
+    ctx.metrics.active_workers.with_label_values(&[CONTROLLER]).set(0);
     Controller::new(tenants, watcher::Config::default())
-        .watches(
-            Api::<Namespace>::all(client.clone()),
-            managed.clone(),
-            map_to_tenant,
-        )
-        .watches(
-            Api::<ResourceQuota>::all(client.clone()),
-            managed.clone(),
-            map_to_tenant,
-        )
-        .watches(
-            Api::<LimitRange>::all(client.clone()),
-            managed.clone(),
-            map_to_tenant,
-        )
-        .watches(
-            Api::<RoleBinding>::all(client.clone()),
-            managed.clone(),
-            map_to_tenant,
-        )
-        .watches(
-            Api::<NetworkPolicy>::all(client.clone()),
-            managed,
-            map_to_tenant,
-        )
+        .watches(Api::<Namespace>::all(client.clone()), managed.clone(), map_to_tenant)
+        .watches(Api::<ResourceQuota>::all(client.clone()), managed.clone(), map_to_tenant)
+        .watches(Api::<LimitRange>::all(client.clone()), managed.clone(), map_to_tenant)
+        .watches(Api::<RoleBinding>::all(client.clone()), managed.clone(), map_to_tenant)
+        .watches(Api::<NetworkPolicy>::all(client.clone()), managed, map_to_tenant)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
-            if let Err(e) = res {
-                warn!(error = %e, "reconcile stream");
+            match res {
+                // A child of a tenant that is gone: nothing to do.
+                Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                    tracing::debug!(%obj, "event for a tenant that no longer exists")
+                }
+                Err(e) => warn!(error = %e, "reconcile stream"),
+                Ok(_) => {}
             }
         })
         .await;
@@ -130,10 +109,7 @@ async fn reconcile(obj: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>) -> Res
     let name = tenant.name_any();
     let span = info_span!("reconcile", controller = CONTROLLER, tenant = %name);
     let m = ctx.metrics.clone();
-    let timer = m
-        .reconcile_time
-        .with_label_values(&[CONTROLLER])
-        .start_timer();
+    let timer = m.reconcile_time.with_label_values(&[CONTROLLER]).start_timer();
     m.active_workers.with_label_values(&[CONTROLLER]).inc();
     let api: Api<Tenant> = Api::all(ctx.client.clone());
     let result = finalizer(&api, FINALIZER, Arc::new(tenant), |event| async {
@@ -148,18 +124,11 @@ async fn reconcile(obj: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>) -> Res
     m.active_workers.with_label_values(&[CONTROLLER]).dec();
     timer.observe_duration();
     match &result {
-        Ok(_) => m
-            .reconcile_total
-            .with_label_values(&[CONTROLLER, "success"])
-            .inc(),
+        Ok(_) => m.reconcile_total.with_label_values(&[CONTROLLER, "success"]).inc(),
         Err(e) => {
-            m.reconcile_total
-                .with_label_values(&[CONTROLLER, "error"])
-                .inc();
+            m.reconcile_total.with_label_values(&[CONTROLLER, "error"]).inc();
             m.reconcile_errors.with_label_values(&[CONTROLLER]).inc();
-            m.reconcile_error_categories
-                .with_label_values(&[CONTROLLER, e.category()])
-                .inc();
+            m.reconcile_error_categories.with_label_values(&[CONTROLLER, e.category()]).inc();
             warn!(tenant = %name, category = e.category(), error = %e, "reconcile failed");
         }
     }
@@ -167,13 +136,7 @@ async fn reconcile(obj: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>) -> Res
 }
 
 async fn publish(ctx: &Context, tenant: &Tenant, type_: EventType, reason: &str, note: String) {
-    let ev = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
+    let ev = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
     if let Err(e) = ctx.recorder.publish(&ev, &tenant.object_ref(&())).await {
         warn!(error = %e, "publishing an event failed");
     }
@@ -204,13 +167,8 @@ fn is_ours(ns: &Namespace, vt: &ValidatedTenant) -> std::result::Result<bool, St
             }
             Ok(orphaned && !managed)
         }
-        Some(t) if managed || orphaned => {
-            Err(format!("namespace {} belongs to tenant {t}", ns.name_any()))
-        }
-        _ => Err(format!(
-            "namespace {} already exists and was not created by zhengyun",
-            ns.name_any()
-        )),
+        Some(t) if managed || orphaned => Err(format!("namespace {} belongs to tenant {t}", ns.name_any())),
+        _ => Err(format!("namespace {} already exists and was not created by zhengyun", ns.name_any())),
     }
 }
 
@@ -220,10 +178,7 @@ async fn claim(client: &Client, vt: &ValidatedTenant, name: &str) -> Result<Clai
         None => {
             // Create, not apply: if two tenants race for one name, the loser gets AlreadyExists
             // instead of silently taking over the winner's namespace.
-            let pp = PostParams {
-                field_manager: Some(labels::FIELD_MANAGER.into()),
-                ..Default::default()
-            };
+            let pp = PostParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..Default::default() };
             match api.create(&pp, &build::namespace(vt, name)).await {
                 Ok(_) => {
                     info!(namespace = name, "created namespace");
@@ -240,8 +195,9 @@ async fn claim(client: &Client, vt: &ValidatedTenant, name: &str) -> Result<Clai
             match is_ours(&ns, vt) {
                 Ok(false) => Ok(Claim::Owned),
                 Ok(true) => {
-                    apply::merge_labels(&api, name, serde_json::json!({ labels::ORPHANED: null }))
-                        .await?;
+                    let adopt = serde_json::json!({ labels::ORPHANED: null });
+                    relabel_children(client, name, &format!("{}=true", labels::ORPHANED), adopt.clone()).await?;
+                    apply::merge_labels(&api, name, adopt).await?;
                     info!(namespace = name, "re-adopted orphaned namespace");
                     Ok(Claim::Owned)
                 }
@@ -254,12 +210,8 @@ async fn claim(client: &Client, vt: &ValidatedTenant, name: &str) -> Result<Clai
 fn parse_map(
     m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
 ) -> BTreeMap<String, Milli> {
-    m.map(|m| {
-        m.iter()
-            .filter_map(|(k, v)| quantity::parse(&v.0).ok().map(|x| (k.clone(), x)))
-            .collect()
-    })
-    .unwrap_or_default()
+    m.map(|m| m.iter().filter_map(|(k, v)| quantity::parse(&v.0).ok().map(|x| (k.clone(), x))).collect())
+        .unwrap_or_default()
 }
 
 async fn list_labelled<K>(client: &Client, tenant: &str) -> Result<Vec<K>>
@@ -294,14 +246,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         }
     }
     for why in &conflicts {
-        publish(
-            ctx,
-            tenant,
-            EventType::Warning,
-            "NamespaceConflict",
-            why.clone(),
-        )
-        .await;
+        publish(ctx, tenant, EventType::Warning, "NamespaceConflict", why.clone()).await;
     }
     for name in &owned {
         apply::cluster(client, &build::namespace(&vt, name)).await?;
@@ -312,22 +257,11 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let observed: Vec<Observed> = owned
         .iter()
         .map(|ns| {
-            let q = quotas.iter().find(|q| {
-                q.namespace().as_deref() == Some(ns.as_str()) && q.name_any() == CHILD_NAME
-            });
+            let q = quotas.iter().find(|q| q.namespace().as_deref() == Some(ns.as_str()) && q.name_any() == CHILD_NAME);
             Observed {
-                spec: parse_map(
-                    q.and_then(|q| q.spec.as_ref())
-                        .and_then(|s| s.hard.as_ref()),
-                ),
-                enforced: parse_map(
-                    q.and_then(|q| q.status.as_ref())
-                        .and_then(|s| s.hard.as_ref()),
-                ),
-                used: parse_map(
-                    q.and_then(|q| q.status.as_ref())
-                        .and_then(|s| s.used.as_ref()),
-                ),
+                spec: parse_map(q.and_then(|q| q.spec.as_ref()).and_then(|s| s.hard.as_ref())),
+                enforced: parse_map(q.and_then(|q| q.status.as_ref()).and_then(|s| s.hard.as_ref())),
+                used: parse_map(q.and_then(|q| q.status.as_ref()).and_then(|s| s.used.as_ref())),
             }
         })
         .collect();
@@ -359,30 +293,18 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         }
     }
     let quota_status = QuotaStatus {
-        hard: vt
-            .quota
-            .iter()
-            .map(|(k, b)| (k.clone(), quantity::format(b.total, b.kind)))
-            .collect(),
+        hard: vt.quota.iter().map(|(k, b)| (k.clone(), quantity::format(b.total, b.kind))).collect(),
         used: vt
             .quota
             .iter()
-            .map(|(k, b)| {
-                (
-                    k.clone(),
-                    quantity::format(used.get(k).copied().unwrap_or(0), b.kind),
-                )
-            })
+            .map(|(k, b)| (k.clone(), quantity::format(used.get(k).copied().unwrap_or(0), b.kind)))
             .collect(),
     };
     let ns_ok = conflicts.is_empty() && pending.is_empty();
     let ns_message = if !conflicts.is_empty() {
         conflicts.join("; ")
     } else if !pending.is_empty() {
-        format!(
-            "waiting for namespaces to finish terminating: {}",
-            pending.join(", ")
-        )
+        format!("waiting for namespaces to finish terminating: {}", pending.join(", "))
     } else {
         format!("{} namespaces", owned.len())
     };
@@ -400,41 +322,19 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     };
     let mut conds = vec![
         Cond::new("NamespacesReady", ns_ok, ns_reason, ns_message),
-        Cond::new(
-            "QuotaReady",
-            settled,
-            if settled { "Enforced" } else { "Rebalancing" },
-            quota_message,
-        ),
-        Cond::new(
-            "AccessReady",
-            true,
-            "Bound",
-            format!("owners bound to {} in every namespace", build::OWNER_ROLE),
-        ),
-        Cond::new(
-            "NetworkReady",
-            true,
-            "DefaultDeny",
-            "default-deny with the tenant and DNS allowed",
-        ),
+        Cond::new("QuotaReady", settled, if settled { "Enforced" } else { "Rebalancing" }, quota_message),
+        Cond::new("AccessReady", true, "Bound", format!("owners bound to {} in every namespace", build::OWNER_ROLE)),
+        Cond::new("NetworkReady", true, "DefaultDeny", "default-deny with the tenant and DNS allowed"),
         Cond::new(
             "Conflict",
             !conflicts.is_empty(),
-            if conflicts.is_empty() {
-                "NoConflict"
-            } else {
-                "NamespaceTaken"
-            },
+            if conflicts.is_empty() { "NoConflict" } else { "NamespaceTaken" },
             conflicts.join("; "),
         ),
     ];
     let ready = ns_ok && settled;
     let (reason, message) = if ready {
-        (
-            "Ready",
-            "everything the tenant needs is in place".to_string(),
-        )
+        ("Ready", "everything the tenant needs is in place".to_string())
     } else if !conflicts.is_empty() {
         ("Conflict", conflicts.join("; "))
     } else {
@@ -444,33 +344,17 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     write_status(ctx, tenant, conds, owned, Some((quota_status, &vt, &used))).await?;
 
     let m = &ctx.metrics;
-    m.tenant_ready
-        .with_label_values(&[&vt.name])
-        .set(i64::from(ready));
-    m.tenant_last_success
-        .with_label_values(&[&vt.name])
-        .set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
-    Ok(if ready {
-        Action::requeue(RESYNC)
-    } else {
-        Action::requeue(SOON)
-    })
+    m.tenant_ready.with_label_values(&[&vt.name]).set(i64::from(ready));
+    m.tenant_last_success.with_label_values(&[&vt.name]).set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
+    Ok(if ready { Action::requeue(RESYNC) } else { Action::requeue(SOON) })
 }
 
 /// Removes what this round no longer produces: children in our namespaces that the spec no
 /// longer implies, and namespaces dropped from the spec (by the deletion policy).
-async fn sweep(
-    ctx: &Context,
-    tenant: &Tenant,
-    vt: &ValidatedTenant,
-    owned: &[String],
-) -> Result<()> {
+async fn sweep(ctx: &Context, tenant: &Tenant, vt: &ValidatedTenant, owned: &[String]) -> Result<()> {
     let client = &ctx.client;
     let owned_set: BTreeSet<&str> = owned.iter().map(String::as_str).collect();
-    let wants_limits = vt.limits.is_some()
-        && owned
-            .first()
-            .is_some_and(|ns| build::limit_range(vt, ns).is_some());
+    let wants_limits = vt.limits.is_some() && owned.first().is_some_and(|ns| build::limit_range(vt, ns).is_some());
 
     for lr in list_labelled::<LimitRange>(client, &vt.name).await? {
         let ns = lr.namespace().unwrap_or_default();
@@ -499,14 +383,7 @@ async fn sweep(
         .filter(|n| !vt.namespaces.contains(n))
         .collect();
     if !dropped.is_empty() {
-        release_namespaces(
-            ctx,
-            tenant,
-            vt.deletion_policy,
-            vt.confirm_data_deletion,
-            &dropped,
-        )
-        .await?;
+        release_namespaces(ctx, tenant, vt.deletion_policy, vt.confirm_data_deletion, &dropped).await?;
     }
     Ok(())
 }
@@ -526,10 +403,8 @@ async fn release_namespaces(
         DeletionPolicy::Retain => {
             for name in names {
                 // Strip our ownership from the children too, so nothing maps back to a tenant.
-                orphan_children::<ResourceQuota>(client, name).await?;
-                orphan_children::<LimitRange>(client, name).await?;
-                orphan_children::<NetworkPolicy>(client, name).await?;
-                orphan_children::<RoleBinding>(client, name).await?;
+                let orphan = serde_json::json!({ labels::MANAGED_BY: null, labels::ORPHANED: "true" });
+                relabel_children(client, name, &labels::managed_selector(), orphan).await?;
                 apply::merge_labels(
                     &ns_api,
                     name,
@@ -542,10 +417,7 @@ async fn release_namespaces(
                     tenant,
                     EventType::Normal,
                     "NamespaceRetained",
-                    format!(
-                        "namespace {name} kept with its contents and labelled {}=true",
-                        labels::ORPHANED
-                    ),
+                    format!("namespace {name} kept with its contents and labelled {}=true", labels::ORPHANED),
                 )
                 .await;
             }
@@ -565,14 +437,7 @@ async fn release_namespaces(
                     "namespaces {} hold PersistentVolumeClaims; set spec.confirmDataDeletion: true to delete them with their data, or spec.deletionPolicy: Retain to keep them",
                     with_data.join(", ")
                 );
-                publish(
-                    ctx,
-                    tenant,
-                    EventType::Warning,
-                    "DeletionBlocked",
-                    why.clone(),
-                )
-                .await;
+                publish(ctx, tenant, EventType::Warning, "DeletionBlocked", why.clone()).await;
                 return Err(Error::DeletionBlocked(why));
             }
             for name in names {
@@ -596,7 +461,8 @@ async fn release_namespaces(
     Ok(())
 }
 
-async fn orphan_children<K>(client: &Client, namespace: &str) -> Result<()>
+/// Re-labels every child of ours in a namespace matching `selector`.
+async fn relabel<K>(client: &Client, namespace: &str, selector: &str, patch: &serde_json::Value) -> Result<()>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -604,38 +470,26 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    for obj in api
-        .list(&ListParams::default().labels(&labels::managed_selector()))
-        .await?
-        .items
-    {
-        apply::merge_labels(
-            &api,
-            &obj.name_any(),
-            serde_json::json!({ labels::MANAGED_BY: null, labels::ORPHANED: "true" }),
-        )
-        .await?;
+    for obj in api.list(&ListParams::default().labels(selector)).await?.items {
+        apply::merge_labels(&api, &obj.name_any(), patch.clone()).await?;
     }
     Ok(())
 }
 
+/// Re-labels all our children (quota, limits, policies, binding) in a namespace.
+async fn relabel_children(client: &Client, namespace: &str, selector: &str, patch: serde_json::Value) -> Result<()> {
+    relabel::<ResourceQuota>(client, namespace, selector, &patch).await?;
+    relabel::<LimitRange>(client, namespace, selector, &patch).await?;
+    relabel::<NetworkPolicy>(client, namespace, selector, &patch).await?;
+    relabel::<RoleBinding>(client, namespace, selector, &patch).await
+}
+
 async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let name = tenant.name_any();
-    let names: Vec<String> = list_labelled::<Namespace>(&ctx.client, &name)
-        .await?
-        .into_iter()
-        .map(|n| n.name_any())
-        .collect();
+    let names: Vec<String> =
+        list_labelled::<Namespace>(&ctx.client, &name).await?.into_iter().map(|n| n.name_any()).collect();
     let policy = tenant.spec.deletion_policy;
-    if let Err(e) = release_namespaces(
-        ctx,
-        tenant,
-        policy,
-        tenant.spec.confirm_data_deletion,
-        &names,
-    )
-    .await
-    {
+    if let Err(e) = release_namespaces(ctx, tenant, policy, tenant.spec.confirm_data_deletion, &names).await {
         if let Error::DeletionBlocked(why) = &e {
             let conds = vec![Cond::new("Ready", false, "DeletionBlocked", why.clone())];
             write_status(ctx, tenant, conds, names, None).await?;
@@ -654,11 +508,7 @@ async fn write_status(
     namespaces: Vec<String>,
     quota: Option<(QuotaStatus, &ValidatedTenant, &BTreeMap<String, Milli>)>,
 ) -> Result<()> {
-    let previous = tenant
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or(&[]);
+    let previous = tenant.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
     let generation = tenant.metadata.generation;
     let conditions = conditions::merge(previous, &observed, generation, jiff::Timestamp::now());
     let (quota_status, summary) = match quota {
@@ -666,12 +516,8 @@ async fn write_status(
             let m = &ctx.metrics;
             for (res, b) in &vt.quota {
                 let scale = |v: Milli| v as f64 / 1000.0;
-                m.tenant_quota_hard
-                    .with_label_values(&[&vt.name, res])
-                    .set(scale(b.total));
-                m.tenant_quota_used
-                    .with_label_values(&[&vt.name, res])
-                    .set(scale(used.get(res).copied().unwrap_or(0)));
+                m.tenant_quota_hard.with_label_values(&[&vt.name, res]).set(scale(b.total));
+                m.tenant_quota_used.with_label_values(&[&vt.name, res]).set(scale(used.get(res).copied().unwrap_or(0)));
             }
             let summary = summary(vt, used);
             (Some(qs), Some(summary))
@@ -695,11 +541,7 @@ async fn write_status(
         "status": status,
     });
     Api::<Tenant>::all(ctx.client.clone())
-        .patch_status(
-            &tenant.name_any(),
-            &PatchParams::apply(labels::FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
+        .patch_status(&tenant.name_any(), &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await?;
     Ok(())
 }
@@ -718,17 +560,8 @@ fn summary(vt: &ValidatedTenant, used: &BTreeMap<String, Milli>) -> String {
         .iter()
         .map(|(res, b)| {
             let u = used.get(res).copied().unwrap_or(0);
-            let kind = if b.kind == Kind::Cores {
-                Kind::Cores
-            } else {
-                b.kind
-            };
-            format!(
-                "{} {}/{}",
-                short(res),
-                quantity::format(u, kind),
-                quantity::format(b.total, kind)
-            )
+            let kind = if b.kind == Kind::Cores { Kind::Cores } else { b.kind };
+            format!("{} {}/{}", short(res), quantity::format(u, kind), quantity::format(b.total, kind))
         })
         .collect::<Vec<_>>()
         .join(", ")

@@ -101,8 +101,7 @@ impl ValidationError {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -130,16 +129,10 @@ pub fn validate(tenant: &Tenant) -> Result<ValidatedTenant, ValidationError> {
     let mut namespaces = Vec::with_capacity(spec.namespaces.len());
     for (index, ns) in spec.namespaces.iter().enumerate() {
         if !is_dns_label(&ns.suffix) {
-            return Err(ValidationError::Suffix {
-                index,
-                suffix: ns.suffix.clone(),
-            });
+            return Err(ValidationError::Suffix { index, suffix: ns.suffix.clone() });
         }
         if !seen.insert(ns.suffix.as_str()) {
-            return Err(ValidationError::DuplicateSuffix {
-                index,
-                suffix: ns.suffix.clone(),
-            });
+            return Err(ValidationError::DuplicateSuffix { index, suffix: ns.suffix.clone() });
         }
         let full = format!("{name}-{}", ns.suffix);
         if full.len() > 63 {
@@ -151,54 +144,24 @@ pub fn validate(tenant: &Tenant) -> Result<ValidatedTenant, ValidationError> {
     let q = &spec.quota;
     let gpu_name = q.gpu_resource_name.as_deref().unwrap_or("nvidia.com/gpu");
     let entries: [(&str, String, Option<&Amount>, Kind); 8] = [
-        (
-            "spec.quota.cpu",
-            "requests.cpu".into(),
-            q.cpu.as_ref(),
-            Kind::Cores,
-        ),
-        (
-            "spec.quota.memory",
-            "requests.memory".into(),
-            q.memory.as_ref(),
-            Kind::Bytes,
-        ),
-        (
-            "spec.quota.storage",
-            "requests.storage".into(),
-            q.storage.as_ref(),
-            Kind::Bytes,
-        ),
+        ("spec.quota.cpu", "requests.cpu".into(), q.cpu.as_ref(), Kind::Cores),
+        ("spec.quota.memory", "requests.memory".into(), q.memory.as_ref(), Kind::Bytes),
+        ("spec.quota.storage", "requests.storage".into(), q.storage.as_ref(), Kind::Bytes),
         (
             "spec.quota.persistentVolumeClaims",
             "persistentvolumeclaims".into(),
             q.persistent_volume_claims.as_ref().map(|c| &c.0),
             Kind::Count,
         ),
-        (
-            "spec.quota.pods",
-            "pods".into(),
-            q.pods.as_ref().map(|c| &c.0),
-            Kind::Count,
-        ),
-        (
-            "spec.quota.services",
-            "services".into(),
-            q.services.as_ref().map(|c| &c.0),
-            Kind::Count,
-        ),
+        ("spec.quota.pods", "pods".into(), q.pods.as_ref().map(|c| &c.0), Kind::Count),
+        ("spec.quota.services", "services".into(), q.services.as_ref().map(|c| &c.0), Kind::Count),
         (
             "spec.quota.loadBalancers",
             "services.loadbalancers".into(),
             q.load_balancers.as_ref().map(|c| &c.0),
             Kind::Count,
         ),
-        (
-            "spec.quota.gpu",
-            format!("requests.{gpu_name}"),
-            q.gpu.as_ref().map(|c| &c.0),
-            Kind::Count,
-        ),
+        ("spec.quota.gpu", format!("requests.{gpu_name}"), q.gpu.as_ref().map(|c| &c.0), Kind::Count),
     ];
     let mut quota = BTreeMap::new();
     for (field, resource, amount, kind) in entries {
@@ -230,40 +193,27 @@ pub fn validate(tenant: &Tenant) -> Result<ValidatedTenant, ValidationError> {
 }
 
 fn non_negative(field: &str, amount: &Amount) -> Result<Milli, ValidationError> {
-    let v = amount.milli().map_err(|e| ValidationError::Quantity {
-        field: field.into(),
-        reason: e.to_string(),
-    })?;
+    let v = amount.milli().map_err(|e| ValidationError::Quantity { field: field.into(), reason: e.to_string() })?;
     if v < 0 {
-        return Err(ValidationError::Quantity {
-            field: field.into(),
-            reason: format!("'{amount}' is negative"),
-        });
+        return Err(ValidationError::Quantity { field: field.into(), reason: format!("'{amount}' is negative") });
     }
     Ok(v)
 }
 
 fn parse_limits(l: &ContainerLimits) -> Result<Limits, ValidationError> {
-    let section = |name: &str,
-                   cm: &Option<crate::api::CpuMemory>|
-     -> Result<BTreeMap<&'static str, Milli>, ValidationError> {
-        let mut out = BTreeMap::new();
-        if let Some(cm) = cm {
-            if let Some(cpu) = &cm.cpu {
-                out.insert(
-                    "cpu",
-                    non_negative(&format!("spec.limits.{name}.cpu"), cpu)?,
-                );
+    let section =
+        |name: &str, cm: &Option<crate::api::CpuMemory>| -> Result<BTreeMap<&'static str, Milli>, ValidationError> {
+            let mut out = BTreeMap::new();
+            if let Some(cm) = cm {
+                if let Some(cpu) = &cm.cpu {
+                    out.insert("cpu", non_negative(&format!("spec.limits.{name}.cpu"), cpu)?);
+                }
+                if let Some(mem) = &cm.memory {
+                    out.insert("memory", non_negative(&format!("spec.limits.{name}.memory"), mem)?);
+                }
             }
-            if let Some(mem) = &cm.memory {
-                out.insert(
-                    "memory",
-                    non_negative(&format!("spec.limits.{name}.memory"), mem)?,
-                );
-            }
-        }
-        Ok(out)
-    };
+            Ok(out)
+        };
     let limits = Limits {
         default_request: section("defaultRequest", &l.default_request)?,
         default_limit: section("defaultLimit", &l.default_limit)?,
@@ -299,18 +249,8 @@ pub(crate) mod tests {
                     name_zh: Some("市教育局".into()),
                 },
                 zone: "extranet".into(),
-                owners: vec![Owner {
-                    kind: OwnerKind::User,
-                    name: "alice".into(),
-                }],
-                namespaces: vec![
-                    TenantNamespace {
-                        suffix: "apps".into(),
-                    },
-                    TenantNamespace {
-                        suffix: "data".into(),
-                    },
-                ],
+                owners: vec![Owner { kind: OwnerKind::User, name: "alice".into() }],
+                namespaces: vec![TenantNamespace { suffix: "apps".into() }, TenantNamespace { suffix: "data".into() }],
                 quota: TenantQuota {
                     cpu: Some("4".into()),
                     memory: Some("8Gi".into()),
@@ -339,57 +279,27 @@ pub(crate) mod tests {
     fn each_bad_field_is_named() {
         let mut t = sample();
         t.spec.security_level = 5;
-        assert!(
-            validate(&t)
-                .unwrap_err()
-                .to_string()
-                .contains("spec.securityLevel")
-        );
+        assert!(validate(&t).unwrap_err().to_string().contains("spec.securityLevel"));
 
         let mut t = sample();
-        t.spec.namespaces.push(TenantNamespace {
-            suffix: "apps".into(),
-        });
-        assert!(
-            validate(&t)
-                .unwrap_err()
-                .to_string()
-                .contains("spec.namespaces[2].suffix")
-        );
+        t.spec.namespaces.push(TenantNamespace { suffix: "apps".into() });
+        assert!(validate(&t).unwrap_err().to_string().contains("spec.namespaces[2].suffix"));
 
         let mut t = sample();
         t.spec.namespaces[0].suffix = "x".repeat(60);
-        assert!(matches!(
-            validate(&t),
-            Err(ValidationError::NamespaceTooLong { index: 0, .. })
-        ));
+        assert!(matches!(validate(&t), Err(ValidationError::NamespaceTooLong { index: 0, .. })));
 
         let mut t = sample();
         t.spec.quota.cpu = Some("-1".into());
-        assert!(
-            validate(&t)
-                .unwrap_err()
-                .to_string()
-                .contains("spec.quota.cpu")
-        );
+        assert!(validate(&t).unwrap_err().to_string().contains("spec.quota.cpu"));
 
         let mut t = sample();
         t.spec.quota.memory = Some("lots".into());
-        assert!(
-            validate(&t)
-                .unwrap_err()
-                .to_string()
-                .contains("spec.quota.memory")
-        );
+        assert!(validate(&t).unwrap_err().to_string().contains("spec.quota.memory"));
 
         let mut t = sample();
         t.spec.quota.pods = Some(Count("1500m".into()));
-        assert!(
-            validate(&t)
-                .unwrap_err()
-                .to_string()
-                .contains("spec.quota.pods")
-        );
+        assert!(validate(&t).unwrap_err().to_string().contains("spec.quota.pods"));
 
         let mut t = sample();
         t.spec.owners.clear();
@@ -404,21 +314,10 @@ pub(crate) mod tests {
     fn a_default_request_above_the_limit_is_refused() {
         let mut t = sample();
         t.spec.limits = Some(ContainerLimits {
-            default_request: Some(crate::api::CpuMemory {
-                cpu: Some("2".into()),
-                memory: None,
-            }),
-            default_limit: Some(crate::api::CpuMemory {
-                cpu: Some("1".into()),
-                memory: None,
-            }),
+            default_request: Some(crate::api::CpuMemory { cpu: Some("2".into()), memory: None }),
+            default_limit: Some(crate::api::CpuMemory { cpu: Some("1".into()), memory: None }),
             max: None,
         });
-        assert!(
-            validate(&t)
-                .unwrap_err()
-                .to_string()
-                .contains("spec.limits.defaultRequest.cpu")
-        );
+        assert!(validate(&t).unwrap_err().to_string().contains("spec.limits.defaultRequest.cpu"));
     }
 }

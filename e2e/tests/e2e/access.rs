@@ -1,0 +1,111 @@
+//! Owners run workloads in their own namespaces, and nothing more.
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec},
+    core::v1::ResourceQuota,
+};
+use kube::{
+    Api, Client, Config,
+    api::{Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+use zhengyun_e2e::{Operator, apply_tenant, client, tenant, wait_ready};
+
+async fn can(
+    client: &Client,
+    user: &str,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    namespace: &str,
+    name: Option<&str>,
+) -> bool {
+    let sar = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.into()),
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                namespace: Some(namespace.into()),
+                name: name.map(Into::into),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let r = Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &sar)
+        .await
+        .expect("access review");
+    r.status.is_some_and(|s| s.allowed)
+}
+
+/// A client that acts as `user` (the admin impersonates it), to do real requests as an owner.
+async fn as_user(user: &str) -> Client {
+    let mut config = Config::infer().await.expect("kubeconfig");
+    config.auth_info.impersonate = Some(user.into());
+    Client::try_from(config).expect("client")
+}
+
+#[tokio::test]
+async fn owners_run_workloads_but_cannot_change_the_rules_set_for_them() {
+    let client = client().await;
+    let _op = Operator::start("lease-access", "op-access").await;
+    apply_tenant(&client, &tenant("acc-a", &["apps"])).await;
+    apply_tenant(&client, &tenant("acc-b", &["apps"])).await;
+    wait_ready(&client, "acc-a").await;
+    wait_ready(&client, "acc-b").await;
+    let owner = "acc-a-owner";
+
+    // What SubjectAccessReview says.
+    assert!(can(&client, owner, "create", "apps", "deployments", "acc-a-apps", None).await);
+    assert!(can(&client, owner, "create", "", "pods", "acc-a-apps", None).await);
+    assert!(can(&client, owner, "get", "", "resourcequotas", "acc-a-apps", None).await, "owners may read their quota");
+    assert!(!can(&client, owner, "create", "apps", "deployments", "acc-b-apps", None).await, "not in another tenant");
+    for (verb, group, resource) in [
+        ("update", "", "resourcequotas"),
+        ("patch", "", "resourcequotas"),
+        ("delete", "", "resourcequotas"),
+        ("update", "", "limitranges"),
+        ("patch", "networking.k8s.io", "networkpolicies"),
+        ("create", "networking.k8s.io", "networkpolicies"),
+        ("delete", "networking.k8s.io", "networkpolicies"),
+        ("update", "rbac.authorization.k8s.io", "rolebindings"),
+    ] {
+        assert!(!can(&client, owner, verb, group, resource, "acc-a-apps", None).await, "owner may {verb} {resource}");
+    }
+    assert!(
+        !can(&client, owner, "patch", "", "namespaces", "acc-a-apps", Some("acc-a-apps")).await,
+        "owner may relabel its namespace"
+    );
+    assert!(!can(&client, owner, "update", "", "namespaces", "acc-a-apps", Some("acc-a-apps")).await);
+
+    // And what really happens when the owner tries.
+    let as_owner = as_user(owner).await;
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "portal"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "portal"}},
+            "template": {"metadata": {"labels": {"app": "portal"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}
+        }
+    }))
+    .expect("deployment");
+    Api::<Deployment>::namespaced(as_owner.clone(), "acc-a-apps")
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("owner deploys");
+    let err = Api::<Deployment>::namespaced(as_owner.clone(), "acc-b-apps")
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("forbidden"), "{err}");
+    let err = Api::<ResourceQuota>::namespaced(as_owner.clone(), "acc-a-apps")
+        .patch("zhengyun-tenant", &PatchParams::default(), &Patch::Merge(json!({"spec": {"hard": {"pods": "1000"}}})))
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("forbidden"), "{err}");
+}

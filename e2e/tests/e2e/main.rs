@@ -1,0 +1,9 @@
+//! The end-to-end suite: each test is a story a cloud admin or a department would tell,
+//! run against a real kube-apiserver, etcd and kube-controller-manager and a real operator
+//! process. Run it with `hack/test.sh` (tests run one at a time: they share the cluster).
+
+mod access;
+mod lifecycle;
+mod operator;
+mod quota;
+mod validation;
