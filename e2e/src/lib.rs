@@ -213,7 +213,12 @@ impl Operator {
 
     /// The operator's `/metrics` text.
     pub async fn metrics(&self) -> String {
-        http_get(&self.admin, "/metrics").await.unwrap_or_default()
+        self.get("/metrics").await
+    }
+
+    /// The body of a GET on the admin port (empty when it does not answer).
+    pub async fn get(&self, path: &str) -> String {
+        http_get(&self.admin, path).await.unwrap_or_default()
     }
 
     /// The value of one series, e.g. `leader_election_master_status{name="x"}`.
