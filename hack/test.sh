@@ -16,6 +16,10 @@ step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
 step "Kubernetes ${K8S_VERSION:-} binaries (built once from the Go module proxy, then cached)"
 hack/build-k8s.sh
 
+step "test tools: helm (Go module proxy) and promtool (Debian prometheus package)"
+tools=$(hack/build-tools.sh)
+export PATH=$tools:$PATH
+
 step "rustfmt"
 cargo fmt --all --check
 

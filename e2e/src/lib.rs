@@ -24,6 +24,29 @@ use tokio::{
 };
 use zhengyun::api::{Department, Owner, OwnerKind, Tenant, TenantNamespace, TenantQuota, TenantSpec, amount::Count};
 
+/// Runs a command-line tool (helm, kubectl, promtool) from `PATH`; returns whether it
+/// succeeded and what it printed (stdout then stderr).
+pub fn run_tool(program: &str, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("running {program}: {e} (hack/test.sh puts it on PATH)"));
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes()).expect("writing stdin");
+    }
+    let out = child.wait_with_output().expect("waiting for the tool");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// The repository root, for charts and examples.
+pub fn repo_path(relative: &str) -> String {
+    format!("{}/../{relative}", env!("CARGO_MANIFEST_DIR"))
+}
+
 /// The namespace the operator keeps its Lease in.
 pub const SYSTEM_NAMESPACE: &str = "zhengyun-system";
 
@@ -175,6 +198,11 @@ pub struct Operator {
 impl Operator {
     /// Starts a replica that competes for `lease`.
     pub async fn start(lease: &str, identity: &str) -> Operator {
+        Self::start_with(lease, identity, &[]).await
+    }
+
+    /// Starts a replica with extra environment (another `KUBECONFIG`, `POD_NAMESPACE`, ...).
+    pub async fn start_with(lease: &str, identity: &str, env: &[(&str, &str)]) -> Operator {
         let port = free_port();
         let logs = std::env::var_os("ZHENGYUN_E2E_LOGS").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
         std::fs::create_dir_all(&logs).expect("log directory");
@@ -195,6 +223,7 @@ impl Operator {
                 "1",
             ])
             .env("RUST_LOG", "info,zhengyun=debug,kube=warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))
             .stderr(file)

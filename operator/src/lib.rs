@@ -15,6 +15,7 @@ pub mod labels;
 pub mod leader;
 pub mod metrics;
 pub mod quantity;
+pub mod rest_metrics;
 pub mod tenancy;
 
 pub use error::{Error, Result};

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use clap::{Parser, Subcommand};
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::{Api, Client, api::ListParams};
+use kube::{Api, api::ListParams};
 use tokio::sync::watch;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, reload, util::SubscriberInitExt};
 use zhengyun::{
@@ -36,6 +36,8 @@ enum Command {
     Run(RunArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
+    /// Print the JSON Schema of the tenant chart's values (derived from the Tenant CRD).
+    TenantValuesSchema,
 }
 
 #[derive(Parser, Clone)]
@@ -87,6 +89,10 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", api::crd::yaml()?);
             return Ok(());
         }
+        Some(Command::TenantValuesSchema) => {
+            println!("{}", serde_json::to_string_pretty(&api::crd::tenant_values_schema())?);
+            return Ok(());
+        }
         Some(Command::Run(a)) => a,
         None => RunArgs::parse_from(["zhengyun-operator"]),
     };
@@ -99,12 +105,15 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
-    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::new());
+    let config = kube::Config::infer().await?;
+    let host = config.cluster_url.host().unwrap_or("unknown").to_string();
+    let layer = zhengyun::rest_metrics::RestMetricsLayer { requests: metrics.rest_requests.clone(), host };
+    let client = kube::client::ClientBuilder::try_from(config)?.with_layer(&layer).build();
     let identity = args.identity.clone().unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "zhengyun".into());
         format!("{host}-{}", std::process::id())
     });
-    let metrics = Arc::new(Metrics::new());
     let ctx = Context::new(client.clone(), &identity, metrics.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
 

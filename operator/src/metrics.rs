@@ -25,6 +25,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub up_since: Gauge,
     pub tenants: IntGauge,
+    pub tenant_condition: IntGaugeVec,
+    pub rest_requests: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -103,6 +105,17 @@ impl Metrics {
         ));
         let up_since = must(Gauge::new("zhengyun_start_time_seconds", "Unix time the operator started"));
         let tenants = must(IntGauge::new("zhengyun_tenants", "Number of tenants the operator manages"));
+        let tenant_condition = must(IntGaugeVec::new(
+            Opts::new("zhengyun_tenant_condition", "1 when the tenant's condition of this type is True, else 0"),
+            &["tenant", "type"],
+        ));
+        let rest_requests = must(IntCounterVec::new(
+            Opts::new(
+                "rest_client_requests_total",
+                "Number of HTTP requests, partitioned by status code, method, and host",
+            ),
+            &["code", "method", "host"],
+        ));
         for c in [
             Box::new(reconcile_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_errors.clone()),
@@ -117,6 +130,8 @@ impl Metrics {
             Box::new(build_info.clone()),
             Box::new(up_since.clone()),
             Box::new(tenants.clone()),
+            Box::new(tenant_condition.clone()),
+            Box::new(rest_requests.clone()),
         ] {
             must(registry.register(c));
         }
@@ -137,6 +152,8 @@ impl Metrics {
             build_info,
             up_since,
             tenants,
+            tenant_condition,
+            rest_requests,
         }
     }
 
@@ -149,21 +166,46 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
+    /// Records a tenant's readiness and conditions, and the number of tenants.
+    pub fn observe_tenant(&self, tenant: &str, conditions: &[(String, bool)]) {
+        for (type_, ok) in conditions {
+            self.tenant_condition.with_label_values(&[tenant, type_]).set(i64::from(*ok));
+            if type_ == "Ready" {
+                self.tenant_ready.with_label_values(&[tenant]).set(i64::from(*ok));
+            }
+        }
+        self.count_tenants();
+    }
+
+    fn count_tenants(&self) {
+        let n = prometheus::core::Collector::collect(&self.tenant_ready).first().map_or(0, |mf| mf.get_metric().len());
+        self.tenants.set(n as i64);
+    }
+
     /// Forgets a deleted tenant's series so they do not linger as stale values.
     pub fn forget_tenant(&self, tenant: &str) {
         let _ = self.tenant_ready.remove_label_values(&[tenant]);
         let _ = self.tenant_last_success.remove_label_values(&[tenant]);
-        for vec in [&self.tenant_quota_hard, &self.tenant_quota_used] {
-            for mf in prometheus::core::Collector::collect(vec) {
-                for m in mf.get_metric() {
-                    let value =
-                        |name: &str| m.get_label().iter().find(|l| l.name() == name).map(|l| l.value().to_string());
-                    if value("tenant").as_deref() == Some(tenant)
-                        && let Some(resource) = value("resource")
-                    {
-                        let _ = vec.remove_label_values(&[tenant, &resource]);
-                    }
-                }
+        remove_tenant(&self.tenant_quota_hard, tenant, "resource");
+        remove_tenant(&self.tenant_quota_used, tenant, "resource");
+        remove_tenant(&self.tenant_condition, tenant, "type");
+        self.count_tenants();
+    }
+}
+
+/// Removes every series of one tenant from a vector labelled `tenant` and `second`.
+fn remove_tenant<T: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<T>,
+    tenant: &str,
+    second: &str,
+) {
+    for mf in prometheus::core::Collector::collect(vec) {
+        for m in mf.get_metric() {
+            let value = |name: &str| m.get_label().iter().find(|l| l.name() == name).map(|l| l.value().to_string());
+            if value("tenant").as_deref() == Some(tenant)
+                && let Some(other) = value(second)
+            {
+                let _ = vec.remove_label_values(&[tenant, &other]);
             }
         }
     }

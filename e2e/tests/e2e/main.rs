@@ -3,7 +3,9 @@
 //! process. Run it with `hack/test.sh` (tests run one at a time: they share the cluster).
 
 mod access;
+mod helm;
 mod lifecycle;
+mod observability;
 mod operator;
 mod quota;
 mod validation;

@@ -118,6 +118,67 @@ fn rule(rule: &str, message: &str, field_path: Option<&str>) -> ValidationRule {
     }
 }
 
+const QUANTITY_PATTERN: &str = r"^[+]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][+]?[0-9]+))?$";
+const COUNT_PATTERN: &str = r"^[+]?[0-9]+$";
+
+/// The JSON Schema of the `tenant` Helm chart's values, derived from the Tenant CRD so the two
+/// cannot disagree: the spec's fields at the top level, plus the tenant's `name`. Helm checks
+/// it before anything reaches the cluster, so CEL-only checks become patterns here, and unknown
+/// keys (typos) are refused.
+pub fn tenant_values_schema() -> serde_json::Value {
+    use serde_json::{Value, json};
+    fn convert(v: &mut Value) {
+        let Value::Object(map) = v else { return };
+        if map.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+            let whole = map.get("x-kubernetes-validations").is_some_and(|r| r.to_string().contains("isInteger"));
+            let description = map.get("description").cloned();
+            let pattern = if whole { COUNT_PATTERN } else { QUANTITY_PATTERN };
+            let example = if whole { "a whole number such as 10" } else { "a quantity such as 500m, 4 or 16Gi" };
+            *v = json!({
+                "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": pattern}],
+                "description": format!("{} ({example})", description.and_then(|d| d.as_str().map(String::from)).unwrap_or_default()),
+            });
+            return;
+        }
+        // Kubernetes-only keywords mean nothing to Helm's validator.
+        map.retain(|k, _| !k.starts_with("x-kubernetes-") && k != "nullable");
+        if let Some(Value::Object(props)) = map.get_mut("properties") {
+            props.values_mut().for_each(convert);
+            map.insert("additionalProperties".into(), Value::Bool(false));
+        }
+        if let Some(items) = map.get_mut("items") {
+            convert(items);
+        }
+        if let Some(Value::Array(alternatives)) = map.get_mut("anyOf") {
+            alternatives.iter_mut().for_each(convert);
+        }
+        if let Some(extra @ Value::Object(_)) = map.get_mut("additionalProperties") {
+            convert(extra);
+        }
+    }
+    let crd = serde_json::to_value(tenant()).unwrap_or_default();
+    let mut spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone();
+    convert(&mut spec);
+    let mut properties = spec["properties"].as_object().cloned().unwrap_or_default();
+    properties.insert(
+        "name".into(),
+        json!({
+            "type": "string",
+            "description": "The tenant's name (defaults to the release name): a lowercase DNS label that prefixes its namespaces.",
+            "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+            "maxLength": 61
+        }),
+    );
+    json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "A department's tenant request (zhengyun Tenant)",
+        "type": "object",
+        "additionalProperties": false,
+        "required": spec["required"].clone(),
+        "properties": properties,
+    })
+}
+
 /// The CRDs as one multi-document YAML stream, as `zhengyun-operator crd` prints them.
 pub fn yaml() -> Result<String, serde_yaml::Error> {
     let mut out =
@@ -143,6 +204,20 @@ mod tests {
             committed == fresh,
             "crds/zhengyun.io_crds.yaml is stale: run `cargo run -p zhengyun-operator -- crd > crds/zhengyun.io_crds.yaml`"
         );
+    }
+
+    /// The chart installs the same CRDs, and the tenant chart's values schema is derived from them.
+    #[test]
+    fn the_charts_carry_the_current_crds_and_values_schema() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let chart_crds = std::fs::read_to_string(format!("{root}/charts/zhengyun/files/crds/zhengyun.io_crds.yaml"));
+        assert!(
+            chart_crds.unwrap_or_default() == yaml().unwrap_or_default(),
+            "charts/zhengyun/files/crds is stale: run hack/generate.sh"
+        );
+        let schema = std::fs::read_to_string(format!("{root}/charts/tenant/values.schema.json")).unwrap_or_default();
+        let fresh = serde_json::to_string_pretty(&tenant_values_schema()).unwrap_or_default() + "\n";
+        assert!(schema == fresh, "charts/tenant/values.schema.json is stale: run hack/generate.sh");
     }
 
     #[test]

@@ -344,7 +344,6 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     write_status(ctx, tenant, conds, owned, Some((quota_status, &vt, &used))).await?;
 
     let m = &ctx.metrics;
-    m.tenant_ready.with_label_values(&[&vt.name]).set(i64::from(ready));
     m.tenant_last_success.with_label_values(&[&vt.name]).set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
     Ok(if ready { Action::requeue(RESYNC) } else { Action::requeue(SOON) })
 }
@@ -511,6 +510,8 @@ async fn write_status(
     let previous = tenant.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
     let generation = tenant.metadata.generation;
     let conditions = conditions::merge(previous, &observed, generation, jiff::Timestamp::now());
+    let flags: Vec<(String, bool)> = observed.iter().map(|c| (c.type_.to_string(), c.ok)).collect();
+    ctx.metrics.observe_tenant(&tenant.name_any(), &flags);
     let (quota_status, summary) = match quota {
         Some((qs, vt, used)) => {
             let m = &ctx.metrics;

@@ -1,0 +1,37 @@
+//! What SREs get: metrics that pass promtool, alert rules that fire when they should.
+
+use zhengyun_e2e::{Operator, apply_tenant, client, repo_path, run_tool, tenant, wait_ready};
+
+#[tokio::test]
+async fn the_metrics_endpoint_passes_promtool_and_carries_tenant_gauges() {
+    let client = client().await;
+    let op = Operator::start("lease-metrics", "op-metrics").await;
+    apply_tenant(&client, &tenant("metrics", &["apps"])).await;
+    wait_ready(&client, "metrics").await;
+    let text = op.metrics().await;
+    for series in [
+        "controller_runtime_reconcile_total{controller=\"tenant\",result=\"success\"}",
+        "controller_runtime_reconcile_time_seconds_bucket{controller=\"tenant\",le=\"0.1\"}",
+        "controller_runtime_active_workers{controller=\"tenant\"}",
+        "leader_election_master_status{name=\"lease-metrics\"} 1",
+        "zhengyun_build_info{version=",
+        "zhengyun_tenant_quota_hard{resource=\"pods\",tenant=\"metrics\"} 10",
+        "zhengyun_tenant_quota_used{resource=\"pods\",tenant=\"metrics\"} 0",
+        "zhengyun_tenant_ready{tenant=\"metrics\"} 1",
+        "zhengyun_tenant_last_successful_reconcile_timestamp_seconds{tenant=\"metrics\"}",
+    ] {
+        assert!(text.contains(series), "missing {series} in:\n{text}");
+    }
+    let (ok, out) = run_tool("promtool", &["check", "metrics"], Some(&text));
+    assert!(ok && out.trim().is_empty(), "promtool check metrics:\n{out}");
+}
+
+#[tokio::test]
+async fn the_alert_rules_are_valid_and_fire_when_they_should() {
+    let rules = repo_path("charts/zhengyun/files/alerts.yaml");
+    let (ok, out) = run_tool("promtool", &["check", "rules", &rules], None);
+    assert!(ok && out.contains("SUCCESS: 5 rules found"), "promtool check rules:\n{out}");
+    let (ok, out) =
+        run_tool("promtool", &["test", "rules", &repo_path("charts/zhengyun/files/alerts_test.yaml")], None);
+    assert!(ok, "promtool test rules:\n{out}");
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the test tools the project needs, into ~/.cache/zhengyun/tools/ (keyed by version):
+#   helm      from the Go module proxy (helm.sh/helm/v3)
+#   promtool  from Debian's `prometheus` package (apt), for `promtool check metrics/rules`
+# Prints the tools directory; put it on PATH.
+set -euo pipefail
+HELM_VERSION=v3.22.0
+cache=${ZHENGYUN_CACHE:-$HOME/.cache/zhengyun}
+dest=$cache/tools/helm-$HELM_VERSION
+if [ ! -x "$dest/helm" ]; then
+  echo "building helm $HELM_VERSION from the Go module proxy" >&2
+  mkdir -p "$dest"
+  GOBIN=$dest CGO_ENABLED=0 go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
+fi
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "installing promtool (Debian package prometheus)" >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >&2
+fi
+echo "$dest"
