@@ -315,14 +315,18 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     } else {
         "Created"
     };
-    let quota_message = if settled {
-        "the tenant's quota is split over its namespaces and enforced".to_string()
-    } else {
-        "moving the tenant's free quota between its namespaces".to_string()
+    // Enforced: every namespace has a quota the API server applies to every budgeted resource.
+    // Moving free budget between namespaces happens all the time under load and is not a
+    // reason to call the tenant unready.
+    let enforced = observed.iter().all(|o| vt.quota.keys().all(|k| o.enforced.contains_key(k)));
+    let (quota_reason, quota_message) = match (enforced, settled) {
+        (true, true) => ("Enforced", "the tenant's quota is split over its namespaces and enforced"),
+        (true, false) => ("Rebalancing", "enforced; moving free quota between namespaces as usage changes"),
+        (false, _) => ("Pending", "waiting for the quota controller to enforce the namespaces' quotas"),
     };
     let mut conds = vec![
         Cond::new("NamespacesReady", ns_ok, ns_reason, ns_message),
-        Cond::new("QuotaReady", settled, if settled { "Enforced" } else { "Rebalancing" }, quota_message),
+        Cond::new("QuotaReady", enforced, quota_reason, quota_message),
         Cond::new("AccessReady", true, "Bound", format!("owners bound to {} in every namespace", build::OWNER_ROLE)),
         Cond::new("NetworkReady", true, "DefaultDeny", "default-deny with the tenant and DNS allowed"),
         Cond::new(
@@ -332,7 +336,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
             conflicts.join("; "),
         ),
     ];
-    let ready = ns_ok && settled;
+    let ready = ns_ok && enforced;
     let (reason, message) = if ready {
         ("Ready", "everything the tenant needs is in place".to_string())
     } else if !conflicts.is_empty() {
@@ -345,7 +349,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
 
     let m = &ctx.metrics;
     m.tenant_last_success.with_label_values(&[&vt.name]).set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
-    Ok(if ready { Action::requeue(RESYNC) } else { Action::requeue(SOON) })
+    Ok(if ready && settled { Action::requeue(RESYNC) } else { Action::requeue(SOON) })
 }
 
 /// Removes what this round no longer produces: children in our namespaces that the spec no
