@@ -35,7 +35,8 @@ setsid "$CARGO_TARGET_DIR/debug/zhengyun-operator" run --admin-addr "$admin" --l
   >"$dir/logs/operator.log" 2>&1 </dev/null &
 echo $! >"$dir/pids/operator"
 
-echo "== applying the sample tenants from docs/examples/tenants/"
+echo "== applying the sample zones and tenants from docs/examples/"
+kubectl apply -f docs/examples/zones/
 kubectl apply -f docs/examples/tenants/
 if ! kubectl wait --for=condition=Ready tenant --all --timeout=90s >/dev/null; then
   echo "tenants did not become Ready; operator log:" >&2

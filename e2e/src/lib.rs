@@ -5,6 +5,7 @@
 //! they fail and say how to start one.
 
 use std::{
+    collections::BTreeMap,
     future::Future,
     path::PathBuf,
     process::Stdio,
@@ -22,7 +23,10 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     process::{Child, Command},
 };
-use zhengyun::api::{Department, Owner, OwnerKind, Tenant, TenantNamespace, TenantQuota, TenantSpec, amount::Count};
+use zhengyun::api::{
+    Department, Owner, OwnerKind, Tenant, TenantNamespace, TenantQuota, TenantSpec, Zone, ZoneKind, ZoneSpec,
+    amount::Count,
+};
 
 /// Runs a command-line tool (helm, kubectl, promtool) from `PATH`; returns whether it
 /// succeeded and what it printed (stdout then stderr).
@@ -74,6 +78,22 @@ pub async fn client() -> Client {
             }
         })
         .await;
+    }
+    // The zones every story runs in (docs/examples/zones/).
+    let zones: Api<Zone> = Api::all(client.clone());
+    for (name, kind, level) in [("extranet", ZoneKind::Extranet, 2), ("intranet", ZoneKind::Intranet, 3)] {
+        let zone = Zone::new(
+            name,
+            ZoneSpec {
+                kind,
+                node_selector: BTreeMap::from([("zhengyun.io/zone".to_string(), name.to_string())]),
+                taint: None,
+                egress: vec![],
+                ingress: vec![],
+                min_security_level: level,
+            },
+        );
+        zones.patch(name, &PatchParams::apply("zhengyun-e2e"), &Patch::Apply(&zone)).await.expect("zone");
     }
     let ns: Api<Namespace> = Api::all(client.clone());
     let system = Namespace {

@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod quantity;
 pub mod rest_metrics;
 pub mod tenancy;
+pub mod zones;
 
 pub use error::{Error, Result};

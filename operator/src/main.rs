@@ -171,10 +171,14 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     // The owners' ClusterRole is shared by every tenant; the leader keeps it in shape.
     apply::cluster::<ClusterRole>(&client, &tenancy::build::owner_cluster_role()).await?;
 
-    let (ctl_stop_tx, ctl_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let controller = tokio::spawn(tenancy::reconcile::run(ctx.clone(), async move {
-        let _ = ctl_stop_rx.await;
-    }));
+    let (ctl_stop_tx, ctl_stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let controllers = [
+        tokio::spawn(tenancy::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
+        tokio::spawn(zhengyun::zones::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
+    ];
 
     let lost = async {
         while lead_rx.changed().await.is_ok() {
@@ -188,8 +192,10 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
         _ = &mut shutdown => false,
     };
     // Stop writing before giving the lease away.
-    let _ = ctl_stop_tx.send(());
-    let _ = controller.await;
+    let _ = ctl_stop_tx.send(true);
+    for c in controllers {
+        let _ = c.await;
+    }
     metrics.leader.with_label_values(&[&args.lease_name]).set(0);
     let _ = stop_tx.send(true);
     let _ = election.await;

@@ -165,7 +165,10 @@ async fn an_admin_installs_the_operator_and_departments_request_tenants_with_hel
         "labels": {"app.kubernetes.io/managed-by": "Helm"},
         "annotations": {"meta.helm.sh/release-name": "zhengyun", "meta.helm.sh/release-namespace": ns}
     }});
-    crds.patch("tenants.zhengyun.io", &PatchParams::default(), &Patch::Merge(adopt)).await.expect("adopt CRD");
+    for crd in zhengyun::api::crd::all() {
+        let name = kube::ResourceExt::name_any(&crd);
+        crds.patch(&name, &PatchParams::default(), &Patch::Merge(adopt.clone())).await.expect("adopt CRD");
+    }
     must(
         "helm install operator",
         helm(&["install", "zhengyun", &repo_path("charts/zhengyun"), "-n", ns, "--create-namespace"]),

@@ -9,11 +9,66 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use super::Tenant;
+use super::{ExchangeChannel, Tenant, Zone};
 
 /// Every CRD the operator serves, in the order `crds/` lists them.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![tenant()]
+    vec![tenant(), zone(), exchange_channel()]
+}
+
+/// The `zones.zhengyun.io` CRD.
+pub fn zone() -> CustomResourceDefinition {
+    let mut crd = Zone::crd();
+    for version in &mut crd.spec.versions {
+        version.additional_printer_columns = Some(vec![
+            column("Kind", "string", ".spec.kind", "Intranet (政务内网), Extranet (政务外网) or InternetAccess", 0),
+            column("Min-Level", "integer", ".spec.minSecurityLevel", "Lowest 等保 level accepted", 0),
+            column("Nodes", "integer", ".status.nodeCount", "Nodes in the zone", 0),
+            column(
+                "Ready",
+                "string",
+                ".status.conditions[?(@.type==\"Ready\")].status",
+                "Whether the zone has nodes",
+                0,
+            ),
+            column("Tenants", "string", ".status.tenants", "Tenants in the zone", 1),
+            column("Age", "date", ".metadata.creationTimestamp", "", 0),
+        ]);
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            schema.description =
+                Some("A security zone (安全区域): its nodes, taint, outside networks and lowest 等保 level.".into());
+        }
+    }
+    reflow(crd)
+}
+
+/// The `exchangechannels.zhengyun.io` CRD.
+pub fn exchange_channel() -> CustomResourceDefinition {
+    let mut crd = ExchangeChannel::crd();
+    for version in &mut crd.spec.versions {
+        version.additional_printer_columns = Some(vec![
+            column("From", "string", ".spec.from.tenant", "Source tenant", 0),
+            column("To", "string", ".spec.to.tenant", "Target tenant", 0),
+            column("Service", "string", ".spec.to.service", "Target Service", 0),
+            column("Port", "integer", ".spec.to.port", "Target port", 0),
+            column("Phase", "string", ".status.phase", "Pending, Active, Expired or Invalid", 0),
+            column("Expires", "string", ".spec.expires", "When the channel closes", 0),
+            column("Approver", "string", ".spec.approver", "Who approves", 1),
+            column("Purpose", "string", ".spec.purpose", "Why the data is exchanged", 1),
+            column("Age", "date", ".metadata.creationTimestamp", "", 0),
+        ]);
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            schema.description = Some(
+                "A declared, approved and expiring data exchange (数据共享交换) from one tenant to a Service of another.".into(),
+            );
+            schema.x_kubernetes_validations = Some(vec![rule(
+                "!has(oldSelf.spec) || !oldSelf.spec.approved || self.spec.from == oldSelf.spec.from && self.spec.to == oldSelf.spec.to",
+                "spec.from and spec.to cannot change once the channel is approved: declare a new channel",
+                Some(".spec"),
+            )]);
+        }
+    }
+    reflow(crd)
 }
 
 /// The `tenants.zhengyun.io` CRD.

@@ -5,11 +5,15 @@
 //! own the wire format and the schema the API server enforces; they do no I/O.
 
 pub mod amount;
+pub mod channel;
 pub mod crd;
 pub mod tenant;
+pub mod zone;
 
 pub use amount::Amount;
+pub use channel::*;
 pub use tenant::*;
+pub use zone::*;
 
 /// The API group of every zhengyun resource.
 pub const GROUP: &str = "zhengyun.io";

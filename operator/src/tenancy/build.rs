@@ -21,7 +21,7 @@ use k8s_openapi::{
     },
 };
 
-use super::validate::{Limits, ValidatedTenant};
+use super::validate::{Limits, ValidatedTenant, ZonePlacement};
 use crate::{
     api::OwnerKind,
     labels,
@@ -165,8 +165,9 @@ fn dns_ports() -> Vec<NetworkPolicyPort> {
         .collect()
 }
 
-/// Default-deny in both directions, then allow: the tenant to itself, and DNS.
-pub fn network_policies(t: &ValidatedTenant, namespace: &str) -> Vec<NetworkPolicy> {
+/// Default-deny in both directions, then allow: the tenant to itself, DNS, and the outside
+/// networks its zone declares.
+pub fn network_policies(t: &ValidatedTenant, namespace: &str, zone: &ZonePlacement) -> Vec<NetworkPolicy> {
     let both = Some(vec!["Ingress".to_string(), "Egress".to_string()]);
     let deny = NetworkPolicy {
         metadata: meta(t, namespace, DENY_POLICY),
@@ -188,20 +189,34 @@ pub fn network_policies(t: &ValidatedTenant, namespace: &str) -> Vec<NetworkPoli
         }),
         ..Default::default()
     };
-    let node_local_dns = NetworkPolicyPeer {
-        ip_block: Some(IPBlock { cidr: NODE_LOCAL_DNS.into(), except: None }),
+    let cidr_peer = |cidr: &str| NetworkPolicyPeer {
+        ip_block: Some(IPBlock { cidr: cidr.into(), except: None }),
         ..Default::default()
     };
+    let mut ingress = vec![NetworkPolicyIngressRule { from: Some(vec![tenant_peer(t)]), ports: None }];
+    if !zone.ingress.is_empty() {
+        ingress.push(NetworkPolicyIngressRule {
+            from: Some(zone.ingress.iter().map(|c| cidr_peer(c)).collect()),
+            ports: None,
+        });
+    }
+    let mut egress = vec![
+        NetworkPolicyEgressRule { to: Some(vec![tenant_peer(t)]), ports: None },
+        NetworkPolicyEgressRule { to: Some(vec![kube_dns, cidr_peer(NODE_LOCAL_DNS)]), ports: Some(dns_ports()) },
+    ];
+    if !zone.egress.is_empty() {
+        egress.push(NetworkPolicyEgressRule {
+            to: Some(zone.egress.iter().map(|c| cidr_peer(c)).collect()),
+            ports: None,
+        });
+    }
     let allow = NetworkPolicy {
         metadata: meta(t, namespace, ALLOW_POLICY),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector::default()),
             policy_types: both,
-            ingress: Some(vec![NetworkPolicyIngressRule { from: Some(vec![tenant_peer(t)]), ports: None }]),
-            egress: Some(vec![
-                NetworkPolicyEgressRule { to: Some(vec![tenant_peer(t)]), ports: None },
-                NetworkPolicyEgressRule { to: Some(vec![kube_dns, node_local_dns]), ports: Some(dns_ports()) },
-            ]),
+            ingress: Some(ingress),
+            egress: Some(egress),
         }),
     };
     vec![deny, allow]
@@ -322,7 +337,8 @@ mod tests {
 
     #[test]
     fn network_policy_denies_by_default_and_allows_the_tenant_and_dns() {
-        let p = network_policies(&vt(), "edu-apps");
+        let zone = ZonePlacement { egress: vec!["10.1.0.0/16".into()], ..Default::default() };
+        let p = network_policies(&vt(), "edu-apps", &zone);
         assert_eq!(p.len(), 2);
         let deny = p[0].spec.clone().unwrap_or_default();
         assert_eq!(deny.policy_types, Some(vec!["Ingress".into(), "Egress".into()]));
@@ -335,6 +351,11 @@ mod tests {
         // One peer with both selectors: kube-dns pods *in* kube-system, not either.
         assert!(peer.namespace_selector.is_some() && peer.pod_selector.is_some());
         assert_eq!(dns.ports.as_ref().map(Vec::len), Some(2));
+        // The zone's outside network, and nothing else outside.
+        let outside = egress[2].to.clone().unwrap_or_default();
+        assert_eq!(outside[0].ip_block.as_ref().map(|b| b.cidr.as_str()), Some("10.1.0.0/16"));
+        assert_eq!(egress.len(), 3);
+        assert_eq!(allow.ingress.map(|i| i.len()), Some(1), "no zone ingress declared");
     }
 
     #[test]

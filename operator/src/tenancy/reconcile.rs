@@ -37,10 +37,10 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{
     build::{self, ALLOW_POLICY, CHILD_NAME, DENY_POLICY},
     quota::{self, Observed},
-    validate::{ValidatedTenant, validate},
+    validate::{ValidatedTenant, ZonePlacement, check_zone, validate},
 };
 use crate::{
-    api::{DeletionPolicy, QuotaStatus, Tenant, TenantStatus},
+    api::{DeletionPolicy, QuotaStatus, Tenant, TenantStatus, Zone},
     apply,
     conditions::{self, Observed as Cond},
     context::Context,
@@ -65,7 +65,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let tenants = Api::<DeserializeGuard<Tenant>>::all(client.clone());
     let managed = watcher::Config::default().labels(&labels::managed_selector());
     ctx.metrics.active_workers.with_label_values(&[CONTROLLER]).set(0);
+    // A zone that appears, changes or goes may change any tenant's placement and networks.
+    let zones = watcher(Api::<Zone>::all(client.clone()), watcher::Config::default()).map(|_| ());
     Controller::new(tenants, watcher::Config::default())
+        .reconcile_all_on(zones)
         .watches(Api::<Namespace>::all(client.clone()), managed.clone(), map_to_tenant)
         .watches(Api::<ResourceQuota>::all(client.clone()), managed.clone(), map_to_tenant)
         .watches(Api::<LimitRange>::all(client.clone()), managed.clone(), map_to_tenant)
@@ -234,6 +237,16 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         }
     };
 
+    // The zone: where the tenant's pods run and which outside networks it reaches.
+    let zone = Api::<Zone>::all(client.clone()).get_opt(&vt.zone).await?;
+    let (placement, zone_problem) = match check_zone(vt.level.number(), &vt.zone, zone.as_ref()) {
+        Ok(p) => (p, None),
+        Err(e) => (ZonePlacement::default(), Some(e)),
+    };
+    if let Some(e) = &zone_problem {
+        publish(ctx, tenant, EventType::Warning, e.reason(), e.to_string()).await;
+    }
+
     // Namespaces: claim each, never taking one over.
     let mut owned = Vec::new();
     let mut conflicts = Vec::new();
@@ -273,7 +286,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         if let Some(lr) = build::limit_range(&vt, ns) {
             apply::namespaced(client, &lr).await?;
         }
-        for np in build::network_policies(&vt, ns) {
+        for np in build::network_policies(&vt, ns, &placement) {
             apply::namespaced(client, &np).await?;
         }
     }
@@ -336,11 +349,17 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
             conflicts.join("; "),
         ),
     ];
-    let ready = ns_ok && enforced;
+    match &zone_problem {
+        None => conds.push(Cond::new("ZoneReady", true, "Admitted", format!("zone {} admits the tenant", vt.zone))),
+        Some(e) => conds.push(Cond::new("ZoneReady", false, e.reason(), e.to_string())),
+    }
+    let ready = ns_ok && enforced && zone_problem.is_none();
     let (reason, message) = if ready {
         ("Ready", "everything the tenant needs is in place".to_string())
     } else if !conflicts.is_empty() {
         ("Conflict", conflicts.join("; "))
+    } else if let Some(e) = &zone_problem {
+        (e.reason(), e.to_string())
     } else {
         ("Progressing", "converging".to_string())
     };

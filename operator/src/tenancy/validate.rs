@@ -89,12 +89,20 @@ pub enum ValidationError {
     DuplicateSuffix { index: usize, suffix: String },
     #[error("{field}: {reason}")]
     Quantity { field: String, reason: String },
+    #[error("spec.zone: zone '{0}' does not exist")]
+    ZoneMissing(String),
+    #[error("spec.securityLevel: zone '{zone}' accepts tenants of 等保 level {min} and above, not {level}")]
+    ZoneLevel { zone: String, min: u8, level: u8 },
 }
 
 impl ValidationError {
     /// A short, stable reason for conditions and Events.
     pub fn reason(&self) -> &'static str {
-        "InvalidSpec"
+        match self {
+            ValidationError::ZoneMissing(_) => "ZoneMissing",
+            ValidationError::ZoneLevel { .. } => "ZoneLevelTooLow",
+            _ => "InvalidSpec",
+        }
     }
 }
 
@@ -189,6 +197,34 @@ pub fn validate(tenant: &Tenant) -> Result<ValidatedTenant, ValidationError> {
         limits,
         deletion_policy: spec.deletion_policy,
         confirm_data_deletion: spec.confirm_data_deletion,
+    })
+}
+
+/// What a tenant gets from its zone: where its pods run and which outside networks it reaches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZonePlacement {
+    pub node_selector: BTreeMap<String, String>,
+    pub taint: Option<crate::api::ZoneTaint>,
+    pub egress: Vec<String>,
+    pub ingress: Vec<String>,
+}
+
+/// Checks that the tenant's zone exists and admits its 等保 level. Shared by the reconciler
+/// and the admission webhook, so the two never disagree.
+pub fn check_zone(
+    level: u8,
+    zone_name: &str,
+    zone: Option<&crate::api::Zone>,
+) -> Result<ZonePlacement, ValidationError> {
+    let zone = zone.ok_or_else(|| ValidationError::ZoneMissing(zone_name.into()))?;
+    if level < zone.spec.min_security_level {
+        return Err(ValidationError::ZoneLevel { zone: zone_name.into(), min: zone.spec.min_security_level, level });
+    }
+    Ok(ZonePlacement {
+        node_selector: zone.spec.node_selector.clone(),
+        taint: Some(zone.effective_taint()),
+        egress: zone.spec.egress.clone(),
+        ingress: zone.spec.ingress.clone(),
     })
 }
 
@@ -308,6 +344,28 @@ pub(crate) mod tests {
         let mut t = sample();
         t.metadata.name = Some("Edu".into());
         assert!(matches!(validate(&t), Err(ValidationError::Name(_))));
+    }
+
+    #[test]
+    fn a_tenant_needs_an_existing_zone_that_admits_its_level() {
+        use crate::api::{Zone, ZoneKind, ZoneSpec};
+        let zone = Zone::new(
+            "intranet",
+            ZoneSpec {
+                kind: ZoneKind::Intranet,
+                node_selector: BTreeMap::from([("zone".into(), "in".into())]),
+                taint: None,
+                egress: vec!["10.0.0.0/8".into()],
+                ingress: vec![],
+                min_security_level: 3,
+            },
+        );
+        assert_eq!(check_zone(3, "nowhere", None), Err(ValidationError::ZoneMissing("nowhere".into())));
+        let err = check_zone(2, "intranet", Some(&zone)).unwrap_err();
+        assert!(err.to_string().contains("level 3 and above, not 2"), "{err}");
+        let placement = check_zone(3, "intranet", Some(&zone)).expect("admitted");
+        assert_eq!(placement.egress, vec!["10.0.0.0/8"]);
+        assert_eq!(placement.taint.map(|t| (t.key, t.value)), Some(("zhengyun.io/zone".into(), "intranet".into())));
     }
 
     #[test]

@@ -1,0 +1,141 @@
+//! Zones: keeps each `Zone`'s status (nodes, allocatable capacity, tenants) up to date.
+//!
+//! Placement itself (node affinity, tolerations) is the admission webhook's job, and a zone's
+//! networks reach tenants through the tenant controller; this module only observes.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::core::v1::Node;
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+    runtime::{Controller, controller::Action, watcher},
+};
+use tracing::{Instrument, info_span, warn};
+
+use crate::{
+    api::{Tenant, Zone, ZoneStatus},
+    conditions::{self, Observed},
+    context::Context,
+    error::Result,
+    labels,
+    quantity::{self, Kind, Milli},
+};
+
+pub const CONTROLLER: &str = "zone";
+
+/// Whether a node carries every label of a selector.
+pub fn selects(selector: &BTreeMap<String, String>, node_labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| node_labels.get(k) == Some(v))
+}
+
+/// Sums allocatable capacity over nodes, by resource.
+pub fn allocatable(nodes: &[&Node]) -> BTreeMap<String, String> {
+    let mut sum: BTreeMap<String, Milli> = BTreeMap::new();
+    for n in nodes {
+        for (k, v) in n.status.as_ref().and_then(|s| s.allocatable.as_ref()).into_iter().flatten() {
+            if let Ok(m) = quantity::parse(&v.0) {
+                *sum.entry(k.clone()).or_default() += m;
+            }
+        }
+    }
+    sum.into_iter()
+        .map(|(k, v)| {
+            let kind = match k.as_str() {
+                "cpu" => Kind::Cores,
+                "memory" | "ephemeral-storage" => Kind::Bytes,
+                _ => Kind::Count,
+            };
+            (k, quantity::format(v, kind))
+        })
+        .collect()
+}
+
+pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    // Any node or tenant change may change any zone's status.
+    let nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).map(|_| ());
+    let tenants = watcher(Api::<Tenant>::all(client.clone()), watcher::Config::default()).map(|_| ());
+    Controller::new(Api::<Zone>::all(client.clone()), watcher::Config::default())
+        .reconcile_all_on(stream::select(nodes, tenants))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(10)), ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "zone reconcile");
+            }
+        })
+        .await;
+}
+
+async fn reconcile(zone: Arc<Zone>, ctx: Arc<Context>) -> Result<Action> {
+    let name = zone.name_any();
+    let span = info_span!("reconcile", controller = CONTROLLER, zone = %name);
+    let m = ctx.metrics.clone();
+    let timer = m.reconcile_time.with_label_values(&[CONTROLLER]).start_timer();
+    let result = async {
+        let nodes = Api::<Node>::all(ctx.client.clone()).list(&ListParams::default()).await?;
+        let mine: Vec<&Node> =
+            nodes.items.iter().filter(|n| selects(&zone.spec.node_selector, &n.labels().clone())).collect();
+        let tenants = Api::<Tenant>::all(ctx.client.clone()).list(&ListParams::default()).await?;
+        let mut in_zone: Vec<String> =
+            tenants.items.iter().filter(|t| t.spec.zone == name).map(|t| t.name_any()).collect();
+        in_zone.sort();
+        let has_nodes = !mine.is_empty();
+        let observed = [Observed::new(
+            "Ready",
+            has_nodes,
+            if has_nodes { "NodesFound" } else { "NoNodes" },
+            if has_nodes {
+                format!("{} nodes match the zone's node selector", mine.len())
+            } else {
+                "no node matches the zone's node selector: its pods cannot be scheduled".to_string()
+            },
+        )];
+        let previous = zone.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+        let status = ZoneStatus {
+            observed_generation: zone.metadata.generation,
+            conditions: conditions::merge(previous, &observed, zone.metadata.generation, jiff::Timestamp::now()),
+            node_count: Some(mine.len() as i32),
+            nodes: mine.iter().map(|n| n.name_any()).collect(),
+            allocatable: allocatable(&mine),
+            tenants: in_zone,
+        };
+        // Unchanged status: no write, so no event and no loop.
+        if zone.status.as_ref().map(|s| (&s.nodes, &s.tenants, &s.allocatable, s.observed_generation))
+            != Some((&status.nodes, &status.tenants, &status.allocatable, status.observed_generation))
+            || zone.status.is_none()
+        {
+            let patch = serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "Zone", "status": status});
+            Api::<Zone>::all(ctx.client.clone())
+                .patch_status(&name, &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+                .await?;
+        }
+        Ok(Action::requeue(Duration::from_secs(300)))
+    }
+    .instrument(span)
+    .await;
+    timer.observe_duration();
+    let label = if result.is_ok() { "success" } else { "error" };
+    m.reconcile_total.with_label_values(&[CONTROLLER, label]).inc();
+    if let Err(e) = &result {
+        m.reconcile_errors.with_label_values(&[CONTROLLER]).inc();
+        warn!(zone = %name, error = %e, "zone reconcile failed");
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_belongs_to_a_zone_when_it_has_every_selector_label() {
+        let sel = BTreeMap::from([("zone".to_string(), "in".to_string()), ("arch".to_string(), "arm64".to_string())]);
+        let mut labels = BTreeMap::from([("zone".to_string(), "in".to_string())]);
+        assert!(!selects(&sel, &labels));
+        labels.insert("arch".into(), "arm64".into());
+        assert!(selects(&sel, &labels));
+    }
+}
