@@ -46,6 +46,61 @@ pub fn run_tool(program: &str, args: &[&str], stdin: Option<&str>) -> (bool, Str
     (out.status.success(), text)
 }
 
+/// A kubeconfig that authenticates as a ServiceAccount (a token from the TokenRequest API).
+pub fn kubeconfig_for_service_account(namespace: &str, sa: &str, dir: &std::path::Path) -> String {
+    let must = |what: &str, (ok, out): (bool, String)| -> String {
+        assert!(ok, "{what} failed:\n{out}");
+        out
+    };
+    let token = must(
+        "kubectl create token",
+        run_tool("kubectl", &["create", "token", sa, "-n", namespace, "--duration", "2h"], None),
+    );
+    let view = |path: &str| {
+        must(
+            "kubectl config view",
+            run_tool("kubectl", &["config", "view", "--minify", "-o", &format!("jsonpath={{{path}}}")], None),
+        )
+    };
+    let server = view(".clusters[0].cluster.server");
+    let ca = view(".clusters[0].cluster.certificate-authority");
+    let path = dir.join(format!("{namespace}-{sa}.kubeconfig"));
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: {server}, certificate-authority: {ca}}}\nusers:\n- name: u\n  user: {{token: {}}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+        token.trim()
+    );
+    std::fs::write(&path, config).expect("writing kubeconfig");
+    path.display().to_string()
+}
+
+/// The operator in these tests runs as its own ServiceAccount (cluster-admin), not as the
+/// test's admin user, so the admission webhook can tell the operator's writes from an admin's.
+fn operator_kubeconfig() -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let sa = "zhengyun-e2e-operator";
+        let _ = run_tool("kubectl", &["create", "serviceaccount", sa, "-n", SYSTEM_NAMESPACE], None);
+        let _ = run_tool(
+            "kubectl",
+            &[
+                "create",
+                "clusterrolebinding",
+                sa,
+                "--clusterrole=cluster-admin",
+                &format!("--serviceaccount={SYSTEM_NAMESPACE}:{sa}"),
+            ],
+            None,
+        );
+        let dir = std::env::var_os("ZHENGYUN_E2E_LOGS").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        kubeconfig_for_service_account(SYSTEM_NAMESPACE, sa, &dir)
+    })
+    .clone()
+}
+
+/// The user name the e2e operator runs as.
+pub const OPERATOR_USER: &str = "system:serviceaccount:zhengyun-system:zhengyun-e2e-operator";
+
 /// The repository root, for charts and examples.
 pub fn repo_path(relative: &str) -> String {
     format!("{}/../{relative}", env!("CARGO_MANIFEST_DIR"))
@@ -223,11 +278,17 @@ impl Operator {
 
     /// Starts a replica with extra environment (another `KUBECONFIG`, `POD_NAMESPACE`, ...).
     pub async fn start_with(lease: &str, identity: &str, env: &[(&str, &str)]) -> Operator {
+        Self::start_args(lease, identity, env, &[]).await
+    }
+
+    /// Starts a replica with extra environment and arguments.
+    pub async fn start_args(lease: &str, identity: &str, env: &[(&str, &str)], extra: &[&str]) -> Operator {
         let port = free_port();
         let logs = std::env::var_os("ZHENGYUN_E2E_LOGS").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
         std::fs::create_dir_all(&logs).expect("log directory");
         let log = logs.join(format!("{identity}.log"));
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+        let kubeconfig = operator_kubeconfig();
         let child = Command::new(operator_bin())
             .args([
                 "run",
@@ -242,7 +303,9 @@ impl Operator {
                 "--lease-retry",
                 "1",
             ])
+            .args(extra)
             .env("RUST_LOG", "info,zhengyun=debug,kube=warn")
+            .env("KUBECONFIG", &kubeconfig)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))

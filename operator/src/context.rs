@@ -18,6 +18,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Set once start-up checks pass; `/readyz` reports it.
     pub ready: AtomicBool,
+    /// The cluster serves ClusterNetworkPolicy: tenant isolation and channels are also written
+    /// as Admin-tier cluster policies, which tenants' own NetworkPolicies cannot override.
+    pub cluster_network_policy: AtomicBool,
 }
 
 impl Context {
@@ -28,11 +31,16 @@ impl Context {
             client,
             metrics,
             ready: AtomicBool::new(false),
+            cluster_network_policy: AtomicBool::new(false),
         })
     }
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn uses_cluster_network_policy(&self) -> bool {
+        self.cluster_network_policy.load(Ordering::Relaxed)
     }
 
     pub fn set_ready(&self) {

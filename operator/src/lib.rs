@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admission;
 pub mod api;
 pub mod apply;
+pub mod channels;
 pub mod conditions;
 pub mod context;
 pub mod error;

@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
     /// Print the JSON Schema of the tenant chart's values (derived from the Tenant CRD).
@@ -60,6 +60,15 @@ struct RunArgs {
     /// Seconds between renewals and retries.
     #[arg(long, default_value_t = 2)]
     lease_retry: u64,
+    /// Serve the admission webhook on this address (every replica serves it).
+    #[arg(long, env = "ZHENGYUN_WEBHOOK_ADDR")]
+    webhook_addr: Option<SocketAddr>,
+    /// Register the webhook at this URL (the local control plane: https://127.0.0.1:PORT).
+    #[arg(long, env = "ZHENGYUN_WEBHOOK_URL", conflicts_with = "webhook_service")]
+    webhook_url: Option<String>,
+    /// Register the webhook as this Service, `namespace/name:port` (in a cluster).
+    #[arg(long, env = "ZHENGYUN_WEBHOOK_SERVICE")]
+    webhook_service: Option<String>,
     /// Log format: `json` (production) or `text`.
     #[arg(long, env = "ZHENGYUN_LOG_FORMAT", default_value = "json")]
     log_format: String,
@@ -93,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&api::crd::tenant_values_schema())?);
             return Ok(());
         }
-        Some(Command::Run(a)) => a,
+        Some(Command::Run(a)) => *a,
         None => RunArgs::parse_from(["zhengyun-operator"]),
     };
     let reload = init_logging(&args.log_format);
@@ -102,6 +111,19 @@ async fn main() -> anyhow::Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+fn webhook_endpoint(args: &RunArgs) -> anyhow::Result<Option<zhengyun::admission::config::Endpoint>> {
+    use zhengyun::admission::config::Endpoint;
+    if let Some(url) = &args.webhook_url {
+        return Ok(Some(Endpoint::Url(url.clone())));
+    }
+    let Some(svc) = &args.webhook_service else { return Ok(None) };
+    let (ns_name, port) = svc.rsplit_once(':').unwrap_or((svc.as_str(), "443"));
+    let (namespace, name) = ns_name
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("--webhook-service takes namespace/name:port, not {svc}"))?;
+    Ok(Some(Endpoint::Service { namespace: namespace.into(), name: name.into(), port: port.parse()? }))
 }
 
 async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
@@ -127,6 +149,33 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
         Ok(_) => {}
     }
+    // Optional APIs are detected, not assumed.
+    let cnp = zhengyun::admission::run::has_cluster_network_policy(&client).await;
+    ctx.cluster_network_policy.store(cnp, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        isolation = if cnp { "ClusterNetworkPolicy (Admin tier) + NetworkPolicy" } else { "NetworkPolicy + webhook" },
+        "tenant isolation"
+    );
+    let webhook = match (args.webhook_addr, webhook_endpoint(&args)?) {
+        (Some(addr), Some(endpoint)) => {
+            let user = zhengyun::admission::run::whoami(&client).await?;
+            tracing::info!(%user, "the webhook lets only this user change what zhengyun owns");
+            Some(
+                zhengyun::admission::run::start(
+                    client.clone(),
+                    addr,
+                    endpoint,
+                    args.lease_namespace.clone(),
+                    user,
+                    cnp,
+                    stop_rx.clone(),
+                )
+                .await?,
+            )
+        }
+        (None, None) => None,
+        _ => anyhow::bail!("--webhook-addr and one of --webhook-url / --webhook-service go together"),
+    };
     ctx.set_ready();
 
     let cfg = leader::Config {
@@ -168,6 +217,10 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     }
     metrics.leader.with_label_values(&[&args.lease_name]).set(1);
 
+    if let Some(running) = webhook {
+        tokio::spawn(zhengyun::admission::run::register(client.clone(), running, stop_rx.clone()));
+    }
+
     // The owners' ClusterRole is shared by every tenant; the leader keeps it in shape.
     apply::cluster::<ClusterRole>(&client, &tenancy::build::owner_cluster_role()).await?;
 
@@ -178,6 +231,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     let controllers = [
         tokio::spawn(tenancy::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
         tokio::spawn(zhengyun::zones::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
+        tokio::spawn(zhengyun::channels::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
     ];
 
     let lost = async {

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub tenants: IntGauge,
     pub tenant_condition: IntGaugeVec,
     pub rest_requests: IntCounterVec,
+    pub channels: IntGaugeVec,
+    pub channel_expiry: GaugeVec,
+    channel_phases: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -109,6 +112,17 @@ impl Metrics {
             Opts::new("zhengyun_tenant_condition", "1 when the tenant's condition of this type is True, else 0"),
             &["tenant", "type"],
         ));
+        let channels = must(IntGaugeVec::new(
+            Opts::new("zhengyun_exchange_channels", "Exchange channels by phase (Pending, Active, Expired, Invalid)"),
+            &["phase"],
+        ));
+        let channel_expiry = must(GaugeVec::new(
+            Opts::new(
+                "zhengyun_exchange_channel_expiry_seconds",
+                "Seconds until an exchange channel expires (0 once expired)",
+            ),
+            &["channel"],
+        ));
         let rest_requests = must(IntCounterVec::new(
             Opts::new(
                 "rest_client_requests_total",
@@ -132,6 +146,8 @@ impl Metrics {
             Box::new(tenants.clone()),
             Box::new(tenant_condition.clone()),
             Box::new(rest_requests.clone()),
+            Box::new(channels.clone()),
+            Box::new(channel_expiry.clone()),
         ] {
             must(registry.register(c));
         }
@@ -154,6 +170,9 @@ impl Metrics {
             tenants,
             tenant_condition,
             rest_requests,
+            channels,
+            channel_expiry,
+            channel_phases: Default::default(),
         }
     }
 
@@ -180,6 +199,30 @@ impl Metrics {
     fn count_tenants(&self) {
         let n = prometheus::core::Collector::collect(&self.tenant_ready).first().map_or(0, |mf| mf.get_metric().len());
         self.tenants.set(n as i64);
+    }
+
+    /// Records a channel's phase and time to expiry.
+    pub fn observe_channel(&self, channel: &str, phase: &str, seconds_to_expiry: f64) {
+        self.channel_expiry.with_label_values(&[channel]).set(seconds_to_expiry);
+        if let Ok(mut phases) = self.channel_phases.lock() {
+            phases.insert(channel.to_string(), phase.to_string());
+            self.count_channels(&phases);
+        }
+    }
+
+    /// Forgets a deleted channel.
+    pub fn forget_channel(&self, channel: &str) {
+        let _ = self.channel_expiry.remove_label_values(&[channel]);
+        if let Ok(mut phases) = self.channel_phases.lock() {
+            phases.remove(channel);
+            self.count_channels(&phases);
+        }
+    }
+
+    fn count_channels(&self, phases: &std::collections::BTreeMap<String, String>) {
+        for phase in ["Pending", "Active", "Expired", "Invalid"] {
+            self.channels.with_label_values(&[phase]).set(phases.values().filter(|p| *p == phase).count() as i64);
+        }
     }
 
     /// Forgets a deleted tenant's series so they do not linger as stale values.

@@ -10,7 +10,9 @@ use kube::{
 };
 use serde_json::json;
 use zhengyun::{api::Tenant, quantity};
-use zhengyun_e2e::{Operator, SECONDS, client, repo_path, run_tool, wait_for, wait_ready};
+use zhengyun_e2e::{
+    Operator, SECONDS, client, kubeconfig_for_service_account, repo_path, run_tool, wait_for, wait_ready,
+};
 
 /// The version of the local control plane, for commands that do not ask the cluster.
 const KUBE_VERSION: &str = "v1.34.4";
@@ -116,32 +118,6 @@ async fn a_department_with_bad_values_is_told_before_anything_reaches_the_cluste
     }
 }
 
-async fn kubeconfig_for_service_account(namespace: &str, sa: &str, dir: &std::path::Path) -> String {
-    let token = must(
-        "kubectl create token",
-        run_tool("kubectl", &["create", "token", sa, "-n", namespace, "--duration", "2h"], None),
-    );
-    let server = must(
-        "kubectl config",
-        run_tool("kubectl", &["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"], None),
-    );
-    let ca = must(
-        "kubectl config",
-        run_tool(
-            "kubectl",
-            &["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.certificate-authority}"],
-            None,
-        ),
-    );
-    let path = dir.join(format!("{sa}.kubeconfig"));
-    let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: {server}, certificate-authority: {ca}}}\nusers:\n- name: u\n  user: {{token: {}}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
-        token.trim()
-    );
-    std::fs::write(&path, config).expect("writing kubeconfig");
-    path.display().to_string()
-}
-
 async fn pods_quota(client: &Client, tenant: &str) -> i128 {
     Api::<ResourceQuota>::all(client.clone())
         .list(&ListParams::default().labels(&format!("zhengyun.io/tenant={tenant}")))
@@ -178,7 +154,7 @@ async fn an_admin_installs_the_operator_and_departments_request_tenants_with_hel
     // only become Ready if the chart's least-privilege RBAC is enough.
     let dir = std::env::var_os("ZHENGYUN_E2E_LOGS").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&dir).expect("dir");
-    let kubeconfig = kubeconfig_for_service_account(ns, "zhengyun-operator", &dir).await;
+    let kubeconfig = kubeconfig_for_service_account(ns, "zhengyun-operator", &dir);
     let op =
         Operator::start_with("zhengyun-operator", "op-helm", &[("KUBECONFIG", &kubeconfig), ("POD_NAMESPACE", ns)])
             .await;

@@ -9,3 +9,4 @@ mod observability;
 mod operator;
 mod quota;
 mod validation;
+mod zones;

@@ -387,7 +387,8 @@ async fn sweep(ctx: &Context, tenant: &Tenant, vt: &ValidatedTenant, owned: &[St
     for np in list_labelled::<NetworkPolicy>(client, &vt.name).await? {
         let ns = np.namespace().unwrap_or_default();
         let name = np.name_any();
-        if owned_set.contains(ns.as_str()) && name != DENY_POLICY && name != ALLOW_POLICY {
+        let channel = np.labels().contains_key(crate::channels::build::CHANNEL_LABEL);
+        if owned_set.contains(ns.as_str()) && !channel && name != DENY_POLICY && name != ALLOW_POLICY {
             apply::delete_namespaced::<NetworkPolicy>(client, &ns, &name).await?;
         }
     }

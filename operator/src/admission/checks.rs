@@ -1,0 +1,308 @@
+//! Pure admission decisions. Each returns `Err(message)` with words an admin can act on.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::{
+    core::v1::{Namespace, Pod, Toleration},
+    networking::v1::{NetworkPolicy, NetworkPolicyPeer},
+};
+use serde_json::{Value, json};
+
+use crate::{api::ZoneTaint, labels, tenancy::validate::ZonePlacement};
+
+/// Controllers of Kubernetes itself that must be able to delete what we own (namespace
+/// deletion, garbage collection).
+pub const SYSTEM_CONTROLLERS: &[&str] = &[
+    "system:serviceaccount:kube-system:namespace-controller",
+    "system:serviceaccount:kube-system:generic-garbage-collector",
+];
+
+/// Labels on a tenant namespace that only the operator may change.
+pub fn protected_label(key: &str) -> bool {
+    key == labels::MANAGED_BY
+        || key == labels::TENANT
+        || key == labels::DEPARTMENT
+        || key == labels::ZONE
+        || key == labels::SECURITY_LEVEL
+        || key == labels::ORPHANED
+        || key.starts_with("pod-security.kubernetes.io/")
+}
+
+/// A namespace update that changes a protected label.
+pub fn check_namespace_update(old: &Namespace, new: &Namespace) -> Result<(), String> {
+    let empty = BTreeMap::new();
+    let o = old.metadata.labels.as_ref().unwrap_or(&empty);
+    let n = new.metadata.labels.as_ref().unwrap_or(&empty);
+    let changed: Vec<&String> =
+        o.keys().chain(n.keys()).filter(|k| protected_label(k) && o.get(*k) != n.get(*k)).collect();
+    match changed.first() {
+        None => Ok(()),
+        Some(k) => Err(format!(
+            "label {k} of tenant namespace {} is managed by zhengyun: change the Tenant instead",
+            new.metadata.name.as_deref().unwrap_or("?")
+        )),
+    }
+}
+
+/// The pod fields a tenant workload may not use, and the nodes it may not ask for.
+pub fn check_pod(
+    pod: &Pod,
+    zone_name: &str,
+    zone: &ZonePlacement,
+    other_zones: &[(String, ZoneTaint)],
+) -> Result<(), String> {
+    let Some(spec) = pod.spec.as_ref() else { return Ok(()) };
+    for (field, on) in [("hostNetwork", spec.host_network), ("hostPID", spec.host_pid), ("hostIPC", spec.host_ipc)] {
+        if on == Some(true) {
+            return Err(format!("spec.{field}: tenant pods may not share the node's namespaces"));
+        }
+    }
+    for v in spec.volumes.iter().flatten() {
+        if v.host_path.is_some() {
+            return Err(format!("spec.volumes[{}].hostPath: tenant pods may not mount node paths", v.name));
+        }
+    }
+    for (k, v) in spec.node_selector.iter().flatten() {
+        if let Some(want) = zone.node_selector.get(k)
+            && want != v
+        {
+            return Err(format!(
+                "spec.nodeSelector: {k}={v} asks for another zone's nodes; this namespace runs in zone {zone_name}"
+            ));
+        }
+    }
+    for t in spec.tolerations.iter().flatten() {
+        for (other, taint) in other_zones {
+            if tolerates(t, taint) {
+                return Err(format!(
+                    "spec.tolerations: tolerating {}={} would let the pod onto zone {other}'s nodes",
+                    taint.key, taint.value
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn tolerates(t: &Toleration, taint: &ZoneTaint) -> bool {
+    let key_ok = match t.key.as_deref() {
+        None | Some("") => t.operator.as_deref() == Some("Exists"),
+        Some(k) => k == taint.key,
+    };
+    let value_ok = t.operator.as_deref() == Some("Exists") || t.value.as_deref().unwrap_or("") == taint.value;
+    let effect_ok = t.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
+    key_ok && value_ok && effect_ok
+}
+
+/// A JSON patch that pins the pod to its zone: a required node-affinity term per existing term
+/// (AND-ed with the zone's labels) and the zone's toleration.
+pub fn placement_patch(pod: &Pod, zone: &ZonePlacement) -> Vec<Value> {
+    let mut ops = Vec::new();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let zone_exprs: Vec<Value> =
+        zone.node_selector.iter().map(|(k, v)| json!({"key": k, "operator": "In", "values": [v]})).collect();
+    if !zone_exprs.is_empty() {
+        let required = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
+        let terms: Vec<Value> = match required {
+            Some(sel) if !sel.node_selector_terms.is_empty() => sel
+                .node_selector_terms
+                .iter()
+                .map(|t| {
+                    let mut term = serde_json::to_value(t).unwrap_or_else(|_| json!({}));
+                    let mut exprs = term.get("matchExpressions").and_then(Value::as_array).cloned().unwrap_or_default();
+                    exprs.extend(zone_exprs.iter().cloned());
+                    term["matchExpressions"] = Value::Array(exprs);
+                    term
+                })
+                .collect(),
+            _ => vec![json!({"matchExpressions": zone_exprs})],
+        };
+        let required = json!({"nodeSelectorTerms": terms});
+        match (&spec.affinity, spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref())) {
+            (None, _) => ops.push(json!({"op": "add", "path": "/spec/affinity", "value": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}})),
+            (Some(_), None) => ops.push(json!({"op": "add", "path": "/spec/affinity/nodeAffinity", "value": {"requiredDuringSchedulingIgnoredDuringExecution": required}})),
+            (Some(_), Some(_)) => ops.push(json!({"op": "add", "path": "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution", "value": required})),
+        }
+    }
+    if let Some(taint) = &zone.taint {
+        let toleration = json!({"key": taint.key, "operator": "Equal", "value": taint.value, "effect": taint.effect});
+        let already =
+            spec.tolerations.iter().flatten().any(|t| {
+                t.key.as_deref() == Some(taint.key.as_str()) && t.value.as_deref() == Some(taint.value.as_str())
+            });
+        if !already {
+            if spec.tolerations.is_none() {
+                ops.push(json!({"op": "add", "path": "/spec/tolerations", "value": [toleration]}));
+            } else {
+                ops.push(json!({"op": "add", "path": "/spec/tolerations/-", "value": toleration}));
+            }
+        }
+    }
+    ops
+}
+
+/// A tenant's own NetworkPolicy may only name peers inside the tenant: no IP blocks, no other
+/// namespaces, no "from/to everywhere". Crossing the boundary is what exchange channels are for.
+pub fn check_tenant_network_policy(np: &NetworkPolicy, tenant: &str) -> Result<(), String> {
+    let Some(spec) = np.spec.as_ref() else { return Ok(()) };
+    let inside = |peer: &NetworkPolicyPeer, path: &str| -> Result<(), String> {
+        if peer.ip_block.is_some() {
+            return Err(format!(
+                "{path}.ipBlock: tenant policies may not open outside addresses; ask for an exchange channel"
+            ));
+        }
+        if let Some(ns) = &peer.namespace_selector {
+            let own = ns.match_labels.as_ref().and_then(|l| l.get(labels::TENANT)).map(String::as_str) == Some(tenant);
+            if !own {
+                return Err(format!(
+                    "{path}.namespaceSelector: must select {}={tenant}: tenant policies may not reach other tenants; ask for an exchange channel",
+                    labels::TENANT
+                ));
+            }
+        }
+        Ok(())
+    };
+    for (i, rule) in spec.ingress.iter().flatten().enumerate() {
+        match &rule.from {
+            None => {
+                return Err(format!(
+                    "spec.ingress[{i}].from: an empty peer list admits every source; name peers inside the tenant"
+                ));
+            }
+            Some(peers) if peers.is_empty() => {
+                return Err(format!("spec.ingress[{i}].from: an empty peer list admits every source"));
+            }
+            Some(peers) => {
+                for (j, p) in peers.iter().enumerate() {
+                    inside(p, &format!("spec.ingress[{i}].from[{j}]"))?;
+                }
+            }
+        }
+    }
+    for (i, rule) in spec.egress.iter().flatten().enumerate() {
+        match &rule.to {
+            None => {
+                return Err(format!(
+                    "spec.egress[{i}].to: an empty peer list reaches every destination; name peers inside the tenant"
+                ));
+            }
+            Some(peers) if peers.is_empty() => {
+                return Err(format!("spec.egress[{i}].to: an empty peer list reaches every destination"));
+            }
+            Some(peers) => {
+                for (j, p) in peers.iter().enumerate() {
+                    inside(p, &format!("spec.egress[{i}].to[{j}]"))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(v: Value) -> Pod {
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
+    fn placement() -> ZonePlacement {
+        ZonePlacement {
+            node_selector: BTreeMap::from([("zhengyun.io/zone".into(), "extranet".into())]),
+            taint: Some(ZoneTaint {
+                key: "zhengyun.io/zone".into(),
+                value: "extranet".into(),
+                effect: "NoSchedule".into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn others() -> Vec<(String, ZoneTaint)> {
+        vec![(
+            "intranet".into(),
+            ZoneTaint { key: "zhengyun.io/zone".into(), value: "intranet".into(), effect: "NoSchedule".into() },
+        )]
+    }
+
+    #[test]
+    fn pods_may_not_use_the_host_or_another_zone() {
+        let ok = pod(json!({"spec": {"containers": [{"name": "c"}]}}));
+        assert!(check_pod(&ok, "extranet", &placement(), &others()).is_ok());
+        for (bad, field) in [
+            (json!({"spec": {"hostNetwork": true, "containers": []}}), "hostNetwork"),
+            (json!({"spec": {"hostPID": true, "containers": []}}), "hostPID"),
+            (json!({"spec": {"hostIPC": true, "containers": []}}), "hostIPC"),
+            (json!({"spec": {"volumes": [{"name": "root", "hostPath": {"path": "/"}}], "containers": []}}), "hostPath"),
+            (json!({"spec": {"nodeSelector": {"zhengyun.io/zone": "intranet"}, "containers": []}}), "nodeSelector"),
+            (
+                json!({"spec": {"tolerations": [{"key": "zhengyun.io/zone", "operator": "Equal", "value": "intranet"}], "containers": []}}),
+                "tolerations",
+            ),
+            (json!({"spec": {"tolerations": [{"operator": "Exists"}], "containers": []}}), "tolerations"),
+        ] {
+            let err = check_pod(&pod(bad), "extranet", &placement(), &others()).expect_err(field);
+            assert!(err.contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn placement_adds_affinity_and_toleration_and_keeps_user_terms() {
+        let ops = placement_patch(&pod(json!({"spec": {"containers": []}})), &placement());
+        assert_eq!(ops.len(), 2);
+        assert_eq!(ops[0]["path"], "/spec/affinity");
+        assert_eq!(
+            ops[0]["value"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"]
+                [0]["values"][0],
+            "extranet"
+        );
+        assert_eq!(ops[1]["value"][0]["value"], "extranet");
+        // A user's own term is kept and AND-ed with the zone.
+        let with_terms = pod(
+            json!({"spec": {"containers": [], "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]}]}]}}}}}),
+        );
+        let ops = placement_patch(&with_terms, &placement());
+        let exprs = &ops[0]["value"]["nodeSelectorTerms"][0]["matchExpressions"];
+        assert_eq!(exprs.as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn protected_namespace_labels_cannot_change() {
+        let ns = |zone: &str, extra: &str| -> Namespace {
+            serde_json::from_value(
+                json!({"metadata": {"name": "edu-apps", "labels": {"zhengyun.io/zone": zone, "team": extra}}}),
+            )
+            .unwrap_or_default()
+        };
+        assert!(check_namespace_update(&ns("extranet", "a"), &ns("extranet", "b")).is_ok(), "other labels are free");
+        let err = check_namespace_update(&ns("extranet", "a"), &ns("intranet", "a")).expect_err("zone label");
+        assert!(err.contains("zhengyun.io/zone"));
+    }
+
+    #[test]
+    fn tenant_policies_stay_inside_the_tenant() {
+        let np = |v: Value| -> NetworkPolicy {
+            serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": v})).unwrap_or_default()
+        };
+        assert!(check_tenant_network_policy(&np(json!({"podSelector": {}, "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]})), "edu").is_ok());
+        assert!(check_tenant_network_policy(&np(json!({"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"zhengyun.io/tenant": "edu"}}}]}]})), "edu").is_ok());
+        for (bad, field) in [
+            (json!({"podSelector": {}, "ingress": [{}]}), "spec.ingress[0].from"),
+            (json!({"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]}), "namespaceSelector"),
+            (
+                json!({"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"zhengyun.io/tenant": "tax"}}}]}]}),
+                "namespaceSelector",
+            ),
+            (json!({"podSelector": {}, "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}), "ipBlock"),
+            (json!({"podSelector": {}, "egress": [{"ports": [{"port": 443}]}]}), "spec.egress[0].to"),
+        ] {
+            let err = check_tenant_network_policy(&np(bad), "edu").expect_err(field);
+            assert!(err.contains(field), "{err}");
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The webhook registrations. The operator applies them itself (with the CA bundle it made),
+//! so the registration and the serving certificate never disagree.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    ByteString,
+    api::admissionregistration::v1::{
+        MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference, ValidatingWebhook,
+        ValidatingWebhookConfiguration, WebhookClientConfig,
+    },
+    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
+};
+
+use crate::labels;
+
+/// Name of both webhook configurations.
+pub const NAME: &str = "zhengyun";
+
+/// Where the API server reaches the webhook.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// A URL (the local control plane: `https://127.0.0.1:PORT`).
+    Url(String),
+    /// A Service in the cluster.
+    Service { namespace: String, name: String, port: i32 },
+}
+
+fn client(endpoint: &Endpoint, path: &str, ca_bundle: &str) -> WebhookClientConfig {
+    let ca = Some(ByteString(ca_bundle.as_bytes().to_vec()));
+    match endpoint {
+        Endpoint::Url(base) => WebhookClientConfig {
+            url: Some(format!("{}{path}", base.trim_end_matches('/'))),
+            ca_bundle: ca,
+            service: None,
+        },
+        Endpoint::Service { namespace, name, port } => WebhookClientConfig {
+            service: Some(ServiceReference {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                path: Some(path.into()),
+                port: Some(*port),
+            }),
+            ca_bundle: ca,
+            url: None,
+        },
+    }
+}
+
+fn rule(groups: &[&str], resources: &[&str], ops: &[&str]) -> RuleWithOperations {
+    let v = |x: &[&str]| Some(x.iter().map(|s| s.to_string()).collect());
+    RuleWithOperations {
+        api_groups: v(groups),
+        api_versions: v(&["*"]),
+        resources: v(resources),
+        operations: v(ops),
+        scope: None,
+    }
+}
+
+fn managed() -> Option<LabelSelector> {
+    Some(LabelSelector {
+        match_labels: Some(BTreeMap::from([(labels::MANAGED_BY.into(), labels::MANAGER.into())])),
+        ..Default::default()
+    })
+}
+
+fn meta() -> ObjectMeta {
+    ObjectMeta {
+        name: Some(NAME.into()),
+        labels: Some(BTreeMap::from([(labels::MANAGED_BY.into(), labels::MANAGER.into())])),
+        ..Default::default()
+    }
+}
+
+/// The validating webhooks. All fail closed: while no replica answers, guarded changes are
+/// refused rather than let through unchecked.
+pub fn validating(endpoint: &Endpoint, ca_bundle: &str) -> ValidatingWebhookConfiguration {
+    let hook = |name: &str, rules: Vec<RuleWithOperations>, ns: Option<LabelSelector>, obj: Option<LabelSelector>| {
+        ValidatingWebhook {
+            name: format!("{name}.zhengyun.io"),
+            client_config: client(endpoint, "/validate", ca_bundle),
+            rules: Some(rules),
+            namespace_selector: ns,
+            object_selector: obj,
+            failure_policy: Some("Fail".into()),
+            side_effects: "None".into(),
+            admission_review_versions: vec!["v1".into()],
+            timeout_seconds: Some(10),
+            match_policy: Some("Equivalent".into()),
+            match_conditions: None,
+        }
+    };
+    ValidatingWebhookConfiguration {
+        metadata: meta(),
+        webhooks: Some(vec![
+            hook("pods", vec![rule(&[""], &["pods"], &["CREATE", "UPDATE"])], managed(), None),
+            hook("namespaces", vec![rule(&[""], &["namespaces"], &["UPDATE"])], None, managed()),
+            hook(
+                "owned",
+                vec![
+                    rule(&[""], &["resourcequotas", "limitranges"], &["CREATE", "UPDATE", "DELETE"]),
+                    rule(&["networking.k8s.io"], &["networkpolicies"], &["CREATE", "UPDATE", "DELETE"]),
+                    rule(&["rbac.authorization.k8s.io"], &["rolebindings"], &["CREATE", "UPDATE", "DELETE"]),
+                ],
+                managed(),
+                None,
+            ),
+            hook("tenants", vec![rule(&["zhengyun.io"], &["tenants"], &["CREATE", "UPDATE"])], None, None),
+            hook(
+                "exchangechannels",
+                vec![rule(&["zhengyun.io"], &["exchangechannels"], &["CREATE", "UPDATE"])],
+                None,
+                None,
+            ),
+        ]),
+    }
+}
+
+/// The mutating webhook: zone placement of tenant pods.
+pub fn mutating(endpoint: &Endpoint, ca_bundle: &str) -> MutatingWebhookConfiguration {
+    MutatingWebhookConfiguration {
+        metadata: meta(),
+        webhooks: Some(vec![MutatingWebhook {
+            name: "placement.zhengyun.io".into(),
+            client_config: client(endpoint, "/mutate", ca_bundle),
+            rules: Some(vec![rule(&[""], &["pods"], &["CREATE"])]),
+            namespace_selector: managed(),
+            failure_policy: Some("Fail".into()),
+            side_effects: "None".into(),
+            admission_review_versions: vec!["v1".into()],
+            timeout_seconds: Some(10),
+            reinvocation_policy: Some("IfNeeded".into()),
+            match_policy: Some("Equivalent".into()),
+            object_selector: None,
+            match_conditions: None,
+        }]),
+    }
+}

@@ -1,0 +1,14 @@
+//! The admission webhook: what the CRD schema and RBAC cannot enforce.
+//!
+//! It places every pod of a tenant on its zone's nodes and refuses pods that try to leave;
+//! refuses changes by anyone but the operator to the labels of tenant namespaces and to the
+//! objects the operator owns there; refuses tenant NetworkPolicies that would open what the
+//! tenant boundary closes (when no ClusterNetworkPolicy API does it); and re-checks tenants and
+//! exchange channels with the reconcilers' own validation code. `checks` is pure; `server`
+//! does the I/O; `tls` keeps the serving certificate; `config` registers the webhooks.
+
+pub mod checks;
+pub mod config;
+pub mod run;
+pub mod server;
+pub mod tls;

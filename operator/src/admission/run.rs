@@ -1,0 +1,124 @@
+//! Starting the webhook: who we are, which isolation API the cluster has, the certificate,
+//! the server, and (on the leader) the registrations.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use k8s_openapi::api::{
+    admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
+    authentication::v1::SelfSubjectReview,
+};
+use kube::{Api, Client, api::PostParams};
+
+use super::{
+    config::{self, Endpoint},
+    server::{self, Webhook},
+    tls::{self, Resolver},
+};
+use crate::apply;
+
+/// The user name the API server knows the operator by (SelfSubjectReview), so the webhook can
+/// tell the operator's own writes from everyone else's.
+pub async fn whoami(client: &Client) -> Result<String, kube::Error> {
+    let review = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await?;
+    Ok(review.status.and_then(|s| s.user_info).and_then(|u| u.username).unwrap_or_default())
+}
+
+/// Whether the cluster serves `policy.networking.k8s.io/v1alpha2` ClusterNetworkPolicy.
+pub async fn has_cluster_network_policy(client: &Client) -> bool {
+    match client.list_api_group_resources("policy.networking.k8s.io/v1alpha2").await {
+        Ok(list) => list.resources.iter().any(|r| r.name == "clusternetworkpolicies"),
+        Err(_) => false,
+    }
+}
+
+/// The names the serving certificate must carry for an endpoint.
+pub fn sans(endpoint: &Endpoint) -> Vec<String> {
+    match endpoint {
+        Endpoint::Url(url) => {
+            let host = url.trim_start_matches("https://").split(['/', ':']).next().unwrap_or("127.0.0.1");
+            vec![host.to_string()]
+        }
+        Endpoint::Service { namespace, name, .. } => {
+            vec![format!("{name}.{namespace}.svc"), format!("{name}.{namespace}.svc.cluster.local")]
+        }
+    }
+}
+
+/// A running webhook: the current CA bundle, for registration.
+pub struct Running {
+    pub endpoint: Endpoint,
+    pub ca_bundle: tokio::sync::watch::Receiver<String>,
+}
+
+/// Starts the server (every replica serves) and a loop that rotates the certificate.
+pub async fn start(
+    client: Client,
+    addr: SocketAddr,
+    endpoint: Endpoint,
+    secret_namespace: String,
+    operator_user: String,
+    cluster_network_policy: bool,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Running> {
+    let names = sans(&endpoint);
+    let (cert, bundle) = tls::ensure(&client, &secret_namespace, &names).await?;
+    let resolver = Resolver::new(&cert)?;
+    let webhook = Arc::new(Webhook { client: client.clone(), operator_user, cluster_network_policy });
+    tokio::spawn(server::serve(addr, resolver.clone(), webhook, stop.clone()));
+    // Registering before the port answers would fail every guarded request meanwhile.
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (bundle_tx, bundle_rx) = tokio::sync::watch::channel(bundle);
+    let mut stop_rotation = stop;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+                _ = stop_rotation.changed() => return,
+            }
+            match tls::ensure(&client, &secret_namespace, &names).await {
+                Ok((cert, bundle)) => {
+                    if let Err(e) = resolver.set(&cert) {
+                        tracing::warn!(error = %e, "loading the rotated webhook certificate failed");
+                    }
+                    bundle_tx.send_if_modified(|b| {
+                        let changed = *b != bundle;
+                        *b = bundle.clone();
+                        changed
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "checking the webhook certificate failed"),
+            }
+        }
+    });
+    Ok(Running { endpoint, ca_bundle: bundle_rx })
+}
+
+/// Keeps the webhook registrations in place with the current CA bundle (leader only).
+pub async fn register(client: Client, mut running: Running, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let bundle = running.ca_bundle.borrow_and_update().clone();
+        let v = config::validating(&running.endpoint, &bundle);
+        let m = config::mutating(&running.endpoint, &bundle);
+        let result = async {
+            apply::cluster::<ValidatingWebhookConfiguration>(&client, &v).await?;
+            apply::cluster::<MutatingWebhookConfiguration>(&client, &m).await
+        }
+        .await;
+        match result {
+            Ok(_) => tracing::info!("admission webhooks registered"),
+            Err(e) => tracing::warn!(error = %e, "registering the admission webhooks failed; retrying"),
+        }
+        tokio::select! {
+            r = running.ca_bundle.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The webhook's HTTPS server and the I/O around the pure checks.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{Json, Router, extract::State, routing::post};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto::Builder,
+    service::TowerToHyperService,
+};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::{
+    Api, Client, ResourceExt,
+    api::ListParams,
+    core::{
+        DynamicObject,
+        admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
+    },
+};
+use serde::de::DeserializeOwned;
+use tokio_rustls::TlsAcceptor;
+
+use super::{checks, tls::Resolver};
+use crate::{
+    api::{ExchangeChannel, Tenant, Zone},
+    channels::reconcile::check_ends,
+    labels,
+    tenancy::validate::{ZonePlacement, check_zone, validate},
+};
+
+/// What the handlers need.
+pub struct Webhook {
+    pub client: Client,
+    /// The operator's own user name: the only one allowed to change what it owns.
+    pub operator_user: String,
+    /// A ClusterNetworkPolicy API enforces the tenant boundary, so tenant NetworkPolicies
+    /// need not be restricted here.
+    pub cluster_network_policy: bool,
+}
+
+/// Serves `/mutate` and `/validate` over TLS until `stop` fires.
+pub async fn serve(
+    addr: SocketAddr,
+    resolver: Arc<Resolver>,
+    webhook: Arc<Webhook>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let app =
+        Router::new().route("/mutate", post(mutate)).route("/validate", post(validate_handler)).with_state(webhook);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "admission webhook listening");
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => r?,
+            _ = stop.changed() => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            match acceptor.accept(tcp).await {
+                Ok(tls) => {
+                    let service = TowerToHyperService::new(app);
+                    if let Err(e) =
+                        Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await
+                    {
+                        tracing::debug!(%peer, error = %e, "webhook connection");
+                    }
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "webhook TLS handshake"),
+            }
+        });
+    }
+}
+
+fn typed<T: DeserializeOwned>(obj: &Option<DynamicObject>) -> Option<T> {
+    obj.as_ref().and_then(|o| serde_json::to_value(o).ok()).and_then(|v| serde_json::from_value(v).ok())
+}
+
+fn respond(req: &AdmissionRequest<DynamicObject>, verdict: Result<(), String>) -> Json<AdmissionReview<DynamicObject>> {
+    let res = AdmissionResponse::from(req);
+    let res = match verdict {
+        Ok(()) => res,
+        Err(msg) => {
+            tracing::info!(kind = %req.kind.kind, name = %req.name, user = ?req.user_info.username, reason = %msg, "admission refused");
+            res.deny(msg)
+        }
+    };
+    Json(res.into_review())
+}
+
+fn parse(
+    review: AdmissionReview<DynamicObject>,
+) -> Result<AdmissionRequest<DynamicObject>, Box<Json<AdmissionReview<DynamicObject>>>> {
+    review.try_into().map_err(|e: kube::core::admission::ConvertAdmissionReviewError| {
+        Box::new(Json(AdmissionResponse::invalid(e.to_string()).into_review()))
+    })
+}
+
+/// The zone a tenant namespace runs in, or `None` for namespaces we do not manage.
+async fn namespace_zone(client: &Client, namespace: &str) -> Result<Option<(String, String, ZonePlacement)>, String> {
+    let ns = Api::<Namespace>::all(client.clone()).get_opt(namespace).await.map_err(|e| e.to_string())?;
+    let Some(ns) = ns else { return Ok(None) };
+    let l = ns.labels();
+    let (Some(tenant), Some(zone_name)) = (l.get(labels::TENANT), l.get(labels::ZONE)) else { return Ok(None) };
+    let zone = Api::<Zone>::all(client.clone()).get_opt(zone_name).await.map_err(|e| e.to_string())?;
+    let Some(zone) = zone else {
+        return Err(format!("zone {zone_name} of tenant {tenant} does not exist: pods cannot be placed"));
+    };
+    let placement = ZonePlacement {
+        node_selector: zone.spec.node_selector.clone(),
+        taint: Some(zone.effective_taint()),
+        egress: zone.spec.egress.clone(),
+        ingress: zone.spec.ingress.clone(),
+    };
+    Ok(Some((tenant.clone(), zone_name.clone(), placement)))
+}
+
+async fn mutate(
+    State(w): State<Arc<Webhook>>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let req = match parse(review) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let (Some(pod), Some(ns)) = (typed::<Pod>(&req.object), req.namespace.clone()) else {
+        return respond(&req, Ok(()));
+    };
+    match namespace_zone(&w.client, &ns).await {
+        Ok(Some((_, _, placement))) => {
+            let ops = checks::placement_patch(&pod, &placement);
+            if ops.is_empty() {
+                return respond(&req, Ok(()));
+            }
+            let patch: Result<json_patch::Patch, _> = serde_json::from_value(serde_json::Value::Array(ops));
+            match patch
+                .map_err(|e| e.to_string())
+                .and_then(|p| AdmissionResponse::from(&req).with_patch(p).map_err(|e| e.to_string()))
+            {
+                Ok(res) => Json(res.into_review()),
+                Err(e) => respond(&req, Err(format!("placing the pod failed: {e}"))),
+            }
+        }
+        Ok(None) => respond(&req, Ok(())),
+        Err(e) => respond(&req, Err(e)),
+    }
+}
+
+async fn validate_handler(
+    State(w): State<Arc<Webhook>>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let req = match parse(review) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let verdict = decide(&w, &req).await;
+    respond(&req, verdict)
+}
+
+fn is_managed(obj: &Option<DynamicObject>) -> bool {
+    obj.as_ref().is_some_and(|o| o.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER))
+}
+
+async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<(), String> {
+    let user = req.user_info.username.clone().unwrap_or_default();
+    if user == w.operator_user {
+        return Ok(());
+    }
+    let kind = req.kind.kind.as_str();
+    match kind {
+        "Pod" => {
+            let (Some(pod), Some(ns)) = (typed::<Pod>(&req.object), req.namespace.as_deref()) else { return Ok(()) };
+            let Some((_, zone_name, placement)) = namespace_zone(&w.client, ns).await? else { return Ok(()) };
+            let zones =
+                Api::<Zone>::all(w.client.clone()).list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+            let others: Vec<(String, crate::api::ZoneTaint)> = zones
+                .items
+                .iter()
+                .filter(|z| z.name_any() != zone_name)
+                .map(|z| (z.name_any(), z.effective_taint()))
+                .collect();
+            checks::check_pod(&pod, &zone_name, &placement, &others)
+        }
+        "Namespace" => match (typed::<Namespace>(&req.old_object), typed::<Namespace>(&req.object)) {
+            (Some(old), Some(new)) => checks::check_namespace_update(&old, &new),
+            _ => Ok(()),
+        },
+        "ResourceQuota" | "LimitRange" | "RoleBinding" | "NetworkPolicy" => {
+            if is_managed(&req.object) || is_managed(&req.old_object) {
+                if checks::SYSTEM_CONTROLLERS.contains(&user.as_str()) && req.operation == Operation::Delete {
+                    return Ok(());
+                }
+                return Err(format!(
+                    "{kind} {}/{} is managed by zhengyun: change the Tenant or ExchangeChannel instead",
+                    req.namespace.as_deref().unwrap_or(""),
+                    req.name
+                ));
+            }
+            if kind == "NetworkPolicy" && !w.cluster_network_policy && req.operation != Operation::Delete {
+                let (Some(np), Some(ns)) = (typed(&req.object), req.namespace.as_deref()) else { return Ok(()) };
+                let Some((tenant, _, _)) = namespace_zone(&w.client, ns).await? else { return Ok(()) };
+                return checks::check_tenant_network_policy(&np, &tenant);
+            }
+            Ok(())
+        }
+        "Tenant" => {
+            let Some(tenant) = typed::<Tenant>(&req.object) else { return Ok(()) };
+            if tenant.metadata.deletion_timestamp.is_some() {
+                return Ok(());
+            }
+            validate(&tenant).map_err(|e| e.to_string())?;
+            let zone =
+                Api::<Zone>::all(w.client.clone()).get_opt(&tenant.spec.zone).await.map_err(|e| e.to_string())?;
+            check_zone(tenant.spec.security_level, &tenant.spec.zone, zone.as_ref()).map_err(|e| e.to_string())?;
+            if let Some(old) = typed::<Tenant>(&req.old_object)
+                && old.spec.zone != tenant.spec.zone
+            {
+                let mut running = 0;
+                for ns in old.spec.namespaces.iter().map(|n| format!("{}-{}", old.name_any(), n.suffix)) {
+                    let pods = Api::<Pod>::namespaced(w.client.clone(), &ns)
+                        .list(&ListParams::default().limit(50))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    running += pods.items.len();
+                }
+                if running > 0 {
+                    return Err(format!(
+                        "spec.zone: tenant {} still has {running} pods in zone {}; stop or move its workloads before changing zone",
+                        tenant.name_any(),
+                        old.spec.zone
+                    ));
+                }
+            }
+            Ok(())
+        }
+        "ExchangeChannel" => {
+            let Some(ch) = typed::<ExchangeChannel>(&req.object) else { return Ok(()) };
+            let tenants: Api<Tenant> = Api::all(w.client.clone());
+            let source = tenants.get_opt(&ch.spec.from.tenant).await.map_err(|e| e.to_string())?;
+            let target = tenants.get_opt(&ch.spec.to.tenant).await.map_err(|e| e.to_string())?;
+            check_ends(&ch, source.as_ref(), target.as_ref())?;
+            let was_approved = typed::<ExchangeChannel>(&req.old_object).is_some_and(|o| o.spec.approved);
+            if ch.spec.approved && !was_approved && user != ch.spec.approver {
+                return Err(format!(
+                    "spec.approved: only the approver {} may approve this channel (you are {user})",
+                    ch.spec.approver
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,207 @@
+//! The ExchangeChannel controller: resolves the channel's ends, applies or removes its
+//! policies by phase, and wakes up at the expiry to close the flow.
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use k8s_openapi::{
+    api::{core::v1::Service, networking::v1::NetworkPolicy},
+    apimachinery::pkg::util::intstr::IntOrString,
+};
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+    runtime::{Controller, controller::Action, watcher},
+};
+use tracing::{Instrument, info, info_span, warn};
+
+use super::{
+    build::{self, CHANNEL_LABEL, Ends},
+    phase,
+};
+use crate::{
+    api::{ChannelPhase, ExchangeChannel, ExchangeChannelStatus, Tenant},
+    apply,
+    conditions::{self, Observed},
+    context::Context,
+    error::Result,
+    labels,
+};
+
+pub const CONTROLLER: &str = "exchangechannel";
+
+pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    // Tenants appearing, moving zone or losing namespaces change what a channel resolves to.
+    let tenants = watcher(Api::<Tenant>::all(client.clone()), watcher::Config::default()).map(|_| ());
+    let metrics = ctx.metrics.clone();
+    Controller::new(Api::<ExchangeChannel>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<NetworkPolicy>::all(client.clone()), watcher::Config::default().labels(CHANNEL_LABEL))
+        .reconcile_all_on(tenants)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(5)), ctx)
+        .for_each(|res| {
+            let metrics = metrics.clone();
+            async move {
+                match res {
+                    // A deleted channel: its policies go with it (owner references).
+                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => metrics.forget_channel(&obj.name),
+                    Err(e) => tracing::debug!(error = %e, "channel reconcile"),
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+}
+
+/// Checks a channel's ends against the tenants they name: both exist, the target namespace is
+/// the target tenant's, and a flow between zones names a gateway. Returns whether the flow
+/// crosses zones. The admission webhook calls this too, so the two never disagree.
+pub fn check_ends(
+    ch: &ExchangeChannel,
+    source: Option<&Tenant>,
+    target: Option<&Tenant>,
+) -> std::result::Result<bool, String> {
+    let source = source.ok_or_else(|| format!("spec.from.tenant: tenant {} does not exist", ch.spec.from.tenant))?;
+    let target = target.ok_or_else(|| format!("spec.to.tenant: tenant {} does not exist", ch.spec.to.tenant))?;
+    if !target.spec.namespaces.iter().any(|n| n.suffix == ch.spec.to.namespace) {
+        return Err(format!(
+            "spec.to.namespace: tenant {} has no namespace with suffix {}",
+            ch.spec.to.tenant, ch.spec.to.namespace
+        ));
+    }
+    let cross_zone = source.spec.zone != target.spec.zone;
+    if cross_zone && ch.spec.gateway.is_none() {
+        return Err(format!(
+            "spec.gateway: tenants {} ({}) and {} ({}) are in different zones: name the zone gateway (网闸) that carries the flow",
+            source.name_any(),
+            source.spec.zone,
+            target.name_any(),
+            target.spec.zone
+        ));
+    }
+    Ok(cross_zone)
+}
+
+/// Finds what the channel's ends are, or says in words why they do not check out.
+pub async fn resolve(client: &kube::Client, ch: &ExchangeChannel) -> Result<std::result::Result<Ends, String>> {
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    let source = tenants.get_opt(&ch.spec.from.tenant).await?;
+    let target = tenants.get_opt(&ch.spec.to.tenant).await?;
+    let cross_zone = match check_ends(ch, source.as_ref(), target.as_ref()) {
+        Ok(cross_zone) => cross_zone,
+        Err(why) => return Ok(Err(why)),
+    };
+    let (Some(source), Some(target)) = (source, target) else {
+        return Ok(Err("a tenant of the channel disappeared".into()));
+    };
+    let target_namespace = format!("{}-{}", ch.spec.to.tenant, ch.spec.to.namespace);
+    let Some(service) =
+        Api::<Service>::namespaced(client.clone(), &target_namespace).get_opt(&ch.spec.to.service).await?
+    else {
+        return Ok(Err(format!("spec.to.service: service {}/{} does not exist", target_namespace, ch.spec.to.service)));
+    };
+    let spec = service.spec.unwrap_or_default();
+    let Some(port) = spec.ports.unwrap_or_default().into_iter().find(|p| p.port == ch.spec.to.port) else {
+        return Ok(Err(format!("spec.to.port: service {} has no port {}", ch.spec.to.service, ch.spec.to.port)));
+    };
+    let target_pods = spec.selector.unwrap_or_default();
+    if target_pods.is_empty() {
+        return Ok(Err(format!("spec.to.service: service {} selects no pods", ch.spec.to.service)));
+    }
+    Ok(Ok(Ends {
+        source_tenant: source.name_any(),
+        source_namespaces: source
+            .spec
+            .namespaces
+            .iter()
+            .map(|n| format!("{}-{}", source.name_any(), n.suffix))
+            .collect(),
+        target_tenant: target.name_any(),
+        target_namespace,
+        target_pods,
+        target_port: port.target_port.unwrap_or(IntOrString::Int(port.port)),
+        gateway: if cross_zone { ch.spec.gateway.as_ref().map(|g| g.cidr.clone()) } else { None },
+    }))
+}
+
+async fn reconcile(ch: Arc<ExchangeChannel>, ctx: Arc<Context>) -> Result<Action> {
+    let name = ch.name_any();
+    let span = info_span!("reconcile", controller = CONTROLLER, channel = %name);
+    let m = ctx.metrics.clone();
+    let timer = m.reconcile_time.with_label_values(&[CONTROLLER]).start_timer();
+    let result = reconcile_inner(&ch, &ctx).instrument(span).await;
+    timer.observe_duration();
+    let label = if result.is_ok() { "success" } else { "error" };
+    m.reconcile_total.with_label_values(&[CONTROLLER, label]).inc();
+    if let Err(e) = &result {
+        m.reconcile_errors.with_label_values(&[CONTROLLER]).inc();
+        m.reconcile_error_categories.with_label_values(&[CONTROLLER, e.category()]).inc();
+        warn!(channel = %name, error = %e, "channel reconcile failed");
+    }
+    result
+}
+
+async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Context) -> Result<Action> {
+    let client = &ctx.client;
+    let name = ch.name_any();
+    let now = jiff::Timestamp::now();
+    // Only resolve the ends of a channel that is not already past its expiry.
+    let expired = ch.spec.expires.parse::<jiff::Timestamp>().map(|t| now >= t).unwrap_or(false);
+    let ends = if expired { Ok(Err(String::new())) } else { resolve(client, ch).await };
+    let ends = ends?;
+    let (phase, message) = phase(ch, ends.as_ref().map(|_| ()).map_err(Clone::clone), now);
+
+    let desired = match (&phase, &ends) {
+        (ChannelPhase::Active, Ok(ends)) => build::policies(ch, ends),
+        _ => Vec::new(),
+    };
+    let mut applied = Vec::new();
+    for np in &desired {
+        apply::namespaced(client, np).await?;
+        applied.push(format!("{}/{}", np.namespace().unwrap_or_default(), np.name_any()));
+    }
+    // Close what this round no longer opens.
+    let keep: BTreeSet<&String> = applied.iter().collect();
+    let existing = Api::<NetworkPolicy>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("{CHANNEL_LABEL}={name}")))
+        .await?;
+    for np in existing.items {
+        let key = format!("{}/{}", np.namespace().unwrap_or_default(), np.name_any());
+        if !keep.contains(&key) {
+            apply::delete_namespaced::<NetworkPolicy>(client, &np.namespace().unwrap_or_default(), &np.name_any())
+                .await?;
+            info!(channel = %name, policy = %key, "closed");
+        }
+    }
+
+    let previous = ch.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    let ready = [Observed::new("Ready", true, format!("{phase:?}"), message.clone())];
+    let status = ExchangeChannelStatus {
+        observed_generation: ch.metadata.generation,
+        phase: Some(phase),
+        message: Some(message),
+        policies: applied,
+        conditions: conditions::merge(previous, &ready, ch.metadata.generation, now),
+    };
+    if ch.status.as_ref().map(|s| (s.phase, &s.message, &s.policies, s.observed_generation))
+        != Some((status.phase, &status.message, &status.policies, status.observed_generation))
+    {
+        let patch =
+            serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "ExchangeChannel", "status": status});
+        Api::<ExchangeChannel>::all(client.clone())
+            .patch_status(&name, &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await?;
+    }
+
+    let to_expiry = ch.spec.expires.parse::<jiff::Timestamp>().ok().map(|t| t.duration_since(now).as_secs_f64());
+    ctx.metrics.observe_channel(&name, &format!("{phase:?}"), to_expiry.unwrap_or(0.0).max(0.0));
+    // Wake up right after the expiry to close the flow, and now and then to follow the ends.
+    let next = match (phase, to_expiry) {
+        (ChannelPhase::Expired, _) => Duration::from_secs(300),
+        (ChannelPhase::Invalid, _) => Duration::from_secs(10),
+        (_, Some(secs)) if secs > 0.0 => Duration::from_secs_f64((secs + 0.5).min(60.0)),
+        _ => Duration::from_secs(60),
+    };
+    Ok(Action::requeue(next))
+}
