@@ -13,6 +13,7 @@ pub mod channels;
 pub mod conditions;
 pub mod context;
 pub mod error;
+pub mod isolation;
 pub mod labels;
 pub mod leader;
 pub mod metrics;

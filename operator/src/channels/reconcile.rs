@@ -161,6 +161,20 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Context) -> Result<Action> 
         apply::namespaced(client, np).await?;
         applied.push(format!("{}/{}", np.namespace().unwrap_or_default(), np.name_any()));
     }
+    if ctx.uses_cluster_network_policy() {
+        let cluster_policies = match (&phase, &ends) {
+            (ChannelPhase::Active, Ok(ends)) => crate::isolation::channel_policies(ch, ends),
+            _ => Vec::new(),
+        };
+        let mut keep = Vec::new();
+        for p in &cluster_policies {
+            crate::isolation::apply(client, p).await?;
+            let n = p.metadata.name.clone().unwrap_or_default();
+            applied.push(n.clone());
+            keep.push(n);
+        }
+        crate::isolation::delete_except(client, &format!("{CHANNEL_LABEL}={name}"), &keep).await?;
+    }
     // Close what this round no longer opens.
     let keep: BTreeSet<&String> = applied.iter().collect();
     let existing = Api::<NetworkPolicy>::all(client.clone())

@@ -290,6 +290,10 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
             apply::namespaced(client, &np).await?;
         }
     }
+    if ctx.uses_cluster_network_policy() {
+        let owner = tenant.controller_owner_ref(&()).unwrap_or_default();
+        crate::isolation::apply(client, &crate::isolation::tenant_policy(&vt, &placement, owner)).await?;
+    }
     for ns in &owned {
         apply::namespaced(client, &build::role_binding(&vt, ns)).await?;
     }
