@@ -19,6 +19,7 @@ hack/build-k8s.sh
 step "test tools: helm (Go module proxy) and promtool (Debian prometheus package)"
 tools=$(hack/build-tools.sh)
 export PATH=$tools:$PATH
+export ZHENGYUN_CNP_CRD=$tools/clusternetworkpolicies-v0.2.0.yaml
 
 step "rustfmt"
 cargo fmt --all --check

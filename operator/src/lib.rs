@@ -18,6 +18,7 @@ pub mod labels;
 pub mod leader;
 pub mod metrics;
 pub mod quantity;
+pub mod reachability;
 pub mod rest_metrics;
 pub mod tenancy;
 pub mod zones;

@@ -38,6 +38,12 @@ enum Command {
     Crd,
     /// Print the JSON Schema of the tenant chart's values (derived from the Tenant CRD).
     TenantValuesSchema,
+    /// Print who can reach whom, from the policies in force in the current cluster.
+    Reachability {
+        /// Explain one verdict: the source group (a tenant, `ns/NAME` or `(outside)`) ...
+        #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
+        explain: Option<Vec<String>>,
+    },
 }
 
 #[derive(Parser, Clone)]
@@ -102,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&api::crd::tenant_values_schema())?);
             return Ok(());
         }
+        Some(Command::Reachability { explain }) => return reachability(explain).await,
         Some(Command::Run(a)) => *a,
         None => RunArgs::parse_from(["zhengyun-operator"]),
     };
@@ -109,6 +116,56 @@ async fn main() -> anyhow::Result<()> {
     if let Err(e) = run(args, reload).await {
         tracing::error!(error = %e, "operator stopped");
         return Err(e);
+    }
+    Ok(())
+}
+
+/// Reads namespaces, NetworkPolicies and (where served) ClusterNetworkPolicies, and prints
+/// the matrix or explains one verdict.
+async fn reachability(explain: Option<Vec<String>>) -> anyhow::Result<()> {
+    use k8s_openapi::api::{core::v1::Namespace, networking::v1::NetworkPolicy};
+    use zhengyun::reachability::{self, World};
+    let client = kube::Client::try_default().await?;
+    let namespaces = Api::<Namespace>::all(client.clone()).list(&ListParams::default()).await?;
+    let namespaces = namespaces
+        .items
+        .into_iter()
+        .filter(|n| !n.metadata.name.as_deref().unwrap_or("").starts_with("kube-"))
+        .map(|n| (n.metadata.name.clone().unwrap_or_default(), n.metadata.labels.clone().unwrap_or_default()))
+        .collect();
+    let network_policies = Api::<NetworkPolicy>::all(client.clone()).list(&ListParams::default()).await?.items;
+    let cluster_policies = if zhengyun::admission::run::has_cluster_network_policy(&client).await {
+        zhengyun::isolation::list(&client).await?
+    } else {
+        Vec::new()
+    };
+    let world = World { network_policies, cluster_policies };
+    let m = reachability::matrix(&world, &namespaces);
+    match explain.as_deref() {
+        Some([from, to]) => match m.get(&(from.clone(), to.clone())) {
+            Some(Some((src, dst, port, v))) => {
+                println!("{from} can reach {to}: {src:?} -> {dst:?} on {}/{}", port.protocol, port.number);
+                println!("  egress:  {}", v.egress);
+                println!("  ingress: {}", v.ingress);
+            }
+            Some(None) => {
+                println!("{from} cannot reach {to}. For a pod with no labels, on TCP 8080:");
+                let (endpoints, _) = reachability::candidates(&world, &namespaces);
+                let pick = |g: &str| endpoints.iter().find(|e| reachability::group_of(e) == g).cloned();
+                if let (Some(src), Some(dst)) = (pick(from), pick(to)) {
+                    let v = reachability::evaluate(
+                        &world,
+                        &src,
+                        &dst,
+                        &reachability::Port { protocol: "TCP".into(), number: 8080 },
+                    );
+                    println!("  egress:  {}", v.egress);
+                    println!("  ingress: {}", v.ingress);
+                }
+            }
+            None => anyhow::bail!("no group named {from} or {to}: use a tenant name, ns/NAME or (outside)"),
+        },
+        _ => print!("{}", reachability::render(&m)),
     }
     Ok(())
 }

@@ -8,5 +8,6 @@ mod lifecycle;
 mod observability;
 mod operator;
 mod quota;
+mod reachability;
 mod validation;
 mod zones;
