@@ -12,5 +12,6 @@ if [ -f "$dir/pids/operator" ]; then
   kill -KILL "$pid" 2>/dev/null || true
   rm -f "$dir/pids/operator"
 fi
+# The webhooks point at the operator just stopped; the control plane goes next anyway.
 cluster_down "$dir"
 echo "stopped"

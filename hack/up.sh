@@ -30,10 +30,28 @@ kubectl apply --server-side -f crds/ >/dev/null
 kubectl wait --for condition=established crd/tenants.zhengyun.io --timeout=60s >/dev/null
 kubectl create namespace zhengyun-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 
-echo "== starting the operator (admin port $admin, logs in $dir/logs/operator.log)"
-setsid "$CARGO_TARGET_DIR/debug/zhengyun-operator" run --admin-addr "$admin" --log-format text \
+# The operator runs as its own ServiceAccount, as in a cluster, so the admission webhook can
+# tell its writes from a cloud admin's.
+kubectl -n zhengyun-system create serviceaccount zhengyun-operator >/dev/null
+kubectl create clusterrolebinding zhengyun-operator --clusterrole=cluster-admin \
+  --serviceaccount=zhengyun-system:zhengyun-operator >/dev/null
+token=$(kubectl -n zhengyun-system create token zhengyun-operator --duration=24h)
+server=$(kubectl config view --minify -o 'jsonpath={.clusters[0].cluster.server}')
+cat >"$dir/operator.kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: $server, certificate-authority: $dir/pki/ca.crt}}]
+users: [{name: operator, user: {token: $token}}]
+contexts: [{name: local, context: {cluster: local, user: operator}}]
+current-context: local
+KC
+webhook=127.0.0.1:${ZHENGYUN_WEBHOOK_PORT:-$(free_port)}
+echo "== starting the operator (admin port $admin, webhook $webhook, logs in $dir/logs/operator.log)"
+KUBECONFIG=$dir/operator.kubeconfig setsid "$CARGO_TARGET_DIR/debug/zhengyun-operator" run \
+  --admin-addr "$admin" --webhook-addr "$webhook" --webhook-url "https://$webhook" --log-format text \
   >"$dir/logs/operator.log" 2>&1 </dev/null &
 echo $! >"$dir/pids/operator"
+for _ in $(seq 1 100); do kubectl get validatingwebhookconfiguration zhengyun >/dev/null 2>&1 && break; sleep 0.2; done
 
 echo "== applying the sample zones and tenants from docs/examples/"
 kubectl apply -f docs/examples/zones/
@@ -43,7 +61,10 @@ if ! kubectl wait --for=condition=Ready tenant --all --timeout=90s >/dev/null; t
   tail -30 "$dir/logs/operator.log" >&2
   exit 1
 fi
+kubectl apply -f docs/examples/channels/
+kubectl get zones
 kubectl get tenants -o wide
+kubectl get exchangechannels
 
 cat <<MSG
 
@@ -57,6 +78,9 @@ The local cloud is up. Look around:
   kubectl auth can-i create deployments -n police-analytics --as x --as-group police-platform
   kubectl auth can-i patch resourcequota -n police-analytics --as x --as-group police-platform
   curl -s http://$admin/metrics | grep '^zhengyun_'
+  kubectl get zones,exchangechannels                 # 安全区域 and 数据共享交换
+  $CARGO_TARGET_DIR/debug/zhengyun-operator reachability   # who can reach whom, from the policies in force
+  kubectl label namespace police-analytics zhengyun.io/zone=extranet --overwrite   # refused by the webhook
 MSG
 
 if [ "$detach" = 1 ]; then

@@ -247,7 +247,9 @@ async fn upstream_scenarios(client: &Client) {
     .await;
 }
 
-async fn load(client: &Client) -> (World, Vec<Value>, BTreeMap<String, BTreeMap<String, String>>) {
+/// The policies in force and the namespaces whose names start with one of `prefixes` (the
+/// suite shares one cluster; other tests' namespaces would only slow the comparison down).
+async fn load(client: &Client, prefixes: &[&str]) -> (World, Vec<Value>, BTreeMap<String, BTreeMap<String, String>>) {
     let nps = Api::<NetworkPolicy>::all(client.clone()).list(&ListParams::default()).await.expect("policies").items;
     let cnps = if run_tool("kubectl", &["get", "crd", "clusternetworkpolicies.policy.networking.k8s.io"], None).0 {
         zhengyun::isolation::list(client).await.unwrap_or_default()
@@ -260,7 +262,7 @@ async fn load(client: &Client) -> (World, Vec<Value>, BTreeMap<String, BTreeMap<
         .expect("namespaces")
         .items
         .into_iter()
-        .filter(|n| !n.metadata.name.as_deref().unwrap_or("").starts_with("kube-"))
+        .filter(|n| prefixes.iter().any(|p| n.metadata.name.as_deref().unwrap_or("").starts_with(p)))
         .map(|n| (n.metadata.name.clone().unwrap_or_default(), n.metadata.labels.clone().unwrap_or_default()))
         .collect();
     let cnp_json: Vec<Value> = cnps.iter().map(|c| serde_json::to_value(c).expect("json")).collect();
@@ -351,7 +353,7 @@ async fn reachability_the_matrix_matches_an_independent_evaluation() {
     })
     .await;
 
-    let (world, cnp_json, namespaces) = load(&client).await;
+    let (world, cnp_json, namespaces) = load(&client, &["rx-", "np-"]).await;
     let groups = compare(&world, &cnp_json, &namespaces);
     let reach = |a: &str, b: &str| groups.get(&(a.to_string(), b.to_string())).copied().unwrap_or(false);
     assert!(reach("rx-a", "rx-a"), "a tenant reaches itself");
@@ -448,7 +450,7 @@ async fn reachability_with_cluster_network_policy_a_tenants_open_policy_opens_no
         .await
         .expect("admitted");
 
-    let (world, cnp_json, namespaces) = load(&client).await;
+    let (world, cnp_json, namespaces) = load(&client, &["cn-"]).await;
     let groups = compare(&world, &cnp_json, &namespaces);
     let reach = |g: &BTreeMap<(String, String), bool>, a: &str, b: &str| {
         g.get(&(a.to_string(), b.to_string())).copied().unwrap_or(false)

@@ -11,8 +11,19 @@ use jiff::Timestamp;
 
 use crate::api::{ChannelPhase, ExchangeChannel};
 
+/// Why a channel's ends do not check out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndsProblem {
+    /// The declaration itself is wrong (a tenant or namespace that does not exist, a missing
+    /// gateway): the channel is invalid whatever its approval.
+    Declaration(String),
+    /// What it points at is not there yet (the Service or its port): it cannot open, but may
+    /// still be approved meanwhile.
+    Target(String),
+}
+
 /// A channel's phase from its spec, whether its ends check out, and the time.
-pub fn phase(ch: &ExchangeChannel, ends: Result<(), String>, now: Timestamp) -> (ChannelPhase, String) {
+pub fn phase(ch: &ExchangeChannel, ends: Result<(), EndsProblem>, now: Timestamp) -> (ChannelPhase, String) {
     let expires: Timestamp = match ch.spec.expires.parse() {
         Ok(t) => t,
         Err(e) => {
@@ -22,13 +33,18 @@ pub fn phase(ch: &ExchangeChannel, ends: Result<(), String>, now: Timestamp) -> 
     if now >= expires {
         return (ChannelPhase::Expired, format!("expired at {expires}; the flow is closed"));
     }
-    if let Err(why) = ends {
-        return (ChannelPhase::Invalid, why);
+    match (ends, ch.spec.approved) {
+        (Err(EndsProblem::Declaration(why)), _) => (ChannelPhase::Invalid, why),
+        (ends, false) => {
+            let also = match ends {
+                Err(EndsProblem::Target(why)) => format!("; also {why}"),
+                _ => String::new(),
+            };
+            (ChannelPhase::Pending, format!("waiting for approval by {}; nothing is open{also}", ch.spec.approver))
+        }
+        (Err(EndsProblem::Target(why)), true) => (ChannelPhase::Invalid, why),
+        (Ok(()), true) => (ChannelPhase::Active, format!("open until {expires}")),
     }
-    if !ch.spec.approved {
-        return (ChannelPhase::Pending, format!("waiting for approval by {}; nothing is open", ch.spec.approver));
-    }
-    (ChannelPhase::Active, format!("open until {expires}"))
 }
 
 #[cfg(test)]
@@ -66,7 +82,14 @@ mod tests {
         assert_eq!(phase(&channel(true, "2026-07-01T00:00:00Z"), Ok(()), now).0, ChannelPhase::Active);
         assert_eq!(phase(&channel(true, "2026-05-01T00:00:00Z"), Ok(()), now).0, ChannelPhase::Expired);
         assert_eq!(phase(&channel(true, "soon"), Ok(()), now).0, ChannelPhase::Invalid);
-        let (p, why) = phase(&channel(true, "2026-07-01T00:00:00Z"), Err("tenant stats does not exist".into()), now);
+        let declared = || Err(EndsProblem::Declaration("tenant stats does not exist".into()));
+        let (p, why) = phase(&channel(true, "2026-07-01T00:00:00Z"), declared(), now);
         assert_eq!((p, why.as_str()), (ChannelPhase::Invalid, "tenant stats does not exist"));
+        assert_eq!(phase(&channel(false, "2026-07-01T00:00:00Z"), declared(), now).0, ChannelPhase::Invalid);
+        // A Service that is not there yet does not stop the approval, only the opening.
+        let target = || Err(EndsProblem::Target("service api does not exist".into()));
+        let (p, why) = phase(&channel(false, "2026-07-01T00:00:00Z"), target(), now);
+        assert!(p == ChannelPhase::Pending && why.contains("service api does not exist"), "{why}");
+        assert_eq!(phase(&channel(true, "2026-07-01T00:00:00Z"), target(), now).0, ChannelPhase::Invalid);
     }
 }

@@ -16,6 +16,7 @@ use kube::{
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{
+    EndsProblem,
     build::{self, CHANNEL_LABEL, Ends},
     phase,
 };
@@ -84,30 +85,39 @@ pub fn check_ends(
 }
 
 /// Finds what the channel's ends are, or says in words why they do not check out.
-pub async fn resolve(client: &kube::Client, ch: &ExchangeChannel) -> Result<std::result::Result<Ends, String>> {
+pub async fn resolve(client: &kube::Client, ch: &ExchangeChannel) -> Result<std::result::Result<Ends, EndsProblem>> {
     let tenants: Api<Tenant> = Api::all(client.clone());
     let source = tenants.get_opt(&ch.spec.from.tenant).await?;
     let target = tenants.get_opt(&ch.spec.to.tenant).await?;
     let cross_zone = match check_ends(ch, source.as_ref(), target.as_ref()) {
         Ok(cross_zone) => cross_zone,
-        Err(why) => return Ok(Err(why)),
+        Err(why) => return Ok(Err(EndsProblem::Declaration(why))),
     };
     let (Some(source), Some(target)) = (source, target) else {
-        return Ok(Err("a tenant of the channel disappeared".into()));
+        return Ok(Err(EndsProblem::Declaration("a tenant of the channel disappeared".into())));
     };
     let target_namespace = format!("{}-{}", ch.spec.to.tenant, ch.spec.to.namespace);
     let Some(service) =
         Api::<Service>::namespaced(client.clone(), &target_namespace).get_opt(&ch.spec.to.service).await?
     else {
-        return Ok(Err(format!("spec.to.service: service {}/{} does not exist", target_namespace, ch.spec.to.service)));
+        return Ok(Err(EndsProblem::Target(format!(
+            "spec.to.service: service {}/{} does not exist",
+            target_namespace, ch.spec.to.service
+        ))));
     };
     let spec = service.spec.unwrap_or_default();
     let Some(port) = spec.ports.unwrap_or_default().into_iter().find(|p| p.port == ch.spec.to.port) else {
-        return Ok(Err(format!("spec.to.port: service {} has no port {}", ch.spec.to.service, ch.spec.to.port)));
+        return Ok(Err(EndsProblem::Target(format!(
+            "spec.to.port: service {} has no port {}",
+            ch.spec.to.service, ch.spec.to.port
+        ))));
     };
     let target_pods = spec.selector.unwrap_or_default();
     if target_pods.is_empty() {
-        return Ok(Err(format!("spec.to.service: service {} selects no pods", ch.spec.to.service)));
+        return Ok(Err(EndsProblem::Target(format!(
+            "spec.to.service: service {} selects no pods",
+            ch.spec.to.service
+        ))));
     }
     Ok(Ok(Ends {
         source_tenant: source.name_any(),
@@ -148,7 +158,7 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Context) -> Result<Action> 
     let now = jiff::Timestamp::now();
     // Only resolve the ends of a channel that is not already past its expiry.
     let expired = ch.spec.expires.parse::<jiff::Timestamp>().map(|t| now >= t).unwrap_or(false);
-    let ends = if expired { Ok(Err(String::new())) } else { resolve(client, ch).await };
+    let ends = if expired { Ok(Err(EndsProblem::Declaration(String::new()))) } else { resolve(client, ch).await };
     let ends = ends?;
     let (phase, message) = phase(ch, ends.as_ref().map(|_| ()).map_err(Clone::clone), now);
 
