@@ -111,6 +111,35 @@ async fn zones_tenant_pods_run_only_on_their_zones_nodes() {
 }
 
 #[tokio::test]
+async fn zones_a_zone_reports_its_nodes_capacity_and_tenants() {
+    let client = client().await;
+    let _op = Operator::start("lease-zone-status", "op-zone-status").await;
+    // No kubelet here: register nodes the way a kubelet would, with labels and capacity.
+    for (name, zone) in [("room-a-01", "extranet"), ("room-a-02", "extranet"), ("room-b-01", "intranet")] {
+        let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"zhengyun.io/zone": zone, "kubernetes.io/arch": "arm64"}},
+            "spec": {"taints": [{"key": "zhengyun.io/zone", "value": zone, "effect": "NoSchedule"}]},
+            "status": {"capacity": {"cpu": "64", "memory": "256Gi", "pods": "110"}, "allocatable": {"cpu": "62", "memory": "250Gi", "pods": "110"}}
+        }))
+        .expect("node");
+        let _ =
+            Api::<k8s_openapi::api::core::v1::Node>::all(client.clone()).create(&PostParams::default(), &node).await;
+    }
+    apply_tenant(&client, &tenant("zone-watcher", &["apps"])).await;
+    wait_ready(&client, "zone-watcher").await;
+    let zones: Api<zhengyun::api::Zone> = Api::all(client.clone());
+    let status = wait_for("extranet status", SECONDS, || async {
+        let s = zones.get("extranet").await.ok()?.status?;
+        (s.node_count == Some(2) && s.tenants.contains(&"zone-watcher".to_string())).then_some(s)
+    })
+    .await;
+    assert_eq!(status.nodes, vec!["room-a-01", "room-a-02"]);
+    assert_eq!(status.allocatable.get("cpu").map(String::as_str), Some("124"));
+    assert_eq!(status.allocatable.get("memory").map(String::as_str), Some("500Gi"));
+    assert_eq!(status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status.as_str()), Some("True"));
+}
+
+#[tokio::test]
 async fn zones_a_tenant_needs_a_zone_that_admits_it_and_keeps_it_while_it_runs() {
     let client = client().await;
     let (_op, _hooks) = operator_with_webhook(&client, "tenant-zone").await;
