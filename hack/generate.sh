@@ -4,7 +4,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/zhengyun/cargo-target}
+# shellcheck source=lib/env.sh
+source "$(dirname "$0")/lib/env.sh"
 cargo build -q -p zhengyun-operator
 bin=$CARGO_TARGET_DIR/debug/zhengyun-operator
 "$bin" crd >crds/zhengyun.io_crds.yaml

@@ -8,7 +8,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 # shellcheck source=lib/cluster.sh
 source hack/lib/cluster.sh
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/zhengyun/cargo-target}
+# shellcheck source=lib/env.sh
+source "$(dirname "$0")/lib/env.sh"
 export CARGO_TERM_COLOR=never
 
 step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }

@@ -9,7 +9,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 # shellcheck source=lib/cluster.sh
 source hack/lib/cluster.sh
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/zhengyun/cargo-target}
+# shellcheck source=lib/env.sh
+source "$(dirname "$0")/lib/env.sh"
 detach=0
 [ "${1:-}" = "--detach" ] && detach=1
 dir=${ZHENGYUN_LOCAL_DIR:-$root/.local/cluster}

@@ -101,6 +101,46 @@ fn operator_kubeconfig() -> String {
 /// The user name the e2e operator runs as.
 pub const OPERATOR_USER: &str = "system:serviceaccount:zhengyun-system:zhengyun-e2e-operator";
 
+/// Runs `kubectl` cleanup commands when dropped, so a test that fails leaves no cluster-wide
+/// object behind (webhooks that fail closed, an optional CRD) to break the tests after it.
+pub struct Cleanup(pub Vec<Vec<&'static str>>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for args in &self.0 {
+            let _ = run_tool("kubectl", args, None);
+        }
+    }
+}
+
+/// Removes the operator's webhook registrations.
+pub const REMOVE_WEBHOOKS: &[&str] =
+    &["delete", "validatingwebhookconfiguration,mutatingwebhookconfiguration", "zhengyun", "--ignore-not-found"];
+
+/// An operator serving and registering its admission webhook on a free loopback port; the
+/// registrations go when the returned guard does.
+pub async fn operator_with_webhook(client: &Client, name: &str) -> (Operator, Cleanup) {
+    let cleanup = Cleanup(vec![REMOVE_WEBHOOKS.to_vec()]);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let url = format!("https://{addr}");
+    let op = Operator::start_args(
+        &format!("lease-{name}"),
+        &format!("op-{name}"),
+        &[],
+        &["--webhook-addr", &addr, "--webhook-url", &url],
+    )
+    .await;
+    let hooks: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
+        Api::all(client.clone());
+    wait_for("the webhooks registered", SECONDS, || async {
+        let h = hooks.get_opt("zhengyun").await.ok()??;
+        let here = h.webhooks?.iter().all(|w| w.client_config.url.as_deref().is_some_and(|u| u.starts_with(&url)));
+        here.then_some(())
+    })
+    .await;
+    (op, cleanup)
+}
+
 /// The repository root, for charts and examples.
 pub fn repo_path(relative: &str) -> String {
     format!("{}/../{relative}", env!("CARGO_MANIFEST_DIR"))

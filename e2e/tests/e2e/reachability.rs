@@ -18,7 +18,9 @@ use kube::{
 };
 use serde_json::{Value, json};
 use zhengyun::reachability::{self, Endpoint, PodRef, Port, World};
-use zhengyun_e2e::{Operator, SECONDS, apply_tenant, client, run_tool, tenant, wait_for, wait_ready};
+use zhengyun_e2e::{
+    Cleanup, Operator, SECONDS, apply_tenant, client, operator_with_webhook, run_tool, tenant, wait_for, wait_ready,
+};
 
 // ---- The independent evaluator: plain JSON in, a boolean out. ----
 
@@ -373,34 +375,12 @@ async fn reachability_the_matrix_matches_an_independent_evaluation() {
     assert!(ok && out.contains("cannot reach") && out.contains("zhengyun-default-deny"), "{out}");
 }
 
-/// Removes the ClusterNetworkPolicy CRD and the webhooks when the test ends.
-struct ClusterPolicyApi;
-
-impl Drop for ClusterPolicyApi {
-    fn drop(&mut self) {
-        let _ = run_tool(
-            "kubectl",
-            &[
-                "delete",
-                "validatingwebhookconfiguration,mutatingwebhookconfiguration",
-                "zhengyun",
-                "--ignore-not-found",
-            ],
-            None,
-        );
-        let _ = run_tool(
-            "kubectl",
-            &["delete", "crd", "clusternetworkpolicies.policy.networking.k8s.io", "--ignore-not-found"],
-            None,
-        );
-    }
-}
-
 #[tokio::test]
 async fn reachability_with_cluster_network_policy_a_tenants_open_policy_opens_nothing() {
     let client = client().await;
     let crd = std::env::var("ZHENGYUN_CNP_CRD").expect("hack/test.sh sets ZHENGYUN_CNP_CRD");
-    let _cleanup = ClusterPolicyApi;
+    let _crd =
+        Cleanup(vec![vec!["delete", "crd", "clusternetworkpolicies.policy.networking.k8s.io", "--ignore-not-found"]]);
     let (ok, out) = run_tool("kubectl", &["apply", "--server-side", "-f", &crd], None);
     assert!(ok, "{out}");
     let _ = run_tool(
@@ -413,19 +393,7 @@ async fn reachability_with_cluster_network_policy_a_tenants_open_policy_opens_no
         ],
         None,
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
-    let addr = format!("127.0.0.1:{port}");
-    let op = Operator::start_args(
-        "lease-cnp",
-        "op-cnp",
-        &[],
-        &["--webhook-addr", &addr, "--webhook-url", &format!("https://{addr}")],
-    )
-    .await;
-    wait_for("the webhooks registered", SECONDS, || async {
-        run_tool("kubectl", &["get", "validatingwebhookconfiguration", "zhengyun"], None).0.then_some(())
-    })
-    .await;
+    let (op, _hooks) = operator_with_webhook(&client, "cnp").await;
     apply_tenant(&client, &tenant("cn-a", &["apps"])).await;
     apply_tenant(&client, &tenant("cn-b", &["apps"])).await;
     wait_ready(&client, "cn-a").await;

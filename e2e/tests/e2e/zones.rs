@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use k8s_openapi::api::{
-    admissionregistration::v1::ValidatingWebhookConfiguration,
     core::v1::{Namespace, Pod, ResourceQuota, Service, ServiceAccount},
     networking::v1::NetworkPolicy,
 };
@@ -13,47 +12,9 @@ use kube::{
 };
 use serde_json::json;
 use zhengyun::api::{ChannelPhase, ExchangeChannel};
-use zhengyun_e2e::{Operator, SECONDS, apply_tenant, client, run_tool, tenant, wait_for, wait_ready};
-
-/// Removes the webhook registrations when a test ends: with `failurePolicy: Fail` they would
-/// refuse tenant pods once this test's operator is gone.
-struct Registered;
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        let _ = run_tool(
-            "kubectl",
-            &[
-                "delete",
-                "validatingwebhookconfiguration,mutatingwebhookconfiguration",
-                "zhengyun",
-                "--ignore-not-found",
-            ],
-            None,
-        );
-    }
-}
-
-async fn operator_with_webhook(client: &Client, name: &str) -> (Operator, Registered) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
-    let addr = format!("127.0.0.1:{port}");
-    let url = format!("https://{addr}");
-    let op = Operator::start_args(
-        &format!("lease-{name}"),
-        &format!("op-{name}"),
-        &[],
-        &["--webhook-addr", &addr, "--webhook-url", &url],
-    )
-    .await;
-    let hooks: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    wait_for("the webhooks registered", SECONDS, || async {
-        let h = hooks.get_opt("zhengyun").await.ok()??;
-        let here = h.webhooks?.iter().all(|w| w.client_config.url.as_deref().is_some_and(|u| u.starts_with(&url)));
-        here.then_some(())
-    })
-    .await;
-    (op, Registered)
-}
+use zhengyun_e2e::{
+    Operator, SECONDS, apply_tenant, client, operator_with_webhook, run_tool, tenant, wait_for, wait_ready,
+};
 
 fn pod(name: &str, spec: serde_json::Value) -> Pod {
     let mut spec = spec;

@@ -67,15 +67,20 @@ impl JsonSchema for Amount {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "x-kubernetes-int-or-string": true,
-            "anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 64}],
-            "x-kubernetes-validations": [{
-                "rule": "type(self) == int ? self >= 0 : (isQuantity(self) && !quantity(self).isLessThan(quantity('0')))",
-                "message": "must be a non-negative quantity such as 500m, 4, 16Gi"
-            }]
-        })
+        int_or_string(
+            "type(self) == int ? self >= 0 : (isQuantity(self) && !quantity(self).isLessThan(quantity('0')))",
+            "must be a non-negative quantity such as 500m, 4, 16Gi",
+        )
     }
+}
+
+/// An int-or-string field checked by one CEL rule (YAML makes `4` a number and `4Gi` a string).
+fn int_or_string(rule: &str, message: &str) -> Schema {
+    json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 64}],
+        "x-kubernetes-validations": [{"rule": rule, "message": message}]
+    })
 }
 
 /// A whole number of objects (pods, services, ...), written as `10` or `"10"`.
@@ -93,14 +98,10 @@ impl JsonSchema for Count {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "x-kubernetes-int-or-string": true,
-            "anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 64}],
-            "x-kubernetes-validations": [{
-                "rule": "type(self) == int ? self >= 0 : (isQuantity(self) && quantity(self).isInteger() && !quantity(self).isLessThan(quantity('0')))",
-                "message": "must be a whole, non-negative number"
-            }]
-        })
+        int_or_string(
+            "type(self) == int ? self >= 0 : (isQuantity(self) && quantity(self).isInteger() && !quantity(self).isLessThan(quantity('0')))",
+            "must be a whole, non-negative number",
+        )
     }
 }
 

@@ -39,15 +39,14 @@ pub fn policy_name(channel: &str) -> String {
     format!("zhengyun-channel-{channel}")
 }
 
+/// Makes the channel the owner of what it produces: deleting the channel deletes its policies
+/// (garbage collection), so the flow closes even when the operator is down.
+pub fn owner(ch: &ExchangeChannel) -> OwnerReference {
+    ch.controller_owner_ref(&()).unwrap_or_default()
+}
+
 fn meta(ch: &ExchangeChannel, namespace: &str, tenant: &str) -> ObjectMeta {
-    let owner = OwnerReference {
-        api_version: ExchangeChannel::api_version(&()).into(),
-        kind: ExchangeChannel::kind(&()).into(),
-        name: ch.name_any(),
-        uid: ch.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    };
+    let owner = owner(ch);
     ObjectMeta {
         name: Some(policy_name(&ch.name_any())),
         namespace: Some(namespace.into()),
@@ -56,8 +55,6 @@ fn meta(ch: &ExchangeChannel, namespace: &str, tenant: &str) -> ObjectMeta {
             (labels::TENANT.into(), tenant.into()),
             (CHANNEL_LABEL.into(), ch.name_any()),
         ])),
-        // Deleting the channel deletes its policies (garbage collection), so the flow closes
-        // even when the operator is down.
         owner_references: Some(vec![owner]),
         ..Default::default()
     }

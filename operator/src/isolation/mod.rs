@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::{
     util::intstr::IntOrString,
 };
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Api, Client, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams},
 };
 use serde::{Deserialize, Serialize};
@@ -224,14 +224,7 @@ pub fn tenant_policy(t: &ValidatedTenant, zone: &ZonePlacement, owner: OwnerRefe
 /// An active channel's flow, passed through the Admin tier before any tenant's deny rules.
 pub fn channel_policies(ch: &ExchangeChannel, ends: &Ends) -> Vec<ClusterNetworkPolicy> {
     let name = ch.name_any();
-    let owner = OwnerReference {
-        api_version: ExchangeChannel::api_version(&()).into(),
-        kind: ExchangeChannel::kind(&()).into(),
-        name: name.clone(),
-        uid: ch.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    };
+    let owner = crate::channels::build::owner(ch);
     let meta = |side: &str| ObjectMeta {
         name: Some(format!("zhengyun-channel-{name}-{side}")),
         labels: Some(BTreeMap::from([
