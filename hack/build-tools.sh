@@ -2,6 +2,7 @@
 # Installs the test tools the project needs, into ~/.cache/zhengyun/tools/ (keyed by version):
 #   helm      from the Go module proxy (helm.sh/helm/v3)
 #   promtool  from Debian's `prometheus` package (apt), for `promtool check metrics/rules`
+#   gmssl     a pure-Python SM2/SM3/SM4 (PyPI), in a venv: an independent check of our signatures
 #   the ClusterNetworkPolicy CRD (sigs.k8s.io/network-policy-api, from the Go module proxy),
 #             to test zhengyun where a cluster serves that API
 # Prints the tools directory; put it on PATH.
@@ -22,6 +23,11 @@ if [ ! -f "$cnp" ]; then
   src=$(go mod download -json "sigs.k8s.io/network-policy-api@$NETWORK_POLICY_API_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   cp "$src/config/crd/standard/policy.networking.k8s.io_clusternetworkpolicies.yaml" "$cnp"
   chmod 644 "$cnp"
+fi
+venv=$dest/venv-gmssl
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import gmssl' 2>/dev/null; then
+  python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install -q gmssl==3.2.2 >&2
 fi
 if ! command -v promtool >/dev/null 2>&1; then
   echo "installing promtool (Debian package prometheus)" >&2

@@ -21,6 +21,11 @@ step "test tools: helm (Go module proxy) and promtool (Debian prometheus package
 tools=$(hack/build-tools.sh)
 export PATH=$tools:$PATH
 export ZHENGYUN_CNP_CRD=$tools/clusternetworkpolicies-v0.2.0.yaml
+export ZHENGYUN_GMSSL_PYTHON=$tools/venv-gmssl/bin/python
+
+step "Tongsuo 8.4 command-line tool (built once from the tongsuo-src crate's source, then cached)"
+ZHENGYUN_TONGSUO=$(hack/build-tongsuo.sh)
+export ZHENGYUN_TONGSUO
 
 step "rustfmt"
 cargo fmt --all --check

@@ -17,6 +17,7 @@ pub mod isolation;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
+pub mod pki;
 pub mod quantity;
 pub mod reachability;
 pub mod rest_metrics;

@@ -7,6 +7,7 @@ mod helm;
 mod lifecycle;
 mod observability;
 mod operator;
+mod pki;
 mod quota;
 mod reachability;
 mod validation;

@@ -1,0 +1,155 @@
+//! The one seam for key material: generation and signing.
+//!
+//! zhengyun generates SM2 keys itself (including the TLCP *enc* keys that GB/T 38636 expects a
+//! key-management centre to generate) and keeps them in Kubernetes Secrets as PKCS#8 PEM. A
+//! deployment that must pass 密评 with a certified cipher machine implements [`KeyStore`] over
+//! its GM/T 0018 interface; nothing else in the PKI changes.
+
+use signature::{Signer, Verifier};
+use sm2::{
+    SecretKey,
+    dsa::{Signature, SigningKey, VerifyingKey},
+    pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding},
+};
+
+use super::{der, sm::DEFAULT_ID};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("SM2 key: {0}")]
+    Key(String),
+    #[error("SM2 signature: {0}")]
+    Sign(String),
+}
+
+/// An SM2 key pair held by a key store.
+#[derive(Clone)]
+pub struct Sm2Key {
+    secret: SecretKey,
+}
+
+impl std::fmt::Debug for Sm2Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material, not even in debug output.
+        f.write_str("Sm2Key(<secret>)")
+    }
+}
+
+impl Sm2Key {
+    /// The public key, SEC1 uncompressed (`04 || X || Y`).
+    pub fn public_sec1(&self) -> Vec<u8> {
+        self.secret.public_key().to_sec1_bytes().to_vec()
+    }
+
+    /// PKCS#8 PEM of the private key, for the Secret.
+    pub fn to_pkcs8_pem(&self) -> Result<String, KeyError> {
+        self.secret.to_pkcs8_pem(LineEnding::LF).map(|z| z.to_string()).map_err(|e| KeyError::Key(e.to_string()))
+    }
+
+    /// Reads a PKCS#8 PEM SM2 private key (refusing other curves).
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
+        SecretKey::from_pkcs8_pem(pem)
+            .map(|secret| Sm2Key { secret })
+            .map_err(|e| KeyError::Key(format!("not an SM2 private key: {e}")))
+    }
+}
+
+/// Where keys are made and used.
+pub trait KeyStore: Send + Sync {
+    fn generate(&self) -> Result<Sm2Key, KeyError>;
+    /// An SM2-with-SM3 signature (default user ID) as DER `SEQUENCE { r, s }`.
+    fn sign(&self, key: &Sm2Key, message: &[u8]) -> Result<Vec<u8>, KeyError>;
+}
+
+/// Keys in process memory, randomness from the operating system.
+pub struct SoftwareKeyStore;
+
+impl KeyStore for SoftwareKeyStore {
+    fn generate(&self) -> Result<Sm2Key, KeyError> {
+        use ring::rand::SecureRandom;
+        let rng = ring::rand::SystemRandom::new();
+        for _ in 0..16 {
+            let mut bytes = [0u8; 32];
+            rng.fill(&mut bytes).map_err(|_| KeyError::Key("the system random source failed".into()))?;
+            // A scalar outside [1, n-1] is refused: draw again.
+            if let Ok(secret) = SecretKey::from_slice(&bytes) {
+                return Ok(Sm2Key { secret });
+            }
+        }
+        Err(KeyError::Key("could not draw a valid SM2 scalar".into()))
+    }
+
+    fn sign(&self, key: &Sm2Key, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let signer = SigningKey::new(DEFAULT_ID, &key.secret).map_err(|e| KeyError::Sign(e.to_string()))?;
+        let sig: Signature = signer.try_sign(message).map_err(|e| KeyError::Sign(e.to_string()))?;
+        let raw = sig.to_bytes();
+        Ok(der::sequence(&[der::uint(&raw[..32]), der::uint(&raw[32..])]))
+    }
+}
+
+/// Verifies a DER SM2 signature against a SEC1 public key (used by tests and by the CA Secret
+/// check that a certificate matches its key).
+pub fn verify(public_sec1: &[u8], message: &[u8], der_signature: &[u8]) -> bool {
+    let Ok(public) = sm2::PublicKey::from_sec1_bytes(public_sec1) else { return false };
+    let Ok(vk) = VerifyingKey::new(DEFAULT_ID, public) else { return false };
+    let Some(raw) = der_to_raw(der_signature) else { return false };
+    let Ok(sig) = Signature::from_slice(&raw) else { return false };
+    vk.verify(message, &sig).is_ok()
+}
+
+/// `SEQUENCE { r, s }` to the 64-byte `r || s`.
+pub fn der_to_raw(der: &[u8]) -> Option<[u8; 64]> {
+    let (seq, _) = read(der, 0x30)?;
+    let (r, rest) = read(seq, 0x02)?;
+    let (s, _) = read(rest, 0x02)?;
+    let mut out = [0u8; 64];
+    for (i, v) in [(0usize, r), (32, s)] {
+        let v: Vec<u8> = v.iter().copied().skip_while(|b| *b == 0).collect();
+        if v.len() > 32 {
+            return None;
+        }
+        out[i + 32 - v.len()..i + 32].copy_from_slice(&v);
+    }
+    Some(out)
+}
+
+fn read(buf: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    if *buf.first()? != tag {
+        return None;
+    }
+    let l0 = *buf.get(1)? as usize;
+    let (len, hdr) = if l0 < 0x80 {
+        (l0, 2)
+    } else {
+        let n = l0 & 0x7f;
+        (buf.get(2..2 + n)?.iter().fold(0usize, |a, b| (a << 8) | *b as usize), 2 + n)
+    };
+    Some((buf.get(hdr..hdr + len)?, buf.get(hdr + len..)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_and_tampering_is_caught() {
+        let store = SoftwareKeyStore;
+        let key = store.generate().expect("key");
+        assert_eq!(key.public_sec1().len(), 65);
+        let sig = store.sign(&key, b"tbs").expect("sign");
+        assert_eq!(sig[0], 0x30, "DER SEQUENCE, not raw r||s");
+        assert!(verify(&key.public_sec1(), b"tbs", &sig));
+        assert!(!verify(&key.public_sec1(), b"tbS", &sig));
+        let other = store.generate().expect("key");
+        assert!(!verify(&other.public_sec1(), b"tbs", &sig));
+    }
+
+    #[test]
+    fn keys_round_trip_through_pkcs8_and_never_print() {
+        let key = SoftwareKeyStore.generate().expect("key");
+        let pem = key.to_pkcs8_pem().expect("pem");
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert_eq!(Sm2Key::from_pkcs8_pem(&pem).expect("read").public_sec1(), key.public_sec1());
+        assert_eq!(format!("{key:?}"), "Sm2Key(<secret>)");
+    }
+}
