@@ -38,6 +38,12 @@ enum Command {
     Crd,
     /// Print the JSON Schema of the tenant chart's values (derived from the Tenant CRD).
     TenantValuesSchema,
+    /// Measure this build's SM2 sign and verify rates on one core (hack/bench-sm2.sh compares
+    /// them with `tongsuo speed sm2`).
+    BenchSm2 {
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
     /// Print who can reach whom, from the policies in force in the current cluster.
     Reachability {
         /// Explain one verdict: the source group (a tenant, `ns/NAME` or `(outside)`) ...
@@ -109,6 +115,11 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Reachability { explain }) => return reachability(explain).await,
+        Some(Command::BenchSm2 { seconds }) => {
+            let (signs, verifies) = zhengyun::pki::keystore::bench(Duration::from_secs(seconds))?;
+            println!("zhengyun sm2 sign/s {signs:.0} verify/s {verifies:.0}");
+            return Ok(());
+        }
         Some(Command::Run(a)) => *a,
         None => RunArgs::parse_from(["zhengyun-operator"]),
     };
