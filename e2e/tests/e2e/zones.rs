@@ -56,7 +56,15 @@ async fn zones_tenant_pods_run_only_on_their_zones_nodes() {
     let tolerations = v["spec"]["tolerations"].as_array().cloned().unwrap_or_default();
     assert!(tolerations.iter().any(|t| t["key"] == "zhengyun.io/zone" && t["value"] == "extranet"), "{tolerations:?}");
 
+    // A pod that names a node of another zone would skip the scheduler and the affinity.
+    let intranet_node: k8s_openapi::api::core::v1::Node =
+        serde_json::from_value(json!({"metadata": {"name": "room-c-01", "labels": {"zhengyun.io/zone": "intranet"}}}))
+            .expect("node");
+    let _ = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .create(&PostParams::default(), &intranet_node)
+        .await;
     for (name, spec, expect) in [
+        ("pinned", json!({"nodeName": "room-c-01"}), "node room-c-01 is not in zone extranet"),
         ("elsewhere", json!({"nodeSelector": {"zhengyun.io/zone": "intranet"}}), "another zone"),
         ("host-net", json!({"hostNetwork": true}), "hostNetwork"),
         ("host-pid", json!({"hostPID": true}), "hostPID"),

@@ -187,7 +187,19 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
                 .filter(|z| z.name_any() != zone_name)
                 .map(|z| (z.name_any(), z.effective_taint()))
                 .collect();
-            checks::check_pod(&pod, &zone_name, &placement, &others)
+            checks::check_pod(&pod, &zone_name, &placement, &others)?;
+            // A pod that names its node skips the scheduler, and with it the node affinity.
+            if let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                let node = Api::<k8s_openapi::api::core::v1::Node>::all(w.client.clone())
+                    .get_opt(&node_name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let labels = node.map(|n| n.labels().clone()).unwrap_or_default();
+                if !crate::zones::selects(&placement.node_selector, &labels) {
+                    return Err(format!("spec.nodeName: node {node_name} is not in zone {zone_name}"));
+                }
+            }
+            Ok(())
         }
         "Namespace" => match (typed::<Namespace>(&req.old_object), typed::<Namespace>(&req.object)) {
             (Some(old), Some(new)) => checks::check_namespace_update(&old, &new),
