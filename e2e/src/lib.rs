@@ -98,9 +98,6 @@ fn operator_kubeconfig() -> String {
     .clone()
 }
 
-/// The user name the e2e operator runs as.
-pub const OPERATOR_USER: &str = "system:serviceaccount:zhengyun-system:zhengyun-e2e-operator";
-
 /// Runs `kubectl` cleanup commands when dropped, so a test that fails leaves no cluster-wide
 /// object behind (webhooks that fail closed, an optional CRD) to break the tests after it.
 pub struct Cleanup(pub Vec<Vec<&'static str>>);

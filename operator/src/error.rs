@@ -1,27 +1,16 @@
 //! The operator's one error type. Each variant has a short stable category used as a metric
 //! label and in logs, so dashboards do not break when a message's wording changes.
 
-use crate::tenancy::validate::ValidationError;
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
-
-    #[error("invalid spec: {0}")]
-    InvalidSpec(#[from] ValidationError),
 
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 
     #[error("deletion blocked: {0}")]
     DeletionBlocked(String),
-
-    #[error("serialization: {0}")]
-    Serialization(#[from] serde_json::Error),
-
-    #[error("leader election: {0}")]
-    LeaderElection(String),
 
     #[error(
         "the {crd} CustomResourceDefinition is not installed: apply crds/ first (`zhengyun-operator crd | kubectl apply -f -`)"
@@ -34,7 +23,6 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube_api",
-            Error::InvalidSpec(_) => "invalid_spec",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
                     e.category()
@@ -42,8 +30,6 @@ impl Error {
                 _ => "finalizer",
             },
             Error::DeletionBlocked(_) => "deletion_blocked",
-            Error::Serialization(_) => "serialization",
-            Error::LeaderElection(_) => "leader_election",
             Error::CrdMissing { .. } => "crd_missing",
         }
     }

@@ -178,18 +178,14 @@ async fn an_admin_installs_the_operator_and_departments_request_tenants_with_hel
     assert_eq!(pods_quota(&client, "bigdata").await, 200_000);
 
     // A department raises its quota with helm upgrade.
-    must(
-        "helm upgrade",
-        helm(&[
-            "upgrade",
-            "bigdata",
-            &tenant_chart,
-            "-f",
-            &repo_path("docs/examples/helm/extranet-bureau.yaml"),
-            "--set",
-            "quota.pods=250",
-        ]),
-    );
+    let extranet = repo_path("docs/examples/helm/extranet-bureau.yaml");
+    let upgrade = |set: &str| {
+        must(
+            &format!("helm upgrade --set {set}"),
+            helm(&["upgrade", "bigdata", &tenant_chart, "-f", &extranet, "--set", set]),
+        )
+    };
+    upgrade("quota.pods=250");
     wait_for("pods quota 250", SECONDS, || async { (pods_quota(&client, "bigdata").await == 250_000).then_some(()) })
         .await;
 
@@ -204,18 +200,7 @@ async fn an_admin_installs_the_operator_and_departments_request_tenants_with_hel
     let kept = namespaces.get("finance-budget").await.expect("namespace retained");
     assert_eq!(kept.metadata.labels.unwrap_or_default().get("zhengyun.io/orphaned").map(String::as_str), Some("true"));
 
-    must(
-        "helm upgrade to Delete",
-        helm(&[
-            "upgrade",
-            "bigdata",
-            &tenant_chart,
-            "-f",
-            &repo_path("docs/examples/helm/extranet-bureau.yaml"),
-            "--set",
-            "deletionPolicy=Delete",
-        ]),
-    );
+    upgrade("deletionPolicy=Delete");
     must("helm uninstall bigdata", helm(&["uninstall", "bigdata", "--wait"]));
     wait_for("namespaces of bigdata deleted", std::time::Duration::from_secs(60), || async {
         for n in ["bigdata-portal", "bigdata-exchange"] {

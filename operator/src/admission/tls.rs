@@ -82,23 +82,8 @@ fn not_after(cert_pem: &str) -> Option<Timestamp> {
 
 /// Reads `notAfter` from a DER certificate (TBSCertificate.validity), enough for rotation.
 fn x509_not_after(der: &[u8]) -> Option<Timestamp> {
-    // Walk: Certificate SEQ -> TBS SEQ -> [0] version? serial, sigAlg, issuer, validity SEQ(notBefore, notAfter)
-    fn read(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let tag = *buf.first()?;
-        let len0 = *buf.get(1)? as usize;
-        let (len, hdr) = if len0 < 0x80 {
-            (len0, 2)
-        } else {
-            let n = len0 & 0x7f;
-            let mut l = 0usize;
-            for i in 0..n {
-                l = (l << 8) | *buf.get(2 + i)? as usize;
-            }
-            (l, 2 + n)
-        };
-        let body = buf.get(hdr..hdr + len)?;
-        Some((tag, body, buf.get(hdr + len..)?))
-    }
+    // Certificate -> TBSCertificate -> [0] version?, serial, signature, issuer, validity.
+    use crate::pki::der::next as read;
     let (_, cert, _) = read(der)?;
     let (_, tbs, _) = read(cert)?;
     let mut rest = tbs;

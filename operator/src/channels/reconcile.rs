@@ -156,8 +156,10 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Context) -> Result<Action> 
     let client = &ctx.client;
     let name = ch.name_any();
     let now = jiff::Timestamp::now();
+    // `phase` reports a malformed expiry; here it only decides the work and the next wake-up.
+    let expires = ch.spec.expires.parse::<jiff::Timestamp>().ok();
     // Only resolve the ends of a channel that is not already past its expiry.
-    let expired = ch.spec.expires.parse::<jiff::Timestamp>().map(|t| now >= t).unwrap_or(false);
+    let expired = expires.is_some_and(|t| now >= t);
     let ends = if expired { Ok(Err(EndsProblem::Declaration(String::new()))) } else { resolve(client, ch).await };
     let ends = ends?;
     let (phase, message) = phase(ch, ends.as_ref().map(|_| ()).map_err(Clone::clone), now);
@@ -218,7 +220,7 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Context) -> Result<Action> 
             .await?;
     }
 
-    let to_expiry = ch.spec.expires.parse::<jiff::Timestamp>().ok().map(|t| t.duration_since(now).as_secs_f64());
+    let to_expiry = expires.map(|t| t.duration_since(now).as_secs_f64());
     ctx.metrics.observe_channel(&name, &format!("{phase:?}"), to_expiry.unwrap_or(0.0).max(0.0));
     // Wake up right after the expiry to close the flow, and now and then to follow the ends.
     let next = match (phase, to_expiry) {

@@ -112,6 +112,25 @@ pub fn implicit(n: u8, content: &[u8]) -> Vec<u8> {
     tlv(0x80 | n, content)
 }
 
+/// Reads one TLV: `(tag, contents, rest)`. Enough to walk the certificates we parse.
+pub fn next(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *buf.first()?;
+    let l0 = *buf.get(1)? as usize;
+    let (len, hdr) = if l0 < 0x80 {
+        (l0, 2)
+    } else {
+        let n = l0 & 0x7f;
+        (buf.get(2..2 + n)?.iter().fold(0usize, |a, b| (a << 8) | *b as usize), 2 + n)
+    };
+    Some((tag, buf.get(hdr..hdr + len)?, buf.get(hdr + len..)?))
+}
+
+/// Reads one TLV that must carry `tag`: `(contents, rest)`.
+pub fn expect(buf: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (t, body, rest) = next(buf)?;
+    (t == tag).then_some((body, rest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +145,19 @@ mod tests {
         // keyUsage digitalSignature (0) and keyEncipherment (2): 03 02 05 a0
         assert_eq!(named_bits(&[0, 2]), vec![0x03, 0x02, 0x05, 0xa0]);
         assert_eq!(boolean(true), vec![0x01, 0x01, 0xff]);
+    }
+
+    #[test]
+    fn reads_back_what_it_writes() {
+        let long = octet_string(&[7u8; 300]);
+        let doc = sequence(&[small_int(5), long.clone()]);
+        let (body, rest) = expect(&doc, 0x30).expect("sequence");
+        assert!(rest.is_empty());
+        let (int, after) = expect(body, 0x02).expect("integer");
+        assert_eq!(int, &[5]);
+        let (tag, content, _) = next(after).expect("octets");
+        assert_eq!((tag, content.len()), (0x04, 300));
+        assert!(expect(&doc, 0x31).is_none(), "wrong tag");
+        assert!(next(&doc[..doc.len() - 1]).is_none(), "truncated");
     }
 }

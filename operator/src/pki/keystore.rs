@@ -125,9 +125,9 @@ pub fn bench(each: std::time::Duration) -> Result<(f64, f64), KeyError> {
 
 /// `SEQUENCE { r, s }` to the 64-byte `r || s`.
 pub fn der_to_raw(der: &[u8]) -> Option<[u8; 64]> {
-    let (seq, _) = read(der, 0x30)?;
-    let (r, rest) = read(seq, 0x02)?;
-    let (s, _) = read(rest, 0x02)?;
+    let (seq, _) = der::expect(der, 0x30)?;
+    let (r, rest) = der::expect(seq, 0x02)?;
+    let (s, _) = der::expect(rest, 0x02)?;
     let mut out = [0u8; 64];
     for (i, v) in [(0usize, r), (32, s)] {
         let v: Vec<u8> = v.iter().copied().skip_while(|b| *b == 0).collect();
@@ -137,20 +137,6 @@ pub fn der_to_raw(der: &[u8]) -> Option<[u8; 64]> {
         out[i + 32 - v.len()..i + 32].copy_from_slice(&v);
     }
     Some(out)
-}
-
-fn read(buf: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    if *buf.first()? != tag {
-        return None;
-    }
-    let l0 = *buf.get(1)? as usize;
-    let (len, hdr) = if l0 < 0x80 {
-        (l0, 2)
-    } else {
-        let n = l0 & 0x7f;
-        (buf.get(2..2 + n)?.iter().fold(0usize, |a, b| (a << 8) | *b as usize), 2 + n)
-    };
-    Some((buf.get(hdr..hdr + len)?, buf.get(hdr + len..)?))
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ use crate::{
     context::Context,
     error::{Error, Result},
     labels,
-    quantity::{self, Kind, Milli},
+    quantity::{self, Milli},
 };
 
 /// The controller's name in metrics and logs.
@@ -150,7 +150,8 @@ async fn publish(ctx: &Context, tenant: &Tenant, type_: EventType, reason: &str,
 enum Claim {
     Owned,
     Conflict(String),
-    Terminating,
+    /// Being deleted, or created by someone else a moment ago: look again next round.
+    NotYet,
 }
 
 fn is_ours(ns: &Namespace, vt: &ValidatedTenant) -> std::result::Result<bool, String> {
@@ -187,13 +188,13 @@ async fn claim(client: &Client, vt: &ValidatedTenant, name: &str) -> Result<Clai
                     info!(namespace = name, "created namespace");
                     Ok(Claim::Owned)
                 }
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Claim::Terminating),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Claim::NotYet),
                 Err(e) => Err(e.into()),
             }
         }
         Some(ns) => {
             if ns.metadata.deletion_timestamp.is_some() {
-                return Ok(Claim::Terminating);
+                return Ok(Claim::NotYet);
             }
             match is_ours(&ns, vt) {
                 Ok(false) => Ok(Claim::Owned),
@@ -255,7 +256,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         match claim(client, &vt, name).await? {
             Claim::Owned => owned.push(name.clone()),
             Claim::Conflict(why) => conflicts.push(why),
-            Claim::Terminating => pending.push(name.clone()),
+            Claim::NotYet => pending.push(name.clone()),
         }
     }
     for why in &conflicts {
@@ -321,14 +322,14 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let ns_message = if !conflicts.is_empty() {
         conflicts.join("; ")
     } else if !pending.is_empty() {
-        format!("waiting for namespaces to finish terminating: {}", pending.join(", "))
+        format!("waiting for namespaces that are terminating or were just created elsewhere: {}", pending.join(", "))
     } else {
         format!("{} namespaces", owned.len())
     };
     let ns_reason = if !conflicts.is_empty() {
         "Conflict"
     } else if !pending.is_empty() {
-        "Terminating"
+        "Waiting"
     } else {
         "Created"
     };
@@ -380,7 +381,8 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
 async fn sweep(ctx: &Context, tenant: &Tenant, vt: &ValidatedTenant, owned: &[String]) -> Result<()> {
     let client = &ctx.client;
     let owned_set: BTreeSet<&str> = owned.iter().map(String::as_str).collect();
-    let wants_limits = vt.limits.is_some() && owned.first().is_some_and(|ns| build::limit_range(vt, ns).is_some());
+    // The LimitRange is the same in every namespace: whether it exists depends on the spec alone.
+    let wants_limits = owned.first().is_some_and(|ns| build::limit_range(vt, ns).is_some());
 
     for lr in list_labelled::<LimitRange>(client, &vt.name).await? {
         let ns = lr.namespace().unwrap_or_default();
@@ -589,8 +591,7 @@ fn summary(vt: &ValidatedTenant, used: &BTreeMap<String, Milli>) -> String {
         .iter()
         .map(|(res, b)| {
             let u = used.get(res).copied().unwrap_or(0);
-            let kind = if b.kind == Kind::Cores { Kind::Cores } else { b.kind };
-            format!("{} {}/{}", short(res), quantity::format(u, kind), quantity::format(b.total, kind))
+            format!("{} {}/{}", short(res), quantity::format(u, b.kind), quantity::format(b.total, b.kind))
         })
         .collect::<Vec<_>>()
         .join(", ")

@@ -105,7 +105,6 @@ async fn reconcile(zone: Arc<Zone>, ctx: Arc<Context>) -> Result<Action> {
         // Unchanged status: no write, so no event and no loop.
         if zone.status.as_ref().map(|s| (&s.nodes, &s.tenants, &s.allocatable, s.observed_generation))
             != Some((&status.nodes, &status.tenants, &status.allocatable, status.observed_generation))
-            || zone.status.is_none()
         {
             let patch = serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "Zone", "status": status});
             Api::<Zone>::all(ctx.client.clone())
