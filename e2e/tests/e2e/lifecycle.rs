@@ -3,6 +3,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::api::{
+    coordination::v1::Lease,
     core::v1::{ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota},
     events::v1::Event,
     networking::v1::NetworkPolicy,
@@ -17,7 +18,9 @@ use zhengyun::{
     api::{ContainerLimits, CpuMemory, DeletionPolicy, Tenant, TenantNamespace, amount::Count},
     quantity,
 };
-use zhengyun_e2e::{Operator, SECONDS, apply_tenant, client, condition, tenant, wait_for, wait_ready};
+use zhengyun_e2e::{
+    Operator, SECONDS, SYSTEM_NAMESPACE, apply_tenant, client, condition, tenant, wait_for, wait_ready,
+};
 
 fn quota_sum(quotas: &[ResourceQuota], resource: &str, enforced: bool) -> i128 {
     quotas
@@ -145,6 +148,9 @@ async fn a_new_tenant_gets_everything_it_needs_and_follows_its_spec() {
     let ready = wait_ready(&client, "edu").await;
     assert_eq!(ready.status.map(|s| s.namespaces.len()), Some(3));
     assert_eq!(op.stop().await.map(|s| s.success()), Some(true), "the operator stops cleanly on SIGTERM");
+    // ...and gives its Lease up, so another replica can lead at once instead of waiting.
+    let lease = Api::<Lease>::namespaced(client.clone(), SYSTEM_NAMESPACE).get("lease-lifecycle").await.expect("lease");
+    assert_eq!(lease.spec.and_then(|s| s.holder_identity), None, "the Lease is released");
 }
 
 #[tokio::test]
