@@ -10,7 +10,10 @@ use kube::{
     runtime::events::{Recorder, Reporter},
 };
 
-use crate::metrics::Metrics;
+use crate::{
+    metrics::Metrics,
+    pki::keystore::{KeyStore, SoftwareKeyStore},
+};
 
 pub struct Context {
     pub client: Client,
@@ -21,10 +24,14 @@ pub struct Context {
     /// The cluster serves ClusterNetworkPolicy: tenant isolation and channels are also written
     /// as Admin-tier cluster policies, which tenants' own NetworkPolicies cannot override.
     pub cluster_network_policy: AtomicBool,
+    /// Where cluster-scoped issuers keep their Secrets: the operator's namespace.
+    pub cluster_resource_namespace: String,
+    /// Where SM2 keys are generated and used: the one seam for a certified cipher machine.
+    pub keys: Arc<dyn KeyStore>,
 }
 
 impl Context {
-    pub fn new(client: Client, identity: &str, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(client: Client, identity: &str, metrics: Arc<Metrics>, cluster_resource_namespace: &str) -> Arc<Self> {
         let reporter = Reporter { controller: "zhengyun-operator".into(), instance: Some(identity.into()) };
         Arc::new(Context {
             recorder: Recorder::new(client.clone(), reporter),
@@ -32,6 +39,8 @@ impl Context {
             metrics,
             ready: AtomicBool::new(false),
             cluster_network_policy: AtomicBool::new(false),
+            cluster_resource_namespace: cluster_resource_namespace.into(),
+            keys: Arc::new(SoftwareKeyStore),
         })
     }
 

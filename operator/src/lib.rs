@@ -9,6 +9,7 @@ pub mod admin;
 pub mod admission;
 pub mod api;
 pub mod apply;
+pub mod certificates;
 pub mod channels;
 pub mod conditions;
 pub mod context;

@@ -13,6 +13,7 @@ use zhengyun::{
     admin::{self, LogReload},
     api::{self, Tenant},
     apply,
+    certificates::issuers,
     context::Context,
     leader,
     metrics::Metrics,
@@ -204,7 +205,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "zhengyun".into());
         format!("{host}-{}", std::process::id())
     });
-    let ctx = Context::new(client.clone(), &identity, metrics.clone());
+    let ctx = Context::new(client.clone(), &identity, metrics.clone(), &args.lease_namespace);
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let admin = tokio::spawn(admin::serve(args.admin_addr, ctx.clone(), reload, stop_rx.clone()));
@@ -300,6 +301,9 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
         tokio::spawn(tenancy::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
         tokio::spawn(zhengyun::zones::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
         tokio::spawn(zhengyun::channels::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
+        tokio::spawn(issuers::run::<api::SmIssuer>(ctx.clone(), stopped(ctl_stop_rx.clone()))),
+        tokio::spawn(issuers::run::<api::SmClusterIssuer>(ctx.clone(), stopped(ctl_stop_rx.clone()))),
+        tokio::spawn(zhengyun::certificates::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
     ];
 
     let lost = async {

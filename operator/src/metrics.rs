@@ -30,6 +30,11 @@ pub struct Metrics {
     pub channels: IntGaugeVec,
     pub channel_expiry: GaugeVec,
     channel_phases: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    pub certificates: IntGaugeVec,
+    pub certificate_expiry: GaugeVec,
+    pub certificate_issuances: IntCounterVec,
+    pub certificate_failures: IntCounterVec,
+    certificate_states: std::sync::Mutex<std::collections::BTreeMap<(String, String), String>>,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -123,6 +128,28 @@ impl Metrics {
             ),
             &["channel"],
         ));
+        let certificates = must(IntGaugeVec::new(
+            Opts::new("zhengyun_certificates", "SM2 certificates (SmCertificate) by state: Ready or Failed"),
+            &["state"],
+        ));
+        let certificate_expiry = must(GaugeVec::new(
+            Opts::new(
+                "zhengyun_certificate_expiry_seconds",
+                "Seconds until a certificate in its Secret expires (negative once expired)",
+            ),
+            &["namespace", "name"],
+        ));
+        let certificate_issuances = must(IntCounterVec::new(
+            Opts::new(
+                "zhengyun_certificate_issuances_total",
+                "Certificates issued, by why: new, renewal_due, spec_changed, issuer_changed, secret_missing, secret_invalid",
+            ),
+            &["reason"],
+        ));
+        let certificate_failures = must(IntCounterVec::new(
+            Opts::new("zhengyun_certificate_failures_total", "Times a certificate could not be issued, by reason"),
+            &["reason"],
+        ));
         let rest_requests = must(IntCounterVec::new(
             Opts::new(
                 "rest_client_requests_total",
@@ -148,6 +175,10 @@ impl Metrics {
             Box::new(rest_requests.clone()),
             Box::new(channels.clone()),
             Box::new(channel_expiry.clone()),
+            Box::new(certificates.clone()),
+            Box::new(certificate_expiry.clone()),
+            Box::new(certificate_issuances.clone()),
+            Box::new(certificate_failures.clone()),
         ] {
             must(registry.register(c));
         }
@@ -173,6 +204,11 @@ impl Metrics {
             channels,
             channel_expiry,
             channel_phases: Default::default(),
+            certificates,
+            certificate_expiry,
+            certificate_issuances,
+            certificate_failures,
+            certificate_states: Default::default(),
         }
     }
 
@@ -222,6 +258,35 @@ impl Metrics {
     fn count_channels(&self, phases: &std::collections::BTreeMap<String, String>) {
         for phase in ["Pending", "Active", "Expired", "Invalid"] {
             self.channels.with_label_values(&[phase]).set(phases.values().filter(|p| *p == phase).count() as i64);
+        }
+    }
+
+    /// Records a certificate's state and, when it has one, its time to expiry.
+    pub fn observe_certificate(&self, namespace: &str, name: &str, state: &str, seconds_to_expiry: Option<f64>) {
+        match seconds_to_expiry {
+            Some(s) => self.certificate_expiry.with_label_values(&[namespace, name]).set(s),
+            None => {
+                let _ = self.certificate_expiry.remove_label_values(&[namespace, name]);
+            }
+        }
+        if let Ok(mut states) = self.certificate_states.lock() {
+            states.insert((namespace.to_string(), name.to_string()), state.to_string());
+            self.count_certificates(&states);
+        }
+    }
+
+    /// Forgets a deleted certificate.
+    pub fn forget_certificate(&self, namespace: &str, name: &str) {
+        let _ = self.certificate_expiry.remove_label_values(&[namespace, name]);
+        if let Ok(mut states) = self.certificate_states.lock() {
+            states.remove(&(namespace.to_string(), name.to_string()));
+            self.count_certificates(&states);
+        }
+    }
+
+    fn count_certificates(&self, states: &std::collections::BTreeMap<(String, String), String>) {
+        for state in ["Ready", "Failed"] {
+            self.certificates.with_label_values(&[state]).set(states.values().filter(|s| *s == state).count() as i64);
         }
     }
 

@@ -79,7 +79,7 @@ fn pki_a_tlcp_pair_verifies_with_tongsuo_and_its_signatures_with_gmssl() {
                 serial: [serial; 16],
             },
             &key.public_sec1(),
-            Some(Issuer { name: &ca_name, public_sec1: &ca_public, key: &ca_key }),
+            Some(Issuer { subject_der: &cert::name_der(&ca_name), key_id: &cert::key_id(&ca_public), key: &ca_key }),
             None,
         )
         .expect("leaf");

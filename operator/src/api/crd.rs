@@ -9,11 +9,94 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use super::{ExchangeChannel, Tenant, Zone};
+use super::{ExchangeChannel, SmCertificate, SmClusterIssuer, SmIssuer, Tenant, Zone};
 
 /// Every CRD the operator serves, in the order `crds/` lists them.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![tenant(), zone(), exchange_channel()]
+    vec![tenant(), zone(), exchange_channel(), sm_cluster_issuer(), sm_issuer(), sm_certificate()]
+}
+
+fn issuer_columns() -> Vec<CustomResourceColumnDefinition> {
+    vec![
+        column("Ready", "string", ".status.conditions[?(@.type==\"Ready\")].status", "Whether the issuer can sign", 0),
+        column("Subject", "string", ".status.subject", "The CA certificate's subject", 0),
+        column("Not-After", "string", ".status.notAfter", "When the CA certificate expires", 0),
+        column("Fingerprint", "string", ".status.fingerprint", "SM3 of the CA certificate", 1),
+        column(
+            "Reason",
+            "string",
+            ".status.conditions[?(@.type==\"Ready\")].message",
+            "Why the issuer is or is not ready",
+            1,
+        ),
+        column("Age", "date", ".metadata.creationTimestamp", "", 0),
+    ]
+}
+
+/// The `smclusterissuers.zhengyun.io` CRD.
+pub fn sm_cluster_issuer() -> CustomResourceDefinition {
+    let mut crd = SmClusterIssuer::crd();
+    for version in &mut crd.spec.versions {
+        version.additional_printer_columns = Some(issuer_columns());
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            schema.description = Some(
+                "A cluster-wide SM2 certificate authority (国密 CA): a self-signed root, or a CA from a Secret.".into(),
+            );
+        }
+    }
+    reflow(crd)
+}
+
+/// The `smissuers.zhengyun.io` CRD.
+pub fn sm_issuer() -> CustomResourceDefinition {
+    let mut crd = SmIssuer::crd();
+    for version in &mut crd.spec.versions {
+        version.additional_printer_columns = Some(issuer_columns());
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            schema.description = Some(
+                "An SM2 certificate authority (国密 CA) for one namespace: a self-signed root, or a CA from a Secret."
+                    .into(),
+            );
+        }
+    }
+    reflow(crd)
+}
+
+/// The `smcertificates.zhengyun.io` CRD.
+pub fn sm_certificate() -> CustomResourceDefinition {
+    let mut crd = SmCertificate::crd();
+    for version in &mut crd.spec.versions {
+        version.additional_printer_columns = Some(vec![
+            column(
+                "Ready",
+                "string",
+                ".status.conditions[?(@.type==\"Ready\")].status",
+                "Whether the Secret holds a valid, current certificate",
+                0,
+            ),
+            column("Secret", "string", ".spec.secretName", "The Secret that holds the certificate", 0),
+            column("Pair", "string", ".spec.pair", "Single or TLCP", 0),
+            column("Issuer", "string", ".spec.issuerRef.name", "The issuer", 1),
+            column("Not-After", "string", ".status.notAfter", "When the certificate expires", 0),
+            column("Renewal", "string", ".status.renewalTime", "When it is renewed", 1),
+            column("Revision", "integer", ".status.revision", "How many times it was issued", 1),
+            column(
+                "Reason",
+                "string",
+                ".status.conditions[?(@.type==\"Ready\")].message",
+                "Why the certificate is or is not ready",
+                1,
+            ),
+            column("Age", "date", ".metadata.creationTimestamp", "", 0),
+        ]);
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            schema.description = Some(
+                "An SM2 certificate or TLCP sign + enc pair (国密证书), issued into a Secret and renewed before it expires."
+                    .into(),
+            );
+        }
+    }
+    reflow(crd)
 }
 
 /// The `zones.zhengyun.io` CRD.
@@ -277,9 +360,13 @@ mod tests {
 
     #[test]
     fn every_field_has_a_description() {
-        let crd = serde_json::to_value(tenant()).unwrap_or_default();
         let mut missing = Vec::new();
-        walk(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"], "spec", &mut missing);
+        for crd in all() {
+            let kind = crd.spec.names.kind.clone();
+            let crd = serde_json::to_value(crd).unwrap_or_default();
+            let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+            walk(spec, &format!("{kind}.spec"), &mut missing);
+        }
         assert!(missing.is_empty(), "fields without a description: {missing:?}");
     }
 

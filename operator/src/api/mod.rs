@@ -5,12 +5,14 @@
 //! own the wire format and the schema the API server enforces; they do no I/O.
 
 pub mod amount;
+pub mod certificate;
 pub mod channel;
 pub mod crd;
 pub mod tenant;
 pub mod zone;
 
 pub use amount::Amount;
+pub use certificate::*;
 pub use channel::*;
 pub use tenant::*;
 pub use zone::*;

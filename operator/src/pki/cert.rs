@@ -47,10 +47,11 @@ pub struct Request {
     pub serial: [u8; 16],
 }
 
-/// The signer of a certificate: its name, public key and private key.
+/// The signer of a certificate: its subject as encoded in its own certificate (a leaf must name
+/// its issuer with those exact bytes), its key identifier, and its private key.
 pub struct Issuer<'a> {
-    pub name: &'a Name,
-    pub public_sec1: &'a [u8],
+    pub subject_der: &'a [u8],
+    pub key_id: &'a [u8],
     pub key: &'a Sm2Key,
 }
 
@@ -80,7 +81,7 @@ pub fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-fn name(n: &Name) -> Vec<u8> {
+pub fn name_der(n: &Name) -> Vec<u8> {
     let mut rdns = Vec::new();
     if let Some(o) = &n.organization {
         rdns.push(der::set(&[der::sequence(&[der::oid("2.5.4.10"), der::utf8(o)])]));
@@ -114,7 +115,7 @@ fn extension(oid: &str, critical: bool, value: Vec<u8>) -> Vec<u8> {
     der::sequence(&parts)
 }
 
-fn extensions(req: &Request, subject_public: &[u8], issuer_public: &[u8]) -> Vec<u8> {
+fn extensions(req: &Request, subject_public: &[u8], authority_key_id: &[u8]) -> Vec<u8> {
     let mut exts = Vec::new();
     let (basic, usage, eku): (Vec<u8>, Vec<usize>, Vec<&str>) = match req.profile {
         Profile::Ca { path_len } => {
@@ -139,7 +140,7 @@ fn extensions(req: &Request, subject_public: &[u8], issuer_public: &[u8]) -> Vec
         exts.push(extension("2.5.29.37", false, der::sequence(&eku.iter().map(|o| der::oid(o)).collect::<Vec<_>>())));
     }
     exts.push(extension("2.5.29.14", false, der::octet_string(&key_id(subject_public))));
-    exts.push(extension("2.5.29.35", false, der::sequence(&[der::implicit(0, &key_id(issuer_public))])));
+    exts.push(extension("2.5.29.35", false, der::sequence(&[der::implicit(0, authority_key_id)])));
     if !req.dns_names.is_empty() || !req.ip_addresses.is_empty() {
         let mut names: Vec<Vec<u8>> = req.dns_names.iter().map(|d| der::implicit(2, d.as_bytes())).collect();
         for ip in &req.ip_addresses {
@@ -174,11 +175,11 @@ pub fn issue(
     issuer: Option<Issuer<'_>>,
     subject_key: Option<&Sm2Key>,
 ) -> Result<Certificate, KeyError> {
-    let (issuer_name, issuer_public, signing_key) = match &issuer {
-        Some(i) => (i.name.clone(), i.public_sec1.to_vec(), i.key),
+    let (issuer_name, authority_key_id, signing_key) = match &issuer {
+        Some(i) => (i.subject_der.to_vec(), i.key_id.to_vec(), i.key),
         None => (
-            req.subject.clone(),
-            subject_public.to_vec(),
+            name_der(&req.subject),
+            key_id(subject_public),
             subject_key.ok_or_else(|| KeyError::Key("a self-signed certificate needs its own key".into()))?,
         ),
     };
@@ -189,11 +190,11 @@ pub fn issue(
         der::explicit(0, &der::small_int(2)),
         der::uint(&serial),
         algorithm(),
-        name(&issuer_name),
+        issuer_name,
         der::sequence(&[der::time(req.not_before), der::time(req.not_after)]),
-        name(&req.subject),
+        name_der(&req.subject),
         spki(subject_public),
-        extensions(req, subject_public, &issuer_public),
+        extensions(req, subject_public, &authority_key_id),
     ]);
     let signature = store.sign(signing_key, &tbs)?;
     let der = der::sequence(&[tbs.clone(), algorithm(), der::bit_string(&signature)]);
@@ -251,7 +252,7 @@ mod tests {
                 &store,
                 &request(profile),
                 &key.public_sec1(),
-                Some(Issuer { name: &ca_name, public_sec1: &ca_public, key: &ca_key }),
+                Some(Issuer { subject_der: &name_der(&ca_name), key_id: &key_id(&ca_public), key: &ca_key }),
                 None,
             )
             .expect("leaf");

@@ -5,7 +5,9 @@
 //! are encoded here (`der`, `cert`) so their signatures are DER `SEQUENCE { r, s }` as Tongsuo,
 //! OpenSSL and gmssl expect, and are checked in tests by those independent implementations.
 
+pub mod ca;
 pub mod cert;
 pub mod der;
 pub mod keystore;
+pub mod parse;
 pub mod sm;

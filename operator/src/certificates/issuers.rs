@@ -1,0 +1,298 @@
+//! The SmIssuer and SmClusterIssuer controllers: keep a self-signed root in its Secret (and
+//! rotate it), or check a CA Secret someone provided; report the CA in the issuer's status.
+
+use std::{collections::BTreeMap, fmt::Debug, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{ObjectMeta, PartialObjectMeta, Patch, PatchParams},
+    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+};
+use serde::{Serialize, de::DeserializeOwned};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::{
+    api::{SecretCa, SelfSignedCa, SmClusterIssuer, SmIssuer, SmIssuerStatus, parse_duration},
+    apply,
+    conditions::{self, Observed},
+    context::Context,
+    error::Result,
+    labels,
+    pki::{
+        ca::{self, Ca},
+        cert::Name,
+        sm,
+    },
+};
+
+/// On a self-signed root's Secret: the issuer (`<Kind>/<name>`) it belongs to.
+pub const ISSUER_LABEL: &str = "zhengyun.io/issuer";
+const ROOT_HASH: &str = "zhengyun.io/root-spec-hash";
+
+/// Why an issuer cannot sign: a condition reason and a message naming the field.
+pub type Problem = (&'static str, String);
+
+/// What the two issuer kinds have in common.
+pub trait IssuerResource:
+    Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static
+{
+    const KIND: &'static str;
+    fn self_signed(&self) -> Option<&SelfSignedCa>;
+    fn secret_ca(&self) -> Option<&SecretCa>;
+    fn issuer_status(&self) -> Option<&SmIssuerStatus>;
+    /// Where the issuer's Secrets live.
+    fn secret_namespace(&self, ctx: &Context) -> String;
+    fn api(client: &Client, namespace: Option<&str>) -> Api<Self>;
+}
+
+impl IssuerResource for SmIssuer {
+    const KIND: &'static str = "SmIssuer";
+    fn self_signed(&self) -> Option<&SelfSignedCa> {
+        self.spec.self_signed.as_ref()
+    }
+    fn secret_ca(&self) -> Option<&SecretCa> {
+        self.spec.ca.as_ref()
+    }
+    fn issuer_status(&self) -> Option<&SmIssuerStatus> {
+        self.status.as_ref()
+    }
+    fn secret_namespace(&self, _: &Context) -> String {
+        self.namespace().unwrap_or_default()
+    }
+    fn api(client: &Client, namespace: Option<&str>) -> Api<Self> {
+        Api::namespaced(client.clone(), namespace.unwrap_or_default())
+    }
+}
+
+impl IssuerResource for SmClusterIssuer {
+    const KIND: &'static str = "SmClusterIssuer";
+    fn self_signed(&self) -> Option<&SelfSignedCa> {
+        self.spec.self_signed.as_ref()
+    }
+    fn secret_ca(&self) -> Option<&SecretCa> {
+        self.spec.ca.as_ref()
+    }
+    fn issuer_status(&self) -> Option<&SmIssuerStatus> {
+        self.status.as_ref()
+    }
+    fn secret_namespace(&self, ctx: &Context) -> String {
+        ctx.cluster_resource_namespace.clone()
+    }
+    fn api(client: &Client, _: Option<&str>) -> Api<Self> {
+        Api::all(client.clone())
+    }
+}
+
+/// The name of the Secret an issuer reads its CA from.
+pub fn secret_name<K: IssuerResource>(issuer: &K) -> Option<&str> {
+    issuer.self_signed().map(|s| s.secret_name.as_str()).or_else(|| issuer.secret_ca().map(|c| c.secret_name.as_str()))
+}
+
+/// Loads an issuer's CA from its Secret, or says why it cannot sign.
+pub async fn load_ca<K: IssuerResource>(
+    client: &Client,
+    issuer: &K,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<std::result::Result<Ca, Problem>> {
+    let namespace = issuer.secret_namespace(ctx);
+    let Some(name) = secret_name(issuer) else {
+        return Ok(Err(("InvalidSpec", "set spec.selfSigned or spec.ca".into())));
+    };
+    let field = if issuer.self_signed().is_some() { "spec.selfSigned.secretName" } else { "spec.ca.secretName" };
+    let Some(secret) = Api::<Secret>::namespaced(client.clone(), &namespace).get_opt(name).await? else {
+        return Ok(Err(("SecretNotFound", format!("{field}: Secret {namespace}/{name} does not exist"))));
+    };
+    let data: BTreeMap<String, Vec<u8>> = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+    Ok(ca::load(&data, now).map_err(|e| ("InvalidCA", format!("{field}: Secret {namespace}/{name}: {e}"))))
+}
+
+pub async fn run<K: IssuerResource>(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
+    let store = controller.store();
+    let ns_for_cluster = ctx.cluster_resource_namespace.clone();
+    let by_secret = move |s: PartialObjectMeta<Secret>| {
+        let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
+        store
+            .state()
+            .into_iter()
+            .filter(|i| {
+                let home = i.meta().namespace.clone().unwrap_or_else(|| ns_for_cluster.clone());
+                home == ns && secret_name(i.as_ref()) == Some(name.as_str())
+            })
+            .map(|i| ObjectRef::from_obj(i.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    controller
+        // Metadata only: a CA Secret replaced, or a root deleted, wakes its issuer up.
+        .watches(Api::<PartialObjectMeta<Secret>>::all(client.clone()), watcher::Config::default(), by_secret)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::<K>, |_, _, _| Action::requeue(Duration::from_secs(5)), ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "issuer reconcile");
+            }
+        })
+        .await;
+}
+
+async fn reconcile<K: IssuerResource>(issuer: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
+    let controller = K::KIND.to_lowercase();
+    let controller = controller.as_str();
+    let span = info_span!("reconcile", %controller, issuer = %issuer.name_any(), namespace = ?issuer.namespace());
+    let m = ctx.metrics.clone();
+    let timer = m.reconcile_time.with_label_values(&[controller]).start_timer();
+    let result = reconcile_inner(issuer.as_ref(), &ctx).instrument(span).await;
+    timer.observe_duration();
+    m.reconcile_total.with_label_values(&[controller, if result.is_ok() { "success" } else { "error" }]).inc();
+    if let Err(e) = &result {
+        m.reconcile_errors.with_label_values(&[controller]).inc();
+        m.reconcile_error_categories.with_label_values(&[controller, e.category()]).inc();
+        warn!(issuer = %issuer.name_any(), error = %e, "issuer reconcile failed");
+    }
+    result
+}
+
+/// When a self-signed root is replaced: with a third of its life left.
+fn root_rotation(ca: &Ca) -> Timestamp {
+    let life = ca.cert.not_after.duration_since(ca.cert.not_before);
+    ca.cert.not_before.saturating_add(life * 2 / 3).unwrap_or(ca.cert.not_before)
+}
+
+fn root_hash(ss: &SelfSignedCa) -> String {
+    let shaped = serde_json::json!([ss.common_name, ss.organization, ss.duration]);
+    sm::hex(&sm::sm3(shaped.to_string().as_bytes()))[..32].to_string()
+}
+
+/// Keeps a self-signed root in its Secret: generates it when missing, unreadable, changed in
+/// spec or two thirds through its life.
+async fn ensure_root<K: IssuerResource>(
+    issuer: &K,
+    ss: &SelfSignedCa,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<std::result::Result<Ca, Problem>> {
+    let namespace = issuer.secret_namespace(ctx);
+    let owner = format!("{}.{}", K::KIND, issuer.name_any());
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
+    let existing = secrets.get_opt(&ss.secret_name).await?;
+    if let Some(s) = &existing
+        && s.labels().get(ISSUER_LABEL) != Some(&owner)
+    {
+        return Ok(Err((
+            "SecretConflict",
+            format!(
+                "spec.selfSigned.secretName: Secret {namespace}/{} exists and was not made for this issuer: choose another name",
+                ss.secret_name
+            ),
+        )));
+    }
+    let hash = root_hash(ss);
+    if let Some(s) = &existing {
+        let data: BTreeMap<String, Vec<u8>> =
+            s.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+        let same_spec = s.annotations().get(ROOT_HASH) == Some(&hash);
+        match ca::load(&data, now) {
+            Ok(ca) if same_spec && now < root_rotation(&ca) => return Ok(Ok(ca)),
+            Ok(_) if same_spec => info!(issuer = %owner, "rotating the root: two thirds of its life are over"),
+            Ok(_) => info!(issuer = %owner, "rotating the root: its subject or duration changed"),
+            Err(e) => warn!(issuer = %owner, problem = %e, "regenerating an unreadable root"),
+        }
+    }
+    let lifetime = match parse_duration(ss.duration.as_deref().unwrap_or("87600h")) {
+        Ok(d) if d >= SignedDuration::from_mins(1) => d,
+        Ok(_) => return Ok(Err(("InvalidSpec", "spec.selfSigned.duration must be at least 1m".into()))),
+        Err(e) => return Ok(Err(("InvalidSpec", format!("spec.selfSigned.duration: {e}")))),
+    };
+    let subject = Name { common_name: ss.common_name.clone(), organization: ss.organization.clone() };
+    let (crt, key) = match ca::self_signed(ctx.keys.as_ref(), subject, lifetime, now) {
+        Ok(pair) => pair,
+        Err(e) => return Ok(Err(("KeyStoreFailed", e.to_string()))),
+    };
+    let data = BTreeMap::from([
+        ("tls.crt".to_string(), crt.clone()),
+        ("tls.key".to_string(), key),
+        ("ca.crt".to_string(), crt),
+    ]);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(ss.secret_name.clone()),
+            namespace: Some(namespace.clone()),
+            labels: Some(BTreeMap::from([
+                (labels::MANAGED_BY.into(), labels::MANAGER.into()),
+                (ISSUER_LABEL.into(), owner.clone()),
+            ])),
+            annotations: Some(BTreeMap::from([(ROOT_HASH.into(), hash)])),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(data.iter().map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes()))).collect()),
+        ..Default::default()
+    };
+    apply::namespaced(&ctx.client, &secret).await?;
+    let bytes = data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+    let loaded = ca::load(&bytes, now).map_err(|e| ("KeyStoreFailed", e));
+    if let Ok(ca) = &loaded {
+        info!(issuer = %owner, fingerprint = %ca.fingerprint, not_after = %ca.cert.not_after, "generated a self-signed SM2 root");
+    }
+    Ok(loaded)
+}
+
+async fn reconcile_inner<K: IssuerResource>(issuer: &K, ctx: &Context) -> Result<Action> {
+    let now = Timestamp::now();
+    let outcome = match issuer.self_signed() {
+        Some(ss) => ensure_root(issuer, ss, ctx, now).await?,
+        None => load_ca(&ctx.client, issuer, ctx, now).await?,
+    };
+    let previous = issuer.issuer_status().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    let generation = issuer.meta().generation;
+    let (status, next) = match &outcome {
+        Ok(ca) => {
+            let rotation = if issuer.self_signed().is_some() { root_rotation(ca) } else { ca.cert.not_after };
+            let ready = Observed::new("Ready", true, "CAReady", format!("signing as {}", ca.cert.subject()));
+            let status = SmIssuerStatus {
+                observed_generation: generation,
+                subject: Some(ca.cert.subject()),
+                fingerprint: Some(ca.fingerprint.clone()),
+                not_after: Some(ca.cert.not_after.to_string()),
+                conditions: conditions::merge(previous, &[ready], generation, now),
+            };
+            let wait = rotation.duration_since(now).as_secs_f64().clamp(1.0, 3600.0);
+            (status, Duration::from_secs_f64(wait))
+        }
+        Err((reason, message)) => {
+            let not_ready = Observed::new("Ready", false, *reason, message.clone());
+            let status = SmIssuerStatus {
+                observed_generation: generation,
+                conditions: conditions::merge(previous, &[not_ready], generation, now),
+                ..Default::default()
+            };
+            (status, Duration::from_secs(30))
+        }
+    };
+    let unchanged = issuer.issuer_status().is_some_and(|s| {
+        (&s.subject, &s.fingerprint, &s.not_after, s.observed_generation)
+            == (&status.subject, &status.fingerprint, &status.not_after, status.observed_generation)
+            && s.conditions
+                .iter()
+                .map(|c| (&c.status, &c.reason, &c.message))
+                .eq(status.conditions.iter().map(|c| (&c.status, &c.reason, &c.message)))
+    });
+    if !unchanged {
+        if let Err((reason, message)) = &outcome {
+            warn!(issuer = %issuer.name_any(), %reason, %message, "issuer cannot sign");
+        }
+        let patch = serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": K::KIND, "status": status});
+        K::api(&ctx.client, issuer.meta().namespace.as_deref())
+            .patch_status(&issuer.name_any(), &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await?;
+    }
+    Ok(Action::requeue(next))
+}

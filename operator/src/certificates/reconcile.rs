@@ -1,0 +1,299 @@
+//! The SmCertificate controller: finds the issuer's CA, checks the certificate's Secret, and
+//! issues a new certificate (both halves of a TLCP pair together) when it is missing, tampered
+//! with, for an old spec or CA, or due for renewal; then sleeps until the renewal time.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{PartialObjectMeta, Patch, PatchParams},
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType},
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
+};
+use tracing::{Instrument, info, info_span, warn};
+
+use super::{
+    build::{self, CERTIFICATE_LABEL, Current, Why},
+    issuers::{IssuerResource, Problem, load_ca},
+};
+use crate::{
+    api::{IssuerKind, SmCertificate, SmCertificateStatus, SmClusterIssuer, SmIssuer},
+    apply,
+    conditions::{self, Observed},
+    context::Context,
+    error::Result,
+    labels,
+    pki::ca::Ca,
+};
+
+pub const CONTROLLER: &str = "smcertificate";
+
+/// Certificates that name an issuer, for waking them when it changes.
+fn referencing(
+    store: &Store<SmCertificate>,
+    kind: IssuerKind,
+    name: &str,
+    namespace: Option<&str>,
+) -> Vec<ObjectRef<SmCertificate>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|c| {
+            c.spec.issuer_ref.kind == kind
+                && c.spec.issuer_ref.name == name
+                && (namespace.is_none() || c.namespace().as_deref() == namespace)
+        })
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let controller = Controller::new(Api::<SmCertificate>::all(client.clone()), watcher::Config::default());
+    let (s1, s2) = (controller.store(), controller.store());
+    let metrics = ctx.metrics.clone();
+    controller
+        // Metadata only: a certificate Secret deleted or edited is repaired at once.
+        .watches(
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+            watcher::Config::default().labels(CERTIFICATE_LABEL),
+            |s| {
+                let ns = s.namespace().unwrap_or_default();
+                s.labels().get(CERTIFICATE_LABEL).map(|c| ObjectRef::<SmCertificate>::new(c).within(&ns))
+            },
+        )
+        // An issuer's CA rotating (its fingerprint changes) re-issues what it signed.
+        .watches(Api::<SmIssuer>::all(client.clone()), watcher::Config::default(), move |i| {
+            referencing(&s1, IssuerKind::SmIssuer, &i.name_any(), i.namespace().as_deref())
+        })
+        .watches(Api::<SmClusterIssuer>::all(client.clone()), watcher::Config::default(), move |i| {
+            referencing(&s2, IssuerKind::SmClusterIssuer, &i.name_any(), None)
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(5)), ctx)
+        .for_each(|res| {
+            let metrics = metrics.clone();
+            async move {
+                match res {
+                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                        metrics.forget_certificate(obj.namespace.as_deref().unwrap_or_default(), &obj.name)
+                    }
+                    Err(e) => tracing::debug!(error = %e, "certificate reconcile"),
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+}
+
+async fn reconcile(c: Arc<SmCertificate>, ctx: Arc<Context>) -> Result<Action> {
+    let (ns, name) = (c.namespace().unwrap_or_default(), c.name_any());
+    let span = info_span!("reconcile", controller = CONTROLLER, namespace = %ns, certificate = %name);
+    let m = ctx.metrics.clone();
+    let timer = m.reconcile_time.with_label_values(&[CONTROLLER]).start_timer();
+    let result = reconcile_inner(&c, &ctx).instrument(span).await;
+    timer.observe_duration();
+    m.reconcile_total.with_label_values(&[CONTROLLER, if result.is_ok() { "success" } else { "error" }]).inc();
+    if let Err(e) = &result {
+        m.reconcile_errors.with_label_values(&[CONTROLLER]).inc();
+        m.reconcile_error_categories.with_label_values(&[CONTROLLER, e.category()]).inc();
+        warn!(namespace = %ns, certificate = %name, error = %e, "certificate reconcile failed");
+    }
+    result
+}
+
+/// The issuer's CA, or why it cannot sign for this certificate.
+async fn issuer_ca(c: &SmCertificate, ctx: &Context, now: Timestamp) -> Result<std::result::Result<Ca, Problem>> {
+    let ns = c.namespace().unwrap_or_default();
+    let r = &c.spec.issuer_ref;
+    match r.kind {
+        IssuerKind::SmIssuer => {
+            let Some(issuer) = Api::<SmIssuer>::namespaced(ctx.client.clone(), &ns).get_opt(&r.name).await? else {
+                return Ok(Err((
+                    "IssuerNotFound",
+                    format!("spec.issuerRef: SmIssuer {:?} does not exist in namespace {ns}", r.name),
+                )));
+            };
+            describe_not_ready(load_ca(&ctx.client, &issuer, ctx, now).await?, &issuer)
+        }
+        IssuerKind::SmClusterIssuer => {
+            let Some(issuer) = Api::<SmClusterIssuer>::all(ctx.client.clone()).get_opt(&r.name).await? else {
+                return Ok(Err((
+                    "IssuerNotFound",
+                    format!("spec.issuerRef: SmClusterIssuer {:?} does not exist", r.name),
+                )));
+            };
+            if let Some(department) = &issuer.spec.department {
+                let namespace = Api::<Namespace>::all(ctx.client.clone()).get_opt(&ns).await?;
+                let theirs = namespace.as_ref().and_then(|n| n.labels().get(labels::DEPARTMENT).cloned());
+                if theirs.as_ref() != Some(department) {
+                    return Ok(Err((
+                        "IssuerNotAllowed",
+                        format!(
+                            "spec.issuerRef: SmClusterIssuer {:?} is department {department}'s CA; namespace {ns} belongs to {}",
+                            r.name,
+                            theirs.map_or("no department".to_string(), |d| format!("department {d}"))
+                        ),
+                    )));
+                }
+            }
+            describe_not_ready(load_ca(&ctx.client, &issuer, ctx, now).await?, &issuer)
+        }
+    }
+}
+
+fn describe_not_ready<K: IssuerResource>(
+    loaded: std::result::Result<Ca, Problem>,
+    issuer: &K,
+) -> Result<std::result::Result<Ca, Problem>> {
+    Ok(loaded.map_err(|(_, why)| ("IssuerNotReady", format!("{} {:?} cannot sign: {why}", K::KIND, issuer.name_any()))))
+}
+
+async fn reconcile_inner(c: &SmCertificate, ctx: &Context) -> Result<Action> {
+    let (ns, name) = (c.namespace().unwrap_or_default(), c.name_any());
+    let now = Timestamp::now();
+    let timing = c.spec.lifetime().and_then(|life| c.spec.renew_before(life));
+    let renew_before = match timing {
+        Ok(rb) => rb,
+        Err(why) => return fail(c, ctx, "InvalidSpec", why, now).await,
+    };
+    let ca = match issuer_ca(c, ctx, now).await? {
+        Ok(ca) => ca,
+        Err((reason, why)) => return fail(c, ctx, reason, why, now).await,
+    };
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &ns);
+    let existing = secrets.get_opt(&c.spec.secret_name).await?;
+    if let Some(s) = &existing
+        && s.labels().get(CERTIFICATE_LABEL) != Some(&name)
+    {
+        let why = format!(
+            "spec.secretName: Secret {ns}/{} exists and was not made for this certificate: choose another name (the operator does not overwrite it)",
+            c.spec.secret_name
+        );
+        return fail(c, ctx, "SecretConflict", why, now).await;
+    }
+    let (current, issued_because) = match build::inspect(existing.as_ref(), c, &ca, renew_before, now) {
+        Ok(current) => (current, None),
+        Err(why) => {
+            let revision = c.status.as_ref().and_then(|s| s.revision).unwrap_or(0) + 1;
+            let issued = match build::issue(ctx.keys.as_ref(), c, &ca, revision, renew_before, now) {
+                Ok(issued) => issued,
+                Err(e) => return fail(c, ctx, "IssueFailed", e, now).await,
+            };
+            apply::namespaced(&ctx.client, &issued.secret).await?;
+            ctx.metrics.certificate_issuances.with_label_values(&[why.label()]).inc();
+            info!(namespace = %ns, certificate = %name, revision, reason = why.label(), serial = %issued.current.serial, not_after = %issued.current.not_after, "issued");
+            let note = format!("revision {revision} issued ({}), serial {}", why.describe(), issued.current.serial);
+            let event = Event {
+                type_: EventType::Normal,
+                reason: "Issued".into(),
+                note: Some(note),
+                action: "Issue".into(),
+                secondary: None,
+            };
+            if let Err(e) = ctx.recorder.publish(&event, &c.object_ref(&())).await {
+                tracing::debug!(error = %e, "event not recorded");
+            }
+            (issued.current, Some((why, revision)))
+        }
+    };
+    write_status(c, ctx, &current, issued_because, now).await?;
+    let to_expiry = current.not_after.duration_since(now).as_secs_f64();
+    ctx.metrics.observe_certificate(&ns, &name, "Ready", Some(to_expiry));
+    // Sleep until the renewal time (capped, so a lost event still gets noticed within the hour).
+    let wait = current.renewal_time.duration_since(now).as_secs_f64().clamp(0.5, 3600.0);
+    Ok(Action::requeue(Duration::from_secs_f64(wait)))
+}
+
+async fn write_status(
+    c: &SmCertificate,
+    ctx: &Context,
+    current: &Current,
+    issued: Option<(Why, i64)>,
+    now: Timestamp,
+) -> Result<()> {
+    let previous = c.status.clone().unwrap_or_default();
+    let revision = issued.as_ref().map(|(_, r)| *r).or(previous.revision);
+    let issuing = match &issued {
+        Some((why, r)) => Observed::new("Issuing", false, "Issued", format!("revision {r} issued: {}", why.describe())),
+        None => previous
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Issuing" && c.status == "False")
+            .map(|c| Observed::new("Issuing", false, c.reason.clone(), c.message.clone()))
+            .unwrap_or_else(|| Observed::new("Issuing", false, "UpToDate", "the Secret holds the current certificate")),
+    };
+    let ready = Observed::new(
+        "Ready",
+        true,
+        "Ready",
+        format!("valid until {}, renewed at {}", current.not_after, current.renewal_time),
+    );
+    let status = SmCertificateStatus {
+        observed_generation: c.metadata.generation,
+        not_before: Some(current.not_before.to_string()),
+        not_after: Some(current.not_after.to_string()),
+        renewal_time: Some(current.renewal_time.to_string()),
+        serial_number: Some(current.serial.clone()),
+        enc_serial_number: current.enc_serial.clone(),
+        revision,
+        conditions: conditions::merge(&previous.conditions, &[ready, issuing], c.metadata.generation, now),
+    };
+    patch_status(c, ctx, &previous, status).await
+}
+
+async fn patch_status(
+    c: &SmCertificate,
+    ctx: &Context,
+    previous: &SmCertificateStatus,
+    status: SmCertificateStatus,
+) -> Result<()> {
+    let same_conditions =
+        previous.conditions.len() == status.conditions.len()
+            && previous.conditions.iter().zip(&status.conditions).all(|(a, b)| {
+                (&a.type_, &a.status, &a.reason, &a.message) == (&b.type_, &b.status, &b.reason, &b.message)
+            });
+    let mut without_conditions = status.clone();
+    without_conditions.conditions = previous.conditions.clone();
+    if same_conditions && without_conditions == *previous {
+        return Ok(());
+    }
+    let patch = serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "SmCertificate", "status": status});
+    Api::<SmCertificate>::namespaced(ctx.client.clone(), &c.namespace().unwrap_or_default())
+        .patch_status(&c.name_any(), &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Reports why the certificate cannot be issued; keeps whatever was issued before.
+async fn fail(c: &SmCertificate, ctx: &Context, reason: &'static str, why: String, now: Timestamp) -> Result<Action> {
+    let (ns, name) = (c.namespace().unwrap_or_default(), c.name_any());
+    let previous = c.status.clone().unwrap_or_default();
+    let already = previous.conditions.iter().any(|x| x.type_ == "Ready" && x.reason == reason && x.message == why);
+    if !already {
+        warn!(namespace = %ns, certificate = %name, %reason, problem = %why, "cannot issue");
+        ctx.metrics.certificate_failures.with_label_values(&[reason]).inc();
+    }
+    let conds = [Observed::new("Ready", false, reason, why.clone()), Observed::new("Issuing", true, reason, why)];
+    let status = SmCertificateStatus {
+        observed_generation: c.metadata.generation,
+        conditions: conditions::merge(&previous.conditions, &conds, c.metadata.generation, now),
+        ..previous.clone()
+    };
+    patch_status(c, ctx, &previous, status).await?;
+    let to_expiry = previous
+        .not_after
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .map(|t| t.duration_since(now).as_secs_f64());
+    ctx.metrics.observe_certificate(&ns, &name, "Failed", to_expiry);
+    Ok(Action::requeue(Duration::from_secs(30)))
+}
