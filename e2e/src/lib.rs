@@ -244,6 +244,7 @@ pub fn tenant(name: &str, suffixes: &[&str]) -> Tenant {
             security_level: 2,
             deletion_policy: Default::default(),
             confirm_data_deletion: false,
+            certificates: vec![],
         },
     )
 }

@@ -198,6 +198,11 @@ pub fn tenant() -> CustomResourceDefinition {
                     "spec.namespaces[].suffix is too long: '<tenant name>-<suffix>' must be at most 63 characters",
                     Some(".spec.namespaces"),
                 ),
+                rule(
+                    "!has(self.spec.certificates) || self.spec.certificates.all(c, self.spec.namespaces.exists(n, n.suffix == c.namespace))",
+                    "spec.certificates[].namespace must be the suffix of one of spec.namespaces",
+                    Some(".spec.certificates"),
+                ),
             ]);
         }
     }

@@ -70,6 +70,36 @@ pub struct TenantSpec {
     /// deleted when this is `true`: a guard against losing a department's data by mistake.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub confirm_data_deletion: bool,
+
+    /// 国密 certificates (SmCertificate) the tenant's namespaces get, for example from the
+    /// department's own CA (an SmClusterIssuer with the department's code). Each is renewed before
+    /// it expires; dropping one from the list deletes the SmCertificate but keeps its Secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[schemars(extend(
+        "x-kubernetes-list-type" = "map",
+        "x-kubernetes-list-map-keys" = ["namespace", "name"],
+        "x-kubernetes-validations" = [{
+            "rule": "self.all(c, self.filter(d, d.namespace == c.namespace && d.secretName == c.secretName).size() == 1)",
+            "message": "spec.certificates: two certificates in one namespace name the same secretName"
+        }]
+    ))]
+    pub certificates: Vec<TenantCertificate>,
+}
+
+/// A certificate a tenant's namespace gets: an SmCertificate named `name` in `<tenant>-<namespace>`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantCertificate {
+    /// The SmCertificate's name.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// The suffix of the tenant namespace it goes to (one of `spec.namespaces`).
+    #[schemars(length(min = 1, max = 61))]
+    pub namespace: String,
+    /// The certificate, as in an SmCertificate's spec.
+    #[serde(flatten)]
+    pub certificate: super::SmCertificateSpec,
 }
 
 /// The department (部门) a tenant serves.

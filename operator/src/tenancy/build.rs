@@ -23,7 +23,7 @@ use k8s_openapi::{
 
 use super::validate::{Limits, ValidatedTenant, ZonePlacement};
 use crate::{
-    api::OwnerKind,
+    api::{OwnerKind, SmCertificate},
     labels,
     quantity::{self, Kind, Milli},
 };
@@ -234,6 +234,24 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
 
 /// What owners may do in their namespaces: run workloads, read (not change) the rules the
 /// cloud sets for them. Written out instead of reusing `admin`, which can edit NetworkPolicies.
+/// The tenant's certificates that go to `namespace` (a full namespace name).
+pub fn certificates(t: &ValidatedTenant, namespace: &str) -> Vec<SmCertificate> {
+    t.certificates
+        .iter()
+        .filter(|c| format!("{}-{}", t.name, c.namespace) == namespace)
+        .map(|c| SmCertificate {
+            metadata: ObjectMeta {
+                name: Some(c.name.clone()),
+                namespace: Some(namespace.into()),
+                labels: Some(tenant_labels(t)),
+                ..Default::default()
+            },
+            spec: c.certificate.clone(),
+            status: None,
+        })
+        .collect()
+}
+
 pub fn owner_cluster_role() -> ClusterRole {
     const ALL: &[&str] = &["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"];
     const READ: &[&str] = &["get", "list", "watch"];
@@ -282,6 +300,9 @@ pub fn owner_cluster_role() -> ClusterRole {
             rule(&[""], &["resourcequotas", "limitranges", "events", "namespaces"], READ),
             rule(&["networking.k8s.io"], &["networkpolicies"], READ),
             rule(&["rbac.authorization.k8s.io"], &["rolebindings", "roles"], READ),
+            // 国密 certificates of their own, from their namespace's or their department's CA.
+            rule(&["zhengyun.io"], &["smcertificates", "smissuers"], ALL),
+            rule(&["zhengyun.io"], &["smclusterissuers"], READ),
         ]),
         ..Default::default()
     }

@@ -20,7 +20,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{ListParams, PartialObjectMeta, Patch, PatchParams, PostParams},
     core::DeserializeGuard,
     runtime::{
         Controller,
@@ -40,7 +40,7 @@ use super::{
     validate::{ValidatedTenant, ZonePlacement, check_zone, validate},
 };
 use crate::{
-    api::{DeletionPolicy, QuotaStatus, Tenant, TenantStatus, Zone},
+    api::{DeletionPolicy, QuotaStatus, SmCertificate, Tenant, TenantStatus, Zone},
     apply,
     conditions::{self, Observed as Cond},
     context::Context,
@@ -73,7 +73,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .watches(Api::<ResourceQuota>::all(client.clone()), managed.clone(), map_to_tenant)
         .watches(Api::<LimitRange>::all(client.clone()), managed.clone(), map_to_tenant)
         .watches(Api::<RoleBinding>::all(client.clone()), managed.clone(), map_to_tenant)
-        .watches(Api::<NetworkPolicy>::all(client.clone()), managed, map_to_tenant)
+        .watches(Api::<NetworkPolicy>::all(client.clone()), managed.clone(), map_to_tenant)
+        .watches(Api::<PartialObjectMeta<SmCertificate>>::all(client.clone()), managed, map_to_tenant)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -298,6 +299,11 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     for ns in &owned {
         apply::namespaced(client, &build::role_binding(&vt, ns)).await?;
     }
+    for ns in &owned {
+        for c in build::certificates(&vt, ns) {
+            apply::namespaced(client, &c).await?;
+        }
+    }
 
     sweep(ctx, tenant, &vt, &owned).await?;
 
@@ -396,6 +402,14 @@ async fn sweep(ctx: &Context, tenant: &Tenant, vt: &ValidatedTenant, owned: &[St
         let channel = np.labels().contains_key(crate::channels::build::CHANNEL_LABEL);
         if owned_set.contains(ns.as_str()) && !channel && name != DENY_POLICY && name != ALLOW_POLICY {
             apply::delete_namespaced::<NetworkPolicy>(client, &ns, &name).await?;
+        }
+    }
+    // A certificate dropped from the spec goes; its Secret (the department's keys) stays.
+    for c in list_labelled::<SmCertificate>(client, &vt.name).await? {
+        let ns = c.namespace().unwrap_or_default();
+        if owned_set.contains(ns.as_str()) && !build::certificates(vt, &ns).iter().any(|d| d.name_any() == c.name_any())
+        {
+            apply::delete_namespaced::<SmCertificate>(client, &ns, &c.name_any()).await?;
         }
     }
     for rb in list_labelled::<RoleBinding>(client, &vt.name).await? {
@@ -510,6 +524,7 @@ async fn relabel_children(client: &Client, namespace: &str, selector: &str, patc
     relabel::<ResourceQuota>(client, namespace, selector, &patch).await?;
     relabel::<LimitRange>(client, namespace, selector, &patch).await?;
     relabel::<NetworkPolicy>(client, namespace, selector, &patch).await?;
+    relabel::<SmCertificate>(client, namespace, selector, &patch).await?;
     relabel::<RoleBinding>(client, namespace, selector, &patch).await
 }
 

@@ -68,6 +68,7 @@ pub struct ValidatedTenant {
     pub limits: Option<Limits>,
     pub deletion_policy: DeletionPolicy,
     pub confirm_data_deletion: bool,
+    pub certificates: Vec<crate::api::TenantCertificate>,
 }
 
 /// Why a spec cannot be reconciled. Each message names the field.
@@ -197,6 +198,7 @@ pub fn validate(tenant: &Tenant) -> Result<ValidatedTenant, ValidationError> {
         limits,
         deletion_policy: spec.deletion_policy,
         confirm_data_deletion: spec.confirm_data_deletion,
+        certificates: spec.certificates.clone(),
     })
 }
 
@@ -297,6 +299,7 @@ pub(crate) mod tests {
                 security_level: 3,
                 deletion_policy: DeletionPolicy::Retain,
                 confirm_data_deletion: false,
+                certificates: vec![],
             },
         )
     }
