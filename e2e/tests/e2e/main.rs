@@ -3,6 +3,7 @@
 //! process. Run it with `hack/test.sh` (tests run one at a time: they share the cluster).
 
 mod access;
+mod certificates;
 mod helm;
 mod lifecycle;
 mod observability;
