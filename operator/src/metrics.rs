@@ -32,9 +32,13 @@ pub struct Metrics {
     channel_phases: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     pub certificates: IntGaugeVec,
     pub certificate_expiry: GaugeVec,
+    pub certificate_renewal: GaugeVec,
     pub certificate_issuances: IntCounterVec,
     pub certificate_failures: IntCounterVec,
     certificate_states: std::sync::Mutex<std::collections::BTreeMap<(String, String), String>>,
+    /// Per certificate: (notAfter, renewal time) as Unix seconds; the gauges are computed from
+    /// them at every scrape, so they are exact between reconciles.
+    certificate_times: std::sync::Mutex<std::collections::BTreeMap<(String, String), (f64, f64)>>,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -139,6 +143,13 @@ impl Metrics {
             ),
             &["namespace", "name"],
         ));
+        let certificate_renewal = must(GaugeVec::new(
+            Opts::new(
+                "zhengyun_certificate_renewal_seconds",
+                "Seconds until a certificate is due for renewal (negative while a renewal is overdue)",
+            ),
+            &["namespace", "name"],
+        ));
         let certificate_issuances = must(IntCounterVec::new(
             Opts::new(
                 "zhengyun_certificate_issuances_total",
@@ -177,6 +188,7 @@ impl Metrics {
             Box::new(channel_expiry.clone()),
             Box::new(certificates.clone()),
             Box::new(certificate_expiry.clone()),
+            Box::new(certificate_renewal.clone()),
             Box::new(certificate_issuances.clone()),
             Box::new(certificate_failures.clone()),
         ] {
@@ -206,14 +218,17 @@ impl Metrics {
             channel_phases: Default::default(),
             certificates,
             certificate_expiry,
+            certificate_renewal,
             certificate_issuances,
             certificate_failures,
             certificate_states: Default::default(),
+            certificate_times: Default::default(),
         }
     }
 
     /// The metrics in Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
+        self.refresh_certificate_times();
         let mut buf = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             tracing::warn!(error = %e, "encoding metrics failed");
@@ -261,26 +276,50 @@ impl Metrics {
         }
     }
 
-    /// Records a certificate's state and, when it has one, its time to expiry.
-    pub fn observe_certificate(&self, namespace: &str, name: &str, state: &str, seconds_to_expiry: Option<f64>) {
-        match seconds_to_expiry {
-            Some(s) => self.certificate_expiry.with_label_values(&[namespace, name]).set(s),
-            None => {
-                let _ = self.certificate_expiry.remove_label_values(&[namespace, name]);
+    /// Records a certificate's state and, when it has one, its expiry and renewal time.
+    pub fn observe_certificate(
+        &self,
+        namespace: &str,
+        name: &str,
+        state: &str,
+        times: Option<(jiff::Timestamp, jiff::Timestamp)>,
+    ) {
+        let key = (namespace.to_string(), name.to_string());
+        if let Ok(mut all) = self.certificate_times.lock() {
+            match times {
+                Some((not_after, renewal)) => {
+                    let secs = |t: jiff::Timestamp| t.as_millisecond() as f64 / 1000.0;
+                    all.insert(key.clone(), (secs(not_after), secs(renewal)));
+                }
+                None => {
+                    all.remove(&key);
+                    let _ = self.certificate_expiry.remove_label_values(&[namespace, name]);
+                    let _ = self.certificate_renewal.remove_label_values(&[namespace, name]);
+                }
             }
         }
         if let Ok(mut states) = self.certificate_states.lock() {
-            states.insert((namespace.to_string(), name.to_string()), state.to_string());
+            states.insert(key, state.to_string());
             self.count_certificates(&states);
         }
     }
 
     /// Forgets a deleted certificate.
     pub fn forget_certificate(&self, namespace: &str, name: &str) {
-        let _ = self.certificate_expiry.remove_label_values(&[namespace, name]);
+        self.observe_certificate(namespace, name, "", None);
         if let Ok(mut states) = self.certificate_states.lock() {
             states.remove(&(namespace.to_string(), name.to_string()));
             self.count_certificates(&states);
+        }
+    }
+
+    fn refresh_certificate_times(&self) {
+        let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+        if let Ok(all) = self.certificate_times.lock() {
+            for ((ns, name), (not_after, renewal)) in all.iter() {
+                self.certificate_expiry.with_label_values(&[ns, name]).set((not_after - now).round());
+                self.certificate_renewal.with_label_values(&[ns, name]).set((renewal - now).round());
+            }
         }
     }
 

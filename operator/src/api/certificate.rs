@@ -177,7 +177,7 @@ pub struct SmCertificateSpec {
     /// DNS names (subjectAltName): lowercase labels separated by dots, the first may be `*`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100), extend("items" = {"type": "string", "maxLength": 253, "x-kubernetes-validations": [{
-        "rule": "self.matches('^(\\\\*\\\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') && self.split('.').all(l, size(l) <= 63)",
+        "rule": "self.matches('^(\\\\*\\\\.)?([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\\\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')",
         "message": "must be a DNS name: lowercase letters, digits and '-' in labels of at most 63 characters separated by '.', optionally starting with '*.' (for example portal.bigdata.gov.cn)"
     }]}))]
     pub dns_names: Vec<String>,

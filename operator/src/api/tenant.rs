@@ -75,15 +75,8 @@ pub struct TenantSpec {
     /// department's own CA (an SmClusterIssuer with the department's code). Each is renewed before
     /// it expires; dropping one from the list deletes the SmCertificate but keeps its Secret.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32))]
-    #[schemars(extend(
-        "x-kubernetes-list-type" = "map",
-        "x-kubernetes-list-map-keys" = ["namespace", "name"],
-        "x-kubernetes-validations" = [{
-            "rule": "self.all(c, self.filter(d, d.namespace == c.namespace && d.secretName == c.secretName).size() == 1)",
-            "message": "spec.certificates: two certificates in one namespace name the same secretName"
-        }]
-    ))]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["namespace", "name"]))]
     pub certificates: Vec<TenantCertificate>,
 }
 

@@ -26,6 +26,9 @@ pub const ISSUER_FINGERPRINT: &str = "zhengyun.io/issuer-fingerprint";
 pub const SPEC_HASH: &str = "zhengyun.io/spec-hash";
 /// On a certificate's Secret: the certificate's revision.
 pub const REVISION: &str = "zhengyun.io/revision";
+/// On a certificate's Secret: why it was issued. The status is derived from the Secret, which
+/// the controller reads fresh, so a stale cached status never rolls these back.
+pub const ISSUED_BECAUSE: &str = "zhengyun.io/issued-because";
 
 /// Why a certificate is (re-)issued. The label is a metric label: keep it stable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +73,9 @@ pub struct Current {
     pub renewal_time: Timestamp,
     pub serial: String,
     pub enc_serial: Option<String>,
+    pub revision: i64,
+    /// Why this revision was issued, in words.
+    pub issued_because: String,
 }
 
 /// A freshly issued Secret and what it holds.
@@ -143,10 +149,13 @@ pub fn inspect(
         return Err(if issued_before { Why::SecretMissing } else { Why::New });
     };
     let annotation = |k: &str| secret.annotations().get(k).cloned().unwrap_or_default();
-    // A new CA first: after a rotation every signature check below would fail too, and the
-    // reason should say what happened.
+    // A new CA or spec first: every check below would fail too, and the reason should say what
+    // happened.
     if annotation(ISSUER_FINGERPRINT) != ca.fingerprint {
         return Err(Why::IssuerChanged);
+    }
+    if annotation(SPEC_HASH) != spec_hash(c) {
+        return Err(Why::SpecChanged);
     }
     let sign = check_pair(secret, "tls.crt", "tls.key", ca, true).map_err(Why::SecretInvalid)?;
     let enc = match c.spec.pair {
@@ -162,9 +171,6 @@ pub fn inspect(
     if field(secret, "ca.crt").as_deref() != Some(ca.root_pem.as_str()) {
         return Err(Why::SecretInvalid("ca.crt is not the issuer's CA".into()));
     }
-    if annotation(SPEC_HASH) != spec_hash(c) {
-        return Err(Why::SpecChanged);
-    }
     let renewal = renewal_time(sign.not_before, sign.not_after, renew_before);
     if now >= renewal || enc.as_ref().is_some_and(|e| now >= renewal_time(e.not_before, e.not_after, renew_before)) {
         return Err(Why::RenewalDue);
@@ -175,7 +181,14 @@ pub fn inspect(
         renewal_time: renewal,
         serial: sign.serial_hex,
         enc_serial: enc.map(|e| e.serial_hex),
+        revision: annotation(REVISION).parse().unwrap_or(0),
+        issued_because: annotation(ISSUED_BECAUSE),
     })
+}
+
+/// The revision the Secret says it holds (0 when there is none).
+pub fn secret_revision(secret: Option<&Secret>) -> i64 {
+    secret.and_then(|s| s.annotations().get(REVISION)).and_then(|r| r.parse().ok()).unwrap_or(0)
 }
 
 /// Issues the certificate (both halves of a TLCP pair, always together) and builds its Secret.
@@ -183,7 +196,7 @@ pub fn issue(
     store: &dyn KeyStore,
     c: &SmCertificate,
     ca: &Ca,
-    revision: i64,
+    (revision, why): (i64, &Why),
     renew_before: SignedDuration,
     now: Timestamp,
 ) -> Result<Issued, String> {
@@ -252,6 +265,7 @@ pub fn issue(
                 (ISSUER_FINGERPRINT.into(), ca.fingerprint.clone()),
                 (SPEC_HASH.into(), spec_hash(c)),
                 (REVISION.into(), revision.to_string()),
+                (ISSUED_BECAUSE.into(), why.describe()),
             ])),
             ..Default::default()
         },
@@ -267,6 +281,8 @@ pub fn issue(
             renewal_time: renewal_time(not_before, not_after, renew_before),
             serial: sign.serial_hex,
             enc_serial,
+            revision,
+            issued_because: why.describe(),
         },
     })
 }
@@ -304,7 +320,7 @@ mod tests {
         let ca = a_ca(now);
         let mut c = certificate("TLCP");
         let rb = SignedDuration::from_hours(8);
-        let issued = issue(&SoftwareKeyStore, &c, &ca, 1, rb, now).expect("issue");
+        let issued = issue(&SoftwareKeyStore, &c, &ca, (1, &Why::New), rb, now).expect("issue");
         let secret = issued.secret;
         let keys: Vec<&String> = secret.data.as_ref().map(|d| d.keys().collect()).unwrap_or_default();
         assert_eq!(keys, ["ca.crt", "enc.crt", "enc.key", "tls.crt", "tls.key"]);
@@ -343,7 +359,8 @@ mod tests {
         let ca = a_ca(now);
         let mut c = certificate("Single");
         c.spec.duration = Some("1000h".into());
-        let issued = issue(&SoftwareKeyStore, &c, &ca, 1, SignedDuration::from_hours(300), now).expect("issue");
+        let issued =
+            issue(&SoftwareKeyStore, &c, &ca, (1, &Why::New), SignedDuration::from_hours(300), now).expect("issue");
         assert_eq!(issued.current.not_after, ca.cert.not_after);
         assert!(issued.current.enc_serial.is_none());
         let life = issued.current.not_after.duration_since(issued.current.not_before);

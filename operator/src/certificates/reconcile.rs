@@ -21,7 +21,7 @@ use kube::{
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{
-    build::{self, CERTIFICATE_LABEL, Current, Why},
+    build::{self, CERTIFICATE_LABEL, Current},
     issuers::{IssuerResource, Problem, load_ca},
 };
 use crate::{
@@ -180,11 +180,12 @@ async fn reconcile_inner(c: &SmCertificate, ctx: &Context) -> Result<Action> {
         );
         return fail(c, ctx, "SecretConflict", why, now).await;
     }
-    let (current, issued_because) = match build::inspect(existing.as_ref(), c, &ca, renew_before, now) {
-        Ok(current) => (current, None),
+    let current = match build::inspect(existing.as_ref(), c, &ca, renew_before, now) {
+        Ok(current) => current,
         Err(why) => {
-            let revision = c.status.as_ref().and_then(|s| s.revision).unwrap_or(0) + 1;
-            let issued = match build::issue(ctx.keys.as_ref(), c, &ca, revision, renew_before, now) {
+            let last = c.status.as_ref().and_then(|s| s.revision).unwrap_or(0);
+            let revision = last.max(build::secret_revision(existing.as_ref())) + 1;
+            let issued = match build::issue(ctx.keys.as_ref(), c, &ca, (revision, &why), renew_before, now) {
                 Ok(issued) => issued,
                 Err(e) => return fail(c, ctx, "IssueFailed", e, now).await,
             };
@@ -202,35 +203,25 @@ async fn reconcile_inner(c: &SmCertificate, ctx: &Context) -> Result<Action> {
             if let Err(e) = ctx.recorder.publish(&event, &c.object_ref(&())).await {
                 tracing::debug!(error = %e, "event not recorded");
             }
-            (issued.current, Some((why, revision)))
+            issued.current
         }
     };
-    write_status(c, ctx, &current, issued_because, now).await?;
-    let to_expiry = current.not_after.duration_since(now).as_secs_f64();
-    ctx.metrics.observe_certificate(&ns, &name, "Ready", Some(to_expiry));
+    write_status(c, ctx, &current, now).await?;
+    ctx.metrics.observe_certificate(&ns, &name, "Ready", Some((current.not_after, current.renewal_time)));
     // Sleep until the renewal time (capped, so a lost event still gets noticed within the hour).
     let wait = current.renewal_time.duration_since(now).as_secs_f64().clamp(0.5, 3600.0);
     Ok(Action::requeue(Duration::from_secs_f64(wait)))
 }
 
-async fn write_status(
-    c: &SmCertificate,
-    ctx: &Context,
-    current: &Current,
-    issued: Option<(Why, i64)>,
-    now: Timestamp,
-) -> Result<()> {
+async fn write_status(c: &SmCertificate, ctx: &Context, current: &Current, now: Timestamp) -> Result<()> {
     let previous = c.status.clone().unwrap_or_default();
-    let revision = issued.as_ref().map(|(_, r)| *r).or(previous.revision);
-    let issuing = match &issued {
-        Some((why, r)) => Observed::new("Issuing", false, "Issued", format!("revision {r} issued: {}", why.describe())),
-        None => previous
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Issuing" && c.status == "False")
-            .map(|c| Observed::new("Issuing", false, c.reason.clone(), c.message.clone()))
-            .unwrap_or_else(|| Observed::new("Issuing", false, "UpToDate", "the Secret holds the current certificate")),
-    };
+    let revision = Some(current.revision);
+    let issuing = Observed::new(
+        "Issuing",
+        false,
+        "Issued",
+        format!("revision {} issued: {}", current.revision, current.issued_because),
+    );
     let ready = Observed::new(
         "Ready",
         true,
@@ -289,11 +280,9 @@ async fn fail(c: &SmCertificate, ctx: &Context, reason: &'static str, why: Strin
         ..previous.clone()
     };
     patch_status(c, ctx, &previous, status).await?;
-    let to_expiry = previous
-        .not_after
-        .as_deref()
-        .and_then(|t| t.parse::<Timestamp>().ok())
-        .map(|t| t.duration_since(now).as_secs_f64());
-    ctx.metrics.observe_certificate(&ns, &name, "Failed", to_expiry);
+    // What was issued before still expires: keep reporting it.
+    let parse = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    let times = parse(&previous.not_after).zip(parse(&previous.renewal_time));
+    ctx.metrics.observe_certificate(&ns, &name, "Failed", times);
     Ok(Action::requeue(Duration::from_secs(30)))
 }
