@@ -232,6 +232,11 @@ async fn certificates_tlcp_pairs_from_a_self_signed_root_verify_with_tongsuo_and
     assert!((expiry - 2160.0 * 3600.0).abs() < 120.0, "expiry {expiry}");
     assert!(op.metric("zhengyun_certificates{state=\"Ready\"}").await.unwrap_or(0.0) >= 1.0);
     assert!(op.metric("zhengyun_certificate_issuances_total{reason=\"new\"}").await.unwrap_or(0.0) >= 1.0);
+    let renewal = format!("zhengyun_certificate_renewal_seconds{{name=\"portal\",namespace=\"{ns}\"}}");
+    let to_renewal = op.metric(&renewal).await.expect("renewal metric");
+    assert!((expiry - to_renewal - 720.0 * 3600.0).abs() < 5.0, "renewal a third of 90 days before expiry");
+    let (ok, out) = run_tool("promtool", &["check", "metrics"], Some(&op.metrics().await));
+    assert!(ok && out.trim().is_empty(), "promtool check metrics:\n{out}");
     let log = std::fs::read_to_string(&op.log).unwrap_or_default();
     assert!(
         !log.contains("BEGIN PRIVATE KEY") && !log.contains(&field(&secret, "tls.key")[30..60]),

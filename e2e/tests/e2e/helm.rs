@@ -9,7 +9,10 @@ use kube::{
     api::{ListParams, Patch, PatchParams},
 };
 use serde_json::json;
-use zhengyun::{api::Tenant, quantity};
+use zhengyun::{
+    api::{SmCertificate, Tenant},
+    quantity,
+};
 use zhengyun_e2e::{
     Operator, SECONDS, client, kubeconfig_for_service_account, repo_path, run_tool, wait_for, wait_ready,
 };
@@ -160,6 +163,11 @@ async fn an_admin_installs_the_operator_and_departments_request_tenants_with_hel
             .await;
     op.wait_leading("zhengyun-operator").await;
 
+    // The department's SM2 CA, for the certificates its values request.
+    must(
+        "kubectl apply department CA",
+        run_tool("kubectl", &["apply", "-f", &repo_path("docs/examples/pki/department-ca.yaml")], None),
+    );
     let tenant_chart = repo_path("charts/tenant");
     let out = must(
         "helm install bigdata",
@@ -176,6 +184,16 @@ async fn an_admin_installs_the_operator_and_departments_request_tenants_with_hel
     wait_ready(&client, "bigdata").await;
     wait_ready(&client, "finance").await;
     assert_eq!(pods_quota(&client, "bigdata").await, 200_000);
+    // The certificate from the values is issued, with the chart's RBAC, into the portal.
+    let certs: Api<SmCertificate> = Api::namespaced(client.clone(), "bigdata-portal");
+    wait_for("the values' certificate issued", SECONDS, || async {
+        let c = certs.get_opt("portal-tls").await.ok()??;
+        c.status?.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
+    })
+    .await;
+    let secret: k8s_openapi::api::core::v1::Secret =
+        Api::namespaced(client.clone(), "bigdata-portal").get("portal-tls").await.expect("the certificate's Secret");
+    assert!(secret.data.is_some_and(|d| d.contains_key("enc.key")), "a TLCP pair");
 
     // A department raises its quota with helm upgrade.
     let extranet = repo_path("docs/examples/helm/extranet-bureau.yaml");
