@@ -54,8 +54,9 @@ KUBECONFIG=$dir/operator.kubeconfig setsid "$CARGO_TARGET_DIR/debug/zhengyun-ope
 echo $! >"$dir/pids/operator"
 for _ in $(seq 1 100); do kubectl get validatingwebhookconfiguration zhengyun >/dev/null 2>&1 && break; sleep 0.2; done
 
-echo "== applying the sample zones and tenants from docs/examples/"
+echo "== applying the sample zones, the cloud's SM2 CA and tenants from docs/examples/"
 kubectl apply -f docs/examples/zones/
+kubectl apply -f docs/examples/pki/cloud-ca.yaml
 kubectl apply -f docs/examples/tenants/
 if ! kubectl wait --for=condition=Ready tenant --all --timeout=90s >/dev/null; then
   echo "tenants did not become Ready; operator log:" >&2
@@ -63,9 +64,11 @@ if ! kubectl wait --for=condition=Ready tenant --all --timeout=90s >/dev/null; t
   exit 1
 fi
 kubectl apply -f docs/examples/channels/
+kubectl wait --for=condition=Ready smcertificate --all -A --timeout=60s >/dev/null || true
 kubectl get zones
 kubectl get tenants -o wide
 kubectl get exchangechannels
+kubectl get smclusterissuers,smcertificates -A
 
 cat <<MSG
 
@@ -82,6 +85,8 @@ The local cloud is up. Look around:
   kubectl get zones,exchangechannels                 # 安全区域 and 数据共享交换
   $CARGO_TARGET_DIR/debug/zhengyun-operator reachability   # who can reach whom, from the policies in force
   kubectl label namespace police-analytics zhengyun.io/zone=extranet --overwrite   # refused by the webhook
+  kubectl get smci,smcert -A -o wide                 # 国密 CAs and certificates (docs/pki.md)
+  kubectl get secret -n bigdata-portal portal-tls -o jsonpath='{.data.enc\.crt}' | base64 -d   # the TLCP enc certificate
 MSG
 
 if [ "$detach" = 1 ]; then
