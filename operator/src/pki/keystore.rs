@@ -165,3 +165,30 @@ mod tests {
         assert_eq!(format!("{key:?}"), "Sm2Key(<secret>)");
     }
 }
+
+#[cfg(test)]
+mod known_answer {
+    use super::*;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).filter_map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
+    }
+
+    /// The signature example of GB/T 32918.2 (GM/T 0003.2) on the recommended curve: the key pair,
+    /// and the published (r, s) over "message digest" with the default ID, which our verifier must
+    /// accept (SM2 signing is randomised, so the fixed k of the example cannot be replayed).
+    #[test]
+    fn the_standard_sm2_example_verifies() {
+        let d = unhex("3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8");
+        let key = Sm2Key { secret: SecretKey::from_slice(&d).expect("private key") };
+        let mut public = vec![0x04];
+        public.extend(unhex("09F9DF311E5421A150DD7D161E4BC5C672179FAD1833FC076BB08FF356F35020"));
+        public.extend(unhex("CCEA490CE26775A52DC6EA718CC1AA600AED05FBF35E084A6632F6072DA9AD13"));
+        assert_eq!(key.public_sec1(), public, "public key from the private key");
+        let r = unhex("F5A03B0648D2C4630EEAC513E1BB81A15944DA3827D5B74143AC7EACEEE720B3");
+        let s = unhex("B1B6AA29DF212FD8763182BC0D421CA1BB9038FD1F7F42D4840B69C485BBC1AA");
+        let sig = der::sequence(&[der::uint(&r), der::uint(&s)]);
+        assert!(verify(&public, b"message digest", &sig), "the standard's signature");
+        assert!(!verify(&public, b"message digesT", &sig));
+    }
+}
