@@ -119,10 +119,16 @@ pub fn next(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (len, hdr) = if l0 < 0x80 {
         (l0, 2)
     } else {
+        // Lengths past four bytes describe no certificate; refusing them keeps the sums below
+        // from overflowing on hostile input (CA Secrets come from users).
         let n = l0 & 0x7f;
+        if n > 4 {
+            return None;
+        }
         (buf.get(2..2 + n)?.iter().fold(0usize, |a, b| (a << 8) | *b as usize), 2 + n)
     };
-    Some((tag, buf.get(hdr..hdr + len)?, buf.get(hdr + len..)?))
+    let end = hdr.checked_add(len)?;
+    Some((tag, buf.get(hdr..end)?, buf.get(end..)?))
 }
 
 /// Reads one TLV that must carry `tag`: `(contents, rest)`.
@@ -159,5 +165,6 @@ mod tests {
         assert_eq!((tag, content.len()), (0x04, 300));
         assert!(expect(&doc, 0x31).is_none(), "wrong tag");
         assert!(next(&doc[..doc.len() - 1]).is_none(), "truncated");
+        assert!(next(&[0x30, 0x88, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_none(), "absurd length");
     }
 }

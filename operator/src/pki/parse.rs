@@ -235,3 +235,31 @@ mod tests {
         assert!(certificate(&[0x30, 0x03, 0x02, 0x01, 0x01]).is_err());
     }
 }
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    /// CA Secrets come from users: every prefix and every single-byte change of a certificate
+    /// must parse or be refused, never panic.
+    #[test]
+    fn truncated_or_mangled_certificates_never_panic() {
+        use crate::pki::{ca, cert::Name, keystore::SoftwareKeyStore};
+        let now = Timestamp::now();
+        let name = Name { common_name: "x".into(), organization: None };
+        let (pem, _) =
+            ca::self_signed(&SoftwareKeyStore, name, jiff::SignedDuration::from_hours(1), now).expect("root");
+        let der = pem_blocks(&pem, "CERTIFICATE").remove(0);
+        for cut in 0..der.len() {
+            let _ = certificate(&der[..cut]);
+        }
+        for i in 0..der.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut m = der.clone();
+                m[i] ^= flip;
+                let _ = certificate(&m);
+            }
+        }
+        assert!(certificate(&der).is_ok());
+    }
+}
