@@ -296,7 +296,7 @@ fn operator_bin() -> PathBuf {
     target.join("debug/zhengyun-operator")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 

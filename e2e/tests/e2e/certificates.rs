@@ -226,6 +226,71 @@ async fn certificates_tlcp_pairs_from_a_self_signed_root_verify_with_tongsuo_and
         assert!(gmssl_verifies(&root_public, &p.tbs, &p.signature), "gmssl refused {key}");
     }
 
+    // The pair works for TLCP: a Tongsuo server presents it, and Tongsuo clients complete the
+    // handshake verifying it against ca.crt, with ECC (enc key decrypts) and with ECDHE (mutual,
+    // the same pair as client certificate: usages server and client, enc keyAgreement).
+    let port = zhengyun_e2e::free_port().to_string();
+    let bin = std::env::var("ZHENGYUN_TONGSUO").expect("ZHENGYUN_TONGSUO");
+    let pair = |args: &mut Vec<String>| {
+        for (flag, key) in
+            [("-sign_cert", "tls.crt"), ("-sign_key", "tls.key"), ("-enc_cert", "enc.crt"), ("-enc_key", "enc.key")]
+        {
+            args.extend([flag.to_string(), f[key].clone()]);
+        }
+    };
+    let mut server_args: Vec<String> = [
+        "s_server",
+        "-accept",
+        &format!("127.0.0.1:{port}"),
+        "-enable_ntls",
+        "-www",
+        "-Verify",
+        "1",
+        "-CAfile",
+        &f["ca.crt"],
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    pair(&mut server_args);
+    let mut server = std::process::Command::new(&bin)
+        .args(&server_args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tongsuo s_server");
+    wait_for("the TLCP server", SECONDS, || async {
+        tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await.ok().map(|_| ())
+    })
+    .await;
+    for cipher in ["ECC-SM2-SM4-GCM-SM3", "ECDHE-SM2-SM4-GCM-SM3"] {
+        let mut args: Vec<String> = [
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-enable_ntls",
+            "-ntls",
+            "-cipher",
+            cipher,
+            "-CAfile",
+            &f["ca.crt"],
+            "-verify_return_error",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        pair(&mut args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (_, out) = run_tool(&bin, &args, Some("GET / HTTP/1.0\r\n\r\n"));
+        assert!(
+            out.contains(&format!("New, NTLSv1.1, Cipher is {cipher}")) && out.contains("Verify return code: 0 (ok)"),
+            "TLCP handshake with {cipher}:\n{out}"
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+
     // SREs see the certificate's expiry and state.
     let series = format!("zhengyun_certificate_expiry_seconds{{name=\"portal\",namespace=\"{ns}\"}}");
     let expiry = wait_for("the expiry metric", SECONDS, || async { op.metric(&series).await }).await;
