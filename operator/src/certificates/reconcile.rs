@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
     Api, Resource, ResourceExt,
     api::{PartialObjectMeta, Patch, PatchParams},
+    core::DeserializeGuard,
     runtime::{
         Controller,
         controller::Action,
@@ -36,28 +37,33 @@ use crate::{
 
 pub const CONTROLLER: &str = "smcertificate";
 
+/// Certificates as watched: one that does not deserialize must not stall the controller.
+type Guarded = DeserializeGuard<SmCertificate>;
+
 /// Certificates that name an issuer, for waking them when it changes.
 fn referencing(
-    store: &Store<SmCertificate>,
+    store: &Store<Guarded>,
     kind: IssuerKind,
     name: &str,
     namespace: Option<&str>,
-) -> Vec<ObjectRef<SmCertificate>> {
+) -> Vec<ObjectRef<Guarded>> {
     store
         .state()
         .into_iter()
-        .filter(|c| {
-            c.spec.issuer_ref.kind == kind
-                && c.spec.issuer_ref.name == name
-                && (namespace.is_none() || c.namespace().as_deref() == namespace)
+        .filter(|g| {
+            g.0.as_ref().is_ok_and(|c| {
+                c.spec.issuer_ref.kind == kind
+                    && c.spec.issuer_ref.name == name
+                    && (namespace.is_none() || c.namespace().as_deref() == namespace)
+            })
         })
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .map(|g| ObjectRef::from_obj(g.as_ref()))
         .collect()
 }
 
 pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
     let client = ctx.client.clone();
-    let controller = Controller::new(Api::<SmCertificate>::all(client.clone()), watcher::Config::default());
+    let controller = Controller::new(Api::<Guarded>::all(client.clone()), watcher::Config::default());
     let (s1, s2) = (controller.store(), controller.store());
     let metrics = ctx.metrics.clone();
     controller
@@ -67,7 +73,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
             watcher::Config::default().labels(CERTIFICATE_LABEL),
             |s| {
                 let ns = s.namespace().unwrap_or_default();
-                s.labels().get(CERTIFICATE_LABEL).map(|c| ObjectRef::<SmCertificate>::new(c).within(&ns))
+                s.labels().get(CERTIFICATE_LABEL).map(|c| ObjectRef::<Guarded>::new(c).within(&ns))
             },
         )
         // An issuer's CA rotating (its fingerprint changes) re-issues what it signed.
@@ -94,12 +100,19 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .await;
 }
 
-async fn reconcile(c: Arc<SmCertificate>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
+    let c = match &obj.0 {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "skipping an SmCertificate that does not deserialize");
+            return Ok(Action::await_change());
+        }
+    };
     let (ns, name) = (c.namespace().unwrap_or_default(), c.name_any());
     let span = info_span!("reconcile", controller = CONTROLLER, namespace = %ns, certificate = %name);
     let m = ctx.metrics.clone();
     let timer = m.reconcile_time.with_label_values(&[CONTROLLER]).start_timer();
-    let result = reconcile_inner(&c, &ctx).instrument(span).await;
+    let result = reconcile_inner(c, &ctx).instrument(span).await;
     timer.observe_duration();
     m.reconcile_total.with_label_values(&[CONTROLLER, if result.is_ok() { "success" } else { "error" }]).inc();
     if let Err(e) = &result {
