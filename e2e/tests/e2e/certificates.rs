@@ -718,3 +718,54 @@ async fn certificates_tenants_get_theirs_from_their_departments_ca() {
         "a certificate outside the tenant"
     );
 }
+
+#[tokio::test]
+async fn certificates_the_webhook_refuses_another_departments_ca_and_warns_of_a_missing_issuer() {
+    let client = client().await;
+    let (_op, _hooks) = zhengyun_e2e::operator_with_webhook(&client, "certs").await;
+    let (a, b) = (tenant("wha", &["web"]), tenant("whb", &["web"]));
+    apply_tenant(&client, &a).await;
+    apply_tenant(&client, &b).await;
+    wait_ready(&client, "wha").await;
+    wait_ready(&client, "whb").await;
+    let cluster_issuers: Api<SmClusterIssuer> = Api::all(client.clone());
+    let code = a.spec.department.code.clone();
+    apply(
+        &cluster_issuers,
+        "wha-ca",
+        json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "SmClusterIssuer", "metadata": {"name": "wha-ca"},
+               "spec": {"selfSigned": {"commonName": "wha CA", "secretName": "wha-ca"}, "department": code}}),
+    )
+    .await
+    .expect("issuer");
+    issuer_ready(&cluster_issuers, "wha-ca").await;
+    let manifest = |ns: &str, kind: &str, issuer: &str| {
+        format!(
+            "apiVersion: zhengyun.io/v1alpha1\nkind: SmCertificate\nmetadata: {{name: web-tls, namespace: {ns}}}\n\
+             spec: {{issuerRef: {{kind: {kind}, name: {issuer}}}, dnsNames: [web.gov.cn], secretName: web-tls}}\n"
+        )
+    };
+    // Another department's CA: refused by the API server, naming the field.
+    let (ok, out) = run_tool("kubectl", &["apply", "-f", "-"], Some(&manifest("whb-web", "SmClusterIssuer", "wha-ca")));
+    assert!(!ok && out.contains("spec.issuerRef") && out.contains(&format!("department {code}'s CA")), "{out}");
+    // The department's own namespace: admitted and issued.
+    let (ok, out) = run_tool("kubectl", &["apply", "-f", "-"], Some(&manifest("wha-web", "SmClusterIssuer", "wha-ca")));
+    assert!(ok && !out.contains("Warning"), "{out}");
+    wait_issued(&Api::namespaced(client.clone(), "wha-web"), "web-tls", 0).await;
+    // An issuer that does not exist yet: admitted, with a warning kubectl prints.
+    let (ok, out) = run_tool("kubectl", &["apply", "-f", "-"], Some(&manifest("whb-web", "SmIssuer", "later")));
+    assert!(
+        ok && out.contains("Warning: spec.issuerRef: SmIssuer \"later\" does not exist in namespace whb-web"),
+        "{out}"
+    );
+    // A tenant asking for a certificate from another department's CA is refused too.
+    let mut t = b.clone();
+    t.spec.certificates = serde_json::from_value(json!([
+        {"name": "x", "namespace": "web", "issuerRef": {"kind": "SmClusterIssuer", "name": "wha-ca"}, "commonName": "x", "secretName": "x"}
+    ]))
+    .expect("certificates");
+    let r = Api::<zhengyun::api::Tenant>::all(client.clone())
+        .patch("whb", &PatchParams::apply("zhengyun-e2e").force(), &Patch::Apply(&t))
+        .await;
+    assert!(r.is_err_and(|e| e.to_string().contains("spec.certificates[0].issuerRef")), "refused");
+}

@@ -108,6 +108,12 @@ pub fn validating(endpoint: &Endpoint, ca_bundle: &str) -> ValidatingWebhookConf
             ),
             hook("tenants", vec![rule(&["zhengyun.io"], &["tenants"], &["CREATE", "UPDATE"])], None, None),
             hook(
+                "smcertificates",
+                vec![rule(&["zhengyun.io"], &["smcertificates"], &["CREATE", "UPDATE"])],
+                None,
+                None,
+            ),
+            hook(
                 "exchangechannels",
                 vec![rule(&["zhengyun.io"], &["exchangechannels"], &["CREATE", "UPDATE"])],
                 None,

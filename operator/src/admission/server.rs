@@ -22,7 +22,8 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{checks, tls::Resolver};
 use crate::{
-    api::{ExchangeChannel, Tenant, Zone},
+    api::{ExchangeChannel, IssuerKind, SmCertificate, SmClusterIssuer, SmIssuer, Tenant, Zone},
+    certificates::department_allows,
     channels::reconcile::check_ends,
     labels,
     tenancy::validate::{ZonePlacement, check_zone, validate},
@@ -84,7 +85,19 @@ fn typed<T: DeserializeOwned>(obj: &Option<DynamicObject>) -> Option<T> {
 }
 
 fn respond(req: &AdmissionRequest<DynamicObject>, verdict: Result<(), String>) -> Json<AdmissionReview<DynamicObject>> {
-    let res = AdmissionResponse::from(req);
+    respond_warning(req, verdict, Vec::new())
+}
+
+/// A verdict with warnings, which kubectl prints (`Warning: …`) even when the request passes.
+fn respond_warning(
+    req: &AdmissionRequest<DynamicObject>,
+    verdict: Result<(), String>,
+    warnings: Vec<String>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let mut res = AdmissionResponse::from(req);
+    if !warnings.is_empty() {
+        res.warnings = Some(warnings);
+    }
     let res = match verdict {
         Ok(()) => res,
         Err(msg) => {
@@ -161,8 +174,59 @@ async fn validate_handler(
         Ok(r) => r,
         Err(resp) => return *resp,
     };
+    if req.kind.kind == "SmCertificate" {
+        let (verdict, warnings) = certificate(&w, &req).await;
+        return respond_warning(&req, verdict, warnings);
+    }
     let verdict = decide(&w, &req).await;
     respond(&req, verdict)
+}
+
+/// An SmCertificate may not name another department's CA (refused); naming an issuer that does
+/// not exist yet is allowed, with a warning, since the issuer may be applied next.
+async fn certificate(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> (Result<(), String>, Vec<String>) {
+    let (Some(c), Some(ns)) = (typed::<SmCertificate>(&req.object), req.namespace.clone()) else {
+        return (Ok(()), Vec::new());
+    };
+    // The operator writes a tenant's certificates, already checked with the Tenant; should the
+    // issuer's department change later, the certificate says so in its status.
+    if req.user_info.username.as_deref() == Some(w.operator_user.as_str()) {
+        return (Ok(()), Vec::new());
+    }
+    let r = &c.spec.issuer_ref;
+    let lookup = async {
+        match r.kind {
+            IssuerKind::SmIssuer => {
+                let found = Api::<SmIssuer>::namespaced(w.client.clone(), &ns).get_opt(&r.name).await?;
+                Ok::<_, kube::Error>(found.map(|_| None))
+            }
+            IssuerKind::SmClusterIssuer => {
+                let found = Api::<SmClusterIssuer>::all(w.client.clone()).get_opt(&r.name).await?;
+                Ok(found.map(|i| i.spec.department))
+            }
+        }
+    };
+    match lookup.await {
+        Err(e) => (Err(e.to_string()), Vec::new()),
+        Ok(None) => {
+            let kind = format!("{:?}", r.kind);
+            let warning = format!(
+                "spec.issuerRef: {kind} {:?} does not exist{}: the certificate waits for it",
+                r.name,
+                if r.kind == IssuerKind::SmIssuer { format!(" in namespace {ns}") } else { String::new() }
+            );
+            (Ok(()), vec![warning])
+        }
+        Ok(Some(None)) => (Ok(()), Vec::new()),
+        Ok(Some(Some(department))) => {
+            let namespace = Api::<Namespace>::all(w.client.clone()).get_opt(&ns).await;
+            let theirs = match namespace {
+                Ok(n) => n.and_then(|n| n.labels().get(labels::DEPARTMENT).cloned()),
+                Err(e) => return (Err(e.to_string()), Vec::new()),
+            };
+            (department_allows(&r.name, Some(&department), &ns, theirs.as_deref()), Vec::new())
+        }
+    }
 }
 
 fn is_managed(obj: &Option<DynamicObject>) -> bool {
@@ -229,6 +293,24 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
                 return Ok(());
             }
             validate(&tenant).map_err(|e| e.to_string())?;
+            for (i, c) in tenant.spec.certificates.iter().enumerate() {
+                if c.certificate.issuer_ref.kind != IssuerKind::SmClusterIssuer {
+                    continue;
+                }
+                let issuer = Api::<SmClusterIssuer>::all(w.client.clone())
+                    .get_opt(&c.certificate.issuer_ref.name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let ns = format!("{}-{}", tenant.name_any(), c.namespace);
+                let department = issuer.and_then(|i| i.spec.department);
+                department_allows(
+                    &c.certificate.issuer_ref.name,
+                    department.as_deref(),
+                    &ns,
+                    Some(&tenant.spec.department.code),
+                )
+                .map_err(|e| format!("spec.certificates[{i}].{}", e.trim_start_matches("spec.")))?;
+            }
             let zone =
                 Api::<Zone>::all(w.client.clone()).get_opt(&tenant.spec.zone).await.map_err(|e| e.to_string())?;
             check_zone(tenant.spec.security_level, &tenant.spec.zone, zone.as_ref()).map_err(|e| e.to_string())?;

@@ -5,3 +5,34 @@
 pub mod build;
 pub mod issuers;
 pub mod reconcile;
+
+/// Whether a department's SmClusterIssuer may sign for a namespace: an issuer without a
+/// department signs for all; one with a department only for namespaces of that department's
+/// tenants. The webhook and the controller both ask this, so they never disagree.
+pub fn department_allows(
+    issuer: &str,
+    issuer_department: Option<&str>,
+    namespace: &str,
+    namespace_department: Option<&str>,
+) -> Result<(), String> {
+    match issuer_department {
+        Some(d) if namespace_department != Some(d) => Err(format!(
+            "spec.issuerRef: SmClusterIssuer {issuer:?} is department {d}'s CA; namespace {namespace} belongs to {}",
+            namespace_department.map_or("no department".to_string(), |n| format!("department {n}"))
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_department_ca_signs_only_for_its_department() {
+        use super::department_allows as allows;
+        assert!(allows("ca", None, "x", None).is_ok());
+        assert!(allows("ca", Some("D1"), "d1-web", Some("D1")).is_ok());
+        let no = allows("ca", Some("D1"), "d2-web", Some("D2")).expect_err("refused");
+        assert!(no.contains("spec.issuerRef") && no.contains("department D2"), "{no}");
+        assert!(allows("ca", Some("D1"), "default", None).is_err());
+    }
+}

@@ -144,18 +144,13 @@ async fn issuer_ca(c: &SmCertificate, ctx: &Context, now: Timestamp) -> Result<s
                     format!("spec.issuerRef: SmClusterIssuer {:?} does not exist", r.name),
                 )));
             };
-            if let Some(department) = &issuer.spec.department {
+            if issuer.spec.department.is_some() {
                 let namespace = Api::<Namespace>::all(ctx.client.clone()).get_opt(&ns).await?;
                 let theirs = namespace.as_ref().and_then(|n| n.labels().get(labels::DEPARTMENT).cloned());
-                if theirs.as_ref() != Some(department) {
-                    return Ok(Err((
-                        "IssuerNotAllowed",
-                        format!(
-                            "spec.issuerRef: SmClusterIssuer {:?} is department {department}'s CA; namespace {ns} belongs to {}",
-                            r.name,
-                            theirs.map_or("no department".to_string(), |d| format!("department {d}"))
-                        ),
-                    )));
+                let allowed =
+                    super::department_allows(&r.name, issuer.spec.department.as_deref(), &ns, theirs.as_deref());
+                if let Err(why) = allowed {
+                    return Ok(Err(("IssuerNotAllowed", why)));
                 }
             }
             describe_not_ready(load_ca(&ctx.client, &issuer, ctx, now).await?, &issuer)
