@@ -46,6 +46,33 @@ pub fn run_tool(program: &str, args: &[&str], stdin: Option<&str>) -> (bool, Str
     (out.status.success(), text)
 }
 
+/// A directory for one test's files (kept with the logs when `ZHENGYUN_E2E_LOGS` is set).
+pub fn workdir(name: &str) -> PathBuf {
+    let base = std::env::var_os("ZHENGYUN_E2E_LOGS").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let dir = base.join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir
+}
+
+/// The Tongsuo command-line tool that hack/build-tongsuo.sh builds.
+pub fn tongsuo(args: &[&str]) -> (bool, String) {
+    let bin = std::env::var("ZHENGYUN_TONGSUO").expect("hack/test.sh sets ZHENGYUN_TONGSUO (hack/build-tongsuo.sh)");
+    run_tool(&bin, args, None)
+}
+
+/// Whether the pure-Python gmssl package accepts a DER SM2 signature (default ID) of `message`
+/// under a SEC1 public key: an implementation that shares no code with ours.
+pub fn gmssl_verifies(public_sec1: &[u8], message: &[u8], der_signature: &[u8]) -> bool {
+    use zhengyun::pki::{keystore::der_to_raw, sm::hex};
+    let python = std::env::var("ZHENGYUN_GMSSL_PYTHON").expect("hack/test.sh sets ZHENGYUN_GMSSL_PYTHON");
+    let raw = der_to_raw(der_signature).expect("DER r,s");
+    let script = "import sys\nfrom gmssl import sm2\nc = sm2.CryptSM2(public_key=sys.argv[1], private_key='')\nprint(c.verify_with_sm3(sys.argv[3], bytes.fromhex(sys.argv[2])))\n";
+    // gmssl takes the public key as X || Y in hex, without the SEC1 04 prefix.
+    let (ok, out) = run_tool(&python, &["-c", script, &hex(&public_sec1[1..]), &hex(message), &hex(&raw)], None);
+    assert!(ok, "gmssl failed: {out}");
+    out.trim() == "True"
+}
+
 /// A kubeconfig that authenticates as a ServiceAccount (a token from the TokenRequest API).
 pub fn kubeconfig_for_service_account(namespace: &str, sa: &str, dir: &std::path::Path) -> String {
     let must = |what: &str, (ok, out): (bool, String)| -> String {

@@ -2,11 +2,7 @@
 //! operator against the real control plane, the Secrets they produce checked by the Tongsuo
 //! command-line tool and the pure-Python gmssl package, not only by our own code.
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
@@ -16,30 +12,12 @@ use kube::{
 use serde_json::json;
 use zhengyun::{
     api::{SmCertificate, SmClusterIssuer, SmIssuer},
-    pki::{keystore::der_to_raw, parse, sm::hex},
+    pki::{parse, sm::hex},
 };
-use zhengyun_e2e::{Operator, SECONDS, SYSTEM_NAMESPACE, apply_tenant, client, run_tool, tenant, wait_for, wait_ready};
-
-fn workdir(name: &str) -> PathBuf {
-    let base = std::env::var_os("ZHENGYUN_E2E_LOGS").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let dir = base.join(format!("certs-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    dir
-}
-
-fn tongsuo(args: &[&str]) -> (bool, String) {
-    let bin = std::env::var("ZHENGYUN_TONGSUO").expect("hack/test.sh sets ZHENGYUN_TONGSUO (hack/build-tongsuo.sh)");
-    run_tool(&bin, args, None)
-}
-
-fn gmssl_verifies(public_sec1: &[u8], message: &[u8], der_signature: &[u8]) -> bool {
-    let python = std::env::var("ZHENGYUN_GMSSL_PYTHON").expect("hack/test.sh sets ZHENGYUN_GMSSL_PYTHON");
-    let raw = der_to_raw(der_signature).expect("DER r,s");
-    let script = "import sys\nfrom gmssl import sm2\nc = sm2.CryptSM2(public_key=sys.argv[1], private_key='')\nprint(c.verify_with_sm3(sys.argv[3], bytes.fromhex(sys.argv[2])))\n";
-    let (ok, out) = run_tool(&python, &["-c", script, &hex(&public_sec1[1..]), &hex(message), &hex(&raw)], None);
-    assert!(ok, "gmssl failed: {out}");
-    out.trim() == "True"
-}
+use zhengyun_e2e::{
+    Operator, SECONDS, SYSTEM_NAMESPACE, apply_tenant, client, gmssl_verifies, run_tool, tenant, tongsuo, wait_for,
+    wait_ready, workdir,
+};
 
 async fn namespace(client: &Client, name: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
@@ -132,6 +110,14 @@ where
     .await
 }
 
+/// Applies a self-signed SmIssuer and waits until it is Ready: its fingerprint.
+async fn self_signed_issuer(issuers: &Api<SmIssuer>, name: &str, self_signed: serde_json::Value) -> String {
+    let body = json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "SmIssuer", "metadata": {"name": name},
+                      "spec": {"selfSigned": self_signed}});
+    apply(issuers, name, body).await.expect("issuer");
+    issuer_ready(issuers, name).await
+}
+
 #[tokio::test]
 async fn certificates_tlcp_pairs_from_a_self_signed_root_verify_with_tongsuo_and_gmssl() {
     let client = client().await;
@@ -141,15 +127,12 @@ async fn certificates_tlcp_pairs_from_a_self_signed_root_verify_with_tongsuo_and
     let issuers: Api<SmIssuer> = Api::namespaced(client.clone(), ns);
     let certs: Api<SmCertificate> = Api::namespaced(client.clone(), ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    apply(
+    let fingerprint = self_signed_issuer(
         &issuers,
         "root",
-        json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "SmIssuer", "metadata": {"name": "root"},
-               "spec": {"selfSigned": {"commonName": "市政务云 SM2 根 CA", "organization": "市大数据局", "secretName": "root-ca"}}}),
+        json!({"commonName": "市政务云 SM2 根 CA", "organization": "市大数据局", "secretName": "root-ca"}),
     )
-    .await
-    .expect("issuer");
-    let fingerprint = issuer_ready(&issuers, "root").await;
+    .await;
     let issuer = issuers.get("root").await.expect("issuer");
     let status = issuer.status.expect("status");
     assert_eq!(status.subject.as_deref(), Some("O=市大数据局, CN=市政务云 SM2 根 CA"));
@@ -177,7 +160,7 @@ async fn certificates_tlcp_pairs_from_a_self_signed_root_verify_with_tongsuo_and
         assert!(field(&secret, k).starts_with("-----BEGIN PRIVATE KEY-----"), "{k} is PKCS#8 PEM");
     }
 
-    let dir = workdir("issue");
+    let dir = workdir("certs-issue");
     let f = files(&secret, &dir);
     // Tongsuo verifies both certificates against the root...
     let (ok, out) = tongsuo(&["verify", "-CAfile", &f["ca.crt"], &f["tls.crt"], &f["enc.crt"]]);
@@ -318,15 +301,7 @@ async fn certificates_renew_and_repair_their_secrets() {
     let issuers: Api<SmIssuer> = Api::namespaced(client.clone(), ns);
     let certs: Api<SmCertificate> = Api::namespaced(client.clone(), ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    apply(
-        &issuers,
-        "root",
-        json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "SmIssuer", "metadata": {"name": "root"},
-               "spec": {"selfSigned": {"commonName": "renewal test root", "secretName": "root-ca"}}}),
-    )
-    .await
-    .expect("issuer");
-    issuer_ready(&issuers, "root").await;
+    self_signed_issuer(&issuers, "root", json!({"commonName": "renewal test root", "secretName": "root-ca"})).await;
 
     // A one-minute certificate renewed 45 s before expiry: a new one every 15 s, sign and enc together.
     let spec = json!({"issuerRef": {"name": "root"}, "dnsNames": ["short.pki-renew.svc"], "duration": "1m",
@@ -382,7 +357,7 @@ async fn certificates_renew_and_repair_their_secrets() {
     let c4 = wait_issued(&certs, "steady", 3).await;
     assert!(issuing(&c4).unwrap_or_default().contains("spec changed"), "{:?}", issuing(&c4));
     let secret = secrets.get("steady-tls").await.expect("secret");
-    let f = files(&secret, &workdir("renew"));
+    let f = files(&secret, &workdir("certs-renew"));
     let (ok, out) = tongsuo(&["verify", "-CAfile", &f["ca.crt"], &f["tls.crt"], &f["enc.crt"]]);
     assert!(ok && out.contains("enc.crt: OK"), "{out}");
     let (_, text) = tongsuo(&["x509", "-in", &f["tls.crt"], "-noout", "-ext", "subjectAltName"]);
@@ -455,7 +430,7 @@ fn ca_secret(name: &str, crt: &str, key: &str) -> serde_json::Value {
 async fn certificates_follow_their_ca_when_it_rotates() {
     let client = client().await;
     let _op = Operator::start("lease-certs-rotate", "op-certs-rotate").await;
-    let dir = workdir("rotate");
+    let dir = workdir("certs-rotate");
     let ns = "pki-rotate";
     namespace(&client, ns).await;
     let system: Api<Secret> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
@@ -518,15 +493,8 @@ async fn certificates_follow_their_ca_when_it_rotates() {
 
     // A self-signed root rotates when its Secret is deleted; its certificates follow.
     let issuers: Api<SmIssuer> = Api::namespaced(client.clone(), ns);
-    apply(
-        &issuers,
-        "local",
-        json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "SmIssuer", "metadata": {"name": "local"},
-               "spec": {"selfSigned": {"commonName": "local root", "secretName": "local-root"}}}),
-    )
-    .await
-    .expect("issuer");
-    let root1 = issuer_ready(&issuers, "local").await;
+    let root1 =
+        self_signed_issuer(&issuers, "local", json!({"commonName": "local root", "secretName": "local-root"})).await;
     apply(
         &certs,
         "internal",
@@ -558,7 +526,7 @@ async fn certificates_follow_their_ca_when_it_rotates() {
 async fn certificates_refuse_bad_input_with_clear_errors() {
     let client = client().await;
     let _op = Operator::start("lease-certs-bad", "op-certs-bad").await;
-    let dir = workdir("bad");
+    let dir = workdir("certs-bad");
     let ns = "pki-bad";
     namespace(&client, ns).await;
     let certs: Api<SmCertificate> = Api::namespaced(client.clone(), ns);
@@ -638,8 +606,7 @@ async fn certificates_refuse_bad_input_with_clear_errors() {
     assert!(msg.contains("not an SM2 private key"), "{msg}");
 
     // A Secret the certificate did not make is never overwritten.
-    apply(&issuers, "root", json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "SmIssuer", "metadata": {"name": "root"}, "spec": {"selfSigned": {"commonName": "root", "secretName": "root-ca"}}})).await.expect("issuer");
-    issuer_ready(&issuers, "root").await;
+    self_signed_issuer(&issuers, "root", json!({"commonName": "root", "secretName": "root-ca"})).await;
     let note = serde_json::to_value(k8s_openapi::ByteString(b"a department's data".to_vec())).expect("base64");
     let mine = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "precious"}, "data": {"note": note}});
     apply(&secrets, "precious", mine).await.expect("secret");
@@ -683,7 +650,7 @@ async fn certificates_tenants_get_theirs_from_their_departments_ca() {
     let certs: Api<SmCertificate> = Api::namespaced(client.clone(), "sjj-portal");
     wait_issued(&certs, "portal-tls", 0).await;
     let secret: Secret = Api::namespaced(client.clone(), "sjj-portal").get("portal-tls").await.expect("secret");
-    let f = files(&secret, &workdir("tenant"));
+    let f = files(&secret, &workdir("certs-tenant"));
     let (ok, out) = tongsuo(&["verify", "-CAfile", &f["ca.crt"], &f["tls.crt"], &f["enc.crt"]]);
     assert!(ok && out.contains("enc.crt: OK"), "{out}");
 

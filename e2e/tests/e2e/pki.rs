@@ -1,21 +1,13 @@
 //! 国密 certificates, checked by implementations that are not ours: the Tongsuo command-line
 //! tool (built by hack/build-tongsuo.sh) and the pure-Python gmssl package.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use zhengyun::pki::{
     cert::{self, Issuer, Name, Profile, Request},
-    keystore::{KeyStore, SoftwareKeyStore, der_to_raw},
-    sm::hex,
+    keystore::{KeyStore, SoftwareKeyStore},
 };
-use zhengyun_e2e::run_tool;
-
-fn workdir() -> PathBuf {
-    let base = std::env::var_os("ZHENGYUN_E2E_LOGS").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let dir = base.join(format!("pki-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    dir
-}
+use zhengyun_e2e::{gmssl_verifies, tongsuo, workdir};
 
 fn write(dir: &Path, name: &str, content: &str) -> String {
     let p = dir.join(name);
@@ -23,25 +15,10 @@ fn write(dir: &Path, name: &str, content: &str) -> String {
     p.display().to_string()
 }
 
-fn tongsuo(args: &[&str]) -> (bool, String) {
-    let bin = std::env::var("ZHENGYUN_TONGSUO").expect("hack/test.sh sets ZHENGYUN_TONGSUO (hack/build-tongsuo.sh)");
-    run_tool(&bin, args, None)
-}
-
-fn gmssl_verifies(public_sec1: &[u8], message: &[u8], der_signature: &[u8]) -> bool {
-    let python = std::env::var("ZHENGYUN_GMSSL_PYTHON").expect("hack/test.sh sets ZHENGYUN_GMSSL_PYTHON");
-    let raw = der_to_raw(der_signature).expect("DER r,s");
-    let script = "import sys\nfrom gmssl import sm2\nc = sm2.CryptSM2(public_key=sys.argv[1], private_key='')\nprint(c.verify_with_sm3(sys.argv[3], bytes.fromhex(sys.argv[2])))\n";
-    // gmssl takes the public key as X || Y in hex, without the SEC1 04 prefix.
-    let (ok, out) = run_tool(&python, &["-c", script, &hex(&public_sec1[1..]), &hex(message), &hex(&raw)], None);
-    assert!(ok, "gmssl failed: {out}");
-    out.trim() == "True"
-}
-
 #[test]
 fn pki_a_tlcp_pair_verifies_with_tongsuo_and_its_signatures_with_gmssl() {
     let store = SoftwareKeyStore;
-    let dir = workdir();
+    let dir = workdir("pki");
     let now = jiff::Timestamp::now();
     let day = jiff::SignedDuration::from_hours(24);
     let ca_name = Name { common_name: "市政务云 SM2 根 CA".into(), organization: Some("zhengyun".into()) };

@@ -32,14 +32,9 @@ const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
     "message": "set exactly one of spec.selfSigned (a root the operator generates) and spec.ca (a CA key and certificate in a Secret)"
 }]))]
 pub struct SmIssuerSpec {
-    /// A self-signed SM2 root CA that the operator generates and keeps in a Secret of the issuer's
-    /// namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub self_signed: Option<SelfSignedCa>,
-    /// A CA whose SM2 key and certificate are in a Secret of the issuer's namespace, for example
-    /// an intermediate of the provincial CA.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca: Option<SecretCa>,
+    /// Where the CA comes from.
+    #[serde(flatten)]
+    pub source: CaSource,
 }
 
 /// A cluster-wide SM2 certificate authority, usable by certificates in any namespace (or, with
@@ -63,19 +58,28 @@ pub struct SmIssuerSpec {
     "message": "set exactly one of spec.selfSigned (a root the operator generates) and spec.ca (a CA key and certificate in a Secret)"
 }]))]
 pub struct SmClusterIssuerSpec {
-    /// A self-signed SM2 root CA that the operator generates and keeps in a Secret of the
-    /// operator's namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub self_signed: Option<SelfSignedCa>,
-    /// A CA whose SM2 key and certificate are in a Secret of the operator's namespace, for
-    /// example an intermediate of the provincial CA.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca: Option<SecretCa>,
+    /// Where the CA comes from.
+    #[serde(flatten)]
+    pub source: CaSource,
     /// A department's own CA: only certificates in the namespaces of tenants with this
     /// department code (`spec.department.code`) may use it. Empty: every namespace may.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub department: Option<String>,
+}
+
+/// Where an issuer's CA comes from: exactly one of the two. Its Secret lives in the issuer's
+/// namespace, or in the operator's for an SmClusterIssuer.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaSource {
+    /// A self-signed SM2 root CA that the operator generates and keeps in a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_signed: Option<SelfSignedCa>,
+    /// A CA whose SM2 key and certificate are in a Secret, for example an intermediate of the
+    /// provincial CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<SecretCa>,
 }
 
 /// A root CA the operator generates.

@@ -15,7 +15,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::{
-    api::{SecretCa, SelfSignedCa, SmClusterIssuer, SmIssuer, SmIssuerStatus, parse_duration},
+    api::{CaSource, SecretCa, SelfSignedCa, SmClusterIssuer, SmIssuer, SmIssuerStatus, parse_duration},
     apply,
     conditions::{self, Observed},
     context::Context,
@@ -40,8 +40,13 @@ pub trait IssuerResource:
     Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static
 {
     const KIND: &'static str;
-    fn self_signed(&self) -> Option<&SelfSignedCa>;
-    fn secret_ca(&self) -> Option<&SecretCa>;
+    fn source(&self) -> &CaSource;
+    fn self_signed(&self) -> Option<&SelfSignedCa> {
+        self.source().self_signed.as_ref()
+    }
+    fn secret_ca(&self) -> Option<&SecretCa> {
+        self.source().ca.as_ref()
+    }
     fn issuer_status(&self) -> Option<&SmIssuerStatus>;
     /// Where the issuer's Secrets live.
     fn secret_namespace(&self, ctx: &Context) -> String;
@@ -50,11 +55,8 @@ pub trait IssuerResource:
 
 impl IssuerResource for SmIssuer {
     const KIND: &'static str = "SmIssuer";
-    fn self_signed(&self) -> Option<&SelfSignedCa> {
-        self.spec.self_signed.as_ref()
-    }
-    fn secret_ca(&self) -> Option<&SecretCa> {
-        self.spec.ca.as_ref()
+    fn source(&self) -> &CaSource {
+        &self.spec.source
     }
     fn issuer_status(&self) -> Option<&SmIssuerStatus> {
         self.status.as_ref()
@@ -69,11 +71,8 @@ impl IssuerResource for SmIssuer {
 
 impl IssuerResource for SmClusterIssuer {
     const KIND: &'static str = "SmClusterIssuer";
-    fn self_signed(&self) -> Option<&SelfSignedCa> {
-        self.spec.self_signed.as_ref()
-    }
-    fn secret_ca(&self) -> Option<&SecretCa> {
-        self.spec.ca.as_ref()
+    fn source(&self) -> &CaSource {
+        &self.spec.source
     }
     fn issuer_status(&self) -> Option<&SmIssuerStatus> {
         self.status.as_ref()

@@ -169,10 +169,7 @@ mod tests {
 #[cfg(test)]
 mod known_answer {
     use super::*;
-
-    fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).filter_map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
-    }
+    use crate::pki::sm::unhex;
 
     /// The signature example of GB/T 32918.2 (GM/T 0003.2) on the recommended curve: the key pair,
     /// and the published (r, s) over "message digest" with the default ID, which our verifier must
