@@ -33,6 +33,9 @@ pub struct Metrics {
     pub certificates: IntGaugeVec,
     pub certificate_expiry: GaugeVec,
     pub certificate_renewal: GaugeVec,
+    pub issuer_expiry: GaugeVec,
+    /// Per issuer (kind, namespace, name): its CA's notAfter as Unix seconds.
+    issuer_times: std::sync::Mutex<std::collections::BTreeMap<(String, String, String), f64>>,
     pub certificate_issuances: IntCounterVec,
     pub certificate_failures: IntCounterVec,
     certificate_states: std::sync::Mutex<std::collections::BTreeMap<(String, String), String>>,
@@ -150,6 +153,13 @@ impl Metrics {
             ),
             &["namespace", "name"],
         ));
+        let issuer_expiry = must(GaugeVec::new(
+            Opts::new(
+                "zhengyun_issuer_expiry_seconds",
+                "Seconds until an issuer's CA certificate expires: no certificate it signs outlives it",
+            ),
+            &["kind", "namespace", "name"],
+        ));
         let certificate_issuances = must(IntCounterVec::new(
             Opts::new(
                 "zhengyun_certificate_issuances_total",
@@ -189,6 +199,7 @@ impl Metrics {
             Box::new(certificates.clone()),
             Box::new(certificate_expiry.clone()),
             Box::new(certificate_renewal.clone()),
+            Box::new(issuer_expiry.clone()),
             Box::new(certificate_issuances.clone()),
             Box::new(certificate_failures.clone()),
         ] {
@@ -219,6 +230,8 @@ impl Metrics {
             certificates,
             certificate_expiry,
             certificate_renewal,
+            issuer_expiry,
+            issuer_times: Default::default(),
             certificate_issuances,
             certificate_failures,
             certificate_states: Default::default(),
@@ -313,8 +326,29 @@ impl Metrics {
         }
     }
 
+    /// Records an issuer's CA expiry (`None`: it has no usable CA, or is gone).
+    pub fn observe_issuer(&self, kind: &str, namespace: Option<&str>, name: &str, not_after: Option<jiff::Timestamp>) {
+        let key = (kind.to_string(), namespace.unwrap_or_default().to_string(), name.to_string());
+        if let Ok(mut all) = self.issuer_times.lock() {
+            match not_after {
+                Some(t) => {
+                    all.insert(key, t.as_millisecond() as f64 / 1000.0);
+                }
+                None => {
+                    let _ = self.issuer_expiry.remove_label_values(&[&key.0, &key.1, &key.2]);
+                    all.remove(&key);
+                }
+            }
+        }
+    }
+
     fn refresh_certificate_times(&self) {
         let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+        if let Ok(all) = self.issuer_times.lock() {
+            for ((kind, ns, name), not_after) in all.iter() {
+                self.issuer_expiry.with_label_values(&[kind, ns, name]).set((not_after - now).round());
+            }
+        }
         if let Ok(all) = self.certificate_times.lock() {
             for ((ns, name), (not_after, renewal)) in all.iter() {
                 self.certificate_expiry.with_label_values(&[ns, name]).set((not_after - now).round());

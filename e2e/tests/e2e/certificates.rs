@@ -110,11 +110,16 @@ where
     .await
 }
 
-/// Applies a self-signed SmIssuer and waits until it is Ready: its fingerprint.
-async fn self_signed_issuer(issuers: &Api<SmIssuer>, name: &str, self_signed: serde_json::Value) -> String {
+/// Applies a self-signed SmIssuer.
+async fn self_signed_issuer_pending(issuers: &Api<SmIssuer>, name: &str, self_signed: serde_json::Value) {
     let body = json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "SmIssuer", "metadata": {"name": name},
                       "spec": {"selfSigned": self_signed}});
     apply(issuers, name, body).await.expect("issuer");
+}
+
+/// Applies a self-signed SmIssuer and waits until it is Ready: its fingerprint.
+async fn self_signed_issuer(issuers: &Api<SmIssuer>, name: &str, self_signed: serde_json::Value) -> String {
+    self_signed_issuer_pending(issuers, name, self_signed).await;
     issuer_ready(issuers, name).await
 }
 
@@ -283,6 +288,9 @@ async fn certificates_tlcp_pairs_from_a_self_signed_root_verify_with_tongsuo_and
     let renewal = format!("zhengyun_certificate_renewal_seconds{{name=\"portal\",namespace=\"{ns}\"}}");
     let to_renewal = op.metric(&renewal).await.expect("renewal metric");
     assert!((expiry - to_renewal - 720.0 * 3600.0).abs() < 5.0, "renewal a third of 90 days before expiry");
+    let issuer_series = format!("zhengyun_issuer_expiry_seconds{{kind=\"SmIssuer\",name=\"root\",namespace=\"{ns}\"}}");
+    let root_left = op.metric(&issuer_series).await.expect("issuer expiry metric");
+    assert!((root_left - 87600.0 * 3600.0).abs() < 300.0, "a ten-year root: {root_left}");
     let (ok, out) = run_tool("promtool", &["check", "metrics"], Some(&op.metrics().await));
     assert!(ok && out.trim().is_empty(), "promtool check metrics:\n{out}");
     let log = std::fs::read_to_string(&op.log).unwrap_or_default();
@@ -552,6 +560,12 @@ async fn certificates_refuse_bad_input_with_clear_errors() {
     short["renewBefore"] = json!("2h");
     refused(apply(&certs, "bad", cert_body("bad", short)).await, "spec.renewBefore must be shorter than spec.duration");
     refused(apply(&certs, "bad", with("duration", json!("30s"))).await, "spec.duration must be at least 1m");
+    let mut tight = base.clone();
+    tight["duration"] = json!("1m");
+    tight["renewBefore"] = json!("55s");
+    refused(apply(&certs, "bad", cert_body("bad", tight)).await, "by at least 10s");
+    let long = "n".repeat(64);
+    refused(apply(&certs, &long, cert_body(&long, base.clone())).await, "metadata.name must be at most 63 characters");
     refused(apply(&certs, "bad", with("duration", json!("90d"))).await, "spec.duration");
     refused(apply(&certs, "bad", with("pair", json!("Double"))).await, "spec.pair");
     refused(
@@ -619,6 +633,22 @@ async fn certificates_refuse_bad_input_with_clear_errors() {
     .expect("certificate");
     let msg = wait_reason(&certs, "clash", "SecretConflict").await;
     assert!(msg.contains("spec.secretName") && msg.contains("precious"), "{msg}");
+    // Nor does a self-signed issuer sign with a Secret of that name that it did not make.
+    self_signed_issuer_pending(&issuers, "squatter", json!({"commonName": "x", "secretName": "precious"})).await;
+    let msg = issuer_not_ready(&issuers, "squatter", "SecretConflict").await;
+    assert!(msg.contains("spec.selfSigned.secretName"), "{msg}");
+    apply(
+        &certs,
+        "via-squatter",
+        cert_body(
+            "via-squatter",
+            json!({"issuerRef": {"name": "squatter"}, "commonName": "x", "secretName": "via-squatter-tls"}),
+        ),
+    )
+    .await
+    .expect("certificate");
+    let msg = wait_reason(&certs, "via-squatter", "IssuerNotReady").await;
+    assert!(msg.contains("was not made for this issuer"), "{msg}");
     let kept = secrets.get("precious").await.expect("secret");
     assert_eq!(field(&kept, "note"), "a department's data");
     assert_eq!(kept.data.map(|d| d.len()), Some(1));

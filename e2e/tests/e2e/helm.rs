@@ -230,7 +230,12 @@ async fn an_admin_installs_the_operator_and_departments_request_tenants_with_hel
     })
     .await;
 
-    let forbidden =
-        std::fs::read_to_string(&op.log).unwrap_or_default().lines().filter(|l| l.contains("forbidden")).count();
-    assert_eq!(forbidden, 0, "the operator hit RBAC denials with the chart's ClusterRole; see {}", op.log.display());
+    let log = std::fs::read_to_string(&op.log).unwrap_or_default();
+    let forbidden: Vec<&str> = log.lines().filter(|l| l.contains("forbidden")).collect();
+    assert!(
+        forbidden.is_empty(),
+        "the operator hit RBAC denials with the chart's ClusterRole ({}):\n{}",
+        op.log.display(),
+        forbidden.iter().take(3).copied().collect::<Vec<_>>().join("\n")
+    );
 }

@@ -162,8 +162,8 @@ pub struct SmIssuerStatus {
         "fieldPath": ".duration"
     },
     {
-        "rule": "!has(self.renewBefore) || duration(self.renewBefore) < duration(has(self.duration) ? self.duration : '2160h')",
-        "message": "spec.renewBefore must be shorter than spec.duration (default 2160h): the certificate would be renewed as soon as it is issued",
+        "rule": "!has(self.renewBefore) || duration(self.renewBefore) + duration('10s') <= duration(has(self.duration) ? self.duration : '2160h')",
+        "message": "spec.renewBefore must be shorter than spec.duration (default 2160h) by at least 10s: the certificate would be renewed as soon as it is issued",
         "fieldPath": ".renewBefore"
     }
 ]))]

@@ -39,6 +39,7 @@ pub fn sm_cluster_issuer() -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         version.additional_printer_columns = Some(issuer_columns());
         if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            schema.x_kubernetes_validations = Some(vec![short_name(63)]);
             schema.description = Some(
                 "A cluster-wide SM2 certificate authority (国密 CA): a self-signed root, or a CA from a Secret.".into(),
             );
@@ -53,6 +54,7 @@ pub fn sm_issuer() -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         version.additional_printer_columns = Some(issuer_columns());
         if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            schema.x_kubernetes_validations = Some(vec![short_name(63)]);
             schema.description = Some(
                 "An SM2 certificate authority (国密 CA) for one namespace: a self-signed root, or a CA from a Secret."
                     .into(),
@@ -90,6 +92,7 @@ pub fn sm_certificate() -> CustomResourceDefinition {
             column("Age", "date", ".metadata.creationTimestamp", "", 0),
         ]);
         if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            schema.x_kubernetes_validations = Some(vec![short_name(63)]);
             schema.description = Some(
                 "An SM2 certificate or TLCP sign + enc pair (国密证书), issued into a Secret and renewed before it expires."
                     .into(),
@@ -248,6 +251,15 @@ fn column(name: &str, ty: &str, path: &str, description: &str, priority: i32) ->
         priority: (priority > 0).then_some(priority),
         format: None,
     }
+}
+
+/// The name goes into a label value on the Secrets the operator writes: at most 63 characters.
+fn short_name(max: usize) -> ValidationRule {
+    rule(
+        &format!("size(self.metadata.name) <= {max}"),
+        &format!("metadata.name must be at most {max} characters: it labels the Secrets the operator writes"),
+        None,
+    )
 }
 
 fn rule(rule: &str, message: &str, field_path: Option<&str>) -> ValidationRule {

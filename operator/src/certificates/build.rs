@@ -102,13 +102,20 @@ pub fn spec_hash(c: &SmCertificate) -> String {
 }
 
 /// When to renew a certificate valid from `not_before` to `not_after`: `renew_before` ahead of
-/// expiry, or at two thirds of its life when the CA's expiry cut the certificate short.
-pub fn renewal_time(not_before: Timestamp, not_after: Timestamp, renew_before: SignedDuration) -> Timestamp {
-    let life = not_after.duration_since(not_before);
-    if renew_before >= life {
-        return not_before.saturating_add(life * 2 / 3).unwrap_or(not_before);
+/// expiry, but never sooner than 10 s after issuance (the schema keeps that margin; this holds it
+/// for certificates the CA's expiry cut short). A certificate that ends with its CA (`capped`) is
+/// not renewed: a new one could not last longer; it is re-issued when the CA rotates.
+pub fn renewal_time(
+    not_before: Timestamp,
+    not_after: Timestamp,
+    renew_before: SignedDuration,
+    capped: bool,
+) -> Timestamp {
+    if capped {
+        return not_after;
     }
-    not_after.saturating_sub(renew_before).unwrap_or(not_before)
+    let floor = not_before.saturating_add(SignedDuration::from_secs(10)).unwrap_or(not_before).min(not_after);
+    not_after.saturating_sub(renew_before).unwrap_or(not_before).max(floor)
 }
 
 fn field(secret: &Secret, key: &str) -> Option<String> {
@@ -171,8 +178,9 @@ pub fn inspect(
     if field(secret, "ca.crt").as_deref() != Some(ca.root_pem.as_str()) {
         return Err(Why::SecretInvalid("ca.crt is not the issuer's CA".into()));
     }
-    let renewal = renewal_time(sign.not_before, sign.not_after, renew_before);
-    if now >= renewal || enc.as_ref().is_some_and(|e| now >= renewal_time(e.not_before, e.not_after, renew_before)) {
+    let capped = sign.not_after >= ca.cert.not_after;
+    let renewal = renewal_time(sign.not_before, sign.not_after, renew_before, capped);
+    if !capped && now >= renewal {
         return Err(Why::RenewalDue);
     }
     Ok(Current {
@@ -278,7 +286,7 @@ pub fn issue(
         current: Current {
             not_before,
             not_after,
-            renewal_time: renewal_time(not_before, not_after, renew_before),
+            renewal_time: renewal_time(not_before, not_after, renew_before, not_after >= ca.cert.not_after),
             serial: sign.serial_hex,
             enc_serial,
             revision,
@@ -363,7 +371,18 @@ mod tests {
             issue(&SoftwareKeyStore, &c, &ca, (1, &Why::New), SignedDuration::from_hours(300), now).expect("issue");
         assert_eq!(issued.current.not_after, ca.cert.not_after);
         assert!(issued.current.enc_serial.is_none());
-        let life = issued.current.not_after.duration_since(issued.current.not_before);
-        assert_eq!(issued.current.renewal_time, issued.current.not_before + life * 2 / 3);
+        // A longer life is impossible until the CA rotates: no renewal loop before then.
+        assert_eq!(issued.current.renewal_time, issued.current.not_after);
+        let late = issued.current.not_after - SignedDuration::from_mins(1);
+        assert!(inspect(Some(&issued.secret), &c, &ca, SignedDuration::from_hours(300), late).is_ok());
+    }
+
+    #[test]
+    fn renewal_never_comes_sooner_than_ten_seconds_after_issuance() {
+        let t0 = Timestamp::from_second(1_800_000_000).expect("time");
+        let t1 = t0 + SignedDuration::from_mins(1);
+        let almost = SignedDuration::from_millis(59_900);
+        assert_eq!(renewal_time(t0, t1, almost, false), t0 + SignedDuration::from_secs(10));
+        assert_eq!(renewal_time(t0, t1, SignedDuration::from_secs(45), false), t0 + SignedDuration::from_secs(15));
     }
 }

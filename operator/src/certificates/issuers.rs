@@ -28,8 +28,11 @@ use crate::{
     },
 };
 
-/// On a self-signed root's Secret: the issuer (`<Kind>/<name>`) it belongs to.
-pub const ISSUER_LABEL: &str = "zhengyun.io/issuer";
+/// On a self-signed root's Secret: the issuer it belongs to (`zhengyun.io/smissuer` or
+/// `zhengyun.io/smclusterissuer`, valued with its name: both kinds may share a name).
+pub fn issuer_label<K: IssuerResource>() -> String {
+    format!("zhengyun.io/{}", K::KIND.to_lowercase())
+}
 const ROOT_HASH: &str = "zhengyun.io/root-spec-hash";
 
 /// Why an issuer cannot sign: a condition reason and a message naming the field.
@@ -105,6 +108,11 @@ pub async fn load_ca<K: IssuerResource>(
     let Some(secret) = Api::<Secret>::namespaced(client.clone(), &namespace).get_opt(name).await? else {
         return Ok(Err(("SecretNotFound", format!("{field}: Secret {namespace}/{name} does not exist"))));
     };
+    // A self-signed issuer signs only with the root it made, never with a Secret that happens to
+    // carry the name.
+    if issuer.self_signed().is_some() && secret.labels().get(&issuer_label::<K>()) != Some(&issuer.name_any()) {
+        return Ok(Err(("SecretConflict", format!("{field}: Secret {namespace}/{name} was not made for this issuer"))));
+    }
     let data: BTreeMap<String, Vec<u8>> = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
     Ok(ca::load(&data, now).map_err(|e| ("InvalidCA", format!("{field}: Secret {namespace}/{name}: {e}"))))
 }
@@ -117,6 +125,7 @@ pub async fn run<K: IssuerResource>(
     let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
     let store = controller.store();
     let ns_for_cluster = ctx.cluster_resource_namespace.clone();
+    let metrics = ctx.metrics.clone();
     let by_secret = move |s: PartialObjectMeta<Secret>| {
         let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
         store
@@ -134,9 +143,16 @@ pub async fn run<K: IssuerResource>(
         .watches(Api::<PartialObjectMeta<Secret>>::all(client.clone()), watcher::Config::default(), by_secret)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<K>, |_, _, _| Action::requeue(Duration::from_secs(5)), ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "issuer reconcile");
+        .for_each(|res| {
+            let metrics = metrics.clone();
+            async move {
+                match res {
+                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                        metrics.observe_issuer(K::KIND, obj.namespace.as_deref(), &obj.name, None)
+                    }
+                    Err(e) => tracing::debug!(error = %e, "issuer reconcile"),
+                    Ok(_) => {}
+                }
             }
         })
         .await;
@@ -179,11 +195,12 @@ async fn ensure_root<K: IssuerResource>(
     now: Timestamp,
 ) -> Result<std::result::Result<Ca, Problem>> {
     let namespace = issuer.secret_namespace(ctx);
-    let owner = format!("{}.{}", K::KIND, issuer.name_any());
+    let owner = issuer.name_any();
+    let label = issuer_label::<K>();
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
     let existing = secrets.get_opt(&ss.secret_name).await?;
     if let Some(s) = &existing
-        && s.labels().get(ISSUER_LABEL) != Some(&owner)
+        && s.labels().get(&label) != Some(&owner)
     {
         return Ok(Err((
             "SecretConflict",
@@ -226,7 +243,7 @@ async fn ensure_root<K: IssuerResource>(
             namespace: Some(namespace.clone()),
             labels: Some(BTreeMap::from([
                 (labels::MANAGED_BY.into(), labels::MANAGER.into()),
-                (ISSUER_LABEL.into(), owner.clone()),
+                (label.clone(), owner.clone()),
             ])),
             annotations: Some(BTreeMap::from([(ROOT_HASH.into(), hash)])),
             ..Default::default()
@@ -264,9 +281,12 @@ async fn reconcile_inner<K: IssuerResource>(issuer: &K, ctx: &Context) -> Result
                 conditions: conditions::merge(previous, &[ready], generation, now),
             };
             let wait = rotation.duration_since(now).as_secs_f64().clamp(1.0, 3600.0);
+            let namespace = issuer.meta().namespace.as_deref();
+            ctx.metrics.observe_issuer(K::KIND, namespace, &issuer.name_any(), Some(ca.cert.not_after));
             (status, Duration::from_secs_f64(wait))
         }
         Err((reason, message)) => {
+            ctx.metrics.observe_issuer(K::KIND, issuer.meta().namespace.as_deref(), &issuer.name_any(), None);
             let not_ready = Observed::new("Ready", false, *reason, message.clone());
             let status = SmIssuerStatus {
                 observed_generation: generation,

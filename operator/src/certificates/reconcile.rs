@@ -282,12 +282,22 @@ async fn fail(c: &SmCertificate, ctx: &Context, reason: &'static str, why: Strin
         ctx.metrics.certificate_failures.with_label_values(&[reason]).inc();
     }
     let conds = [Observed::new("Ready", false, reason, why.clone()), Observed::new("Issuing", true, reason, why)];
-    let status = SmCertificateStatus {
-        observed_generation: c.metadata.generation,
-        conditions: conditions::merge(&previous.conditions, &conds, c.metadata.generation, now),
-        ..previous.clone()
-    };
-    patch_status(c, ctx, &previous, status).await?;
+    let merged = conditions::merge(&previous.conditions, &conds, c.metadata.generation, now);
+    let same =
+        previous.observed_generation == c.metadata.generation
+            && previous.conditions.len() == merged.len()
+            && previous.conditions.iter().zip(&merged).all(|(a, b)| {
+                (&a.type_, &a.status, &a.reason, &a.message) == (&b.type_, &b.status, &b.reason, &b.message)
+            });
+    if !same {
+        // Only the conditions: the cached status may lag behind what the Secret holds, and
+        // writing its notAfter or revision back would roll the status back.
+        let patch = serde_json::json!({"status": {"observedGeneration": c.metadata.generation, "conditions": merged}});
+        let params = PatchParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..Default::default() };
+        Api::<SmCertificate>::namespaced(ctx.client.clone(), &ns)
+            .patch_status(&name, &params, &Patch::Merge(&patch))
+            .await?;
+    }
     // What was issued before still expires: keep reporting it.
     let parse = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
     let times = parse(&previous.not_after).zip(parse(&previous.renewal_time));

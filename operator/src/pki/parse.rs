@@ -136,10 +136,15 @@ fn time(tag: u8, body: &[u8]) -> Result<Timestamp, ParseError> {
         _ => return err("time is neither UTCTime nor GeneralizedTime in UTC"),
     };
     let n = |i: usize| rest[i..i + 2].parse::<i8>().unwrap_or(-1);
-    jiff::civil::DateTime::new(year, n(0), n(2), n(4), n(6), n(8), 0)
-        .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC))
-        .map(|z| z.timestamp())
-        .map_err(|e| ParseError(format!("malformed certificate: time {s}: {e}")))
+    let dt = jiff::civil::DateTime::new(year, n(0), n(2), n(4), n(6), n(8), 0)
+        .map_err(|e| ParseError(format!("malformed certificate: time {s}: {e}")))?;
+    match dt.to_zoned(jiff::tz::TimeZone::UTC) {
+        Ok(z) => Ok(z.timestamp()),
+        // RFC 5280's "no well-defined expiration" (99991231235959Z) lies just past what a
+        // timestamp holds: it means as late as can be.
+        Err(_) if year == 9999 => Ok(Timestamp::MAX),
+        Err(e) => Err(ParseError(format!("malformed certificate: time {s}: {e}"))),
+    }
 }
 
 /// The blocks of one PEM label in a text, decoded.
@@ -233,6 +238,8 @@ mod tests {
         assert_eq!(pem_blocks(&format!("junk\n{}{}", c.pem(), c.pem()), "CERTIFICATE"), vec![c.der.clone(), c.der]);
         assert!(certificate(&p.tbs).is_err(), "a TBS is not a certificate");
         assert!(certificate(&[0x30, 0x03, 0x02, 0x01, 0x01]).is_err());
+        assert_eq!(time(0x18, b"99991231235959Z"), Ok(Timestamp::MAX), "RFC 5280's no-expiry date");
+        assert!(time(0x17, b"991331000000Z").is_err(), "month 13");
     }
 }
 
