@@ -36,6 +36,11 @@ where
     Api::<K>::all(client.clone()).patch(&obj.name_any(), &params(), &Patch::Apply(obj)).await
 }
 
+/// Whether a write failed only because its namespace is being deleted: nothing to keep there.
+pub fn namespace_terminating(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 403 && s.message.contains("being terminated"))
+}
+
 /// Deletes a namespaced object; one that is already gone is not an error.
 pub async fn delete_namespaced<K>(client: &Client, namespace: &str, name: &str) -> Result<(), kube::Error>
 where

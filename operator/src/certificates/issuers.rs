@@ -252,7 +252,13 @@ async fn ensure_root<K: IssuerResource>(
         data: Some(data.iter().map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes()))).collect()),
         ..Default::default()
     };
-    apply::namespaced(&ctx.client, &secret).await?;
+    match apply::namespaced(&ctx.client, &secret).await {
+        Ok(_) => {}
+        Err(e) if apply::namespace_terminating(&e) => {
+            return Ok(Err(("NamespaceTerminating", format!("namespace {namespace} is being deleted"))));
+        }
+        Err(e) => return Err(e.into()),
+    }
     let bytes = data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
     let loaded = ca::load(&bytes, now).map_err(|e| ("KeyStoreFailed", e));
     if let Ok(ca) = &loaded {

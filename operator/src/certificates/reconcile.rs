@@ -197,7 +197,15 @@ async fn reconcile_inner(c: &SmCertificate, ctx: &Context) -> Result<Action> {
                 Ok(issued) => issued,
                 Err(e) => return fail(c, ctx, "IssueFailed", e, now).await,
             };
-            apply::namespaced(&ctx.client, &issued.secret).await?;
+            match apply::namespaced(&ctx.client, &issued.secret).await {
+                Ok(_) => {}
+                // The namespace is being deleted (its Secret went first): nothing to keep.
+                Err(e) if apply::namespace_terminating(&e) => {
+                    tracing::debug!(namespace = %ns, certificate = %name, "namespace terminating; not re-issuing");
+                    return Ok(Action::await_change());
+                }
+                Err(e) => return Err(e.into()),
+            }
             ctx.metrics.certificate_issuances.with_label_values(&[why.label()]).inc();
             info!(namespace = %ns, certificate = %name, revision, reason = why.label(), serial = %issued.current.serial, not_after = %issued.current.not_after, "issued");
             let note = format!("revision {revision} issued ({}), serial {}", why.describe(), issued.current.serial);
