@@ -766,3 +766,50 @@ async fn certificates_the_webhook_refuses_another_departments_ca_and_warns_of_a_
         .await;
     assert!(r.is_err_and(|e| e.to_string().contains("spec.certificates[0].issuerRef")), "refused");
 }
+
+#[tokio::test]
+async fn certificates_a_root_rotates_itself_and_what_it_cut_short_is_reissued() {
+    let client = client().await;
+    let op = Operator::start("lease-certs-autorotate", "op-certs-autorotate").await;
+    let ns = "pki-autorotate";
+    namespace(&client, ns).await;
+    let issuers: Api<SmIssuer> = Api::namespaced(client.clone(), ns);
+    let certs: Api<SmCertificate> = Api::namespaced(client.clone(), ns);
+    // A one-minute root: replaced when two thirds of it (40 s) are over.
+    let first = self_signed_issuer(
+        &issuers,
+        "brief",
+        json!({"commonName": "brief root", "duration": "1m", "secretName": "brief-root"}),
+    )
+    .await;
+    apply(
+        &certs,
+        "capped",
+        cert_body(
+            "capped",
+            json!({"issuerRef": {"name": "brief"}, "commonName": "capped", "secretName": "capped-tls"}),
+        ),
+    )
+    .await
+    .expect("certificate");
+    let c1 = wait_issued(&certs, "capped", 0).await;
+    let s1 = c1.status.clone().expect("status");
+    let root_not_after =
+        issuers.get("brief").await.expect("issuer").status.and_then(|s| s.not_after).expect("notAfter");
+    // The certificate ends with its root and waits for the root's rotation instead of renewing.
+    assert_eq!(s1.not_after.as_deref(), Some(root_not_after.as_str()), "cut short by the root");
+    assert_eq!(s1.renewal_time, s1.not_after);
+    let second = wait_for("the root's own rotation", Duration::from_secs(60), || async {
+        let fp = issuers.get_opt("brief").await.ok()??.status?.fingerprint?;
+        (fp != first).then_some(fp)
+    })
+    .await;
+    assert_ne!(first, second);
+    let c2 = wait_issued(&certs, "capped", 1).await;
+    let issuing =
+        c2.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Issuing")).map(|c| c.message.clone());
+    assert!(issuing.clone().unwrap_or_default().contains("the issuer's CA changed"), "{issuing:?}");
+    assert_eq!(c2.status.as_ref().and_then(|s| s.revision), Some(2), "re-issued once per rotation, not in a loop");
+    let series = "zhengyun_certificate_issuances_total{reason=\"renewal_due\"}";
+    assert_eq!(op.metric(series).await.unwrap_or(0.0), 0.0, "no renewal of a certificate its root cut short");
+}

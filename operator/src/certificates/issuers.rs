@@ -312,7 +312,7 @@ async fn reconcile_inner<K: IssuerResource>(issuer: &K, ctx: &Context) -> Result
     });
     if !unchanged {
         if let Err((reason, message)) = &outcome {
-            warn!(issuer = %issuer.name_any(), %reason, %message, "issuer cannot sign");
+            warn!(issuer = %issuer.name_any(), %reason, problem = %message, "issuer cannot sign");
         }
         let patch = serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": K::KIND, "status": status});
         K::api(&ctx.client, issuer.meta().namespace.as_deref())
