@@ -35,30 +35,27 @@ fn issuer_columns() -> Vec<CustomResourceColumnDefinition> {
 
 /// The `smclusterissuers.zhengyun.io` CRD.
 pub fn sm_cluster_issuer() -> CustomResourceDefinition {
-    let mut crd = SmClusterIssuer::crd();
-    for version in &mut crd.spec.versions {
-        version.additional_printer_columns = Some(issuer_columns());
-        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
-            schema.x_kubernetes_validations = Some(vec![short_name(63)]);
-            schema.description = Some(
-                "A cluster-wide SM2 certificate authority (国密 CA): a self-signed root, or a CA from a Secret.".into(),
-            );
-        }
-    }
-    reflow(crd)
+    issuer(
+        SmClusterIssuer::crd(),
+        "A cluster-wide SM2 certificate authority (国密 CA): a self-signed root, or a CA from a Secret.",
+    )
 }
 
 /// The `smissuers.zhengyun.io` CRD.
 pub fn sm_issuer() -> CustomResourceDefinition {
-    let mut crd = SmIssuer::crd();
+    issuer(
+        SmIssuer::crd(),
+        "An SM2 certificate authority (国密 CA) for one namespace: a self-signed root, or a CA from a Secret.",
+    )
+}
+
+/// What the two issuer kinds share: columns, the name rule and a description.
+fn issuer(mut crd: CustomResourceDefinition, description: &str) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         version.additional_printer_columns = Some(issuer_columns());
         if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
             schema.x_kubernetes_validations = Some(vec![short_name(63)]);
-            schema.description = Some(
-                "An SM2 certificate authority (国密 CA) for one namespace: a self-signed root, or a CA from a Secret."
-                    .into(),
-            );
+            schema.description = Some(description.into());
         }
     }
     reflow(crd)
