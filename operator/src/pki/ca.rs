@@ -24,17 +24,14 @@ pub struct Ca {
     pub root_pem: String,
     /// SM3 of the CA certificate, hex.
     pub fingerprint: String,
+    /// What a leaf's authority key identifier carries: the CA's own subject key identifier when
+    /// it has one (an external CA may use another method than ours), else ours.
+    key_id: Vec<u8>,
 }
 
 impl Ca {
     pub fn issuer(&self) -> Issuer<'_> {
-        Issuer { subject_der: &self.cert.subject_der, key_id: self.key_id(), key: &self.key }
-    }
-
-    /// The identifier a leaf's authority key identifier must carry: the CA's own subject key
-    /// identifier when it has one (an external CA may use another method than ours).
-    fn key_id(&self) -> &[u8] {
-        self.cert.subject_key_id.as_deref().unwrap_or_default()
+        Issuer { subject_der: &self.cert.subject_der, key_id: &self.key_id, key: &self.key }
     }
 
     pub fn public_sec1(&self) -> Vec<u8> {
@@ -83,7 +80,8 @@ pub fn load(data: &BTreeMap<String, Vec<u8>>, now: Timestamp) -> Result<Ca, Stri
         _ => blocks.last().map(|b| cert::pem("CERTIFICATE", b)).unwrap_or_default(),
     };
     let fingerprint = sm::hex(&sm::sm3(&ca.der));
-    Ok(Ca { cert: ca, key, chain_pem, root_pem, fingerprint })
+    let key_id = ca.subject_key_id.clone().unwrap_or_else(|| cert::key_id(public));
+    Ok(Ca { cert: ca, key, chain_pem, root_pem, fingerprint, key_id })
 }
 
 /// A new self-signed SM2 root: `(certificate PEM, PKCS#8 key PEM)`.
