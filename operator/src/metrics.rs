@@ -319,9 +319,14 @@ impl Metrics {
 
     /// Forgets a deleted certificate.
     pub fn forget_certificate(&self, namespace: &str, name: &str) {
-        self.observe_certificate(namespace, name, "", None);
+        let key = (namespace.to_string(), name.to_string());
+        if let Ok(mut all) = self.certificate_times.lock() {
+            all.remove(&key);
+        }
+        let _ = self.certificate_expiry.remove_label_values(&[namespace, name]);
+        let _ = self.certificate_renewal.remove_label_values(&[namespace, name]);
         if let Ok(mut states) = self.certificate_states.lock() {
-            states.remove(&(namespace.to_string(), name.to_string()));
+            states.remove(&key);
             self.count_certificates(&states);
         }
     }
@@ -412,5 +417,17 @@ mod tests {
         assert!(text.contains("zhengyun_tenant_quota_hard{resource=\"pods\",tenant=\"edu\"} 10"));
         m.forget_tenant("edu");
         assert!(!m.render().contains("tenant=\"edu\""));
+        let t = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+        m.observe_certificate("edu-web", "web-tls", "Ready", Some((t, t)));
+        let text = m.render();
+        assert!(text.contains("zhengyun_certificates{state=\"Ready\"} 1"), "{text}");
+        assert!(
+            text.contains("zhengyun_certificate_expiry_seconds{name=\"web-tls\",namespace=\"edu-web\"} 3600")
+                || text.contains("zhengyun_certificate_expiry_seconds{name=\"web-tls\",namespace=\"edu-web\"} 3599"),
+            "{text}"
+        );
+        m.forget_certificate("edu-web", "web-tls");
+        let text = m.render();
+        assert!(!text.contains("web-tls") && text.contains("zhengyun_certificates{state=\"Ready\"} 0"), "{text}");
     }
 }

@@ -135,7 +135,7 @@ async fn issuer_ca(c: &SmCertificate, ctx: &Context, now: Timestamp) -> Result<s
                     format!("spec.issuerRef: SmIssuer {:?} does not exist in namespace {ns}", r.name),
                 )));
             };
-            describe_not_ready(load_ca(&ctx.client, &issuer, ctx, now).await?, &issuer)
+            Ok(not_ready_names(load_ca(&ctx.client, &issuer, ctx, now).await?, &issuer))
         }
         IssuerKind::SmClusterIssuer => {
             let Some(issuer) = Api::<SmClusterIssuer>::all(ctx.client.clone()).get_opt(&r.name).await? else {
@@ -153,16 +153,17 @@ async fn issuer_ca(c: &SmCertificate, ctx: &Context, now: Timestamp) -> Result<s
                     return Ok(Err(("IssuerNotAllowed", why)));
                 }
             }
-            describe_not_ready(load_ca(&ctx.client, &issuer, ctx, now).await?, &issuer)
+            Ok(not_ready_names(load_ca(&ctx.client, &issuer, ctx, now).await?, &issuer))
         }
     }
 }
 
-fn describe_not_ready<K: IssuerResource>(
+/// An issuer's problem, as the certificate reports it: which issuer cannot sign, and why.
+fn not_ready_names<K: IssuerResource>(
     loaded: std::result::Result<Ca, Problem>,
     issuer: &K,
-) -> Result<std::result::Result<Ca, Problem>> {
-    Ok(loaded.map_err(|(_, why)| ("IssuerNotReady", format!("{} {:?} cannot sign: {why}", K::KIND, issuer.name_any()))))
+) -> std::result::Result<Ca, Problem> {
+    loaded.map_err(|(_, why)| ("IssuerNotReady", format!("{} {:?} cannot sign: {why}", K::KIND, issuer.name_any())))
 }
 
 async fn reconcile_inner(c: &SmCertificate, ctx: &Context) -> Result<Action> {
