@@ -65,6 +65,11 @@ async fn owners_run_workloads_but_cannot_change_the_rules_set_for_them() {
     assert!(can(&client, owner, "create", "", "pods", "acc-a-apps", None).await);
     assert!(can(&client, owner, "get", "", "resourcequotas", "acc-a-apps", None).await, "owners may read their quota");
     assert!(!can(&client, owner, "create", "apps", "deployments", "acc-b-apps", None).await, "not in another tenant");
+    // 国密 certificates and CAs of their own; the cloud's cluster-wide CAs are the admins'.
+    assert!(can(&client, owner, "create", "zhengyun.io", "smcertificates", "acc-a-apps", None).await);
+    assert!(can(&client, owner, "create", "zhengyun.io", "smissuers", "acc-a-apps", None).await);
+    assert!(!can(&client, owner, "create", "zhengyun.io", "smcertificates", "acc-b-apps", None).await);
+    assert!(!can(&client, owner, "create", "zhengyun.io", "smclusterissuers", "", None).await);
     for (verb, group, resource) in [
         ("update", "", "resourcequotas"),
         ("patch", "", "resourcequotas"),

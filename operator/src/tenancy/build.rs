@@ -302,7 +302,6 @@ pub fn owner_cluster_role() -> ClusterRole {
             rule(&["rbac.authorization.k8s.io"], &["rolebindings", "roles"], READ),
             // 国密 certificates of their own, from their namespace's or their department's CA.
             rule(&["zhengyun.io"], &["smcertificates", "smissuers"], ALL),
-            rule(&["zhengyun.io"], &["smclusterissuers"], READ),
         ]),
         ..Default::default()
     }
