@@ -279,6 +279,18 @@ async fn certificates_tlcp_pairs_from_a_self_signed_root_verify_with_tongsuo_and
     let _ = server.kill();
     let _ = server.wait();
 
+    // Each issuance leaves an Event on the certificate.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let issued = wait_for("an Issued event", SECONDS, || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("Issued")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("portal")
+        })
+    })
+    .await;
+    assert!(issued.note.unwrap_or_default().contains("revision 1 issued (first issuance)"));
+
     // SREs see the certificate's expiry and state.
     let series = format!("zhengyun_certificate_expiry_seconds{{name=\"portal\",namespace=\"{ns}\"}}");
     let expiry = wait_for("the expiry metric", SECONDS, || async { op.metric(&series).await }).await;
