@@ -200,15 +200,22 @@ pub async fn client() -> Client {
     }
     // The zones every story runs in (docs/examples/zones/).
     let zones: Api<Zone> = Api::all(client.clone());
-    for (name, kind, level) in [("extranet", ZoneKind::Extranet, 2), ("intranet", ZoneKind::Intranet, 3)] {
+    // The intranet declares the exchange gateways' network: a cross-zone channel's gateway must
+    // lie inside it.
+    for (name, kind, level, networks) in [
+        ("extranet", ZoneKind::Extranet, 2, vec![]),
+        ("intranet", ZoneKind::Intranet, 3, vec!["10.200.0.0/24".to_string()]),
+    ] {
         let zone = Zone::new(
             name,
             ZoneSpec {
                 kind,
                 node_selector: BTreeMap::from([("zhengyun.io/zone".to_string(), name.to_string())]),
                 taint: None,
-                egress: vec![],
+                egress: networks,
                 ingress: vec![],
+                allow_public_ranges: false,
+                allowed_service_types: vec![],
                 min_security_level: level,
             },
         );
@@ -441,4 +448,66 @@ async fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
     let mut buf = String::new();
     s.read_to_string(&mut buf).await?;
     Ok(buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+/// A client that acts as `user` in `groups` (the admin impersonates them), for real requests
+/// as a tenant owner, a requester or an approver.
+pub async fn as_user(user: &str, groups: &[&str]) -> Client {
+    let mut config = kube::Config::infer().await.expect("kubeconfig");
+    config.auth_info.impersonate = Some(user.into());
+    if !groups.is_empty() {
+        config.auth_info.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
+    }
+    Client::try_from(config).expect("client")
+}
+
+/// Lets `user` read and write ExchangeChannels (request, approve, edit): who may do what with
+/// them is then the webhook's business, which is what the tests look at.
+pub fn grant_channels(user: &str) {
+    let _ = run_tool(
+        "kubectl",
+        &[
+            "create",
+            "clusterrole",
+            "zhengyun-e2e-channels",
+            "--verb=get,list,watch,create,patch,update",
+            "--resource=exchangechannels.zhengyun.io",
+        ],
+        None,
+    );
+    let binding = format!("zhengyun-e2e-channels-{user}");
+    let _ = run_tool(
+        "kubectl",
+        &["create", "clusterrolebinding", &binding, "--clusterrole=zhengyun-e2e-channels", &format!("--user={user}")],
+        None,
+    );
+}
+
+/// Asserts that the API server refused a request, with `expect` in its message.
+pub fn refused<T: std::fmt::Debug>(r: Result<T, kube::Error>, expect: &str) -> String {
+    match r {
+        Ok(v) => panic!("accepted, expected a refusal mentioning {expect:?}: {v:?}"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains(expect), "expected {expect:?} in: {msg}");
+            msg
+        }
+    }
+}
+
+/// The Events the operator published about an object, as `reason: note` lines.
+pub async fn events_about(client: &Client, kind: &str, name: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
+    let lp = kube::api::ListParams::default();
+    events
+        .list(&lp)
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name))
+        })
+        .map(|e| format!("{}: {}", e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
 }

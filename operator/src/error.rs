@@ -12,6 +12,11 @@ pub enum Error {
     #[error("deletion blocked: {0}")]
     DeletionBlocked(String),
 
+    /// A child object the API server refused; the round applied the others and said so in the
+    /// status, an Event and `zhengyun_child_apply_failures_total`.
+    #[error("applying {kind} {name} failed: {error}")]
+    Apply { kind: &'static str, name: String, error: String },
+
     #[error(
         "the {crd} CustomResourceDefinition is not installed: apply crds/ first (`zhengyun-operator crd | kubectl apply -f -`)"
     )]
@@ -30,6 +35,7 @@ impl Error {
                 _ => "finalizer",
             },
             Error::DeletionBlocked(_) => "deletion_blocked",
+            Error::Apply { .. } => "apply",
             Error::CrdMissing { .. } => "crd_missing",
         }
     }

@@ -11,6 +11,7 @@ pub mod api;
 pub mod apply;
 pub mod certificates;
 pub mod channels;
+pub mod cidr;
 pub mod conditions;
 pub mod context;
 pub mod error;

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub reconcile_total: IntCounterVec,
     pub reconcile_errors: IntCounterVec,
     pub reconcile_error_categories: IntCounterVec,
+    pub child_apply_failures: IntCounterVec,
     pub reconcile_time: HistogramVec,
     pub active_workers: IntGaugeVec,
     pub leader: IntGaugeVec,
@@ -69,6 +70,13 @@ impl Metrics {
         let reconcile_error_categories = must(IntCounterVec::new(
             Opts::new("zhengyun_reconcile_errors_total", "Reconciliation errors by controller and error category"),
             &["controller", "category"],
+        ));
+        let child_apply_failures = must(IntCounterVec::new(
+            Opts::new(
+                "zhengyun_child_apply_failures_total",
+                "Child objects (NetworkPolicy, ResourceQuota, LimitRange, RoleBinding, ...) the API server refused, by controller and kind",
+            ),
+            &["controller", "kind"],
         ));
         let reconcile_time = must(HistogramVec::new(
             HistogramOpts::new(
@@ -182,6 +190,7 @@ impl Metrics {
             Box::new(reconcile_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_errors.clone()),
             Box::new(reconcile_error_categories.clone()),
+            Box::new(child_apply_failures.clone()),
             Box::new(reconcile_time.clone()),
             Box::new(active_workers.clone()),
             Box::new(leader.clone()),
@@ -212,6 +221,7 @@ impl Metrics {
             reconcile_total,
             reconcile_errors,
             reconcile_error_categories,
+            child_apply_failures,
             reconcile_time,
             active_workers,
             leader,

@@ -3,7 +3,10 @@
 //! process. Run it with `hack/test.sh` (tests run one at a time: they share the cluster).
 
 mod access;
+mod audit;
 mod certificates;
+mod channels;
+mod hardening;
 mod helm;
 mod lifecycle;
 mod observability;

@@ -14,12 +14,13 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client,
-    api::{ListParams, ObjectMeta, PostParams},
+    api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
 use zhengyun::reachability::{self, Endpoint, PodRef, Port, World};
 use zhengyun_e2e::{
-    Cleanup, Operator, SECONDS, apply_tenant, client, operator_with_webhook, run_tool, tenant, wait_for, wait_ready,
+    Cleanup, SECONDS, apply_tenant, as_user, client, grant_channels, operator_with_webhook, run_tool, tenant, wait_for,
+    wait_ready,
 };
 
 // ---- The independent evaluator: plain JSON in, a boolean out. ----
@@ -329,7 +330,7 @@ fn compare(
 #[tokio::test]
 async fn reachability_the_matrix_matches_an_independent_evaluation() {
     let client = client().await;
-    let _op = Operator::start("lease-reach", "op-reach").await;
+    let (_op, _hooks) = operator_with_webhook(&client, "reach").await;
     upstream_scenarios(&client).await;
     apply_tenant(&client, &tenant("rx-a", &["ingest"])).await;
     apply_tenant(&client, &tenant("rx-b", &["apps"])).await;
@@ -346,10 +347,15 @@ async fn reachability_the_matrix_matches_an_independent_evaluation() {
     let ch: zhengyun::api::ExchangeChannel = serde_json::from_value(json!({
         "apiVersion": "zhengyun.io/v1alpha1", "kind": "ExchangeChannel", "metadata": {"name": "rx-b-to-a"},
         "spec": {"from": {"tenant": "rx-b", "podLabels": {"app": "export"}}, "to": {"tenant": "rx-a", "namespace": "ingest", "service": "api", "port": 443},
-                 "purpose": "test", "approver": "zhengyun-admin", "approved": true, "expires": later}
+                 "purpose": "test", "approver": "director-li", "expires": later}
     })).expect("channel");
     let channels: Api<zhengyun::api::ExchangeChannel> = Api::all(client.clone());
     channels.create(&PostParams::default(), &ch).await.expect("channel");
+    grant_channels("director-li");
+    Api::<zhengyun::api::ExchangeChannel>::all(as_user("director-li", &[]).await)
+        .patch("rx-b-to-a", &PatchParams::default(), &Patch::Merge(json!({"spec": {"approved": true}})))
+        .await
+        .expect("approved");
     wait_for("channel active", SECONDS, || async {
         (channels.get("rx-b-to-a").await.ok()?.status?.phase == Some(zhengyun::api::ChannelPhase::Active)).then_some(())
     })

@@ -1,7 +1,7 @@
 //! Bad input is refused by the API server itself, with a message that names the field.
 
 use kube::{Api, api::PostParams};
-use zhengyun::api::{Amount, Tenant, TenantNamespace, amount::Count};
+use zhengyun::api::{Amount, Owner, OwnerKind, Tenant, TenantNamespace, amount::Count};
 use zhengyun_e2e::{apply_tenant, client, tenant};
 
 async fn refused(api: &Api<Tenant>, t: &Tenant) -> String {
@@ -56,6 +56,16 @@ async fn a_cloud_admin_gets_a_clear_error_for_each_bad_field() {
             &["metadata.name must be a lowercase DNS label"],
         ),
         ("department code with spaces", |t| t.spec.department.code = "A B".into(), &["spec.department.code"]),
+        (
+            "every authenticated user as owner",
+            |t| t.spec.owners = vec![Owner { kind: OwnerKind::Group, name: "system:authenticated".into() }],
+            &["spec.owners[0].name", "holds users of the whole cluster"],
+        ),
+        (
+            "anonymous as owner",
+            |t| t.spec.owners = vec![Owner { kind: OwnerKind::User, name: "system:anonymous".into() }],
+            &["spec.owners[0].name", "system:anonymous"],
+        ),
     ];
     for (what, mutate, expected) in cases {
         let mut t = tenant("validation", &["apps"]);

@@ -7,13 +7,14 @@ use k8s_openapi::api::{
     networking::v1::NetworkPolicy,
 };
 use kube::{
-    Api, Client, Config,
+    Api, Client,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 use zhengyun::api::{ChannelPhase, ExchangeChannel};
 use zhengyun_e2e::{
-    Operator, SECONDS, apply_tenant, client, operator_with_webhook, run_tool, tenant, wait_for, wait_ready,
+    Operator, SECONDS, apply_tenant, as_user, client, events_about, grant_channels, operator_with_webhook, refused,
+    tenant, wait_for, wait_ready,
 };
 
 fn pod(name: &str, spec: serde_json::Value) -> Pod {
@@ -26,17 +27,6 @@ fn pod(name: &str, spec: serde_json::Value) -> Pod {
 async fn default_sa(client: &Client, ns: &str) {
     let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     wait_for("default service account", SECONDS, || async { sa.get_opt("default").await.ok()? }).await;
-}
-
-fn refused<T: std::fmt::Debug>(r: Result<T, kube::Error>, expect: &str) -> String {
-    match r {
-        Ok(v) => panic!("accepted, expected a refusal mentioning {expect:?}: {v:?}"),
-        Err(e) => {
-            let msg = e.to_string();
-            assert!(msg.contains(expect), "expected {expect:?} in: {msg}");
-            msg
-        }
-    }
 }
 
 #[tokio::test]
@@ -219,12 +209,6 @@ async fn zones_a_tenants_own_policy_cannot_open_another_tenant() {
     policies.create(&PostParams::default(), &inside).await.expect("a policy inside the tenant is fine");
 }
 
-async fn impersonating(user: &str) -> Client {
-    let mut config = Config::infer().await.expect("kubeconfig");
-    config.auth_info.impersonate = Some(user.into());
-    Client::try_from(config).expect("client")
-}
-
 async fn service(client: &Client, ns: &str) {
     let svc: Service = serde_json::from_value(json!({
         "metadata": {"name": "api"},
@@ -277,23 +261,7 @@ async fn zones_an_exchange_channel_opens_when_approved_and_closes_when_it_expire
     wait_ready(&client, "tax").await;
     wait_ready(&client, "stats").await;
     service(&client, "stats-ingest").await;
-    // The approver may approve channels, and nothing else.
-    let _ = run_tool(
-        "kubectl",
-        &[
-            "create",
-            "clusterrole",
-            "channel-approver",
-            "--verb=get,patch,update",
-            "--resource=exchangechannels.zhengyun.io",
-        ],
-        None,
-    );
-    let _ = run_tool(
-        "kubectl",
-        &["create", "clusterrolebinding", "channel-approver", "--clusterrole=channel-approver", "--user=director-li"],
-        None,
-    );
+    grant_channels("director-li");
 
     let api: Api<ExchangeChannel> = Api::all(client.clone());
     let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
@@ -303,11 +271,8 @@ async fn zones_an_exchange_channel_opens_when_approved_and_closes_when_it_expire
     assert!(channel_policies(&client, "tax-to-stats").await.is_empty(), "a pending channel opens nothing");
 
     let approve = Patch::Merge(json!({"spec": {"approved": true}}));
-    refused(
-        api.patch("tax-to-stats", &PatchParams::default(), &approve).await,
-        "only the approver director-li may approve",
-    );
-    Api::<ExchangeChannel>::all(impersonating("director-li").await)
+    refused(api.patch("tax-to-stats", &PatchParams::default(), &approve).await, "only director-li may approve");
+    Api::<ExchangeChannel>::all(as_user("director-li", &[]).await)
         .patch("tax-to-stats", &PatchParams::default(), &approve)
         .await
         .expect("approved");
@@ -330,6 +295,9 @@ async fn zones_an_exchange_channel_opens_when_approved_and_closes_when_it_expire
         .await
         .expect("shorten");
     phase(&api, "tax-to-stats", ChannelPhase::Expired).await;
+    let events = events_about(&client, "ExchangeChannel", "tax-to-stats").await;
+    assert!(events.iter().any(|e| e.starts_with("Approved: approved by director-li")), "{events:?}");
+    assert!(events.iter().any(|e| e.starts_with("Expired: ")), "{events:?}");
     wait_for("expired channel's policies gone", SECONDS, || async {
         channel_policies(&client, "tax-to-stats").await.is_empty().then_some(())
     })
@@ -341,7 +309,7 @@ async fn zones_an_exchange_channel_opens_when_approved_and_closes_when_it_expire
     api.create(&PostParams::default(), &channel("tax-to-stats-2", "tax", "stats", &later, None))
         .await
         .expect("declare");
-    Api::<ExchangeChannel>::all(impersonating("director-li").await)
+    Api::<ExchangeChannel>::all(as_user("director-li", &[]).await)
         .patch("tax-to-stats-2", &PatchParams::default(), &approve)
         .await
         .expect("approved");
@@ -371,10 +339,17 @@ async fn zones_a_channel_across_zones_must_go_through_the_gateway() {
         api.create(&PostParams::default(), &channel("census-to-police", "census", "police", &later, None)).await,
         "are in different zones",
     );
-    let mut ch = channel("census-to-police", "census", "police", &later, Some("10.200.0.10/32"));
-    ch.spec.approved = true;
-    ch.spec.approver = "zhengyun-admin".into(); // the test's own user approves at creation
-    api.create(&PostParams::default(), &ch).await.expect("with a gateway");
+    api.create(
+        &PostParams::default(),
+        &channel("census-to-police", "census", "police", &later, Some("10.200.0.10/32")),
+    )
+    .await
+    .expect("with a gateway");
+    grant_channels("director-li");
+    Api::<ExchangeChannel>::all(as_user("director-li", &[]).await)
+        .patch("census-to-police", &PatchParams::default(), &Patch::Merge(json!({"spec": {"approved": true}})))
+        .await
+        .expect("approved");
     phase(&api, "census-to-police", ChannelPhase::Active).await;
     for np in channel_policies(&client, "census-to-police").await {
         let v = serde_json::to_value(&np).expect("json");

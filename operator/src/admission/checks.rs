@@ -3,12 +3,16 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::{
-    core::v1::{Namespace, Pod, Toleration},
+    core::v1::{Namespace, Pod, Service, Toleration},
     networking::v1::{NetworkPolicy, NetworkPolicyPeer},
 };
 use serde_json::{Value, json};
 
-use crate::{api::ZoneTaint, labels, tenancy::validate::ZonePlacement};
+use crate::{
+    api::{ServiceType, ZoneTaint},
+    labels,
+    tenancy::validate::ZonePlacement,
+};
 
 /// Controllers of Kubernetes itself that must be able to delete what we own (namespace
 /// deletion, garbage collection).
@@ -143,6 +147,59 @@ pub fn placement_patch(pod: &Pod, zone: &ZonePlacement) -> Vec<Value> {
         }
     }
     ops
+}
+
+/// YAML makes `cpu: 0.5` a number, which a CRD's int-or-string schema refuses although every
+/// Kubernetes quantity accepts it. The webhook rewrites fractional numbers in a Tenant's quota and
+/// limits as strings before the API server checks the schema (mutation runs first).
+pub fn normalize_amounts(tenant: &Value) -> Vec<Value> {
+    let mut ops = Vec::new();
+    let mut fix = |path: String, v: &Value| {
+        if let Value::Number(n) = v
+            && !n.is_i64()
+            && !n.is_u64()
+            && let Some(f) = n.as_f64()
+        {
+            ops.push(json!({"op": "replace", "path": path, "value": f.to_string()}));
+        }
+    };
+    if let Some(Value::Object(quota)) = tenant.pointer("/spec/quota") {
+        for (k, v) in quota {
+            fix(format!("/spec/quota/{k}"), v);
+        }
+    }
+    if let Some(Value::Object(limits)) = tenant.pointer("/spec/limits") {
+        for (section, pair) in limits {
+            if let Value::Object(pair) = pair {
+                for (k, v) in pair {
+                    fix(format!("/spec/limits/{section}/{k}"), v);
+                }
+            }
+        }
+    }
+    ops
+}
+
+/// A tenant Service may not claim outside addresses (`externalIPs`, CVE-2020-8554: any tenant
+/// could intercept traffic to any address), and uses a type beyond ClusterIP only where its
+/// zone allows that type.
+pub fn check_service(svc: &Service, zone_name: &str, allowed: &[ServiceType]) -> Result<(), String> {
+    let Some(spec) = svc.spec.as_ref() else { return Ok(()) };
+    if spec.external_ips.as_ref().is_some_and(|ips| !ips.is_empty()) {
+        return Err("spec.externalIPs: tenant Services may not claim outside addresses (CVE-2020-8554); ask the cloud admins for a gateway".into());
+    }
+    let ty = spec.type_.as_deref().unwrap_or("ClusterIP");
+    if ty == "ClusterIP" || allowed.iter().any(|a| a.as_str() == ty) {
+        return Ok(());
+    }
+    let list = if allowed.is_empty() {
+        "ClusterIP only".to_string()
+    } else {
+        format!("ClusterIP, {}", allowed.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", "))
+    };
+    Err(format!(
+        "spec.type: zone {zone_name} allows {list} Services for tenants, not {ty} (see spec.allowedServiceTypes of the Zone)"
+    ))
 }
 
 /// A tenant's own NetworkPolicy may only name peers inside the tenant: no IP blocks, no other
@@ -282,6 +339,38 @@ mod tests {
         assert!(check_namespace_update(&ns("extranet", "a"), &ns("extranet", "b")).is_ok(), "other labels are free");
         let err = check_namespace_update(&ns("extranet", "a"), &ns("intranet", "a")).expect_err("zone label");
         assert!(err.contains("zhengyun.io/zone"));
+    }
+
+    #[test]
+    fn fractional_numbers_become_quantity_strings() {
+        let t = json!({"spec": {"quota": {"cpu": 0.5, "memory": "8Gi", "pods": 10}, "limits": {"max": {"cpu": 1.5, "memory": 2}}}});
+        let ops = normalize_amounts(&t);
+        assert_eq!(
+            ops,
+            vec![
+                json!({"op": "replace", "path": "/spec/quota/cpu", "value": "0.5"}),
+                json!({"op": "replace", "path": "/spec/limits/max/cpu", "value": "1.5"}),
+            ]
+        );
+        assert!(normalize_amounts(&json!({"spec": {}})).is_empty());
+    }
+
+    #[test]
+    fn tenant_services_claim_no_outside_address_and_follow_the_zone() {
+        let svc = |v: Value| -> Service {
+            serde_json::from_value(json!({"metadata": {"name": "s"}, "spec": v})).unwrap_or_default()
+        };
+        assert!(check_service(&svc(json!({"ports": [{"port": 80}]})), "extranet", &[]).is_ok());
+        let err =
+            check_service(&svc(json!({"externalIPs": ["8.8.8.8"]})), "extranet", &[ServiceType::NodePort]).unwrap_err();
+        assert!(err.starts_with("spec.externalIPs"), "{err}");
+        let err = check_service(&svc(json!({"type": "NodePort"})), "intranet", &[]).unwrap_err();
+        assert!(err.contains("zone intranet allows ClusterIP only") && err.contains("not NodePort"), "{err}");
+        assert!(check_service(&svc(json!({"type": "NodePort"})), "extranet", &[ServiceType::NodePort]).is_ok());
+        let err =
+            check_service(&svc(json!({"type": "LoadBalancer"})), "extranet", &[ServiceType::NodePort]).unwrap_err();
+        assert!(err.contains("ClusterIP, NodePort"), "{err}");
+        assert!(check_service(&svc(json!({"type": "ExternalName", "externalName": "db.example"})), "x", &[]).is_err());
     }
 
     #[test]

@@ -96,6 +96,8 @@ pub fn validating(endpoint: &Endpoint, ca_bundle: &str) -> ValidatingWebhookConf
         webhooks: Some(vec![
             hook("pods", vec![rule(&[""], &["pods"], &["CREATE", "UPDATE"])], managed(), None),
             hook("namespaces", vec![rule(&[""], &["namespaces"], &["UPDATE"])], None, managed()),
+            hook("services", vec![rule(&[""], &["services"], &["CREATE", "UPDATE"])], managed(), None),
+            hook("zones", vec![rule(&["zhengyun.io"], &["zones"], &["CREATE", "UPDATE"])], None, None),
             hook(
                 "owned",
                 vec![
@@ -123,23 +125,29 @@ pub fn validating(endpoint: &Endpoint, ca_bundle: &str) -> ValidatingWebhookConf
     }
 }
 
-/// The mutating webhook: zone placement of tenant pods.
+/// The mutating webhooks: zone placement of tenant pods, and the approval record of exchange
+/// channels (who requested, who approved what and until when).
 pub fn mutating(endpoint: &Endpoint, ca_bundle: &str) -> MutatingWebhookConfiguration {
+    let hook = |name: &str, rules: Vec<RuleWithOperations>, ns: Option<LabelSelector>| MutatingWebhook {
+        name: format!("{name}.zhengyun.io"),
+        client_config: client(endpoint, "/mutate", ca_bundle),
+        rules: Some(rules),
+        namespace_selector: ns,
+        failure_policy: Some("Fail".into()),
+        side_effects: "None".into(),
+        admission_review_versions: vec!["v1".into()],
+        timeout_seconds: Some(10),
+        reinvocation_policy: Some("IfNeeded".into()),
+        match_policy: Some("Equivalent".into()),
+        object_selector: None,
+        match_conditions: None,
+    };
     MutatingWebhookConfiguration {
         metadata: meta(),
-        webhooks: Some(vec![MutatingWebhook {
-            name: "placement.zhengyun.io".into(),
-            client_config: client(endpoint, "/mutate", ca_bundle),
-            rules: Some(vec![rule(&[""], &["pods"], &["CREATE"])]),
-            namespace_selector: managed(),
-            failure_policy: Some("Fail".into()),
-            side_effects: "None".into(),
-            admission_review_versions: vec!["v1".into()],
-            timeout_seconds: Some(10),
-            reinvocation_policy: Some("IfNeeded".into()),
-            match_policy: Some("Equivalent".into()),
-            object_selector: None,
-            match_conditions: None,
-        }]),
+        webhooks: Some(vec![
+            hook("placement", vec![rule(&[""], &["pods"], &["CREATE"])], managed()),
+            hook("approval", vec![rule(&["zhengyun.io"], &["exchangechannels"], &["CREATE", "UPDATE"])], None),
+            hook("quantities", vec![rule(&["zhengyun.io"], &["tenants"], &["CREATE", "UPDATE"])], None),
+        ]),
     }
 }

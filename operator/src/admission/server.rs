@@ -8,7 +8,7 @@ use hyper_util::{
     server::conn::auto::Builder,
     service::TowerToHyperService,
 };
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::{
     Api, Client, ResourceExt,
     api::ListParams,
@@ -24,7 +24,10 @@ use super::{checks, tls::Resolver};
 use crate::{
     api::{ExchangeChannel, IssuerKind, SmCertificate, SmClusterIssuer, SmIssuer, Tenant, Zone},
     certificates::department_allows,
-    channels::reconcile::check_ends,
+    channels::{
+        approval,
+        reconcile::{check_ends, end_zones},
+    },
     labels,
     tenancy::validate::{ZonePlacement, check_zone, validate},
 };
@@ -117,7 +120,10 @@ fn parse(
 }
 
 /// The zone a tenant namespace runs in, or `None` for namespaces we do not manage.
-async fn namespace_zone(client: &Client, namespace: &str) -> Result<Option<(String, String, ZonePlacement)>, String> {
+async fn namespace_zone(
+    client: &Client,
+    namespace: &str,
+) -> Result<Option<(String, String, ZonePlacement, Zone)>, String> {
     let ns = Api::<Namespace>::all(client.clone()).get_opt(namespace).await.map_err(|e| e.to_string())?;
     let Some(ns) = ns else { return Ok(None) };
     let l = ns.labels();
@@ -132,7 +138,64 @@ async fn namespace_zone(client: &Client, namespace: &str) -> Result<Option<(Stri
         egress: zone.spec.egress.clone(),
         ingress: zone.spec.ingress.clone(),
     };
-    Ok(Some((tenant.clone(), zone_name.clone(), placement)))
+    Ok(Some((tenant.clone(), zone_name.clone(), placement, zone)))
+}
+
+fn caller(req: &AdmissionRequest<DynamicObject>) -> (String, Vec<String>) {
+    (req.user_info.username.clone().unwrap_or_default(), req.user_info.groups.clone().unwrap_or_default())
+}
+
+/// A JSON-patch response, or a refusal when the patch cannot be made.
+fn patched(
+    req: &AdmissionRequest<DynamicObject>,
+    ops: Vec<serde_json::Value>,
+    warnings: Vec<String>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    if ops.is_empty() {
+        return respond_warning(req, Ok(()), warnings);
+    }
+    let patch: Result<json_patch::Patch, _> = serde_json::from_value(serde_json::Value::Array(ops));
+    match patch
+        .map_err(|e| e.to_string())
+        .and_then(|p| AdmissionResponse::from(req).with_patch(p).map_err(|e| e.to_string()))
+    {
+        Ok(mut res) => {
+            if !warnings.is_empty() {
+                res.warnings = Some(warnings);
+            }
+            Json(res.into_review())
+        }
+        Err(e) => respond(req, Err(format!("mutating the object failed: {e}"))),
+    }
+}
+
+/// Records or drops a channel's approval ([`approval::admit`]) in what the API server stores.
+fn mutate_channel(req: &AdmissionRequest<DynamicObject>) -> Json<AdmissionReview<DynamicObject>> {
+    let Some(new) = typed::<ExchangeChannel>(&req.object) else {
+        return respond(req, Err("the ExchangeChannel does not parse".into()));
+    };
+    let old = typed::<ExchangeChannel>(&req.old_object);
+    let (user, groups) = caller(req);
+    let who = approval::Caller { user: &user, groups: &groups };
+    let decision = match approval::admit(old.as_ref(), &new, who, jiff::Timestamp::now()) {
+        Ok(d) => d,
+        Err(why) => return respond(req, Err(why)),
+    };
+    let mut ops = Vec::new();
+    if new.spec.approved != decision.approved {
+        ops.push(serde_json::json!({"op": "add", "path": "/spec/approved", "value": decision.approved}));
+    }
+    let mut annotations = new.metadata.annotations.clone().unwrap_or_default();
+    for k in approval::ANNOTATIONS {
+        annotations.remove(k);
+    }
+    for (k, v) in &decision.annotations {
+        annotations.insert(k.to_string(), v.clone());
+    }
+    if Some(&annotations) != new.metadata.annotations.as_ref() {
+        ops.push(serde_json::json!({"op": "add", "path": "/metadata/annotations", "value": annotations}));
+    }
+    patched(req, ops, decision.warnings)
 }
 
 async fn mutate(
@@ -143,24 +206,24 @@ async fn mutate(
         Ok(r) => r,
         Err(resp) => return *resp,
     };
+    match req.kind.kind.as_str() {
+        "ExchangeChannel" => return mutate_channel(&req),
+        "Tenant" => {
+            let ops = req
+                .object
+                .as_ref()
+                .and_then(|o| serde_json::to_value(o).ok())
+                .map(|v| checks::normalize_amounts(&v))
+                .unwrap_or_default();
+            return patched(&req, ops, Vec::new());
+        }
+        _ => {}
+    }
     let (Some(pod), Some(ns)) = (typed::<Pod>(&req.object), req.namespace.clone()) else {
         return respond(&req, Ok(()));
     };
     match namespace_zone(&w.client, &ns).await {
-        Ok(Some((_, _, placement))) => {
-            let ops = checks::placement_patch(&pod, &placement);
-            if ops.is_empty() {
-                return respond(&req, Ok(()));
-            }
-            let patch: Result<json_patch::Patch, _> = serde_json::from_value(serde_json::Value::Array(ops));
-            match patch
-                .map_err(|e| e.to_string())
-                .and_then(|p| AdmissionResponse::from(&req).with_patch(p).map_err(|e| e.to_string()))
-            {
-                Ok(res) => Json(res.into_review()),
-                Err(e) => respond(&req, Err(format!("placing the pod failed: {e}"))),
-            }
-        }
+        Ok(Some((_, _, placement, _))) => patched(&req, checks::placement_patch(&pod, &placement), Vec::new()),
         Ok(None) => respond(&req, Ok(())),
         Err(e) => respond(&req, Err(e)),
     }
@@ -242,7 +305,7 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
     match kind {
         "Pod" => {
             let (Some(pod), Some(ns)) = (typed::<Pod>(&req.object), req.namespace.as_deref()) else { return Ok(()) };
-            let Some((_, zone_name, placement)) = namespace_zone(&w.client, ns).await? else { return Ok(()) };
+            let Some((_, zone_name, placement, _)) = namespace_zone(&w.client, ns).await? else { return Ok(()) };
             let zones =
                 Api::<Zone>::all(w.client.clone()).list(&ListParams::default()).await.map_err(|e| e.to_string())?;
             let others: Vec<(String, crate::api::ZoneTaint)> = zones
@@ -282,13 +345,13 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
             }
             if kind == "NetworkPolicy" && !w.cluster_network_policy && req.operation != Operation::Delete {
                 let (Some(np), Some(ns)) = (typed(&req.object), req.namespace.as_deref()) else { return Ok(()) };
-                let Some((tenant, _, _)) = namespace_zone(&w.client, ns).await? else { return Ok(()) };
+                let Some((tenant, _, _, _)) = namespace_zone(&w.client, ns).await? else { return Ok(()) };
                 return checks::check_tenant_network_policy(&np, &tenant);
             }
             Ok(())
         }
         "Tenant" => {
-            let Some(tenant) = typed::<Tenant>(&req.object) else { return Ok(()) };
+            let Some(tenant) = typed::<Tenant>(&req.object) else { return Err("the Tenant does not parse".into()) };
             if tenant.metadata.deletion_timestamp.is_some() {
                 return Ok(());
             }
@@ -336,19 +399,29 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
             Ok(())
         }
         "ExchangeChannel" => {
-            let Some(ch) = typed::<ExchangeChannel>(&req.object) else { return Ok(()) };
+            let Some(ch) = typed::<ExchangeChannel>(&req.object) else {
+                return Err("the ExchangeChannel does not parse".into());
+            };
+            let old = typed::<ExchangeChannel>(&req.old_object);
+            let (user, groups) = caller(req);
+            approval::check_record(old.as_ref(), &ch, approval::Caller { user: &user, groups: &groups })?;
             let tenants: Api<Tenant> = Api::all(w.client.clone());
             let source = tenants.get_opt(&ch.spec.from.tenant).await.map_err(|e| e.to_string())?;
             let target = tenants.get_opt(&ch.spec.to.tenant).await.map_err(|e| e.to_string())?;
-            check_ends(&ch, source.as_ref(), target.as_ref())?;
-            let was_approved = typed::<ExchangeChannel>(&req.old_object).is_some_and(|o| o.spec.approved);
-            if ch.spec.approved && !was_approved && user != ch.spec.approver {
-                return Err(format!(
-                    "spec.approved: only the approver {} may approve this channel (you are {user})",
-                    ch.spec.approver
-                ));
-            }
+            let zones = end_zones(&w.client, [source.as_ref(), target.as_ref()]).await.map_err(|e| e.to_string())?;
+            check_ends(&ch, source.as_ref(), target.as_ref(), &zones.iter().collect::<Vec<_>>())?;
             Ok(())
+        }
+        "Zone" => {
+            let Some(zone) = typed::<Zone>(&req.object) else { return Err("the Zone does not parse".into()) };
+            crate::zones::validate::validate(&zone.spec)
+        }
+        "Service" => {
+            let (Some(svc), Some(ns)) = (typed::<Service>(&req.object), req.namespace.as_deref()) else {
+                return Ok(());
+            };
+            let Some((_, zone_name, _, zone)) = namespace_zone(&w.client, ns).await? else { return Ok(()) };
+            checks::check_service(&svc, &zone_name, &zone.spec.allowed_service_types)
         }
         _ => Ok(()),
     }

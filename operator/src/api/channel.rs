@@ -25,6 +25,22 @@ use serde::{Deserialize, Serialize};
     derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "has(self.approver) != has(self.approverGroup)",
+        "message": "name exactly one of spec.approver (a user) or spec.approverGroup (a group)"
+    },
+    {
+        "rule": "has(self.approver) == has(oldSelf.approver) && (!has(self.approver) || self.approver == oldSelf.approver) && has(self.approverGroup) == has(oldSelf.approverGroup) && (!has(self.approverGroup) || self.approverGroup == oldSelf.approverGroup)",
+        "message": "spec.approver and spec.approverGroup are fixed when the channel is requested: delete the channel and request it again to change who approves it",
+        "reason": "FieldValueForbidden"
+    },
+    {
+        "rule": "self.from.tenant != self.to.tenant",
+        "message": "spec.to.tenant: a channel joins two tenants; inside one tenant traffic needs no channel",
+        "fieldPath": ".to.tenant"
+    }
+]))]
 pub struct ExchangeChannelSpec {
     /// Where the flow starts.
     pub from: ChannelSource,
@@ -33,10 +49,20 @@ pub struct ExchangeChannelSpec {
     /// Why the departments exchange data (数据共享用途), for the audit trail.
     #[schemars(length(min = 1, max = 1024))]
     pub purpose: String,
-    /// The user who must approve the channel (审批人). Only that user may set `approved`.
+    /// The user who must approve the channel (审批人). Only that user may set `approved`, and
+    /// not if they requested the channel themselves. Fixed when the channel is requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub approver: String,
-    /// Set to `true` by the approver. Until then the channel is `Pending` and opens nothing.
+    pub approver: Option<String>,
+    /// Instead of `approver`: a group whose members may approve (any member but the requester).
+    /// Fixed when the channel is requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub approver_group: Option<String>,
+    /// Set to `true` by the approver, in an update after the channel was requested. Until then
+    /// the channel is `Pending` and opens nothing. A later change to what was approved (its
+    /// ends, port, gateway, purpose, or an expiry past the approved one) by anyone but the
+    /// approver sets it back to `false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub approved: bool,
     /// When the channel closes by itself (RFC 3339, for example `2027-01-31T00:00:00Z`).
@@ -44,6 +70,8 @@ pub struct ExchangeChannelSpec {
     pub expires: String,
     /// The zone gateway (网闸 or exchange proxy) that carries a flow between two zones. Required
     /// when the tenants are in different zones; the flow then goes to and from this address only.
+    /// One host or a small range (at most 256 addresses); for an Intranet zone, inside the zone's
+    /// declared networks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<ChannelGateway>,
 }
@@ -112,6 +140,18 @@ pub struct ExchangeChannelStatus {
     /// Why the channel is in its phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Who requested the channel, as the API server authenticated them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// Who approved what the channel now says, as the API server authenticated them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// When they approved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<String>,
+    /// The latest expiry they approved; a later one needs their approval again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_until: Option<String>,
     /// The NetworkPolicies the channel produced, as `namespace/name`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<String>,

@@ -137,6 +137,8 @@ pub fn exchange_channel() -> CustomResourceDefinition {
             column("Phase", "string", ".status.phase", "Pending, Active, Expired or Invalid", 0),
             column("Expires", "string", ".spec.expires", "When the channel closes", 0),
             column("Approver", "string", ".spec.approver", "Who approves", 1),
+            column("Approver-Group", "string", ".spec.approverGroup", "Which group approves", 1),
+            column("Approved-By", "string", ".status.approvedBy", "Who approved what the channel now says", 1),
             column("Purpose", "string", ".spec.purpose", "Why the data is exchanged", 1),
             column("Age", "date", ".metadata.creationTimestamp", "", 0),
         ]);
@@ -146,7 +148,7 @@ pub fn exchange_channel() -> CustomResourceDefinition {
             );
             schema.x_kubernetes_validations = Some(vec![rule(
                 "!has(oldSelf.spec) || !oldSelf.spec.approved || self.spec.from == oldSelf.spec.from && self.spec.to == oldSelf.spec.to",
-                "spec.from and spec.to cannot change once the channel is approved: declare a new channel",
+                "spec.from and spec.to (the ends, Service and port) cannot change once the channel is approved: declare a new channel",
                 Some(".spec"),
             )]);
         }
@@ -286,8 +288,10 @@ pub fn tenant_values_schema() -> serde_json::Value {
             let description = map.get("description").cloned();
             let pattern = if whole { COUNT_PATTERN } else { QUANTITY_PATTERN };
             let example = if whole { "a whole number such as 10" } else { "a quantity such as 500m, 4 or 16Gi" };
+            // Fractions (`cpu: 0.5`) are quantities too; object counts are whole.
+            let number = if whole { "integer" } else { "number" };
             *v = json!({
-                "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": pattern}],
+                "anyOf": [{"type": number, "minimum": 0}, {"type": "string", "pattern": pattern}],
                 "description": format!("{} ({example})", description.and_then(|d| d.as_str().map(String::from)).unwrap_or_default()),
             });
             return;

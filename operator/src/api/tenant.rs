@@ -120,8 +120,21 @@ pub struct Department {
 /// A user or group that administers the tenant.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.kind != 'Group' || !self.name.startsWith('system:')",
+        "message": "a system: group (system:authenticated, system:serviceaccounts, ...) holds users of the whole cluster: name the department's own group",
+        "fieldPath": ".name"
+    },
+    {
+        "rule": "self.kind != 'User' || self.name != 'system:anonymous'",
+        "message": "system:anonymous is every unauthenticated request: name a real user",
+        "fieldPath": ".name"
+    }
+]))]
 pub struct Owner {
-    /// `User` or `Group`, as the cluster's authenticator names them.
+    /// `User` or `Group`, as the cluster's authenticator names them. Groups named `system:…`
+    /// (every authenticated user, every service account, ...) are refused.
     pub kind: OwnerKind,
     /// The user or group name.
     #[schemars(length(min = 1, max = 253))]

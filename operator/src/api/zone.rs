@@ -41,8 +41,9 @@ pub struct ZoneSpec {
     /// `Intranet` (政务内网), `Extranet` (政务外网) or `InternetAccess` (互联网接入区).
     pub kind: ZoneKind,
 
-    /// Labels that select the zone's nodes. The zone's pods are placed on these nodes only.
-    #[schemars(extend("maxProperties" = 8))]
+    /// Labels that select the zone's nodes (at least one). The zone's pods are placed on these
+    /// nodes only. Keys and values follow the Kubernetes label syntax.
+    #[schemars(extend("minProperties" = 1, "maxProperties" = 8))]
     pub node_selector: BTreeMap<String, String>,
 
     /// The taint on the zone's nodes that keeps other zones' pods off them. The zone's pods get
@@ -61,6 +62,20 @@ pub struct ZoneSpec {
     #[schemars(length(max = 32), extend("items" = {"type": "string", "maxLength": 43, "x-kubernetes-validations": [{"rule": "isCIDR(self)", "message": "must be a CIDR such as 10.20.0.0/16"}]}))]
     pub ingress: Vec<String>,
 
+    /// An Intranet zone's networks must lie in private address space (RFC 1918, 100.64.0.0/10,
+    /// fc00::/7) unless this is `true`: set it only when the intranet really uses public
+    /// allocations. No zone may list ranges that together cover the whole address space.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_public_ranges: bool,
+
+    /// Service types other than ClusterIP that the zone's tenants may create. Default: none
+    /// (ClusterIP only), since NodePort and LoadBalancer Services open the zone's nodes or an
+    /// outside address to traffic that the tenant's network policies do not see first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 3))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub allowed_service_types: Vec<ServiceType>,
+
     /// The lowest 等保 level a tenant must have to run in this zone (2, 3 or 4).
     #[serde(default = "default_level")]
     #[schemars(extend("enum" = [2, 3, 4]))]
@@ -77,6 +92,24 @@ pub enum ZoneKind {
     Intranet,
     Extranet,
     InternetAccess,
+}
+
+/// A Service type beyond ClusterIP.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+pub enum ServiceType {
+    NodePort,
+    LoadBalancer,
+    ExternalName,
+}
+
+impl ServiceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+            ServiceType::ExternalName => "ExternalName",
+        }
+    }
 }
 
 /// The taint on a zone's nodes.

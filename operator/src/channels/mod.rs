@@ -4,7 +4,9 @@
 //! namespaces, ingress in front of the target Service) without I/O; `phase` decides what state a
 //! channel is in; `reconcile` applies and removes the policies and keeps the status.
 
+pub mod approval;
 pub mod build;
+pub mod gateway;
 pub mod reconcile;
 
 use jiff::Timestamp;
@@ -22,7 +24,8 @@ pub enum EndsProblem {
     Target(String),
 }
 
-/// A channel's phase from its spec, whether its ends check out, and the time.
+/// A channel's phase from its spec, whether its ends check out, and the time. Only an approval
+/// recorded for exactly this spec ([`approval::verify`]) opens it.
 pub fn phase(ch: &ExchangeChannel, ends: Result<(), EndsProblem>, now: Timestamp) -> (ChannelPhase, String) {
     let expires: Timestamp = match ch.spec.expires.parse() {
         Ok(t) => t,
@@ -33,17 +36,17 @@ pub fn phase(ch: &ExchangeChannel, ends: Result<(), EndsProblem>, now: Timestamp
     if now >= expires {
         return (ChannelPhase::Expired, format!("expired at {expires}; the flow is closed"));
     }
-    match (ends, ch.spec.approved) {
+    match (ends, approval::verify(ch)) {
         (Err(EndsProblem::Declaration(why)), _) => (ChannelPhase::Invalid, why),
-        (ends, false) => {
+        (ends, Err(waiting)) => {
             let also = match ends {
                 Err(EndsProblem::Target(why)) => format!("; also {why}"),
                 _ => String::new(),
             };
-            (ChannelPhase::Pending, format!("waiting for approval by {}; nothing is open{also}", ch.spec.approver))
+            (ChannelPhase::Pending, format!("{waiting}; nothing is open{also}"))
         }
-        (Err(EndsProblem::Target(why)), true) => (ChannelPhase::Invalid, why),
-        (Ok(()), true) => (ChannelPhase::Active, format!("open until {expires}")),
+        (Err(EndsProblem::Target(why)), Ok(_)) => (ChannelPhase::Invalid, why),
+        (Ok(()), Ok(r)) => (ChannelPhase::Active, format!("approved by {} at {}; open until {expires}", r.by, r.at)),
     }
 }
 
@@ -53,7 +56,7 @@ mod tests {
     use crate::api::{ChannelSource, ChannelTarget, ExchangeChannelSpec};
 
     pub(crate) fn channel(approved: bool, expires: &str) -> ExchangeChannel {
-        ExchangeChannel::new(
+        let mut ch = ExchangeChannel::new(
             "tax-to-stats",
             ExchangeChannelSpec {
                 from: ChannelSource {
@@ -67,12 +70,29 @@ mod tests {
                     port: 443,
                 },
                 purpose: "monthly statistics".into(),
-                approver: "director".into(),
+                approver: Some("director".into()),
+                approver_group: None,
                 approved,
                 expires: expires.into(),
                 gateway: None,
             },
-        )
+        );
+        if approved {
+            // As the admission webhook records the director's approval.
+            let spec = approval::fingerprint(&ch.spec);
+            ch.metadata.annotations = Some(
+                [
+                    (approval::APPROVED_BY, "director"),
+                    (approval::APPROVED_AT, "2026-05-01T00:00:00Z"),
+                    (approval::APPROVED_UNTIL, expires),
+                    (approval::APPROVED_SPEC, spec.as_str()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            );
+        }
+        ch
     }
 
     #[test]

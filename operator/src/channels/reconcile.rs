@@ -9,19 +9,24 @@ use k8s_openapi::{
     apimachinery::pkg::util::intstr::IntOrString,
 };
 use kube::{
-    Api, ResourceExt,
+    Api, Resource, ResourceExt,
     api::{ListParams, Patch, PatchParams},
-    runtime::{Controller, controller::Action, watcher},
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType},
+        watcher,
+    },
 };
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{
-    EndsProblem,
+    EndsProblem, approval,
     build::{self, CHANNEL_LABEL, Ends},
     phase,
 };
 use crate::{
-    api::{ChannelPhase, ExchangeChannel, ExchangeChannelStatus, Tenant},
+    api::{ChannelPhase, ExchangeChannel, ExchangeChannelStatus, Tenant, Zone},
     apply,
     conditions::{self, Observed},
     context::Context,
@@ -35,6 +40,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let client = ctx.client.clone();
     // Tenants appearing, moving zone or losing namespaces change what a channel resolves to.
     let tenants = watcher(Api::<Tenant>::all(client.clone()), watcher::Config::default()).map(|_| ());
+    // A zone's networks bound the gateway of a channel into it.
+    let zones = watcher(Api::<Zone>::all(client.clone()), watcher::Config::default()).map(|_| ());
+    let tenants = futures::stream::select(tenants, zones);
     let metrics = ctx.metrics.clone();
     Controller::new(Api::<ExchangeChannel>::all(client.clone()), watcher::Config::default())
         .owns(Api::<NetworkPolicy>::all(client.clone()), watcher::Config::default().labels(CHANNEL_LABEL))
@@ -55,13 +63,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .await;
 }
 
-/// Checks a channel's ends against the tenants they name: both exist, the target namespace is
-/// the target tenant's, and a flow between zones names a gateway. Returns whether the flow
-/// crosses zones. The admission webhook calls this too, so the two never disagree.
+/// Checks a channel's ends against the tenants they name and their zones: both exist, the
+/// target namespace is the target tenant's, a flow between zones names a gateway, and the
+/// gateway fits the zones ([`super::gateway::check`]). Returns whether the flow crosses zones.
+/// The admission webhook calls this too, so the two never disagree.
 pub fn check_ends(
     ch: &ExchangeChannel,
     source: Option<&Tenant>,
     target: Option<&Tenant>,
+    zones: &[&Zone],
 ) -> std::result::Result<bool, String> {
     let source = source.ok_or_else(|| format!("spec.from.tenant: tenant {} does not exist", ch.spec.from.tenant))?;
     let target = target.ok_or_else(|| format!("spec.to.tenant: tenant {} does not exist", ch.spec.to.tenant))?;
@@ -81,7 +91,24 @@ pub fn check_ends(
             target.spec.zone
         ));
     }
+    if let Some(g) = &ch.spec.gateway {
+        super::gateway::check(g, zones)?;
+    }
     Ok(cross_zone)
+}
+
+/// The zones of the tenants a channel names (those that exist).
+pub async fn end_zones(client: &kube::Client, tenants: [Option<&Tenant>; 2]) -> Result<Vec<Zone>> {
+    let api: Api<Zone> = Api::all(client.clone());
+    let mut zones = Vec::new();
+    for t in tenants.into_iter().flatten() {
+        if let Some(z) = api.get_opt(&t.spec.zone).await?
+            && !zones.iter().any(|have: &Zone| have.metadata.name == z.metadata.name)
+        {
+            zones.push(z);
+        }
+    }
+    Ok(zones)
 }
 
 /// Finds what the channel's ends are, or says in words why they do not check out.
@@ -89,7 +116,8 @@ pub async fn resolve(client: &kube::Client, ch: &ExchangeChannel) -> Result<std:
     let tenants: Api<Tenant> = Api::all(client.clone());
     let source = tenants.get_opt(&ch.spec.from.tenant).await?;
     let target = tenants.get_opt(&ch.spec.to.tenant).await?;
-    let cross_zone = match check_ends(ch, source.as_ref(), target.as_ref()) {
+    let zones = end_zones(client, [source.as_ref(), target.as_ref()]).await?;
+    let cross_zone = match check_ends(ch, source.as_ref(), target.as_ref(), &zones.iter().collect::<Vec<_>>()) {
         Ok(cross_zone) => cross_zone,
         Err(why) => return Ok(Err(EndsProblem::Declaration(why))),
     };
@@ -152,6 +180,46 @@ async fn reconcile(ch: Arc<ExchangeChannel>, ctx: Arc<Context>) -> Result<Action
     result
 }
 
+/// Events for the audit trail: an approval, its withdrawal or loss, and the expiry, each once
+/// (when the status the controller last wrote did not say so yet).
+async fn announce(ctx: &Context, ch: &ExchangeChannel, now: &ExchangeChannelStatus) {
+    let before = ch.status.clone().unwrap_or_default();
+    let mut events = Vec::new();
+    if now.approved_at.is_some() && now.approved_at != before.approved_at {
+        events.push((
+            EventType::Normal,
+            "Approved",
+            format!(
+                "approved by {} at {}, until {}",
+                now.approved_by.as_deref().unwrap_or("?"),
+                now.approved_at.as_deref().unwrap_or("?"),
+                now.approved_until.as_deref().unwrap_or("?")
+            ),
+        ));
+    }
+    if now.approved_by.is_none() && before.approved_by.is_some() && now.phase != Some(ChannelPhase::Expired) {
+        events.push((
+            EventType::Warning,
+            "ApprovalRevoked",
+            format!(
+                "the approval by {} no longer holds: {}",
+                before.approved_by.as_deref().unwrap_or("?"),
+                now.message.as_deref().unwrap_or("")
+            ),
+        ));
+    }
+    if now.phase == Some(ChannelPhase::Expired) && before.phase != Some(ChannelPhase::Expired) {
+        events.push((EventType::Normal, "Expired", now.message.clone().unwrap_or_default()));
+    }
+    for (type_, reason, note) in events {
+        info!(channel = %ch.name_any(), reason, note = %note, "channel event");
+        let ev = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+        if let Err(e) = ctx.recorder.publish(&ev, &ch.object_ref(&())).await {
+            warn!(error = %e, "publishing an event failed");
+        }
+    }
+}
+
 async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Context) -> Result<Action> {
     let client = &ctx.client;
     let name = ch.name_any();
@@ -203,16 +271,30 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Context) -> Result<Action> 
 
     let previous = ch.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
     let ready = [Observed::new("Ready", true, format!("{phase:?}"), message.clone())];
+    let record = approval::verify(ch).ok();
     let status = ExchangeChannelStatus {
         observed_generation: ch.metadata.generation,
         phase: Some(phase),
         message: Some(message),
+        requested_by: approval::requested_by(ch).map(str::to_string),
+        approved_by: record.as_ref().map(|r| r.by.clone()),
+        approved_at: record.as_ref().map(|r| r.at.clone()),
+        approved_until: record.as_ref().map(|r| r.until.clone()),
         policies: applied,
         conditions: conditions::merge(previous, &ready, ch.metadata.generation, now),
     };
-    if ch.status.as_ref().map(|s| (s.phase, &s.message, &s.policies, s.observed_generation))
-        != Some((status.phase, &status.message, &status.policies, status.observed_generation))
-    {
+    announce(ctx, ch, &status).await;
+    let seen = |s: &ExchangeChannelStatus| {
+        (
+            s.phase,
+            s.message.clone(),
+            s.policies.clone(),
+            s.observed_generation,
+            s.approved_at.clone(),
+            s.requested_by.clone(),
+        )
+    };
+    if ch.status.as_ref().map(seen) != Some(seen(&status)) {
         let patch =
             serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "ExchangeChannel", "status": status});
         Api::<ExchangeChannel>::all(client.clone())

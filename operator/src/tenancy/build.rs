@@ -271,7 +271,6 @@ pub fn owner_cluster_role() -> ClusterRole {
                     "pods/attach",
                     "pods/portforward",
                     "services",
-                    "endpoints",
                     "configmaps",
                     "secrets",
                     "persistentvolumeclaims",
@@ -296,9 +295,13 @@ pub fn owner_cluster_role() -> ClusterRole {
             rule(&["autoscaling"], &["horizontalpodautoscalers"], ALL),
             rule(&["policy"], &["poddisruptionbudgets"], ALL),
             rule(&["networking.k8s.io"], &["ingresses"], ALL),
+            // Endpoints are written by the cluster's controllers only: an owner who could write
+            // them could point a Service anywhere (CVE-2021-25740).
             rule(&["discovery.k8s.io"], &["endpointslices"], READ),
-            rule(&[""], &["resourcequotas", "limitranges", "events", "namespaces"], READ),
-            rule(&["networking.k8s.io"], &["networkpolicies"], READ),
+            rule(&[""], &["endpoints", "resourcequotas", "limitranges", "events", "namespaces"], READ),
+            // Their own policies, inside the tenant: the webhook (or the Admin-tier cluster
+            // policy) keeps them from reaching other tenants, and guards the operator's own.
+            rule(&["networking.k8s.io"], &["networkpolicies"], ALL),
             rule(&["rbac.authorization.k8s.io"], &["rolebindings", "roles"], READ),
             // 国密 certificates of their own, from their namespace's or their department's CA.
             rule(&["zhengyun.io"], &["smcertificates", "smissuers"], ALL),
@@ -384,7 +387,10 @@ mod tests {
         for r in role.rules.unwrap_or_default() {
             let res = r.resources.unwrap_or_default();
             let writes = r.verbs.iter().any(|v| !["get", "list", "watch"].contains(&v.as_str()));
-            for forbidden in ["resourcequotas", "limitranges", "networkpolicies", "namespaces", "rolebindings"] {
+            // Their own NetworkPolicies they may write; the webhook guards ours.
+            for forbidden in
+                ["resourcequotas", "limitranges", "namespaces", "rolebindings", "endpoints", "endpointslices"]
+            {
                 assert!(!(writes && res.iter().any(|x| x == forbidden)), "owners may write {forbidden}");
             }
         }

@@ -97,6 +97,11 @@ fn map_to_tenant<K: Resource>(obj: K) -> Option<ObjectRef<DeserializeGuard<Tenan
 fn error_policy(_obj: Arc<DeserializeGuard<Tenant>>, err: &Error, _ctx: Arc<Context>) -> Action {
     match err {
         Error::DeletionBlocked(_) => Action::requeue(Duration::from_secs(10)),
+        Error::Finalizer(inner)
+            if matches!(inner.as_ref(), kube::runtime::finalizer::Error::ApplyFailed(Error::Apply { .. })) =>
+        {
+            Action::requeue(Duration::from_secs(15))
+        }
         _ => Action::requeue(Duration::from_secs(5)),
     }
 }
@@ -123,8 +128,8 @@ async fn reconcile(obj: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>) -> Res
         }
     })
     .instrument(span)
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    .await;
+    let result = settle_finalizer(result).map_err(|e| Error::Finalizer(Box::new(e)));
     m.active_workers.with_label_values(&[CONTROLLER]).dec();
     timer.observe_duration();
     match &result {
@@ -137,6 +142,23 @@ async fn reconcile(obj: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>) -> Res
         }
     }
     result
+}
+
+/// Finalizer outcomes that are not errors. Removing the finalizer from a tenant that is already
+/// gone is what was wanted. Adding it can meet a stale copy (the JSON patch's test fails with 422,
+/// or a conflict with 409): the watch brings the fresh tenant and the next round adds it.
+fn settle_finalizer(
+    result: std::result::Result<Action, kube::runtime::finalizer::Error<Error>>,
+) -> std::result::Result<Action, kube::runtime::finalizer::Error<Error>> {
+    use kube::runtime::finalizer::Error as F;
+    match result {
+        Err(F::RemoveFinalizer(kube::Error::Api(s))) if s.code == 404 => Ok(Action::await_change()),
+        Err(F::AddFinalizer(kube::Error::Api(s))) if s.code == 422 || s.code == 409 => {
+            tracing::debug!(code = s.code, "finalizer added to a stale copy; retrying with the fresh tenant");
+            Ok(Action::requeue(Duration::from_millis(500)))
+        }
+        other => other,
+    }
 }
 
 async fn publish(ctx: &Context, tenant: &Tenant, type_: EventType, reason: &str, note: String) {
@@ -263,11 +285,33 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     for why in &conflicts {
         publish(ctx, tenant, EventType::Warning, "NamespaceConflict", why.clone()).await;
     }
+    // Every child is tried, in the order that keeps a namespace safe: its isolation first, then
+    // its bounds (quota, limits), and the owners' access last and only where isolation and quota
+    // are in place. One refused child never leaves the safety objects after it unapplied.
+    let mut failed = Failures::default();
     for name in &owned {
-        apply::cluster(client, &build::namespace(&vt, name)).await?;
+        failed.note("Namespace", name, apply::cluster(client, &build::namespace(&vt, name)).await.map(drop));
+    }
+    let mut isolated: BTreeSet<&str> = BTreeSet::new();
+    for ns in &owned {
+        let mut ok = true;
+        for np in build::network_policies(&vt, ns, &placement) {
+            let name = format!("{ns}/{}", np.name_any());
+            ok &= failed.note("NetworkPolicy", &name, apply::namespaced(client, &np).await.map(drop));
+        }
+        if ok {
+            isolated.insert(ns.as_str());
+        }
+    }
+    if ctx.uses_cluster_network_policy() {
+        let owner = tenant.controller_owner_ref(&()).unwrap_or_default();
+        let cnp = crate::isolation::tenant_policy(&vt, &placement, owner);
+        if !failed.note("ClusterNetworkPolicy", &vt.name, crate::isolation::apply(client, &cnp).await.map(drop)) {
+            isolated.clear();
+        }
     }
 
-    // Quotas first, so the namespace is bounded before anyone may create pods in it.
+    // Quotas before access, so the namespace is bounded before anyone may create pods in it.
     let quotas: Vec<ResourceQuota> = list_labelled(client, &vt.name).await?;
     let observed: Vec<Observed> = owned
         .iter()
@@ -281,31 +325,44 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         })
         .collect();
     let (hards, settled) = quota::split(&vt.quota, &observed);
+    let mut bounded: BTreeSet<&str> = BTreeSet::new();
     for (ns, hard) in owned.iter().zip(&hards) {
-        apply::namespaced(client, &build::resource_quota(&vt, ns, hard)).await?;
+        let rq = build::resource_quota(&vt, ns, hard);
+        if failed.note("ResourceQuota", &format!("{ns}/{CHILD_NAME}"), apply::namespaced(client, &rq).await.map(drop)) {
+            bounded.insert(ns.as_str());
+        }
     }
     for ns in &owned {
         if let Some(lr) = build::limit_range(&vt, ns) {
-            apply::namespaced(client, &lr).await?;
+            failed.note("LimitRange", &format!("{ns}/{CHILD_NAME}"), apply::namespaced(client, &lr).await.map(drop));
         }
-        for np in build::network_policies(&vt, ns, &placement) {
-            apply::namespaced(client, &np).await?;
-        }
-    }
-    if ctx.uses_cluster_network_policy() {
-        let owner = tenant.controller_owner_ref(&()).unwrap_or_default();
-        crate::isolation::apply(client, &crate::isolation::tenant_policy(&vt, &placement, owner)).await?;
-    }
-    for ns in &owned {
-        apply::namespaced(client, &build::role_binding(&vt, ns)).await?;
     }
     for ns in &owned {
         for c in build::certificates(&vt, ns) {
-            apply::namespaced(client, &c).await?;
+            let name = format!("{ns}/{}", c.name_any());
+            failed.note("SmCertificate", &name, apply::namespaced(client, &c).await.map(drop));
+        }
+    }
+    let mut bound = 0;
+    for ns in &owned {
+        if isolated.contains(ns.as_str()) && bounded.contains(ns.as_str()) {
+            let rb = build::role_binding(&vt, ns);
+            bound += usize::from(failed.note(
+                "RoleBinding",
+                &format!("{ns}/{CHILD_NAME}"),
+                apply::namespaced(client, &rb).await.map(drop),
+            ));
         }
     }
 
-    sweep(ctx, tenant, &vt, &owned).await?;
+    if failed.0.is_empty() {
+        sweep(ctx, tenant, &vt, &owned).await?;
+    }
+    for f in &failed.0 {
+        ctx.metrics.child_apply_failures.with_label_values(&[CONTROLLER, f.kind]).inc();
+        warn!(tenant = %vt.name, kind = f.kind, object = %f.name, error = %f.error, "applying a child failed");
+        publish(ctx, tenant, EventType::Warning, "ApplyFailed", f.to_string()).await;
+    }
 
     // Status: the tenant's totals are the sums over its namespaces.
     let mut used: BTreeMap<String, Milli> = BTreeMap::new();
@@ -348,11 +405,34 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         (true, false) => ("Rebalancing", "enforced; moving free quota between namespaces as usage changes"),
         (false, _) => ("Pending", "waiting for the quota controller to enforce the namespaces' quotas"),
     };
+    let network_ok = isolated.len() == owned.len();
+    let access_ok = bound == owned.len();
     let mut conds = vec![
         Cond::new("NamespacesReady", ns_ok, ns_reason, ns_message),
         Cond::new("QuotaReady", enforced, quota_reason, quota_message),
-        Cond::new("AccessReady", true, "Bound", format!("owners bound to {} in every namespace", build::OWNER_ROLE)),
-        Cond::new("NetworkReady", true, "DefaultDeny", "default-deny with the tenant and DNS allowed"),
+        if access_ok {
+            Cond::new("AccessReady", true, "Bound", format!("owners bound to {} in every namespace", build::OWNER_ROLE))
+        } else {
+            Cond::new(
+                "AccessReady",
+                false,
+                "NotBound",
+                format!(
+                    "owners are bound in {bound} of {} namespaces; access waits for isolation and quota",
+                    owned.len()
+                ),
+            )
+        },
+        if network_ok {
+            Cond::new("NetworkReady", true, "DefaultDeny", "default-deny with the tenant and DNS allowed")
+        } else {
+            Cond::new(
+                "NetworkReady",
+                false,
+                "ApplyFailed",
+                format!("default-deny is in force in {} of {} namespaces", isolated.len(), owned.len()),
+            )
+        },
         Cond::new(
             "Conflict",
             !conflicts.is_empty(),
@@ -364,9 +444,11 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         None => conds.push(Cond::new("ZoneReady", true, "Admitted", format!("zone {} admits the tenant", vt.zone))),
         Some(e) => conds.push(Cond::new("ZoneReady", false, e.reason(), e.to_string())),
     }
-    let ready = ns_ok && enforced && zone_problem.is_none();
+    let ready = ns_ok && enforced && zone_problem.is_none() && failed.0.is_empty();
     let (reason, message) = if ready {
         ("Ready", "everything the tenant needs is in place".to_string())
+    } else if !failed.0.is_empty() {
+        ("ApplyFailed", failed.0.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "))
     } else if !conflicts.is_empty() {
         ("Conflict", conflicts.join("; "))
     } else if let Some(e) = &zone_problem {
@@ -377,9 +459,46 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     conds.insert(0, Cond::new("Ready", ready, reason, message));
     write_status(ctx, tenant, conds, owned, Some((quota_status, &vt, &used))).await?;
 
+    if let Some(first) = failed.0.into_iter().next() {
+        return Err(Error::Apply { kind: first.kind, name: first.name, error: first.error });
+    }
     let m = &ctx.metrics;
     m.tenant_last_success.with_label_values(&[&vt.name]).set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
     Ok(if ready && settled { Action::requeue(RESYNC) } else { Action::requeue(SOON) })
+}
+
+/// A child the API server did not take this round.
+struct Failure {
+    kind: &'static str,
+    name: String,
+    error: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.kind, self.name, self.error)
+    }
+}
+
+/// The children a round failed to apply; the round goes on past each.
+#[derive(Default)]
+struct Failures(Vec<Failure>);
+
+impl Failures {
+    /// Notes the outcome of one apply; true when it went through.
+    fn note(&mut self, kind: &'static str, name: &str, result: std::result::Result<(), kube::Error>) -> bool {
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                let error = match &e {
+                    kube::Error::Api(s) => s.message.clone(),
+                    other => other.to_string(),
+                };
+                self.0.push(Failure { kind, name: name.to_string(), error });
+                false
+            }
+        }
+    }
 }
 
 /// Removes what this round no longer produces: children in our namespaces that the spec no

@@ -80,6 +80,8 @@ pub enum ValidationError {
     SecurityLevel(u8),
     #[error("spec.owners must name at least one user or group")]
     NoOwners,
+    #[error("spec.owners[{index}].name: {reason}")]
+    Owner { index: usize, reason: String },
     #[error("spec.namespaces must list at least one namespace")]
     NoNamespaces,
     #[error("spec.namespaces[{index}].suffix '{suffix}' is not a DNS label")]
@@ -130,6 +132,11 @@ pub fn validate(tenant: &Tenant) -> Result<ValidatedTenant, ValidationError> {
     };
     if spec.owners.is_empty() {
         return Err(ValidationError::NoOwners);
+    }
+    for (index, o) in spec.owners.iter().enumerate() {
+        if let Some(reason) = owner_problem(o) {
+            return Err(ValidationError::Owner { index, reason });
+        }
     }
     if spec.namespaces.is_empty() {
         return Err(ValidationError::NoNamespaces);
@@ -202,6 +209,21 @@ pub fn validate(tenant: &Tenant) -> Result<ValidatedTenant, ValidationError> {
     })
 }
 
+/// Owners that would hand the tenant to everyone: `system:` groups hold every authenticated
+/// user, every service account or every node; `system:anonymous` is every unauthenticated call.
+fn owner_problem(o: &Owner) -> Option<String> {
+    match o.kind {
+        crate::api::OwnerKind::Group if o.name.starts_with("system:") => Some(format!(
+            "group {} holds users of the whole cluster, not of one department: name the department's own group",
+            o.name
+        )),
+        crate::api::OwnerKind::User if o.name == "system:anonymous" => {
+            Some("system:anonymous is every unauthenticated request: name a real user".into())
+        }
+        _ => None,
+    }
+}
+
 /// What a tenant gets from its zone: where its pods run and which outside networks it reaches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ZonePlacement {
@@ -257,15 +279,24 @@ fn parse_limits(l: &ContainerLimits) -> Result<Limits, ValidationError> {
         default_limit: section("defaultLimit", &l.default_limit)?,
         max: section("max", &l.max)?,
     };
-    // A default request above the default limit would make every defaulted pod invalid.
-    for (res, req) in &limits.default_request {
-        if let Some(lim) = limits.default_limit.get(res)
-            && req > lim
-        {
-            return Err(ValidationError::Quantity {
-                field: format!("spec.limits.defaultRequest.{res}"),
-                reason: "is larger than spec.limits.defaultLimit".into(),
-            });
+    // The API server refuses a LimitRange whose defaults break its own bounds (and a default
+    // request above the default limit would make every defaulted pod invalid): say so here,
+    // naming the field, instead of failing half-way through applying the tenant.
+    let pairs = [
+        ("defaultRequest", &limits.default_request, "defaultLimit", &limits.default_limit),
+        ("defaultRequest", &limits.default_request, "max", &limits.max),
+        ("defaultLimit", &limits.default_limit, "max", &limits.max),
+    ];
+    for (small_name, small, big_name, big) in pairs {
+        for (res, v) in small {
+            if let Some(bound) = big.get(res)
+                && v > bound
+            {
+                return Err(ValidationError::Quantity {
+                    field: format!("spec.limits.{small_name}.{res}"),
+                    reason: format!("is larger than spec.limits.{big_name}.{res}"),
+                });
+            }
         }
     }
     Ok(limits)
@@ -360,6 +391,8 @@ pub(crate) mod tests {
                 taint: None,
                 egress: vec!["10.0.0.0/8".into()],
                 ingress: vec![],
+                allow_public_ranges: false,
+                allowed_service_types: vec![],
                 min_security_level: 3,
             },
         );
@@ -380,5 +413,38 @@ pub(crate) mod tests {
             max: None,
         });
         assert!(validate(&t).unwrap_err().to_string().contains("spec.limits.defaultRequest.cpu"));
+    }
+
+    #[test]
+    fn defaults_above_the_maximum_are_refused() {
+        let cm = |cpu: &str| Some(crate::api::CpuMemory { cpu: Some(cpu.into()), memory: None });
+        let mut t = sample();
+        t.spec.limits = Some(ContainerLimits { default_request: None, default_limit: cm("4"), max: cm("2") });
+        let err = validate(&t).unwrap_err().to_string();
+        assert_eq!(err, "spec.limits.defaultLimit.cpu: is larger than spec.limits.max.cpu");
+        t.spec.limits = Some(ContainerLimits { default_request: cm("3"), default_limit: None, max: cm("2") });
+        assert!(validate(&t).unwrap_err().to_string().starts_with("spec.limits.defaultRequest.cpu"));
+        t.spec.limits = Some(ContainerLimits { default_request: cm("500m"), default_limit: cm("1"), max: cm("2") });
+        assert!(validate(&t).is_ok());
+    }
+
+    #[test]
+    fn owners_may_not_be_everyone() {
+        for (kind, name) in [
+            (OwnerKind::Group, "system:authenticated"),
+            (OwnerKind::Group, "system:unauthenticated"),
+            (OwnerKind::Group, "system:serviceaccounts"),
+            (OwnerKind::Group, "system:serviceaccounts:kube-system"),
+            (OwnerKind::User, "system:anonymous"),
+        ] {
+            let mut t = sample();
+            t.spec.owners.push(Owner { kind, name: name.into() });
+            let err = validate(&t).unwrap_err().to_string();
+            assert!(err.starts_with("spec.owners[1].name"), "{name}: {err}");
+        }
+        let mut t = sample();
+        t.spec.owners.push(Owner { kind: OwnerKind::Group, name: "edu-admins".into() });
+        t.spec.owners.push(Owner { kind: OwnerKind::User, name: "system:serviceaccount:ci:deployer".into() });
+        assert!(validate(&t).is_ok(), "a department group and a pipeline's service account are fine");
     }
 }

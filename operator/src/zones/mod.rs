@@ -23,6 +23,8 @@ use crate::{
     quantity::{self, Kind, Milli},
 };
 
+pub mod validate;
+
 pub const CONTROLLER: &str = "zone";
 
 /// Whether a node carries every label of a selector.
@@ -83,16 +85,39 @@ async fn reconcile(zone: Arc<Zone>, ctx: Arc<Context>) -> Result<Action> {
             tenants.items.iter().filter(|t| t.spec.zone == name).map(|t| t.name_any()).collect();
         in_zone.sort();
         let has_nodes = !mine.is_empty();
-        let observed = [Observed::new(
-            "Ready",
-            has_nodes,
-            if has_nodes { "NodesFound" } else { "NoNodes" },
-            if has_nodes {
-                format!("{} nodes match the zone's node selector", mine.len())
-            } else {
-                "no node matches the zone's node selector: its pods cannot be scheduled".to_string()
-            },
-        )];
+        let invalid = validate::validate(&zone.spec).err();
+        let observed = [match &invalid {
+            // A zone that got past an older schema: say so rather than place pods by it.
+            Some(why) => Observed::new("Ready", false, "InvalidSpec", why.clone()),
+            None => Observed::new(
+                "Ready",
+                has_nodes,
+                if has_nodes { "NodesFound" } else { "NoNodes" },
+                if has_nodes {
+                    format!("{} nodes match the zone's node selector", mine.len())
+                } else {
+                    "no node matches the zone's node selector: its pods cannot be scheduled".to_string()
+                },
+            ),
+        }];
+        let was_invalid = zone
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.reason == "InvalidSpec" && Some(&c.message) == invalid.as_ref());
+        if let (Some(why), false) = (&invalid, was_invalid) {
+            let ev = kube::runtime::events::Event {
+                type_: kube::runtime::events::EventType::Warning,
+                reason: "InvalidSpec".into(),
+                note: Some(why.clone()),
+                action: "Validate".into(),
+                secondary: None,
+            };
+            use kube::Resource;
+            if let Err(e) = ctx.recorder.publish(&ev, &zone.object_ref(&())).await {
+                warn!(error = %e, "publishing an event failed");
+            }
+        }
         let previous = zone.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
         let status = ZoneStatus {
             observed_generation: zone.metadata.generation,
@@ -103,8 +128,11 @@ async fn reconcile(zone: Arc<Zone>, ctx: Arc<Context>) -> Result<Action> {
             tenants: in_zone,
         };
         // Unchanged status: no write, so no event and no loop.
-        if zone.status.as_ref().map(|s| (&s.nodes, &s.tenants, &s.allocatable, s.observed_generation))
-            != Some((&status.nodes, &status.tenants, &status.allocatable, status.observed_generation))
+        let ready = |s: &ZoneStatus| {
+            s.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.clone(), c.message.clone()))
+        };
+        if zone.status.as_ref().map(|s| (&s.nodes, &s.tenants, &s.allocatable, s.observed_generation, ready(s)))
+            != Some((&status.nodes, &status.tenants, &status.allocatable, status.observed_generation, ready(&status)))
         {
             let patch = serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "Zone", "status": status});
             Api::<Zone>::all(ctx.client.clone())
