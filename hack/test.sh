@@ -37,7 +37,7 @@ step "build"
 cargo build --workspace --all-targets --locked
 
 step "unit tests (includes: committed CRDs match the Rust types)"
-cargo test -p zhengyun-operator --locked
+cargo test --workspace --exclude zhengyun-e2e --locked
 
 dir=$(mktemp -d /tmp/zhengyun-test.XXXXXX)
 cleanup() {

@@ -7,23 +7,22 @@
 
 pub mod admin;
 pub mod admission;
-pub mod api;
 pub mod apply;
 pub mod certificates;
 pub mod channels;
-pub mod cidr;
 pub mod conditions;
 pub mod context;
 pub mod error;
 pub mod isolation;
-pub mod labels;
 pub mod leader;
 pub mod metrics;
-pub mod pki;
-pub mod quantity;
 pub mod reachability;
 pub mod rest_metrics;
 pub mod tenancy;
 pub mod zones;
 
 pub use error::{Error, Result};
+/// The API types, CRDs, labels and quantities (the `zhengyun-api` crate).
+pub use zhengyun_api::{self as api, cidr, labels, quantity};
+/// 国密 PKI (the `zhengyun-pki` crate).
+pub use zhengyun_pki as pki;

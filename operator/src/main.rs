@@ -146,11 +146,8 @@ async fn reachability(explain: Option<Vec<String>>) -> anyhow::Result<()> {
         .map(|n| (n.metadata.name.clone().unwrap_or_default(), n.metadata.labels.clone().unwrap_or_default()))
         .collect();
     let network_policies = Api::<NetworkPolicy>::all(client.clone()).list(&ListParams::default()).await?.items;
-    let cluster_policies = if zhengyun::admission::run::has_cluster_network_policy(&client).await {
-        zhengyun::isolation::list(&client).await?
-    } else {
-        Vec::new()
-    };
+    let cluster_policies =
+        if zhengyun::isolation::served(&client).await { zhengyun::isolation::list(&client).await? } else { Vec::new() };
     let world = World { network_policies, cluster_policies };
     let m = reachability::matrix(&world, &namespaces);
     match explain.as_deref() {
@@ -219,7 +216,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
         Ok(_) => {}
     }
     // Optional APIs are detected, not assumed.
-    let cnp = zhengyun::admission::run::has_cluster_network_policy(&client).await;
+    let cnp = zhengyun::isolation::served(&client).await;
     ctx.cluster_network_policy.store(cnp, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(
         isolation = if cnp { "ClusterNetworkPolicy (Admin tier) + NetworkPolicy" } else { "NetworkPolicy + webhook" },

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::{
     api::{ServiceType, ZoneTaint},
     labels,
-    tenancy::validate::ZonePlacement,
+    zones::ZonePlacement,
 };
 
 /// Controllers of Kubernetes itself that must be able to delete what we own (namespace

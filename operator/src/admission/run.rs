@@ -25,14 +25,6 @@ pub async fn whoami(client: &Client) -> Result<String, kube::Error> {
     Ok(review.status.and_then(|s| s.user_info).and_then(|u| u.username).unwrap_or_default())
 }
 
-/// Whether the cluster serves `policy.networking.k8s.io/v1alpha2` ClusterNetworkPolicy.
-pub async fn has_cluster_network_policy(client: &Client) -> bool {
-    match client.list_api_group_resources("policy.networking.k8s.io/v1alpha2").await {
-        Ok(list) => list.resources.iter().any(|r| r.name == "clusternetworkpolicies"),
-        Err(_) => false,
-    }
-}
-
 /// The names the serving certificate must carry for an endpoint.
 pub fn sans(endpoint: &Endpoint) -> Vec<String> {
     match endpoint {

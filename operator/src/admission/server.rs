@@ -29,7 +29,8 @@ use crate::{
         reconcile::{check_ends, end_zones},
     },
     labels,
-    tenancy::validate::{ZonePlacement, check_zone, validate},
+    tenancy::validate::{check_zone, validate},
+    zones::ZonePlacement,
 };
 
 /// What the handlers need.
@@ -132,12 +133,7 @@ async fn namespace_zone(
     let Some(zone) = zone else {
         return Err(format!("zone {zone_name} of tenant {tenant} does not exist: pods cannot be placed"));
     };
-    let placement = ZonePlacement {
-        node_selector: zone.spec.node_selector.clone(),
-        taint: Some(zone.effective_taint()),
-        egress: zone.spec.egress.clone(),
-        ingress: zone.spec.ingress.clone(),
-    };
+    let placement = crate::zones::placement(&zone);
     Ok(Some((tenant.clone(), zone_name.clone(), placement, zone)))
 }
 

@@ -14,6 +14,7 @@ use k8s_openapi::{
 };
 use kube::{Resource, ResourceExt};
 
+use crate::isolation::{self as cnp, CHANNEL_PRIORITY, ClusterNetworkPolicy, CnpPeer, CnpPods, CnpSpec, CnpSubject};
 use crate::{api::ExchangeChannel, labels};
 
 /// Label naming the channel a policy belongs to.
@@ -119,6 +120,57 @@ pub fn policies(ch: &ExchangeChannel, ends: &Ends) -> Vec<NetworkPolicy> {
             egress: None,
         }),
     });
+    out
+}
+
+/// An active channel's flow, passed through the Admin tier before any tenant's deny rules.
+pub fn cluster_policies(ch: &ExchangeChannel, ends: &Ends) -> Vec<ClusterNetworkPolicy> {
+    let name = ch.name_any();
+    let owner = crate::channels::build::owner(ch);
+    let meta = |side: &str| ObjectMeta {
+        name: Some(format!("zhengyun-channel-{name}-{side}")),
+        labels: Some(BTreeMap::from([
+            (labels::MANAGED_BY.into(), labels::MANAGER.into()),
+            (CHANNEL_LABEL.into(), name.clone()),
+        ])),
+        owner_references: Some(vec![owner.clone()]),
+        ..Default::default()
+    };
+    let sources = CnpPods {
+        namespace_selector: cnp::sel(&[(labels::TENANT, &ends.source_tenant)]),
+        pod_selector: cnp::sel_map(&ch.spec.from.pod_labels),
+    };
+    let targets = CnpPods {
+        namespace_selector: cnp::sel(&[("kubernetes.io/metadata.name", &ends.target_namespace)]),
+        pod_selector: cnp::sel_map(&ends.target_pods),
+    };
+    let protocols = vec![cnp::port(&ends.target_port, false)];
+    let to = match &ends.gateway {
+        Some(g) => CnpPeer { networks: Some(vec![g.clone()]), ..Default::default() },
+        None => CnpPeer { pods: Some(targets.clone()), ..Default::default() },
+    };
+    let spec = |subject: CnpPods| CnpSpec {
+        tier: "Admin".into(),
+        priority: CHANNEL_PRIORITY,
+        subject: CnpSubject { namespaces: None, pods: Some(subject) },
+        ..Default::default()
+    };
+    let mut egress = ClusterNetworkPolicy { metadata: meta("egress"), spec: spec(sources.clone()) };
+    egress.spec.egress = vec![cnp::rule("channel", "Pass", vec![to], protocols.clone(), false)];
+    let mut out = vec![egress];
+    // A gateway's traffic comes from outside the cluster: the Admin tier's pod and namespace
+    // rules do not match it, so only a same-zone flow needs an ingress pass.
+    if ends.gateway.is_none() {
+        let mut ingress = ClusterNetworkPolicy { metadata: meta("ingress"), spec: spec(targets) };
+        ingress.spec.ingress = vec![cnp::rule(
+            "channel",
+            "Pass",
+            vec![CnpPeer { pods: Some(sources), ..Default::default() }],
+            protocols,
+            true,
+        )];
+        out.push(ingress);
+    }
     out
 }
 

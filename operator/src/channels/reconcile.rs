@@ -243,7 +243,7 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Context) -> Result<Action> 
     }
     if ctx.uses_cluster_network_policy() {
         let cluster_policies = match (&phase, &ends) {
-            (ChannelPhase::Active, Ok(ends)) => crate::isolation::channel_policies(ch, ends),
+            (ChannelPhase::Active, Ok(ends)) => build::cluster_policies(ch, ends),
             _ => Vec::new(),
         };
         let mut keep = Vec::new();

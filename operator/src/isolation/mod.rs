@@ -7,11 +7,15 @@
 //! active exchange channel gets Admin-tier `Pass` rules at a higher precedence, so its flow
 //! reaches the NetworkPolicies the channel controller writes. We own the types we need here
 //! (a subset of the upstream API) rather than depending on a Go-generated crate.
+//!
+//! This module is the API's model and I/O only; the tenant and channel builders that decide
+//! what policies say live with their concerns (`tenancy::build`, `channels::build`), so the
+//! dependencies point one way.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::{
-    apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
+    apis::meta::v1::{LabelSelector, ObjectMeta},
     util::intstr::IntOrString,
 };
 use kube::{
@@ -20,12 +24,7 @@ use kube::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    api::ExchangeChannel,
-    channels::build::{CHANNEL_LABEL, Ends},
-    labels,
-    tenancy::validate::{ValidatedTenant, ZonePlacement},
-};
+use crate::labels;
 
 /// Precedence of channel rules: before every tenant's deny rules.
 pub const CHANNEL_PRIORITY: i32 = 10;
@@ -127,27 +126,33 @@ pub struct CnpPortNumber {
     pub number: Option<i32>,
 }
 
-fn sel(m: &[(&str, &str)]) -> LabelSelector {
+pub(crate) fn sel(m: &[(&str, &str)]) -> LabelSelector {
     LabelSelector {
         match_labels: Some(m.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
         ..Default::default()
     }
 }
 
-fn sel_map(m: &BTreeMap<String, String>) -> LabelSelector {
+pub(crate) fn sel_map(m: &BTreeMap<String, String>) -> LabelSelector {
     LabelSelector { match_labels: Some(m.clone()), ..Default::default() }
 }
 
-fn rule(name: &str, action: &str, peers: Vec<CnpPeer>, protocols: Vec<CnpProtocol>, ingress: bool) -> CnpRule {
+pub(crate) fn rule(
+    name: &str,
+    action: &str,
+    peers: Vec<CnpPeer>,
+    protocols: Vec<CnpProtocol>,
+    ingress: bool,
+) -> CnpRule {
     let (from, to) = if ingress { (peers, Vec::new()) } else { (Vec::new(), peers) };
     CnpRule { name: Some(name.into()), action: action.into(), from, to, protocols }
 }
 
-fn namespaces(s: LabelSelector) -> CnpPeer {
+pub(crate) fn namespaces(s: LabelSelector) -> CnpPeer {
     CnpPeer { namespaces: Some(s), ..Default::default() }
 }
 
-fn port(p: &IntOrString, udp: bool) -> CnpProtocol {
+pub(crate) fn port(p: &IntOrString, udp: bool) -> CnpProtocol {
     match p {
         IntOrString::Int(n) => {
             let port = Some(CnpPort { destination_port: CnpPortNumber { number: Some(*n) } });
@@ -159,112 +164,6 @@ fn port(p: &IntOrString, udp: bool) -> CnpProtocol {
         }
         IntOrString::String(name) => CnpProtocol { destination_named_port: Some(name.clone()), ..Default::default() },
     }
-}
-
-/// The tenant boundary as an Admin-tier policy.
-pub fn tenant_policy(t: &ValidatedTenant, zone: &ZonePlacement, owner: OwnerReference) -> ClusterNetworkPolicy {
-    let own = sel(&[(labels::TENANT, &t.name)]);
-    let dns = CnpPeer {
-        pods: Some(CnpPods {
-            namespace_selector: sel(&[("kubernetes.io/metadata.name", "kube-system")]),
-            pod_selector: sel(&[("k8s-app", "kube-dns")]),
-        }),
-        ..Default::default()
-    };
-    let mut egress = vec![
-        rule("same-tenant", "Pass", vec![namespaces(own.clone())], vec![], false),
-        rule(
-            "dns",
-            "Pass",
-            vec![dns],
-            vec![port(&IntOrString::Int(53), true), port(&IntOrString::Int(53), false)],
-            false,
-        ),
-    ];
-    if !zone.egress.is_empty() {
-        egress.push(rule(
-            "zone-networks",
-            "Pass",
-            vec![CnpPeer { networks: Some(zone.egress.clone()), ..Default::default() }],
-            vec![],
-            false,
-        ));
-    }
-    egress.push(rule("other-tenants", "Deny", vec![namespaces(LabelSelector::default())], vec![], false));
-    egress.push(rule(
-        "outside",
-        "Deny",
-        vec![CnpPeer { networks: Some(vec!["0.0.0.0/0".into(), "::/0".into()]), ..Default::default() }],
-        vec![],
-        false,
-    ));
-    ClusterNetworkPolicy {
-        metadata: ObjectMeta {
-            name: Some(format!("zhengyun-tenant-{}", t.name)),
-            labels: Some(BTreeMap::from([
-                (labels::MANAGED_BY.into(), labels::MANAGER.into()),
-                (labels::TENANT.into(), t.name.clone()),
-            ])),
-            owner_references: Some(vec![owner]),
-            ..Default::default()
-        },
-        spec: CnpSpec {
-            tier: "Admin".into(),
-            priority: TENANT_PRIORITY,
-            subject: CnpSubject { namespaces: Some(own.clone()), pods: None },
-            ingress: vec![
-                rule("same-tenant", "Pass", vec![namespaces(own)], vec![], true),
-                rule("other-tenants", "Deny", vec![namespaces(LabelSelector::default())], vec![], true),
-            ],
-            egress,
-        },
-    }
-}
-
-/// An active channel's flow, passed through the Admin tier before any tenant's deny rules.
-pub fn channel_policies(ch: &ExchangeChannel, ends: &Ends) -> Vec<ClusterNetworkPolicy> {
-    let name = ch.name_any();
-    let owner = crate::channels::build::owner(ch);
-    let meta = |side: &str| ObjectMeta {
-        name: Some(format!("zhengyun-channel-{name}-{side}")),
-        labels: Some(BTreeMap::from([
-            (labels::MANAGED_BY.into(), labels::MANAGER.into()),
-            (CHANNEL_LABEL.into(), name.clone()),
-        ])),
-        owner_references: Some(vec![owner.clone()]),
-        ..Default::default()
-    };
-    let sources = CnpPods {
-        namespace_selector: sel(&[(labels::TENANT, &ends.source_tenant)]),
-        pod_selector: sel_map(&ch.spec.from.pod_labels),
-    };
-    let targets = CnpPods {
-        namespace_selector: sel(&[("kubernetes.io/metadata.name", &ends.target_namespace)]),
-        pod_selector: sel_map(&ends.target_pods),
-    };
-    let protocols = vec![port(&ends.target_port, false)];
-    let to = match &ends.gateway {
-        Some(g) => CnpPeer { networks: Some(vec![g.clone()]), ..Default::default() },
-        None => CnpPeer { pods: Some(targets.clone()), ..Default::default() },
-    };
-    let spec = |subject: CnpPods| CnpSpec {
-        tier: "Admin".into(),
-        priority: CHANNEL_PRIORITY,
-        subject: CnpSubject { namespaces: None, pods: Some(subject) },
-        ..Default::default()
-    };
-    let mut egress = ClusterNetworkPolicy { metadata: meta("egress"), spec: spec(sources.clone()) };
-    egress.spec.egress = vec![rule("channel", "Pass", vec![to], protocols.clone(), false)];
-    let mut out = vec![egress];
-    // A gateway's traffic comes from outside the cluster: the Admin tier's pod and namespace
-    // rules do not match it, so only a same-zone flow needs an ingress pass.
-    if ends.gateway.is_none() {
-        let mut ingress = ClusterNetworkPolicy { metadata: meta("ingress"), spec: spec(targets) };
-        ingress.spec.ingress =
-            vec![rule("channel", "Pass", vec![CnpPeer { pods: Some(sources), ..Default::default() }], protocols, true)];
-        out.push(ingress);
-    }
-    out
 }
 
 /// Server-Side Apply of a ClusterNetworkPolicy.
@@ -307,4 +206,12 @@ pub async fn list(client: &Client) -> Result<Vec<ClusterNetworkPolicy>, kube::Er
         .into_iter()
         .filter_map(|o| serde_json::to_value(o).ok().and_then(|v| serde_json::from_value(v).ok()))
         .collect())
+}
+
+/// Whether the cluster serves `policy.networking.k8s.io/v1alpha2` ClusterNetworkPolicy.
+pub async fn served(client: &Client) -> bool {
+    match client.list_api_group_resources("policy.networking.k8s.io/v1alpha2").await {
+        Ok(list) => list.resources.iter().any(|r| r.name == "clusternetworkpolicies"),
+        Err(_) => false,
+    }
 }

@@ -21,7 +21,9 @@ use k8s_openapi::{
     },
 };
 
-use super::validate::{Limits, ValidatedTenant, ZonePlacement};
+use super::validate::{Limits, ValidatedTenant};
+use crate::isolation::{self as cnp, ClusterNetworkPolicy, CnpPeer, CnpPods, CnpSpec, CnpSubject, TENANT_PRIORITY};
+use crate::zones::ZonePlacement;
 use crate::{
     api::{OwnerKind, SmCertificate},
     labels,
@@ -307,6 +309,70 @@ pub fn owner_cluster_role() -> ClusterRole {
             rule(&["zhengyun.io"], &["smcertificates", "smissuers"], ALL),
         ]),
         ..Default::default()
+    }
+}
+
+/// The tenant boundary as an Admin-tier policy.
+pub fn cluster_policy(
+    t: &ValidatedTenant,
+    zone: &ZonePlacement,
+    owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+) -> ClusterNetworkPolicy {
+    let own = cnp::sel(&[(labels::TENANT, &t.name)]);
+    let dns = CnpPeer {
+        pods: Some(CnpPods {
+            namespace_selector: cnp::sel(&[("kubernetes.io/metadata.name", "kube-system")]),
+            pod_selector: cnp::sel(&[("k8s-app", "kube-dns")]),
+        }),
+        ..Default::default()
+    };
+    let mut egress = vec![
+        cnp::rule("same-tenant", "Pass", vec![cnp::namespaces(own.clone())], vec![], false),
+        cnp::rule(
+            "dns",
+            "Pass",
+            vec![dns],
+            vec![cnp::port(&IntOrString::Int(53), true), cnp::port(&IntOrString::Int(53), false)],
+            false,
+        ),
+    ];
+    if !zone.egress.is_empty() {
+        egress.push(cnp::rule(
+            "zone-networks",
+            "Pass",
+            vec![CnpPeer { networks: Some(zone.egress.clone()), ..Default::default() }],
+            vec![],
+            false,
+        ));
+    }
+    egress.push(cnp::rule("other-tenants", "Deny", vec![cnp::namespaces(LabelSelector::default())], vec![], false));
+    egress.push(cnp::rule(
+        "outside",
+        "Deny",
+        vec![CnpPeer { networks: Some(vec!["0.0.0.0/0".into(), "::/0".into()]), ..Default::default() }],
+        vec![],
+        false,
+    ));
+    ClusterNetworkPolicy {
+        metadata: ObjectMeta {
+            name: Some(format!("zhengyun-tenant-{}", t.name)),
+            labels: Some(BTreeMap::from([
+                (labels::MANAGED_BY.into(), labels::MANAGER.into()),
+                (labels::TENANT.into(), t.name.clone()),
+            ])),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: CnpSpec {
+            tier: "Admin".into(),
+            priority: TENANT_PRIORITY,
+            subject: CnpSubject { namespaces: Some(own.clone()), pods: None },
+            ingress: vec![
+                cnp::rule("same-tenant", "Pass", vec![cnp::namespaces(own)], vec![], true),
+                cnp::rule("other-tenants", "Deny", vec![cnp::namespaces(LabelSelector::default())], vec![], true),
+            ],
+            egress,
+        },
     }
 }
 

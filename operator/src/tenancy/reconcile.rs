@@ -37,7 +37,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{
     build::{self, ALLOW_POLICY, CHILD_NAME, DENY_POLICY},
     quota::{self, Observed},
-    validate::{ValidatedTenant, ZonePlacement, check_zone, validate},
+    validate::{ValidatedTenant, check_zone, validate},
 };
 use crate::{
     api::{DeletionPolicy, QuotaStatus, SmCertificate, Tenant, TenantStatus, Zone},
@@ -265,7 +265,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let zone = Api::<Zone>::all(client.clone()).get_opt(&vt.zone).await?;
     let (placement, zone_problem) = match check_zone(vt.level.number(), &vt.zone, zone.as_ref()) {
         Ok(p) => (p, None),
-        Err(e) => (ZonePlacement::default(), Some(e)),
+        Err(e) => (crate::zones::ZonePlacement::default(), Some(e)),
     };
     if let Some(e) = &zone_problem {
         publish(ctx, tenant, EventType::Warning, e.reason(), e.to_string()).await;
@@ -305,7 +305,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     }
     if ctx.uses_cluster_network_policy() {
         let owner = tenant.controller_owner_ref(&()).unwrap_or_default();
-        let cnp = crate::isolation::tenant_policy(&vt, &placement, owner);
+        let cnp = build::cluster_policy(&vt, &placement, owner);
         if !failed.note("ClusterNetworkPolicy", &vt.name, crate::isolation::apply(client, &cnp).await.map(drop)) {
             isolated.clear();
         }

@@ -224,32 +224,18 @@ fn owner_problem(o: &Owner) -> Option<String> {
     }
 }
 
-/// What a tenant gets from its zone: where its pods run and which outside networks it reaches.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ZonePlacement {
-    pub node_selector: BTreeMap<String, String>,
-    pub taint: Option<crate::api::ZoneTaint>,
-    pub egress: Vec<String>,
-    pub ingress: Vec<String>,
-}
-
 /// Checks that the tenant's zone exists and admits its 等保 level. Shared by the reconciler
 /// and the admission webhook, so the two never disagree.
 pub fn check_zone(
     level: u8,
     zone_name: &str,
     zone: Option<&crate::api::Zone>,
-) -> Result<ZonePlacement, ValidationError> {
+) -> Result<crate::zones::ZonePlacement, ValidationError> {
     let zone = zone.ok_or_else(|| ValidationError::ZoneMissing(zone_name.into()))?;
     if level < zone.spec.min_security_level {
         return Err(ValidationError::ZoneLevel { zone: zone_name.into(), min: zone.spec.min_security_level, level });
     }
-    Ok(ZonePlacement {
-        node_selector: zone.spec.node_selector.clone(),
-        taint: Some(zone.effective_taint()),
-        egress: zone.spec.egress.clone(),
-        ingress: zone.spec.ingress.clone(),
-    })
+    Ok(crate::zones::placement(zone))
 }
 
 fn non_negative(field: &str, amount: &Amount) -> Result<Milli, ValidationError> {

@@ -25,6 +25,25 @@ use crate::{
 
 pub mod validate;
 
+/// What a tenant gets from its zone: where its pods run and which outside networks it reaches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZonePlacement {
+    pub node_selector: BTreeMap<String, String>,
+    pub taint: Option<crate::api::ZoneTaint>,
+    pub egress: Vec<String>,
+    pub ingress: Vec<String>,
+}
+
+/// Where a zone puts its tenants' pods and which outside networks they reach.
+pub fn placement(zone: &Zone) -> ZonePlacement {
+    ZonePlacement {
+        node_selector: zone.spec.node_selector.clone(),
+        taint: Some(zone.effective_taint()),
+        egress: zone.spec.egress.clone(),
+        ingress: zone.spec.ingress.clone(),
+    }
+}
+
 pub const CONTROLLER: &str = "zone";
 
 /// Whether a node carries every label of a selector.

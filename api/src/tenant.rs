@@ -1,7 +1,7 @@
 //! `Tenant`: one department's share of the cloud (one per 部门).
 //!
 //! Cluster-scoped. The schema carries every check the API server can make by itself (CEL and
-//! OpenAPI); the checks it cannot make live in [`crate::tenancy::validate`], which the
+//! OpenAPI); the checks it cannot make live in the operator's `tenancy::validate`, which the
 //! reconciler (and later the admission webhook) both call.
 
 use std::collections::BTreeMap;

@@ -204,7 +204,7 @@ pub fn issue(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::keystore::{SoftwareKeyStore, verify};
+    use crate::keystore::{SoftwareKeyStore, verify};
 
     fn request(profile: Profile) -> Request {
         let now = Timestamp::now();

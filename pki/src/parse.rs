@@ -198,7 +198,7 @@ pub fn describe_name(name_der: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::{
+    use crate::{
         cert::{self, Name, Profile, Request},
         keystore::{KeyStore, SoftwareKeyStore},
     };
@@ -251,7 +251,7 @@ mod hostile {
     /// must parse or be refused, never panic.
     #[test]
     fn truncated_or_mangled_certificates_never_panic() {
-        use crate::pki::{ca, cert::Name, keystore::SoftwareKeyStore};
+        use crate::{ca, cert::Name, keystore::SoftwareKeyStore};
         let now = Timestamp::now();
         let name = Name { common_name: "x".into(), organization: None };
         let (pem, _) =

@@ -124,7 +124,7 @@ pub fn random_serial() -> Result<[u8; 16], KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::keystore::SoftwareKeyStore;
+    use crate::keystore::SoftwareKeyStore;
 
     fn data(pairs: &[(&str, String)]) -> BTreeMap<String, Vec<u8>> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect()

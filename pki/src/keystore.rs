@@ -169,7 +169,7 @@ mod tests {
 #[cfg(test)]
 mod known_answer {
     use super::*;
-    use crate::pki::sm::unhex;
+    use crate::sm::unhex;
 
     /// The signature example of GB/T 32918.2 (GM/T 0003.2) on the recommended curve: the key pair,
     /// and the published (r, s) over "message digest" with the default ID, which our verifier must

@@ -5,6 +5,8 @@
 //! are encoded here (`der`, `cert`) so their signatures are DER `SEQUENCE { r, s }` as Tongsuo,
 //! OpenSSL and gmssl expect, and are checked in tests by those independent implementations.
 
+#![forbid(unsafe_code)]
+
 pub mod ca;
 pub mod cert;
 pub mod der;

@@ -1,13 +1,18 @@
 //! The `zhengyun.io/v1alpha1` API: the custom resources cloud admins apply with kubectl.
 //!
-//! These types live in the operator's library crate (`zhengyun`) so that the operator, the e2e
-//! suite and later tools (a kubectl plugin, the admission webhook) share one definition. They
-//! own the wire format and the schema the API server enforces; they do no I/O.
+//! A crate of its own, with no Kubernetes client or runtime, so the operator, the gateway, the
+//! planner, the e2e suite and tools share one definition and the dependency points one way.
+//! It owns the wire format, the schema the API server enforces (`crd`), the labels by which
+//! zhengyun marks what it manages, and the arithmetic of quantities and CIDRs; it does no I/O.
+#![forbid(unsafe_code)]
 
 pub mod amount;
 pub mod certificate;
 pub mod channel;
+pub mod cidr;
 pub mod crd;
+pub mod labels;
+pub mod quantity;
 pub mod tenant;
 pub mod zone;
 
