@@ -68,3 +68,158 @@ where
     .await
     .map(|_| ())
 }
+
+/// Whether `actual` already says everything `desired` says: every field of `desired` is in
+/// `actual` with the same value (quantities compared by value, as the API server may rewrite
+/// `1024Mi` as `1Gi`); fields only in `actual` (server defaults, other managers') are ignored.
+/// An empty list, map or null in `desired` matches a missing field.
+pub fn covers(actual: &serde_json::Value, desired: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    };
+    match (actual, desired) {
+        (Value::Object(a), Value::Object(d)) => d.iter().all(|(k, dv)| match a.get(k) {
+            Some(av) => covers(av, dv),
+            None => empty(dv),
+        }),
+        (Value::Array(a), Value::Array(d)) => a.len() == d.len() && a.iter().zip(d).all(|(x, y)| covers(x, y)),
+        (Value::String(a), Value::String(d)) => {
+            a == d || matches!((crate::quantity::parse(a), crate::quantity::parse(d)), (Ok(x), Ok(y)) if x == y)
+        }
+        (Value::Number(a), Value::Number(d)) => a.as_f64() == d.as_f64(),
+        (a, d) => a == d || (a.is_null() && empty(d)),
+    }
+}
+
+/// What the operator last applied, by object, so a round writes only what changed. A write is
+/// skipped when the desired object is the one last applied *and* the cached object still says
+/// all of it; after a restart (nothing remembered) each object is applied once.
+#[derive(Default)]
+pub struct Memory(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+impl Memory {
+    fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+        format!("{}/{}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any())
+    }
+
+    fn fingerprint<K: Serialize>(obj: &K) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_string(obj).unwrap_or_default().hash(&mut h);
+        h.finish()
+    }
+
+    /// Whether `desired` needs no write given the cached `actual`.
+    pub fn unchanged<K: Resource<DynamicType = ()> + Serialize>(&self, desired: &K, actual: Option<&K>) -> bool {
+        let Some(actual) = actual else { return false };
+        let remembered = self.0.lock().ok().and_then(|m| m.get(&Self::key(desired)).copied());
+        if remembered != Some(Self::fingerprint(desired)) {
+            return false;
+        }
+        match (serde_json::to_value(actual), serde_json::to_value(desired)) {
+            (Ok(a), Ok(d)) => covers(&a, &d),
+            _ => false,
+        }
+    }
+
+    /// Notes that `desired` was applied.
+    pub fn remember<K: Resource<DynamicType = ()> + Serialize>(&self, desired: &K) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(Self::key(desired), Self::fingerprint(desired));
+        }
+    }
+
+    /// Forgets an object (deleted, or let go).
+    pub fn forget<K: Resource<DynamicType = ()>>(&self, namespace: &str, name: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(&format!("{}/{namespace}/{name}", K::kind(&())));
+        }
+    }
+}
+
+/// Applies a namespaced object unless `memory` and the cached `actual` show it in place already.
+/// Returns whether it wrote.
+pub async fn ensure_namespaced<K>(
+    client: &Client,
+    memory: &Memory,
+    desired: &K,
+    actual: Option<&K>,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+{
+    if memory.unchanged(desired, actual) {
+        return Ok(false);
+    }
+    namespaced(client, desired).await?;
+    memory.remember(desired);
+    Ok(true)
+}
+
+/// [`ensure_namespaced`] for a cluster-scoped object.
+pub async fn ensure_cluster<K>(
+    client: &Client,
+    memory: &Memory,
+    desired: &K,
+    actual: Option<&K>,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<Scope = ClusterResourceScope, DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+{
+    if memory.unchanged(desired, actual) {
+        return Ok(false);
+    }
+    cluster(client, desired).await?;
+    memory.remember(desired);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_cached_object_covers_what_we_set_and_ignores_what_others_add() {
+        let desired = json!({"metadata": {"name": "q", "labels": {"a": "1"}}, "spec": {"hard": {"memory": "1024Mi", "pods": "10"}}});
+        let actual = json!({"metadata": {"name": "q", "uid": "x", "labels": {"a": "1", "b": "2"}}, "spec": {"hard": {"memory": "1Gi", "pods": "10"}}, "status": {}});
+        assert!(covers(&actual, &desired));
+        let drifted =
+            json!({"metadata": {"name": "q", "labels": {"b": "2"}}, "spec": {"hard": {"memory": "1Gi", "pods": "10"}}});
+        assert!(!covers(&drifted, &desired), "a label of ours removed");
+        let changed =
+            json!({"metadata": {"name": "q", "labels": {"a": "1"}}, "spec": {"hard": {"memory": "2Gi", "pods": "10"}}});
+        assert!(!covers(&changed, &desired));
+        // Lists compare whole: a rule removed or added is a change.
+        assert!(!covers(&json!({"rules": [1, 2]}), &json!({"rules": [1]})));
+        assert!(covers(&json!({"x": 1}), &json!({"x": 1, "empty": [], "none": null})));
+        // A server default inside a list item is fine.
+        assert!(covers(
+            &json!({"ports": [{"port": 53, "protocol": "UDP", "endPort": null}]}),
+            &json!({"ports": [{"port": 53, "protocol": "UDP"}]})
+        ));
+    }
+
+    #[test]
+    fn a_write_is_skipped_only_when_remembered_and_still_in_place() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let cm = |v: &str| -> ConfigMap {
+            serde_json::from_value(json!({"metadata": {"name": "c", "namespace": "n"}, "data": {"k": v}}))
+                .unwrap_or_default()
+        };
+        let memory = Memory::default();
+        assert!(!memory.unchanged(&cm("1"), Some(&cm("1"))), "nothing remembered: apply once");
+        memory.remember(&cm("1"));
+        assert!(memory.unchanged(&cm("1"), Some(&cm("1"))));
+        assert!(!memory.unchanged(&cm("1"), Some(&cm("0"))), "drifted in the cluster");
+        assert!(!memory.unchanged(&cm("1"), None), "deleted in the cluster");
+        assert!(!memory.unchanged(&cm("2"), Some(&cm("1"))), "our desire changed");
+        memory.forget::<ConfigMap>("n", "c");
+        assert!(!memory.unchanged(&cm("1"), Some(&cm("1"))));
+    }
+}

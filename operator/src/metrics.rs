@@ -16,6 +16,7 @@ pub struct Metrics {
     pub reconcile_errors: IntCounterVec,
     pub reconcile_error_categories: IntCounterVec,
     pub child_apply_failures: IntCounterVec,
+    pub child_writes: IntCounterVec,
     pub reconcile_time: HistogramVec,
     pub active_workers: IntGaugeVec,
     pub leader: IntGaugeVec,
@@ -75,6 +76,13 @@ impl Metrics {
             Opts::new(
                 "zhengyun_child_apply_failures_total",
                 "Child objects (NetworkPolicy, ResourceQuota, LimitRange, RoleBinding, ...) the API server refused, by controller and kind",
+            ),
+            &["controller", "kind"],
+        ));
+        let child_writes = must(IntCounterVec::new(
+            Opts::new(
+                "zhengyun_writes_total",
+                "Objects the operator wrote because they differed from what it wants (unchanged ones are not written), by controller and kind",
             ),
             &["controller", "kind"],
         ));
@@ -191,6 +199,7 @@ impl Metrics {
             Box::new(reconcile_errors.clone()),
             Box::new(reconcile_error_categories.clone()),
             Box::new(child_apply_failures.clone()),
+            Box::new(child_writes.clone()),
             Box::new(reconcile_time.clone()),
             Box::new(active_workers.clone()),
             Box::new(leader.clone()),
@@ -222,6 +231,7 @@ impl Metrics {
             reconcile_errors,
             reconcile_error_categories,
             child_apply_failures,
+            child_writes,
             reconcile_time,
             active_workers,
             leader,

@@ -86,3 +86,70 @@ async fn of_two_replicas_only_the_leader_writes() {
     let api: Api<Tenant> = Api::all(client.clone());
     assert!(api.get_opt("pair-next").await.expect("get").is_some());
 }
+
+/// Sums every series of a metric whose labels contain `filter`.
+async fn total(op: &Operator, metric: &str, filter: &str) -> f64 {
+    op.metrics()
+        .await
+        .lines()
+        .filter(|l| l.starts_with(metric) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+#[tokio::test]
+async fn a_settled_cluster_costs_no_writes_and_drift_costs_one() {
+    let client = client().await;
+    let op = Operator::start("lease-settled", "op-settled").await;
+    let names: Vec<String> = (0..5).map(|i| format!("settled-{i}")).collect();
+    for n in &names {
+        let mut t = tenant(n, &["apps", "data"]);
+        t.spec.limits = Some(zhengyun::api::ContainerLimits {
+            default_request: Some(zhengyun::api::CpuMemory { cpu: Some("100m".into()), memory: Some("128Mi".into()) }),
+            default_limit: None,
+            max: None,
+        });
+        apply_tenant(&client, &t).await;
+    }
+    for n in &names {
+        wait_ready(&client, n).await;
+    }
+    // Let the quota controller's status updates settle, then note the writes so far.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let writes = "zhengyun_writes_total{controller=\"tenant\"";
+    let rounds = "controller_runtime_reconcile_total{controller=\"tenant\",result=\"success\"}";
+    let before = total(&op, writes, "").await;
+    let rounds_before = op.metric(rounds).await.unwrap_or(0.0);
+    assert!(before > 0.0, "the tenants were written: {}", op.metrics().await);
+
+    // Every tenant goes round again (an annotation wakes it) and finds nothing to write.
+    let api: Api<Tenant> = Api::all(client.clone());
+    for n in &names {
+        let touch = serde_json::json!({"metadata": {"annotations": {"e2e/touched": "1"}}});
+        api.patch(n, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&touch)).await.expect("touch");
+    }
+    wait_for("each touched tenant reconciled", SECONDS, || async {
+        (op.metric(rounds).await.unwrap_or(0.0) >= rounds_before + names.len() as f64).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(total(&op, writes, "").await, before, "a settled cluster writes nothing:\n{}", op.metrics().await);
+
+    // Drift: a deleted default-deny policy is written back, and nothing else is.
+    let np_before = total(&op, writes, "kind=\"NetworkPolicy\"").await;
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), "settled-0-apps");
+    policies.delete("zhengyun-default-deny", &Default::default()).await.expect("delete");
+    wait_for("default-deny repaired", SECONDS, || async {
+        policies.get_opt("zhengyun-default-deny").await.ok()?.map(|_| ())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let after = total(&op, writes, "").await;
+    let np_after = total(&op, writes, "kind=\"NetworkPolicy\"").await;
+    assert_eq!(
+        (after - before, np_after - np_before),
+        (1.0, 1.0),
+        "one write repairs one object:\n{}",
+        op.metrics().await
+    );
+}

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::{
     ByteString,
     api::admissionregistration::v1::{
-        MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference, ValidatingWebhook,
-        ValidatingWebhookConfiguration, WebhookClientConfig,
+        MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
+        ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
     },
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
 };
@@ -65,6 +65,20 @@ fn managed() -> Option<LabelSelector> {
     })
 }
 
+/// The operator's own writes skip the webhooks at the API server: a no-op apply of a child
+/// never costs a webhook call, and the webhook cannot starve users' requests with the operator's.
+/// The handlers let the operator through as well, so both say the same.
+fn not_the_operator(operator_user: &str) -> Option<Vec<MatchCondition>> {
+    if operator_user.is_empty() {
+        return None;
+    }
+    let quoted = operator_user.replace('\\', "\\\\").replace('\'', "\\'");
+    Some(vec![MatchCondition {
+        name: "not-the-operator".into(),
+        expression: format!("request.userInfo.username != '{quoted}'"),
+    }])
+}
+
 fn meta() -> ObjectMeta {
     ObjectMeta {
         name: Some(NAME.into()),
@@ -75,7 +89,7 @@ fn meta() -> ObjectMeta {
 
 /// The validating webhooks. All fail closed: while no replica answers, guarded changes are
 /// refused rather than let through unchecked.
-pub fn validating(endpoint: &Endpoint, ca_bundle: &str) -> ValidatingWebhookConfiguration {
+pub fn validating(endpoint: &Endpoint, ca_bundle: &str, operator_user: &str) -> ValidatingWebhookConfiguration {
     let hook = |name: &str, rules: Vec<RuleWithOperations>, ns: Option<LabelSelector>, obj: Option<LabelSelector>| {
         ValidatingWebhook {
             name: format!("{name}.zhengyun.io"),
@@ -88,7 +102,7 @@ pub fn validating(endpoint: &Endpoint, ca_bundle: &str) -> ValidatingWebhookConf
             admission_review_versions: vec!["v1".into()],
             timeout_seconds: Some(10),
             match_policy: Some("Equivalent".into()),
-            match_conditions: None,
+            match_conditions: not_the_operator(operator_user),
         }
     };
     ValidatingWebhookConfiguration {
@@ -127,7 +141,7 @@ pub fn validating(endpoint: &Endpoint, ca_bundle: &str) -> ValidatingWebhookConf
 
 /// The mutating webhooks: zone placement of tenant pods, and the approval record of exchange
 /// channels (who requested, who approved what and until when).
-pub fn mutating(endpoint: &Endpoint, ca_bundle: &str) -> MutatingWebhookConfiguration {
+pub fn mutating(endpoint: &Endpoint, ca_bundle: &str, operator_user: &str) -> MutatingWebhookConfiguration {
     let hook = |name: &str, rules: Vec<RuleWithOperations>, ns: Option<LabelSelector>| MutatingWebhook {
         name: format!("{name}.zhengyun.io"),
         client_config: client(endpoint, "/mutate", ca_bundle),
@@ -140,7 +154,7 @@ pub fn mutating(endpoint: &Endpoint, ca_bundle: &str) -> MutatingWebhookConfigur
         reinvocation_policy: Some("IfNeeded".into()),
         match_policy: Some("Equivalent".into()),
         object_selector: None,
-        match_conditions: None,
+        match_conditions: not_the_operator(operator_user),
     };
     MutatingWebhookConfiguration {
         metadata: meta(),

@@ -42,6 +42,8 @@ pub fn sans(endpoint: &Endpoint) -> Vec<String> {
 pub struct Running {
     pub endpoint: Endpoint,
     pub ca_bundle: tokio::sync::watch::Receiver<String>,
+    /// The operator's own user: its writes skip the webhooks at the API server.
+    pub operator_user: String,
 }
 
 /// Starts the server (every replica serves) and a loop that rotates the certificate.
@@ -57,7 +59,8 @@ pub async fn start(
     let names = sans(&endpoint);
     let (cert, bundle) = tls::ensure(&client, &secret_namespace, &names).await?;
     let resolver = Resolver::new(&cert)?;
-    let webhook = Arc::new(Webhook { client: client.clone(), operator_user, cluster_network_policy });
+    let webhook =
+        Arc::new(Webhook { client: client.clone(), operator_user: operator_user.clone(), cluster_network_policy });
     tokio::spawn(server::serve(addr, resolver.clone(), webhook, stop.clone()));
     // Registering before the port answers would fail every guarded request meanwhile.
     for _ in 0..100 {
@@ -89,15 +92,15 @@ pub async fn start(
             }
         }
     });
-    Ok(Running { endpoint, ca_bundle: bundle_rx })
+    Ok(Running { endpoint, ca_bundle: bundle_rx, operator_user })
 }
 
 /// Keeps the webhook registrations in place with the current CA bundle (leader only).
 pub async fn register(client: Client, mut running: Running, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         let bundle = running.ca_bundle.borrow_and_update().clone();
-        let v = config::validating(&running.endpoint, &bundle);
-        let m = config::mutating(&running.endpoint, &bundle);
+        let v = config::validating(&running.endpoint, &bundle, &running.operator_user);
+        let m = config::mutating(&running.endpoint, &bundle, &running.operator_user);
         let result = async {
             apply::cluster::<ValidatingWebhookConfiguration>(&client, &v).await?;
             apply::cluster::<MutatingWebhookConfiguration>(&client, &m).await

@@ -20,14 +20,15 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{ListParams, PartialObjectMeta, Patch, PatchParams, PostParams},
+    api::{ListParams, Patch, PatchParams, PostParams},
     core::DeserializeGuard,
     runtime::{
-        Controller,
-        controller::Action,
+        Controller, WatchStreamExt,
+        controller::{self, Action},
         events::{Event, EventType},
         finalizer::{Event as Finalizer, finalizer},
         reflector::ObjectRef,
+        reflector::{self, Store, reflector},
         watcher,
     },
 };
@@ -59,24 +60,128 @@ const SOON: Duration = Duration::from_secs(2);
 /// How often to re-check a settled tenant, as a safety net under the watches.
 const RESYNC: Duration = Duration::from_secs(300);
 
+/// How many tenants converge at once: enough to keep the API server busy, few enough that it
+/// is never saturated by one operator (each round is a handful of writes at most).
+const CONCURRENCY: u16 = 16;
+
+/// What the tenant controller reads, each fed by one watch: a round makes no LIST or GET of its
+/// own, and writes only what differs from what these show.
+pub struct Stores {
+    pub tenants: Store<DeserializeGuard<Tenant>>,
+    pub zones: Store<Zone>,
+    /// Every namespace, ours or not: a claim must see a name someone else already holds.
+    pub namespaces: Store<Namespace>,
+    pub quotas: Store<ResourceQuota>,
+    pub limits: Store<LimitRange>,
+    pub policies: Store<NetworkPolicy>,
+    pub bindings: Store<RoleBinding>,
+    pub certificates: Store<SmCertificate>,
+    /// Set once every store has its first full list.
+    pub ready: tokio::sync::OnceCell<()>,
+}
+
+impl Stores {
+    /// Waits until every store has its first full list, so no round decides on an empty cache.
+    /// One task waits on the stores (a store wakes only one waiter); the others wait on it.
+    async fn ready(&self) {
+        self.ready.get_or_init(|| self.wait_for_lists()).await;
+    }
+
+    async fn wait_for_lists(&self) {
+        let _ = futures::join!(
+            self.tenants.wait_until_ready(),
+            self.zones.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            self.quotas.wait_until_ready(),
+            self.limits.wait_until_ready(),
+            self.policies.wait_until_ready(),
+            self.bindings.wait_until_ready(),
+            self.certificates.wait_until_ready(),
+        );
+    }
+}
+
+/// The shared [`Context`] plus what only the tenant controller keeps.
+pub struct Tenants {
+    ctx: Arc<Context>,
+    stores: Stores,
+    /// What this process last applied, so unchanged children are not written again.
+    applied: apply::Memory,
+    /// The status this process last wrote per tenant: the base for the next one, so a cache
+    /// one write behind can never make the conditions' times flap.
+    written: std::sync::Mutex<std::collections::HashMap<String, TenantStatus>>,
+}
+
+impl std::ops::Deref for Tenants {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+fn reflect<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+) -> (Store<K>, impl futures::Stream<Item = std::result::Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    // Deletions too: a deleted default-deny policy must wake its tenant at once.
+    let stream = reflector(writer, watcher(api, cfg).default_backoff()).touched_objects();
+    (reader, stream)
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
     let client = ctx.client.clone();
-    let tenants = Api::<DeserializeGuard<Tenant>>::all(client.clone());
-    let managed = watcher::Config::default().labels(&labels::managed_selector());
+    let managed = || watcher::Config::default().labels(&labels::managed_selector());
     ctx.metrics.active_workers.with_label_values(&[CONTROLLER]).set(0);
-    // A zone that appears, changes or goes may change any tenant's placement and networks.
-    let zones = watcher(Api::<Zone>::all(client.clone()), watcher::Config::default()).map(|_| ());
-    Controller::new(tenants, watcher::Config::default())
-        .reconcile_all_on(zones)
-        .watches(Api::<Namespace>::all(client.clone()), managed.clone(), map_to_tenant)
-        .watches(Api::<ResourceQuota>::all(client.clone()), managed.clone(), map_to_tenant)
-        .watches(Api::<LimitRange>::all(client.clone()), managed.clone(), map_to_tenant)
-        .watches(Api::<RoleBinding>::all(client.clone()), managed.clone(), map_to_tenant)
-        .watches(Api::<NetworkPolicy>::all(client.clone()), managed.clone(), map_to_tenant)
-        .watches(Api::<PartialObjectMeta<SmCertificate>>::all(client.clone()), managed, map_to_tenant)
+    let (tenants, tenant_events) = reflect(Api::<DeserializeGuard<Tenant>>::all(client.clone()), Default::default());
+    let (zones, zone_events) = reflect(Api::<Zone>::all(client.clone()), Default::default());
+    let (namespaces, namespace_events) = reflect(Api::<Namespace>::all(client.clone()), Default::default());
+    let (quotas, quota_events) = reflect(Api::<ResourceQuota>::all(client.clone()), managed());
+    let (limits, limit_events) = reflect(Api::<LimitRange>::all(client.clone()), managed());
+    let (policies, policy_events) = reflect(Api::<NetworkPolicy>::all(client.clone()), managed());
+    let (bindings, binding_events) = reflect(Api::<RoleBinding>::all(client.clone()), managed());
+    let (certificates, certificate_events) = reflect(Api::<SmCertificate>::all(client.clone()), managed());
+    let in_zone = tenants.clone();
+    let state = Arc::new(Tenants {
+        ctx,
+        stores: Stores {
+            tenants: tenants.clone(),
+            zones,
+            namespaces,
+            quotas,
+            limits,
+            policies,
+            bindings,
+            certificates,
+            ready: Default::default(),
+        },
+        applied: apply::Memory::default(),
+        written: Default::default(),
+    });
+    Controller::for_stream(tenant_events, tenants)
+        .with_config(controller::Config::default().concurrency(CONCURRENCY))
+        // A zone wakes only its own tenants.
+        .watches_stream(zone_events, move |zone: Zone| {
+            let name = zone.name_any();
+            in_zone
+                .state()
+                .iter()
+                .filter(|t| t.0.as_ref().is_ok_and(|t| t.spec.zone == name))
+                .map(|t| ObjectRef::from_obj(t.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(namespace_events, map_to_tenant)
+        .watches_stream(quota_events, map_to_tenant)
+        .watches_stream(limit_events, map_to_tenant)
+        .watches_stream(binding_events, map_to_tenant)
+        .watches_stream(policy_events, map_to_tenant)
+        .watches_stream(certificate_events, map_to_tenant)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, state)
         .for_each(|res| async move {
             match res {
                 // A child of a tenant that is gone: nothing to do.
@@ -91,10 +196,39 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
 }
 
 fn map_to_tenant<K: Resource>(obj: K) -> Option<ObjectRef<DeserializeGuard<Tenant>>> {
-    obj.labels().get(labels::TENANT).map(|t| ObjectRef::new(t))
+    // Only ours: an unmanaged namespace that happens to carry the label wakes nobody.
+    let l = obj.labels();
+    if l.get(labels::MANAGED_BY).map(String::as_str) != Some(labels::MANAGER) && l.get(labels::ORPHANED).is_none() {
+        return None;
+    }
+    l.get(labels::TENANT).map(|t| ObjectRef::new(t))
 }
 
-fn error_policy(_obj: Arc<DeserializeGuard<Tenant>>, err: &Error, _ctx: Arc<Context>) -> Action {
+/// The cached object of a kind by namespace and name.
+fn cached<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    store.get(&ObjectRef::new(name).within(namespace))
+}
+
+/// The cached objects of a kind that belong to a tenant.
+fn labelled<K>(store: &Store<K>, tenant: &str) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    store
+        .state()
+        .into_iter()
+        .filter(|o| {
+            let l = o.labels();
+            l.get(labels::TENANT).map(String::as_str) == Some(tenant)
+                && l.get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER)
+        })
+        .collect()
+}
+
+fn error_policy(_obj: Arc<DeserializeGuard<Tenant>>, err: &Error, _ctx: Arc<Tenants>) -> Action {
     match err {
         Error::DeletionBlocked(_) => Action::requeue(Duration::from_secs(10)),
         Error::Finalizer(inner)
@@ -106,7 +240,8 @@ fn error_policy(_obj: Arc<DeserializeGuard<Tenant>>, err: &Error, _ctx: Arc<Cont
     }
 }
 
-async fn reconcile(obj: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile(obj: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Tenants>) -> Result<Action> {
+    ctx.stores.ready().await;
     let tenant = match &obj.0 {
         Ok(t) => t.clone(),
         Err(e) => {
@@ -199,9 +334,10 @@ fn is_ours(ns: &Namespace, vt: &ValidatedTenant) -> std::result::Result<bool, St
     }
 }
 
-async fn claim(client: &Client, vt: &ValidatedTenant, name: &str) -> Result<Claim> {
+async fn claim(ctx: &Tenants, vt: &ValidatedTenant, name: &str) -> Result<Claim> {
+    let client = &ctx.client;
     let api: Api<Namespace> = Api::all(client.clone());
-    match api.get_opt(name).await? {
+    match ctx.stores.namespaces.get(&ObjectRef::new(name)) {
         None => {
             // Create, not apply: if two tenants race for one name, the loser gets AlreadyExists
             // instead of silently taking over the winner's namespace.
@@ -241,15 +377,7 @@ fn parse_map(
         .unwrap_or_default()
 }
 
-async fn list_labelled<K>(client: &Client, tenant: &str) -> Result<Vec<K>>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    let lp = ListParams::default().labels(&labels::tenant_selector(tenant));
-    Ok(Api::<K>::all(client.clone()).list(&lp).await?.items)
-}
-
-async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
+async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     let client = &ctx.client;
     let vt = match validate(tenant) {
         Ok(vt) => vt,
@@ -262,8 +390,8 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     };
 
     // The zone: where the tenant's pods run and which outside networks it reaches.
-    let zone = Api::<Zone>::all(client.clone()).get_opt(&vt.zone).await?;
-    let (placement, zone_problem) = match check_zone(vt.level.number(), &vt.zone, zone.as_ref()) {
+    let zone = ctx.stores.zones.get(&ObjectRef::new(&vt.zone));
+    let (placement, zone_problem) = match check_zone(vt.level.number(), &vt.zone, zone.as_deref()) {
         Ok(p) => (p, None),
         Err(e) => (crate::zones::ZonePlacement::default(), Some(e)),
     };
@@ -276,7 +404,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let mut conflicts = Vec::new();
     let mut pending = Vec::new();
     for name in &vt.namespaces {
-        match claim(client, &vt, name).await? {
+        match claim(ctx, &vt, name).await? {
             Claim::Owned => owned.push(name.clone()),
             Claim::Conflict(why) => conflicts.push(why),
             Claim::NotYet => pending.push(name.clone()),
@@ -289,15 +417,23 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     // its bounds (quota, limits), and the owners' access last and only where isolation and quota
     // are in place. One refused child never leaves the safety objects after it unapplied.
     let mut failed = Failures::default();
+    let (s, memory) = (&ctx.stores, &ctx.applied);
     for name in &owned {
-        failed.note("Namespace", name, apply::cluster(client, &build::namespace(&vt, name)).await.map(drop));
+        let ns = build::namespace(&vt, name);
+        let actual = s.namespaces.get(&ObjectRef::new(name));
+        failed.note("Namespace", name, apply::ensure_cluster(client, memory, &ns, actual.as_deref()).await);
     }
     let mut isolated: BTreeSet<&str> = BTreeSet::new();
     for ns in &owned {
         let mut ok = true;
         for np in build::network_policies(&vt, ns, &placement) {
             let name = format!("{ns}/{}", np.name_any());
-            ok &= failed.note("NetworkPolicy", &name, apply::namespaced(client, &np).await.map(drop));
+            let actual = cached(&s.policies, ns, &np.name_any());
+            ok &= failed.note(
+                "NetworkPolicy",
+                &name,
+                apply::ensure_namespaced(client, memory, &np, actual.as_deref()).await,
+            );
         }
         if ok {
             isolated.insert(ns.as_str());
@@ -306,17 +442,17 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     if ctx.uses_cluster_network_policy() {
         let owner = tenant.controller_owner_ref(&()).unwrap_or_default();
         let cnp = build::cluster_policy(&vt, &placement, owner);
-        if !failed.note("ClusterNetworkPolicy", &vt.name, crate::isolation::apply(client, &cnp).await.map(drop)) {
+        if !failed.note("ClusterNetworkPolicy", &vt.name, crate::isolation::apply(client, &cnp).await.map(|()| true)) {
             isolated.clear();
         }
     }
 
     // Quotas before access, so the namespace is bounded before anyone may create pods in it.
-    let quotas: Vec<ResourceQuota> = list_labelled(client, &vt.name).await?;
     let observed: Vec<Observed> = owned
         .iter()
         .map(|ns| {
-            let q = quotas.iter().find(|q| q.namespace().as_deref() == Some(ns.as_str()) && q.name_any() == CHILD_NAME);
+            let q = cached(&s.quotas, ns, CHILD_NAME);
+            let q = q.as_deref();
             Observed {
                 spec: parse_map(q.and_then(|q| q.spec.as_ref()).and_then(|s| s.hard.as_ref())),
                 enforced: parse_map(q.and_then(|q| q.status.as_ref()).and_then(|s| s.hard.as_ref())),
@@ -328,35 +464,41 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let mut bounded: BTreeSet<&str> = BTreeSet::new();
     for (ns, hard) in owned.iter().zip(&hards) {
         let rq = build::resource_quota(&vt, ns, hard);
-        if failed.note("ResourceQuota", &format!("{ns}/{CHILD_NAME}"), apply::namespaced(client, &rq).await.map(drop)) {
+        let actual = cached(&s.quotas, ns, CHILD_NAME);
+        let result = apply::ensure_namespaced(client, memory, &rq, actual.as_deref()).await;
+        if failed.note("ResourceQuota", &format!("{ns}/{CHILD_NAME}"), result) {
             bounded.insert(ns.as_str());
         }
     }
     for ns in &owned {
         if let Some(lr) = build::limit_range(&vt, ns) {
-            failed.note("LimitRange", &format!("{ns}/{CHILD_NAME}"), apply::namespaced(client, &lr).await.map(drop));
+            let actual = cached(&s.limits, ns, CHILD_NAME);
+            let result = apply::ensure_namespaced(client, memory, &lr, actual.as_deref()).await;
+            failed.note("LimitRange", &format!("{ns}/{CHILD_NAME}"), result);
         }
     }
     for ns in &owned {
         for c in build::certificates(&vt, ns) {
             let name = format!("{ns}/{}", c.name_any());
-            failed.note("SmCertificate", &name, apply::namespaced(client, &c).await.map(drop));
+            let actual = cached(&s.certificates, ns, &c.name_any());
+            failed.note("SmCertificate", &name, apply::ensure_namespaced(client, memory, &c, actual.as_deref()).await);
         }
     }
     let mut bound = 0;
     for ns in &owned {
         if isolated.contains(ns.as_str()) && bounded.contains(ns.as_str()) {
             let rb = build::role_binding(&vt, ns);
-            bound += usize::from(failed.note(
-                "RoleBinding",
-                &format!("{ns}/{CHILD_NAME}"),
-                apply::namespaced(client, &rb).await.map(drop),
-            ));
+            let actual = cached(&s.bindings, ns, CHILD_NAME);
+            let result = apply::ensure_namespaced(client, memory, &rb, actual.as_deref()).await;
+            bound += usize::from(failed.note("RoleBinding", &format!("{ns}/{CHILD_NAME}"), result));
         }
     }
 
     if failed.0.is_empty() {
         sweep(ctx, tenant, &vt, &owned).await?;
+    }
+    for kind in &failed.1 {
+        ctx.metrics.child_writes.with_label_values(&[CONTROLLER, kind]).inc();
     }
     for f in &failed.0 {
         ctx.metrics.child_apply_failures.with_label_values(&[CONTROLLER, f.kind]).inc();
@@ -480,15 +622,21 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// The children a round failed to apply; the round goes on past each.
+/// The children a round failed to apply (the round goes on past each), and the kinds it wrote.
 #[derive(Default)]
-struct Failures(Vec<Failure>);
+struct Failures(Vec<Failure>, Vec<&'static str>);
 
 impl Failures {
-    /// Notes the outcome of one apply; true when it went through.
-    fn note(&mut self, kind: &'static str, name: &str, result: std::result::Result<(), kube::Error>) -> bool {
+    /// Notes the outcome of one apply (`Ok(true)`: written, `Ok(false)`: already in place);
+    /// true when the object is in place.
+    fn note(&mut self, kind: &'static str, name: &str, result: std::result::Result<bool, kube::Error>) -> bool {
         match result {
-            Ok(()) => true,
+            Ok(wrote) => {
+                if wrote {
+                    self.1.push(kind);
+                }
+                true
+            }
             Err(e) => {
                 let error = match &e {
                     kube::Error::Api(s) => s.message.clone(),
@@ -503,19 +651,20 @@ impl Failures {
 
 /// Removes what this round no longer produces: children in our namespaces that the spec no
 /// longer implies, and namespaces dropped from the spec (by the deletion policy).
-async fn sweep(ctx: &Context, tenant: &Tenant, vt: &ValidatedTenant, owned: &[String]) -> Result<()> {
+async fn sweep(ctx: &Tenants, tenant: &Tenant, vt: &ValidatedTenant, owned: &[String]) -> Result<()> {
     let client = &ctx.client;
+    let s = &ctx.stores;
     let owned_set: BTreeSet<&str> = owned.iter().map(String::as_str).collect();
     // The LimitRange is the same in every namespace: whether it exists depends on the spec alone.
     let wants_limits = owned.first().is_some_and(|ns| build::limit_range(vt, ns).is_some());
 
-    for lr in list_labelled::<LimitRange>(client, &vt.name).await? {
+    for lr in labelled(&s.limits, &vt.name) {
         let ns = lr.namespace().unwrap_or_default();
         if owned_set.contains(ns.as_str()) && !(wants_limits && lr.name_any() == CHILD_NAME) {
             apply::delete_namespaced::<LimitRange>(client, &ns, &lr.name_any()).await?;
         }
     }
-    for np in list_labelled::<NetworkPolicy>(client, &vt.name).await? {
+    for np in labelled(&s.policies, &vt.name) {
         let ns = np.namespace().unwrap_or_default();
         let name = np.name_any();
         let channel = np.labels().contains_key(crate::channels::build::CHANNEL_LABEL);
@@ -524,22 +673,21 @@ async fn sweep(ctx: &Context, tenant: &Tenant, vt: &ValidatedTenant, owned: &[St
         }
     }
     // A certificate dropped from the spec goes; its Secret (the department's keys) stays.
-    for c in list_labelled::<SmCertificate>(client, &vt.name).await? {
+    for c in labelled(&s.certificates, &vt.name) {
         let ns = c.namespace().unwrap_or_default();
         if owned_set.contains(ns.as_str()) && !build::certificates(vt, &ns).iter().any(|d| d.name_any() == c.name_any())
         {
             apply::delete_namespaced::<SmCertificate>(client, &ns, &c.name_any()).await?;
         }
     }
-    for rb in list_labelled::<RoleBinding>(client, &vt.name).await? {
+    for rb in labelled(&s.bindings, &vt.name) {
         let ns = rb.namespace().unwrap_or_default();
         if owned_set.contains(ns.as_str()) && rb.name_any() != CHILD_NAME {
             apply::delete_namespaced::<RoleBinding>(client, &ns, &rb.name_any()).await?;
         }
     }
 
-    let dropped: Vec<String> = list_labelled::<Namespace>(client, &vt.name)
-        .await?
+    let dropped: Vec<String> = labelled(&s.namespaces, &vt.name)
         .into_iter()
         .map(|ns| ns.name_any())
         .filter(|n| !vt.namespaces.contains(n))
@@ -647,10 +795,13 @@ async fn relabel_children(client: &Client, namespace: &str, selector: &str, patc
     relabel::<RoleBinding>(client, namespace, selector, &patch).await
 }
 
-async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
+async fn cleanup(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     let name = tenant.name_any();
+    // A real LIST here, not the cache: a namespace created a moment ago must not be missed when
+    // the tenant lets its namespaces go (deletion is rare; being exact matters more).
+    let lp = ListParams::default().labels(&labels::tenant_selector(&name));
     let names: Vec<String> =
-        list_labelled::<Namespace>(&ctx.client, &name).await?.into_iter().map(|n| n.name_any()).collect();
+        Api::<Namespace>::all(ctx.client.clone()).list(&lp).await?.items.iter().map(|n| n.name_any()).collect();
     let policy = tenant.spec.deletion_policy;
     if let Err(e) = release_namespaces(ctx, tenant, policy, tenant.spec.confirm_data_deletion, &names).await {
         if let Error::DeletionBlocked(why) = &e {
@@ -665,13 +816,22 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
 }
 
 async fn write_status(
-    ctx: &Context,
+    ctx: &Tenants,
     tenant: &Tenant,
     observed: Vec<Cond>,
     namespaces: Vec<String>,
     quota: Option<(QuotaStatus, &ValidatedTenant, &BTreeMap<String, Milli>)>,
 ) -> Result<()> {
-    let previous = tenant.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    let name = tenant.name_any();
+    // The base is what this process last wrote when it is for the same generation, else the
+    // cached status: a cached copy one write behind must not move a condition's time again.
+    let last = ctx.written.lock().ok().and_then(|w| w.get(&name).cloned());
+    let base = match (&last, &tenant.status) {
+        (Some(l), Some(c)) if l.observed_generation >= c.observed_generation => Some(l.clone()),
+        (Some(l), None) => Some(l.clone()),
+        (_, c) => c.clone(),
+    };
+    let previous = base.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
     let generation = tenant.metadata.generation;
     let conditions = conditions::merge(previous, &observed, generation, jiff::Timestamp::now());
     let flags: Vec<(String, bool)> = observed.iter().map(|c| (c.type_.to_string(), c.ok)).collect();
@@ -700,14 +860,26 @@ async fn write_status(
         quota: quota_status,
         quota_summary: summary,
     };
+    // Nothing new to say: no write, so no event and no round after it.
+    if base.as_ref() == Some(&status) && tenant.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    if last.as_ref() == Some(&status) && tenant.status.as_ref().map(|s| s.observed_generation) <= Some(generation) {
+        // Written already; the cache has not caught up yet.
+        return Ok(());
+    }
     let patch = serde_json::json!({
         "apiVersion": Tenant::api_version(&()),
         "kind": Tenant::kind(&()),
         "status": status,
     });
     Api::<Tenant>::all(ctx.client.clone())
-        .patch_status(&tenant.name_any(), &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .patch_status(&name, &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await?;
+    ctx.metrics.child_writes.with_label_values(&[CONTROLLER, "TenantStatus"]).inc();
+    if let Ok(mut w) = ctx.written.lock() {
+        w.insert(name, status);
+    }
     Ok(())
 }
 
