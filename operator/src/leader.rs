@@ -26,6 +26,9 @@ pub struct Config {
     pub lease_duration: Duration,
     /// How often the holder renews and a candidate retries.
     pub retry_period: Duration,
+    /// Counts the writes to the Lease, so SREs (and the scale benchmark) can tell the
+    /// election's steady cost from the controllers' writes.
+    pub writes: Option<prometheus::IntCounter>,
 }
 
 /// What to do with the lease as we find it.
@@ -78,6 +81,11 @@ pub async fn try_acquire_or_renew(api: &Api<Lease>, cfg: &Config) -> Result<bool
     let now = Timestamp::now();
     let current = api.get_opt(&cfg.name).await?;
     let decision = decide(current.as_ref().and_then(|l| l.spec.as_ref()), &cfg.identity, now);
+    if !matches!(decision, Decision::Follow { .. })
+        && let Some(w) = &cfg.writes
+    {
+        w.inc();
+    }
     let result = match (decision, current) {
         (Decision::Create, _) => {
             let lease = Lease {

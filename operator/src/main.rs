@@ -250,6 +250,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
         identity: identity.clone(),
         lease_duration: Duration::from_secs(args.lease_duration),
         retry_period: Duration::from_secs(args.lease_retry),
+        writes: Some(metrics.lease_writes.clone()),
     };
     let (lead_tx, mut lead_rx) = watch::channel(false);
     let election = tokio::spawn(leader::run(client.clone(), cfg, lead_tx, stop_rx.clone()));

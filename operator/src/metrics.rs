@@ -17,6 +17,7 @@ pub struct Metrics {
     pub reconcile_error_categories: IntCounterVec,
     pub child_apply_failures: IntCounterVec,
     pub child_writes: IntCounterVec,
+    pub lease_writes: prometheus::IntCounter,
     pub reconcile_time: HistogramVec,
     pub active_workers: IntGaugeVec,
     pub leader: IntGaugeVec,
@@ -85,6 +86,10 @@ impl Metrics {
                 "Objects the operator wrote because they differed from what it wants (unchanged ones are not written), by controller and kind",
             ),
             &["controller", "kind"],
+        ));
+        let lease_writes = must(prometheus::IntCounter::new(
+            "zhengyun_lease_writes_total",
+            "Writes to the leader-election Lease (creating, renewing or taking it over)",
         ));
         let reconcile_time = must(HistogramVec::new(
             HistogramOpts::new(
@@ -200,6 +205,7 @@ impl Metrics {
             Box::new(reconcile_error_categories.clone()),
             Box::new(child_apply_failures.clone()),
             Box::new(child_writes.clone()),
+            Box::new(lease_writes.clone()),
             Box::new(reconcile_time.clone()),
             Box::new(active_workers.clone()),
             Box::new(leader.clone()),
@@ -232,6 +238,7 @@ impl Metrics {
             reconcile_error_categories,
             child_apply_failures,
             child_writes,
+            lease_writes,
             reconcile_time,
             active_workers,
             leader,
@@ -421,6 +428,32 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Runs one reconcile round of `controller` inside `span`, recording what every controller
+/// records: time, rounds in flight, the result, and the error's category (logged once, here).
+pub async fn instrumented<T>(
+    metrics: &Metrics,
+    controller: &str,
+    span: tracing::Span,
+    round: impl std::future::Future<Output = crate::Result<T>>,
+) -> crate::Result<T> {
+    use tracing::Instrument;
+    let timer = metrics.reconcile_time.with_label_values(&[controller]).start_timer();
+    metrics.active_workers.with_label_values(&[controller]).inc();
+    let result = round.instrument(span.clone()).await;
+    metrics.active_workers.with_label_values(&[controller]).dec();
+    timer.observe_duration();
+    match &result {
+        Ok(_) => metrics.reconcile_total.with_label_values(&[controller, "success"]).inc(),
+        Err(e) => {
+            metrics.reconcile_total.with_label_values(&[controller, "error"]).inc();
+            metrics.reconcile_errors.with_label_values(&[controller]).inc();
+            metrics.reconcile_error_categories.with_label_values(&[controller, e.category()]).inc();
+            span.in_scope(|| tracing::warn!(controller, category = e.category(), error = %e, "reconcile failed"));
+        }
+    }
+    result
 }
 
 #[cfg(test)]

@@ -66,7 +66,13 @@ async fn concurrent_pods_never_push_a_tenant_over_its_quota() {
     let results = join_all(attempts).await;
     let created = results.iter().filter(|r| r.is_ok()).count();
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
-        assert!(r.contains("exceeded quota"), "refused for another reason: {r}");
+        // A create racing others on the same quota may also be told to retry (409): the API
+        // server's quota admission gives up after a few optimistic attempts. Either way the pod
+        // is not admitted, which is what counts here.
+        assert!(
+            r.contains("exceeded quota") || r.contains("the object has been modified"),
+            "refused for another reason: {r}"
+        );
     }
     assert!((1..=4).contains(&created), "{created} pods admitted against a budget of 4");
     assert_eq!(count_pods(&client).await, created);

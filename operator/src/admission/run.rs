@@ -59,8 +59,8 @@ pub async fn start(
     let names = sans(&endpoint);
     let (cert, bundle) = tls::ensure(&client, &secret_namespace, &names).await?;
     let resolver = Resolver::new(&cert)?;
-    let webhook =
-        Arc::new(Webhook { client: client.clone(), operator_user: operator_user.clone(), cluster_network_policy });
+    let caches = super::cache::Caches::start(&client);
+    let webhook = Arc::new(Webhook { caches, operator_user: operator_user.clone(), cluster_network_policy });
     tokio::spawn(server::serve(addr, resolver.clone(), webhook, stop.clone()));
     // Registering before the port answers would fail every guarded request meanwhile.
     for _ in 0..100 {

@@ -10,8 +10,7 @@ use hyper_util::{
 };
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::{
-    Api, Client, ResourceExt,
-    api::ListParams,
+    ResourceExt,
     core::{
         DynamicObject,
         admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
@@ -20,22 +19,19 @@ use kube::{
 use serde::de::DeserializeOwned;
 use tokio_rustls::TlsAcceptor;
 
-use super::{checks, tls::Resolver};
+use super::{cache::Caches, checks, tls::Resolver};
 use crate::{
-    api::{ExchangeChannel, IssuerKind, SmCertificate, SmClusterIssuer, SmIssuer, Tenant, Zone},
+    api::{ExchangeChannel, IssuerKind, SmCertificate, Tenant, Zone},
     certificates::department_allows,
-    channels::{
-        approval,
-        reconcile::{check_ends, end_zones},
-    },
+    channels::{approval, reconcile::check_ends},
     labels,
     tenancy::validate::{check_zone, validate},
     zones::ZonePlacement,
 };
 
-/// What the handlers need.
+/// What the handlers need. No client: every lookup is answered from [`Caches`].
 pub struct Webhook {
-    pub client: Client,
+    pub caches: Caches,
     /// The operator's own user name: the only one allowed to change what it owns.
     pub operator_user: String,
     /// A ClusterNetworkPolicy API enforces the tenant boundary, so tenant NetworkPolicies
@@ -121,20 +117,23 @@ fn parse(
 }
 
 /// The zone a tenant namespace runs in, or `None` for namespaces we do not manage.
-async fn namespace_zone(
-    client: &Client,
-    namespace: &str,
-) -> Result<Option<(String, String, ZonePlacement, Zone)>, String> {
-    let ns = Api::<Namespace>::all(client.clone()).get_opt(namespace).await.map_err(|e| e.to_string())?;
-    let Some(ns) = ns else { return Ok(None) };
+/// A tenant namespace as the webhook sees it: whose it is and the zone it runs in.
+struct InZone {
+    tenant: String,
+    zone_name: String,
+    placement: ZonePlacement,
+    zone: Arc<Zone>,
+}
+
+fn namespace_zone(caches: &Caches, namespace: &str) -> Result<Option<InZone>, String> {
+    let Some(ns) = caches.namespace(namespace) else { return Ok(None) };
     let l = ns.labels();
     let (Some(tenant), Some(zone_name)) = (l.get(labels::TENANT), l.get(labels::ZONE)) else { return Ok(None) };
-    let zone = Api::<Zone>::all(client.clone()).get_opt(zone_name).await.map_err(|e| e.to_string())?;
-    let Some(zone) = zone else {
+    let Some(zone) = caches.zone(zone_name) else {
         return Err(format!("zone {zone_name} of tenant {tenant} does not exist: pods cannot be placed"));
     };
     let placement = crate::zones::placement(&zone);
-    Ok(Some((tenant.clone(), zone_name.clone(), placement, zone)))
+    Ok(Some(InZone { tenant: tenant.clone(), zone_name: zone_name.clone(), placement, zone }))
 }
 
 fn caller(req: &AdmissionRequest<DynamicObject>) -> (String, Vec<String>) {
@@ -218,8 +217,9 @@ async fn mutate(
     let (Some(pod), Some(ns)) = (typed::<Pod>(&req.object), req.namespace.clone()) else {
         return respond(&req, Ok(()));
     };
-    match namespace_zone(&w.client, &ns).await {
-        Ok(Some((_, _, placement, _))) => patched(&req, checks::placement_patch(&pod, &placement), Vec::new()),
+    w.caches.ready().await;
+    match namespace_zone(&w.caches, &ns) {
+        Ok(Some(z)) => patched(&req, checks::placement_patch(&pod, &z.placement), Vec::new()),
         Ok(None) => respond(&req, Ok(())),
         Err(e) => respond(&req, Err(e)),
     }
@@ -253,21 +253,13 @@ async fn certificate(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> (Res
         return (Ok(()), Vec::new());
     }
     let r = &c.spec.issuer_ref;
-    let lookup = async {
-        match r.kind {
-            IssuerKind::SmIssuer => {
-                let found = Api::<SmIssuer>::namespaced(w.client.clone(), &ns).get_opt(&r.name).await?;
-                Ok::<_, kube::Error>(found.map(|_| None))
-            }
-            IssuerKind::SmClusterIssuer => {
-                let found = Api::<SmClusterIssuer>::all(w.client.clone()).get_opt(&r.name).await?;
-                Ok(found.map(|i| i.spec.department))
-            }
-        }
+    w.caches.ready().await;
+    let found = match r.kind {
+        IssuerKind::SmIssuer => w.caches.issuer(&ns, &r.name).map(|_| None),
+        IssuerKind::SmClusterIssuer => w.caches.cluster_issuer(&r.name).map(|i| i.spec.department.clone()),
     };
-    match lookup.await {
-        Err(e) => (Err(e.to_string()), Vec::new()),
-        Ok(None) => {
+    match found {
+        None => {
             let kind = format!("{:?}", r.kind);
             let warning = format!(
                 "spec.issuerRef: {kind} {:?} does not exist{}: the certificate waits for it",
@@ -276,13 +268,9 @@ async fn certificate(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> (Res
             );
             (Ok(()), vec![warning])
         }
-        Ok(Some(None)) => (Ok(()), Vec::new()),
-        Ok(Some(Some(department))) => {
-            let namespace = Api::<Namespace>::all(w.client.clone()).get_opt(&ns).await;
-            let theirs = match namespace {
-                Ok(n) => n.and_then(|n| n.labels().get(labels::DEPARTMENT).cloned()),
-                Err(e) => return (Err(e.to_string()), Vec::new()),
-            };
+        Some(None) => (Ok(()), Vec::new()),
+        Some(Some(department)) => {
+            let theirs = w.caches.namespace(&ns).and_then(|n| n.labels().get(labels::DEPARTMENT).cloned());
             (department_allows(&r.name, Some(&department), &ns, theirs.as_deref()), Vec::new())
         }
     }
@@ -297,15 +285,14 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
     if user == w.operator_user {
         return Ok(());
     }
+    w.caches.ready().await;
     let kind = req.kind.kind.as_str();
     match kind {
         "Pod" => {
             let (Some(pod), Some(ns)) = (typed::<Pod>(&req.object), req.namespace.as_deref()) else { return Ok(()) };
-            let Some((_, zone_name, placement, _)) = namespace_zone(&w.client, ns).await? else { return Ok(()) };
-            let zones =
-                Api::<Zone>::all(w.client.clone()).list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+            let Some(InZone { zone_name, placement, .. }) = namespace_zone(&w.caches, ns)? else { return Ok(()) };
+            let zones = w.caches.zones.state();
             let others: Vec<(String, crate::api::ZoneTaint)> = zones
-                .items
                 .iter()
                 .filter(|z| z.name_any() != zone_name)
                 .map(|z| (z.name_any(), z.effective_taint()))
@@ -313,11 +300,7 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
             checks::check_pod(&pod, &zone_name, &placement, &others)?;
             // A pod that names its node skips the scheduler, and with it the node affinity.
             if let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                let node = Api::<k8s_openapi::api::core::v1::Node>::all(w.client.clone())
-                    .get_opt(&node_name)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let labels = node.map(|n| n.labels().clone()).unwrap_or_default();
+                let labels = w.caches.node(&node_name).map(|n| n.labels().clone()).unwrap_or_default();
                 if !crate::zones::selects(&placement.node_selector, &labels) {
                     return Err(format!("spec.nodeName: node {node_name} is not in zone {zone_name}"));
                 }
@@ -341,7 +324,7 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
             }
             if kind == "NetworkPolicy" && !w.cluster_network_policy && req.operation != Operation::Delete {
                 let (Some(np), Some(ns)) = (typed(&req.object), req.namespace.as_deref()) else { return Ok(()) };
-                let Some((tenant, _, _, _)) = namespace_zone(&w.client, ns).await? else { return Ok(()) };
+                let Some(InZone { tenant, .. }) = namespace_zone(&w.caches, ns)? else { return Ok(()) };
                 return checks::check_tenant_network_policy(&np, &tenant);
             }
             Ok(())
@@ -356,12 +339,9 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
                 if c.certificate.issuer_ref.kind != IssuerKind::SmClusterIssuer {
                     continue;
                 }
-                let issuer = Api::<SmClusterIssuer>::all(w.client.clone())
-                    .get_opt(&c.certificate.issuer_ref.name)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let issuer = w.caches.cluster_issuer(&c.certificate.issuer_ref.name);
                 let ns = format!("{}-{}", tenant.name_any(), c.namespace);
-                let department = issuer.and_then(|i| i.spec.department);
+                let department = issuer.and_then(|i| i.spec.department.clone());
                 department_allows(
                     &c.certificate.issuer_ref.name,
                     department.as_deref(),
@@ -370,20 +350,17 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
                 )
                 .map_err(|e| format!("spec.certificates[{i}].{}", e.trim_start_matches("spec.")))?;
             }
-            let zone =
-                Api::<Zone>::all(w.client.clone()).get_opt(&tenant.spec.zone).await.map_err(|e| e.to_string())?;
-            check_zone(tenant.spec.security_level, &tenant.spec.zone, zone.as_ref()).map_err(|e| e.to_string())?;
+            let zone = w.caches.zone(&tenant.spec.zone);
+            check_zone(tenant.spec.security_level, &tenant.spec.zone, zone.as_deref()).map_err(|e| e.to_string())?;
             if let Some(old) = typed::<Tenant>(&req.old_object)
                 && old.spec.zone != tenant.spec.zone
             {
-                let mut running = 0;
-                for ns in old.spec.namespaces.iter().map(|n| format!("{}-{}", old.name_any(), n.suffix)) {
-                    let pods = Api::<Pod>::namespaced(w.client.clone(), &ns)
-                        .list(&ListParams::default().limit(50))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    running += pods.items.len();
-                }
+                let running: usize = old
+                    .spec
+                    .namespaces
+                    .iter()
+                    .map(|n| w.caches.pods_in(&format!("{}-{}", old.name_any(), n.suffix)))
+                    .sum();
                 if running > 0 {
                     return Err(format!(
                         "spec.zone: tenant {} still has {running} pods in zone {}; stop or move its workloads before changing zone",
@@ -401,11 +378,16 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
             let old = typed::<ExchangeChannel>(&req.old_object);
             let (user, groups) = caller(req);
             approval::check_record(old.as_ref(), &ch, approval::Caller { user: &user, groups: &groups })?;
-            let tenants: Api<Tenant> = Api::all(w.client.clone());
-            let source = tenants.get_opt(&ch.spec.from.tenant).await.map_err(|e| e.to_string())?;
-            let target = tenants.get_opt(&ch.spec.to.tenant).await.map_err(|e| e.to_string())?;
-            let zones = end_zones(&w.client, [source.as_ref(), target.as_ref()]).await.map_err(|e| e.to_string())?;
-            check_ends(&ch, source.as_ref(), target.as_ref(), &zones.iter().collect::<Vec<_>>())?;
+            let source = w.caches.tenant(&ch.spec.from.tenant);
+            let target = w.caches.tenant(&ch.spec.to.tenant);
+            let mut zones: Vec<Arc<Zone>> = Vec::new();
+            for t in [source.as_deref(), target.as_deref()].into_iter().flatten() {
+                if let Some(z) = w.caches.zone(&t.spec.zone) {
+                    zones.push(z);
+                }
+            }
+            let zones: Vec<&Zone> = zones.iter().map(|z| z.as_ref()).collect();
+            check_ends(&ch, source.as_deref(), target.as_deref(), &zones)?;
             Ok(())
         }
         "Zone" => {
@@ -416,7 +398,7 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
             let (Some(svc), Some(ns)) = (typed::<Service>(&req.object), req.namespace.as_deref()) else {
                 return Ok(());
             };
-            let Some((_, zone_name, _, zone)) = namespace_zone(&w.client, ns).await? else { return Ok(()) };
+            let Some(InZone { zone_name, zone, .. }) = namespace_zone(&w.caches, ns)? else { return Ok(()) };
             checks::check_service(&svc, &zone_name, &zone.spec.allowed_service_types)
         }
         _ => Ok(()),

@@ -12,7 +12,7 @@ use kube::{
     runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
 };
 use serde::{Serialize, de::DeserializeOwned};
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, info_span, warn};
 
 use crate::{
     api::{CaSource, SecretCa, SelfSignedCa, SmClusterIssuer, SmIssuer, SmIssuerStatus, parse_duration},
@@ -162,17 +162,7 @@ async fn reconcile<K: IssuerResource>(issuer: Arc<K>, ctx: Arc<Context>) -> Resu
     let controller = K::KIND.to_lowercase();
     let controller = controller.as_str();
     let span = info_span!("reconcile", %controller, issuer = %issuer.name_any(), namespace = ?issuer.namespace());
-    let m = ctx.metrics.clone();
-    let timer = m.reconcile_time.with_label_values(&[controller]).start_timer();
-    let result = reconcile_inner(issuer.as_ref(), &ctx).instrument(span).await;
-    timer.observe_duration();
-    m.reconcile_total.with_label_values(&[controller, if result.is_ok() { "success" } else { "error" }]).inc();
-    if let Err(e) = &result {
-        m.reconcile_errors.with_label_values(&[controller]).inc();
-        m.reconcile_error_categories.with_label_values(&[controller, e.category()]).inc();
-        warn!(issuer = %issuer.name_any(), error = %e, "issuer reconcile failed");
-    }
-    result
+    crate::metrics::instrumented(&ctx.metrics, controller, span, reconcile_inner(issuer.as_ref(), &ctx)).await
 }
 
 /// When a self-signed root is replaced: with a third of its life left.

@@ -19,7 +19,7 @@ use kube::{
         watcher,
     },
 };
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, info_span, warn};
 
 use super::{
     build::{self, CERTIFICATE_LABEL, Current},
@@ -110,17 +110,7 @@ async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
     };
     let (ns, name) = (c.namespace().unwrap_or_default(), c.name_any());
     let span = info_span!("reconcile", controller = CONTROLLER, namespace = %ns, certificate = %name);
-    let m = ctx.metrics.clone();
-    let timer = m.reconcile_time.with_label_values(&[CONTROLLER]).start_timer();
-    let result = reconcile_inner(c, &ctx).instrument(span).await;
-    timer.observe_duration();
-    m.reconcile_total.with_label_values(&[CONTROLLER, if result.is_ok() { "success" } else { "error" }]).inc();
-    if let Err(e) = &result {
-        m.reconcile_errors.with_label_values(&[CONTROLLER]).inc();
-        m.reconcile_error_categories.with_label_values(&[CONTROLLER, e.category()]).inc();
-        warn!(namespace = %ns, certificate = %name, error = %e, "certificate reconcile failed");
-    }
-    result
+    crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, reconcile_inner(c, &ctx)).await
 }
 
 /// The issuer's CA, or why it cannot sign for this certificate.

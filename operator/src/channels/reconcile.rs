@@ -18,7 +18,7 @@ use kube::{
         watcher,
     },
 };
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, info_span, warn};
 
 use super::{
     EndsProblem, approval,
@@ -166,18 +166,7 @@ pub async fn resolve(client: &kube::Client, ch: &ExchangeChannel) -> Result<std:
 async fn reconcile(ch: Arc<ExchangeChannel>, ctx: Arc<Context>) -> Result<Action> {
     let name = ch.name_any();
     let span = info_span!("reconcile", controller = CONTROLLER, channel = %name);
-    let m = ctx.metrics.clone();
-    let timer = m.reconcile_time.with_label_values(&[CONTROLLER]).start_timer();
-    let result = reconcile_inner(&ch, &ctx).instrument(span).await;
-    timer.observe_duration();
-    let label = if result.is_ok() { "success" } else { "error" };
-    m.reconcile_total.with_label_values(&[CONTROLLER, label]).inc();
-    if let Err(e) = &result {
-        m.reconcile_errors.with_label_values(&[CONTROLLER]).inc();
-        m.reconcile_error_categories.with_label_values(&[CONTROLLER, e.category()]).inc();
-        warn!(channel = %name, error = %e, "channel reconcile failed");
-    }
-    result
+    crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, reconcile_inner(&ch, &ctx)).await
 }
 
 /// Events for the audit trail: an approval, its withdrawal or loss, and the expiry, each once

@@ -33,7 +33,7 @@ use kube::{
     },
 };
 use serde::de::DeserializeOwned;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, info_span, warn};
 
 use super::{
     build::{self, ALLOW_POLICY, CHILD_NAME, DENY_POLICY},
@@ -252,31 +252,18 @@ async fn reconcile(obj: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Tenants>) -> Res
     };
     let name = tenant.name_any();
     let span = info_span!("reconcile", controller = CONTROLLER, tenant = %name);
-    let m = ctx.metrics.clone();
-    let timer = m.reconcile_time.with_label_values(&[CONTROLLER]).start_timer();
-    m.active_workers.with_label_values(&[CONTROLLER]).inc();
     let api: Api<Tenant> = Api::all(ctx.client.clone());
-    let result = finalizer(&api, FINALIZER, Arc::new(tenant), |event| async {
-        match event {
-            Finalizer::Apply(t) => apply_tenant(&t, &ctx).await,
-            Finalizer::Cleanup(t) => cleanup(&t, &ctx).await,
-        }
-    })
-    .instrument(span)
-    .await;
-    let result = settle_finalizer(result).map_err(|e| Error::Finalizer(Box::new(e)));
-    m.active_workers.with_label_values(&[CONTROLLER]).dec();
-    timer.observe_duration();
-    match &result {
-        Ok(_) => m.reconcile_total.with_label_values(&[CONTROLLER, "success"]).inc(),
-        Err(e) => {
-            m.reconcile_total.with_label_values(&[CONTROLLER, "error"]).inc();
-            m.reconcile_errors.with_label_values(&[CONTROLLER]).inc();
-            m.reconcile_error_categories.with_label_values(&[CONTROLLER, e.category()]).inc();
-            warn!(tenant = %name, category = e.category(), error = %e, "reconcile failed");
-        }
-    }
-    result
+    let round = async {
+        let result = finalizer(&api, FINALIZER, Arc::new(tenant), |event| async {
+            match event {
+                Finalizer::Apply(t) => apply_tenant(&t, &ctx).await,
+                Finalizer::Cleanup(t) => cleanup(&t, &ctx).await,
+            }
+        })
+        .await;
+        settle_finalizer(result).map_err(|e| Error::Finalizer(Box::new(e)))
+    };
+    crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, round).await
 }
 
 /// Finalizer outcomes that are not errors. Removing the finalizer from a tenant that is already

@@ -12,7 +12,7 @@ use kube::{
     api::{ListParams, Patch, PatchParams},
     runtime::{Controller, controller::Action, watcher},
 };
-use tracing::{Instrument, info_span, warn};
+use tracing::{info_span, warn};
 
 use crate::{
     api::{Tenant, Zone, ZoneStatus},
@@ -93,9 +93,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
 async fn reconcile(zone: Arc<Zone>, ctx: Arc<Context>) -> Result<Action> {
     let name = zone.name_any();
     let span = info_span!("reconcile", controller = CONTROLLER, zone = %name);
-    let m = ctx.metrics.clone();
-    let timer = m.reconcile_time.with_label_values(&[CONTROLLER]).start_timer();
-    let result = async {
+    let round = async {
         let nodes = Api::<Node>::all(ctx.client.clone()).list(&ListParams::default()).await?;
         let mine: Vec<&Node> =
             nodes.items.iter().filter(|n| selects(&zone.spec.node_selector, &n.labels().clone())).collect();
@@ -159,17 +157,8 @@ async fn reconcile(zone: Arc<Zone>, ctx: Arc<Context>) -> Result<Action> {
                 .await?;
         }
         Ok(Action::requeue(Duration::from_secs(300)))
-    }
-    .instrument(span)
-    .await;
-    timer.observe_duration();
-    let label = if result.is_ok() { "success" } else { "error" };
-    m.reconcile_total.with_label_values(&[CONTROLLER, label]).inc();
-    if let Err(e) = &result {
-        m.reconcile_errors.with_label_values(&[CONTROLLER]).inc();
-        warn!(zone = %name, error = %e, "zone reconcile failed");
-    }
-    result
+    };
+    crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, round).await
 }
 
 #[cfg(test)]

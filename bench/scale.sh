@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The scale benchmark (issue 10): N tenants (2 namespaces each, quota, limits, 等保 level 3, one
+# zone) against the local control plane, the release operator beside the floor in one run.
+#
+#   bench/scale.sh            # N = 1000
+#   bench/scale.sh 1000 5000  # several sizes, one table
+#
+# For each N, two fresh control planes on this machine:
+#   1. the floor: a bare kube-rs client with 32 workers and no client-side rate limit writes the
+#      N Tenants and exactly the children the operator writes (made by its own builders), and
+#      the clock stops when the quota controller enforces every ResourceQuota;
+#   2. the operator: the same 32 workers create the N Tenants while the release operator runs
+#      (with its webhook), and the clock stops when every Tenant is Ready (which includes its
+#      quotas being enforced). Then: its API requests and writes, an idle minute, peak RSS, 50
+#      drift repairs (a deleted default-deny policy) and 200 pod admissions through the webhook.
+# Prints a table; docs/performance.md records the figures and the machine.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+# shellcheck source=../hack/lib/cluster.sh
+source hack/lib/cluster.sh
+# shellcheck source=../hack/lib/env.sh
+source hack/lib/env.sh
+sizes=("$@")
+[ ${#sizes[@]} -eq 0 ] && sizes=(1000)
+
+hack/build-k8s.sh >&2
+cargo build -q --release --locked -p zhengyun-operator -p zhengyun-e2e --bin zhengyun-operator --bin scale
+bin=$CARGO_TARGET_DIR/release/zhengyun-operator
+driver=$CARGO_TARGET_DIR/release/scale
+
+work=$(mktemp -d /tmp/zhengyun-scale.XXXXXX)
+dir=
+op_pid=
+stop_all() {
+  if [ -n "$op_pid" ]; then kill "$op_pid" 2>/dev/null || true; wait "$op_pid" 2>/dev/null || true; op_pid=; fi
+  if [ -n "$dir" ]; then cluster_down "$dir" >/dev/null 2>&1 || true; dir=; fi
+}
+trap 'stop_all; rm -rf "$work"' EXIT
+
+fresh_cluster() { # name
+  dir=$work/$1
+  mkdir -p "$dir"
+  cluster_up "$dir" >&2
+  # shellcheck disable=SC1091
+  source "$dir/env"
+  "$bin" crd | kubectl apply --server-side -f - >/dev/null
+  kubectl wait --for=condition=Established crd --all >/dev/null
+  kubectl create namespace zhengyun-system >/dev/null
+  kubectl apply -f - >/dev/null <<'ZONE'
+apiVersion: zhengyun.io/v1alpha1
+kind: Zone
+metadata: {name: extranet}
+spec: {kind: Extranet, nodeSelector: {zhengyun.io/zone: extranet}, minSecurityLevel: 2}
+ZONE
+}
+
+declare -A result
+for n in "${sizes[@]}"; do
+  echo "== N=$n: the floor (bare client, 32 workers)" >&2
+  fresh_cluster "floor-$n"
+  "$driver" floor "$n" | tee "$work/floor-$n.txt" >&2
+  stop_all
+
+  echo "== N=$n: the operator (release build, with its webhook)" >&2
+  fresh_cluster "operator-$n"
+  kubectl -n zhengyun-system create serviceaccount zhengyun-operator >/dev/null
+  kubectl create clusterrolebinding zhengyun-operator --clusterrole=cluster-admin \
+    --serviceaccount=zhengyun-system:zhengyun-operator >/dev/null
+  token=$(kubectl -n zhengyun-system create token zhengyun-operator --duration=24h)
+  server=$(kubectl config view --minify -o 'jsonpath={.clusters[0].cluster.server}')
+  cat >"$dir/operator.kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: $server, certificate-authority: $dir/pki/ca.crt}}]
+users: [{name: operator, user: {token: $token}}]
+contexts: [{name: local, context: {cluster: local, user: operator}}]
+current-context: local
+KC
+  admin=127.0.0.1:$(free_port)
+  webhook=127.0.0.1:$(free_port)
+  KUBECONFIG=$dir/operator.kubeconfig RUST_LOG=warn "$bin" run --admin-addr "$admin" \
+    --webhook-addr "$webhook" --webhook-url "https://$webhook" >"$dir/operator.log" 2>&1 </dev/null &
+  op_pid=$!
+  for _ in $(seq 1 150); do kubectl get validatingwebhookconfiguration zhengyun >/dev/null 2>&1 && break; sleep 0.2; done
+  "$driver" operator "$n" "$op_pid" "$admin" | tee "$work/operator-$n.txt" >&2
+  stop_all
+  while read -r k v; do result[$n,$k]=$v; done < <(cat "$work/floor-$n.txt" "$work/operator-$n.txt")
+done
+
+row() { # label key [reference]
+  printf '| %s |' "$1"
+  for n in "${sizes[@]}"; do printf ' %s |' "${result[$n,$2]:-?}"; done
+  printf ' %s |\n' "${3:-}"
+}
+ratio_row() {
+  printf '| convergence / floor |'
+  for n in "${sizes[@]}"; do
+    printf ' %s |' "$(python3 -c "print(f'{${result[$n,operator_seconds]}/${result[$n,floor_seconds]}:.2f}')")"
+  done
+  printf ' goal ≤ 1.2 |\n'
+}
+printf '\n| N tenants |'; for n in "${sizes[@]}"; do printf ' %s |' "$n"; done; printf ' reference |\n'
+printf '|---|'; for _ in "${sizes[@]}"; do printf -- '---|'; done; printf -- '---|\n'
+row "floor: objects written by the bare client" floor_objects
+row "floor: all written (s)" floor_written_seconds
+row "floor: every quota enforced (s)" floor_seconds
+row "operator: Tenants created (s)" operator_created_seconds
+row "operator: every Tenant Ready (s)" operator_seconds
+ratio_row
+row "API requests per tenant" requests_per_tenant "before: 127"
+row "API writes per tenant (Lease excluded)" writes_per_tenant "goal: = objects (13)"
+row "objects written per tenant (zhengyun_writes_total)" object_writes_per_tenant
+row "tenant reconciles per tenant" reconciles_per_tenant "before: 6.7"
+row "failed reconciles" failed_reconciles "before: 248 at 1,000"
+row "operator CPU while converging (s)" operator_cpu_seconds_converging "before: 162 at 1,000"
+row "idle: API requests per minute" idle_requests_per_minute "before: 16,000–20,000"
+row "idle: writes per minute (Lease excluded)" idle_writes_per_minute "goal 0; before 9,000–11,000"
+row "idle: Lease writes per minute" idle_lease_writes_per_minute
+row "idle: operator CPU (% of a core)" idle_cpu_percent "before: 38%"
+row "peak RSS (MiB)" peak_rss_mib "goal ≤ 200 at 5,000; before 310 at 1,000"
+row "drift repair p50 (s)" drift_repair_p50_seconds
+row "drift repair p99 (s)" drift_repair_p99_seconds "goal ≤ 1 at 1,000; before 2–29+"
+row "pod admission p50 (s)" pod_admission_p50_seconds
+row "pod admission p99 (s)" pod_admission_p99_seconds

@@ -1,0 +1,381 @@
+//! The scale benchmark's driver (run by `bench/scale.sh`, which starts the control planes and
+//! the release operator). Two modes, each against its own fresh control plane:
+//!
+//! - `floor N`: a bare kube-rs client, 32 concurrent workers, no client-side rate limit, writes
+//!   the N Tenants and exactly the children the operator would (built by the operator's own pure
+//!   builders), then waits until the quota controller enforces every ResourceQuota. This is what
+//!   the API server and the quota controller allow: the floor.
+//! - `operator N PID ADMIN`: creates the same N Tenants with the same 32 workers while the
+//!   operator (process PID, admin port ADMIN) runs, waits until every Tenant is Ready, then
+//!   measures what it cost, the idle minute after, drift repair, and pod admission through the
+//!   webhook.
+//!
+//! Each prints `key value` lines that the script turns into the table.
+
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::{
+    core::v1::{Pod, ResourceQuota},
+    networking::v1::NetworkPolicy,
+};
+use kube::{
+    Api, Client,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+use zhengyun::{
+    api::{
+        ContainerLimits, CpuMemory, Department, Owner, OwnerKind, Tenant, TenantNamespace, TenantQuota, TenantSpec,
+        amount::Count,
+    },
+    tenancy::{build, quota, validate},
+};
+
+const WORKERS: usize = 32;
+
+fn tenant(i: usize) -> Tenant {
+    let name = format!("t{i:05}");
+    Tenant::new(
+        &name,
+        TenantSpec {
+            department: Department { code: format!("D{i:05}"), name: format!("Department {i}"), name_zh: None },
+            zone: "extranet".into(),
+            owners: vec![Owner { kind: OwnerKind::Group, name: format!("dept-{i:05}") }],
+            namespaces: vec![TenantNamespace { suffix: "apps".into() }, TenantNamespace { suffix: "data".into() }],
+            quota: TenantQuota {
+                cpu: Some("4".into()),
+                memory: Some("8Gi".into()),
+                pods: Some(Count::from(20)),
+                ..Default::default()
+            },
+            limits: Some(ContainerLimits {
+                default_request: Some(CpuMemory { cpu: Some("100m".into()), memory: Some("128Mi".into()) }),
+                default_limit: None,
+                max: Some(CpuMemory { cpu: Some("2".into()), memory: Some("4Gi".into()) }),
+            }),
+            security_level: 3,
+            deletion_policy: Default::default(),
+            confirm_data_deletion: false,
+            certificates: vec![],
+        },
+    )
+}
+
+fn out(key: &str, value: impl std::fmt::Display) {
+    println!("{key} {value}");
+}
+
+async fn create_tenants(client: &Client, n: usize) -> anyhow::Result<()> {
+    let api: Api<Tenant> = Api::all(client.clone());
+    let results: Vec<_> = stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move { api.create(&PostParams::default(), &tenant(i)).await }
+        })
+        .buffer_unordered(WORKERS)
+        .collect()
+        .await;
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    anyhow::ensure!(failed == 0, "{failed} tenant creates failed: {:?}", results.iter().find(|r| r.is_err()));
+    Ok(())
+}
+
+/// The objects the operator writes for a tenant, in the order it writes them.
+fn children(t: &Tenant) -> anyhow::Result<Vec<serde_json::Value>> {
+    let vt = validate::validate(t)?;
+    let placement = zhengyun::zones::ZonePlacement {
+        node_selector: [("zhengyun.io/zone".to_string(), "extranet".to_string())].into(),
+        ..Default::default()
+    };
+    let observed: Vec<quota::Observed> = vt.namespaces.iter().map(|_| Default::default()).collect();
+    let (hards, _) = quota::split(&vt.quota, &observed);
+    let mut objs = Vec::new();
+    for (ns, hard) in vt.namespaces.iter().zip(&hards) {
+        objs.push(serde_json::to_value(build::namespace(&vt, ns))?);
+        for np in build::network_policies(&vt, ns, &placement) {
+            objs.push(serde_json::to_value(np)?);
+        }
+        objs.push(serde_json::to_value(build::resource_quota(&vt, ns, hard))?);
+        if let Some(lr) = build::limit_range(&vt, ns) {
+            objs.push(serde_json::to_value(lr)?);
+        }
+        objs.push(serde_json::to_value(build::role_binding(&vt, ns))?);
+    }
+    Ok(objs)
+}
+
+async fn apply_value(client: &Client, v: serde_json::Value) -> Result<(), kube::Error> {
+    let kind = v["kind"].as_str().unwrap_or_default().to_string();
+    let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let ns = v["metadata"]["namespace"].as_str().map(str::to_string);
+    let pp = PatchParams::apply("zhengyun-bench-floor").force();
+    let gvk = match kind.as_str() {
+        "Namespace" => kube::api::GroupVersionKind::gvk("", "v1", "Namespace"),
+        "ResourceQuota" => kube::api::GroupVersionKind::gvk("", "v1", "ResourceQuota"),
+        "LimitRange" => kube::api::GroupVersionKind::gvk("", "v1", "LimitRange"),
+        "NetworkPolicy" => kube::api::GroupVersionKind::gvk("networking.k8s.io", "v1", "NetworkPolicy"),
+        _ => kube::api::GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "RoleBinding"),
+    };
+    let plural = match kind.as_str() {
+        "Namespace" => "namespaces",
+        "ResourceQuota" => "resourcequotas",
+        "LimitRange" => "limitranges",
+        "NetworkPolicy" => "networkpolicies",
+        _ => "rolebindings",
+    };
+    let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
+    let api: Api<kube::api::DynamicObject> = match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), &ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    api.patch(&name, &pp, &Patch::Apply(&v)).await.map(|_| ())
+}
+
+async fn enforced_quotas(client: &Client) -> usize {
+    let api: Api<ResourceQuota> = Api::all(client.clone());
+    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=zhengyun");
+    api.list(&lp)
+        .await
+        .map(|l| {
+            l.items
+                .iter()
+                .filter(|q| {
+                    q.status.as_ref().and_then(|s| s.hard.as_ref()).is_some_and(|h| h.contains_key("requests.cpu"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn floor(client: &Client, n: usize) -> anyhow::Result<()> {
+    let start = Instant::now();
+    create_tenants(client, n).await?;
+    // Each tenant's children in order (a namespace before what goes in it), tenants in parallel.
+    let results: Vec<_> = stream::iter(0..n)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                let mut writes = 0usize;
+                for v in children(&tenant(i)).map_err(|e| kube::Error::Service(e.into()))? {
+                    apply_value(&client, v).await?;
+                    writes += 1;
+                }
+                Ok::<usize, kube::Error>(writes)
+            }
+        })
+        .buffer_unordered(WORKERS)
+        .collect()
+        .await;
+    let written = start.elapsed();
+    let mut objects = n;
+    for r in &results {
+        match r {
+            Ok(w) => objects += w,
+            Err(e) => anyhow::bail!("a floor write failed: {e}"),
+        }
+    }
+    out("floor_written_seconds", format!("{:.1}", written.as_secs_f64()));
+    out("floor_objects", objects);
+    loop {
+        if enforced_quotas(client).await >= 2 * n {
+            break;
+        }
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(3600), "quotas never enforced");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    out("floor_seconds", format!("{:.1}", start.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+/// One process's CPU seconds (user + system) and peak resident memory, from /proc.
+fn proc_stats(pid: u32) -> (f64, f64) {
+    let ticks = 100.0; // USER_HZ on Linux
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            let u: f64 = rest.get(11)?.parse().ok()?;
+            let k: f64 = rest.get(12)?.parse().ok()?;
+            Some((u + k) / ticks)
+        })
+        .unwrap_or(0.0);
+    let hwm = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0);
+    (cpu, hwm)
+}
+
+async fn metrics(admin: &str) -> String {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(admin).await else { return String::new() };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!("GET /metrics HTTP/1.0\r\nHost: {admin}\r\n\r\n");
+    if stream.write_all(req.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body).await;
+    body
+}
+
+/// Sums a metric's series whose line contains every filter.
+fn sum(text: &str, metric: &str, filters: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(metric) && filters.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+struct Requests {
+    all: f64,
+    writes: f64,
+    lease: f64,
+    ours: f64,
+}
+
+async fn requests(admin: &str) -> Requests {
+    let m = metrics(admin).await;
+    let all = sum(&m, "rest_client_requests_total", &[]);
+    let writes = ["POST", "PUT", "PATCH", "DELETE"]
+        .iter()
+        .map(|v| sum(&m, "rest_client_requests_total", &[&format!("method=\"{v}\"")]))
+        .sum();
+    let lease = sum(&m, "zhengyun_lease_writes_total", &[]);
+    let ours = sum(&m, "zhengyun_writes_total", &[]);
+    Requests { all, writes, lease, ours }
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+async fn ready_count(client: &Client) -> usize {
+    let api: Api<Tenant> = Api::all(client.clone());
+    api.list(&ListParams::default())
+        .await
+        .map(|l| {
+            l.items
+                .iter()
+                .filter(|t| {
+                    t.status.as_ref().is_some_and(|s| {
+                        s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                            && s.observed_generation == t.metadata.generation
+                    })
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::Result<()> {
+    let start = Instant::now();
+    create_tenants(client, n).await?;
+    out("operator_created_seconds", format!("{:.1}", start.elapsed().as_secs_f64()));
+    loop {
+        if ready_count(client).await >= n {
+            break;
+        }
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(3600), "tenants never all Ready");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let converged = start.elapsed().as_secs_f64();
+    out("operator_seconds", format!("{converged:.1}"));
+    let r = requests(admin).await;
+    out("requests_per_tenant", format!("{:.1}", r.all / n as f64));
+    out("writes_per_tenant", format!("{:.1}", (r.writes - r.lease) / n as f64));
+    out("object_writes_per_tenant", format!("{:.1}", r.ours / n as f64));
+    let (cpu0, _) = proc_stats(pid);
+    out("operator_cpu_seconds_converging", format!("{cpu0:.1}"));
+
+    // The idle minute: nothing changes; what does the operator still do?
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let before = requests(admin).await;
+    let (cpu_a, _) = proc_stats(pid);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let after = requests(admin).await;
+    let (cpu_b, hwm) = proc_stats(pid);
+    out("idle_requests_per_minute", format!("{:.0}", after.all - before.all));
+    out("idle_writes_per_minute", format!("{:.0}", (after.writes - after.lease) - (before.writes - before.lease)));
+    out("idle_lease_writes_per_minute", format!("{:.0}", after.lease - before.lease));
+    out("idle_cpu_percent", format!("{:.1}", (cpu_b - cpu_a) / 60.0 * 100.0));
+    out("peak_rss_mib", format!("{hwm:.0}"));
+
+    // Drift: delete a tenant's default-deny policy and time its return, 50 times over.
+    let mut repairs = Vec::new();
+    for k in 0..50usize {
+        let i = (k * 7919) % n;
+        let ns = format!("t{i:05}-apps");
+        let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
+        let t0 = Instant::now();
+        api.delete("zhengyun-default-deny", &Default::default()).await?;
+        loop {
+            if let Some(p) = api.get_opt("zhengyun-default-deny").await?
+                && p.metadata.deletion_timestamp.is_none()
+            {
+                break;
+            }
+            anyhow::ensure!(t0.elapsed() < Duration::from_secs(120), "default-deny in {ns} never repaired");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        repairs.push(t0.elapsed().as_secs_f64());
+    }
+    out("drift_repair_p50_seconds", format!("{:.3}", percentile(repairs.clone(), 0.5)));
+    out("drift_repair_p99_seconds", format!("{:.3}", percentile(repairs, 0.99)));
+
+    // Pod admission through the webhook (placement and checks), 200 pods.
+    let pod = |name: &str| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{"name": "app", "image": "registry.local/app:1",
+                    "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]
+            }
+        }))
+        .unwrap_or_default()
+    };
+    let mut admissions = Vec::new();
+    for k in 0..200usize {
+        let i = (k * 104729) % n;
+        let api: Api<Pod> = Api::namespaced(client.clone(), &format!("t{i:05}-data"));
+        let t0 = Instant::now();
+        api.create(&PostParams::default(), &pod(&format!("bench-{k}"))).await?;
+        admissions.push(t0.elapsed().as_secs_f64());
+    }
+    out("pod_admission_p50_seconds", format!("{:.3}", percentile(admissions.clone(), 0.5)));
+    out("pod_admission_p99_seconds", format!("{:.3}", percentile(admissions, 0.99)));
+    let m = metrics(admin).await;
+    out(
+        "reconciles_per_tenant",
+        format!("{:.1}", sum(&m, "controller_runtime_reconcile_total{controller=\"tenant\"", &[]) / n as f64),
+    );
+    out(
+        "failed_reconciles",
+        sum(&m, "controller_runtime_reconcile_total{controller=\"tenant\",result=\"error\"}", &[]),
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let client = Client::try_default().await?;
+    match args.get(1).map(String::as_str) {
+        Some("floor") => floor(&client, args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000)).await,
+        Some("operator") => {
+            let n = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+            let pid = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let admin = args.get(4).cloned().unwrap_or_else(|| "127.0.0.1:8080".into());
+            operator(&client, n, pid, &admin).await
+        }
+        _ => anyhow::bail!("usage: scale floor N | scale operator N PID ADMIN_ADDR"),
+    }
+}
