@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod reachability;
 pub mod rest_metrics;
 pub mod tenancy;
+pub mod watch;
 pub mod zones;
 
 pub use error::{Error, Result};

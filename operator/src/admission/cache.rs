@@ -6,20 +6,17 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::{
-    Api, Client, Resource,
+    Api, Client,
     core::PartialObjectMeta,
-    runtime::{
-        WatchStreamExt,
-        reflector::{self, ObjectRef, Store, reflector},
-        watcher::{self, watcher},
-    },
+    runtime::reflector::{ObjectRef, Store},
 };
-use serde::de::DeserializeOwned;
 
-use crate::api::{SmClusterIssuer, SmIssuer, Tenant, Zone};
+use crate::{
+    api::{SmClusterIssuer, SmIssuer, Tenant, Zone},
+    watch::spawn_store,
+};
 
 /// The stores the webhook answers from.
 #[derive(Clone)]
@@ -34,30 +31,19 @@ pub struct Caches {
     ready: Arc<tokio::sync::OnceCell<()>>,
 }
 
-fn spawn_reflector<K>(api: Api<K>) -> Store<K>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let stream = reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
-    // The store is all we want from the stream; errors are retried with backoff inside it.
-    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
-    reader
-}
-
 impl Caches {
     /// Starts one watch per kind.
     pub fn start(client: &Client) -> Caches {
         // Metadata only: the webhook counts pods, it never reads their specs.
-        let pods = spawn_reflector(Api::<PartialObjectMeta<Pod>>::all(client.clone()));
+        let pods = spawn_store(Api::<PartialObjectMeta<Pod>>::all(client.clone()), Default::default());
         Caches {
-            namespaces: spawn_reflector(Api::all(client.clone())),
-            zones: spawn_reflector(Api::all(client.clone())),
-            tenants: spawn_reflector(Api::all(client.clone())),
-            nodes: spawn_reflector(Api::all(client.clone())),
+            namespaces: spawn_store(Api::all(client.clone()), Default::default()),
+            zones: spawn_store(Api::all(client.clone()), Default::default()),
+            tenants: spawn_store(Api::all(client.clone()), Default::default()),
+            nodes: spawn_store(Api::all(client.clone()), Default::default()),
             pods,
-            issuers: spawn_reflector(Api::all(client.clone())),
-            cluster_issuers: spawn_reflector(Api::all(client.clone())),
+            issuers: spawn_store(Api::all(client.clone()), Default::default()),
+            cluster_issuers: spawn_store(Api::all(client.clone()), Default::default()),
             ready: Default::default(),
         }
     }

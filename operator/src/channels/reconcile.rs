@@ -10,11 +10,13 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{ListParams, Patch, PatchParams},
+    api::{Patch, PatchParams},
+    core::DeserializeGuard,
     runtime::{
         Controller,
         controller::Action,
         events::{Event, EventType},
+        reflector::{ObjectRef, Store},
         watcher,
     },
 };
@@ -36,19 +38,116 @@ use crate::{
 
 pub const CONTROLLER: &str = "exchangechannel";
 
+/// What the channel controller reads, each held by one watch.
+pub struct Channels {
+    ctx: Arc<Context>,
+    tenants: Store<DeserializeGuard<Tenant>>,
+    zones: Store<Zone>,
+    services: Store<Service>,
+    policies: Store<NetworkPolicy>,
+    applied: apply::Memory,
+    ready: tokio::sync::OnceCell<()>,
+}
+
+impl std::ops::Deref for Channels {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+impl Channels {
+    async fn ready(&self) {
+        self.ready
+            .get_or_init(|| async {
+                let _ = futures::join!(
+                    self.tenants.wait_until_ready(),
+                    self.zones.wait_until_ready(),
+                    self.services.wait_until_ready(),
+                    self.policies.wait_until_ready(),
+                );
+            })
+            .await;
+    }
+
+    fn tenant(&self, name: &str) -> Option<Tenant> {
+        self.tenants.get(&ObjectRef::new(name)).and_then(|t| t.0.as_ref().ok().cloned())
+    }
+}
+
+use crate::watch::reflect;
+
+/// The channels that name a tenant at either end.
+fn naming(
+    channels: &Store<DeserializeGuard<ExchangeChannel>>,
+    tenant: &str,
+) -> Vec<ObjectRef<DeserializeGuard<ExchangeChannel>>> {
+    channels
+        .state()
+        .iter()
+        .filter(|c| c.0.as_ref().is_ok_and(|c| c.spec.from.tenant == tenant || c.spec.to.tenant == tenant))
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
 pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
     let client = ctx.client.clone();
-    // Tenants appearing, moving zone or losing namespaces change what a channel resolves to.
-    let tenants = watcher(Api::<Tenant>::all(client.clone()), watcher::Config::default()).map(|_| ());
-    // A zone's networks bound the gateway of a channel into it.
-    let zones = watcher(Api::<Zone>::all(client.clone()), watcher::Config::default()).map(|_| ());
-    let tenants = futures::stream::select(tenants, zones);
+    let (channels, channel_events) =
+        reflect(Api::<DeserializeGuard<ExchangeChannel>>::all(client.clone()), Default::default());
+    let (tenants, tenant_events) = reflect(Api::<DeserializeGuard<Tenant>>::all(client.clone()), Default::default());
+    let (zones, zone_events) = reflect(Api::<Zone>::all(client.clone()), Default::default());
+    let (services, service_events) = reflect(Api::<Service>::all(client.clone()), Default::default());
+    let (policies, policy_events) =
+        reflect(Api::<NetworkPolicy>::all(client.clone()), watcher::Config::default().labels(CHANNEL_LABEL));
+    let state = Arc::new(Channels {
+        ctx: ctx.clone(),
+        tenants: tenants.clone(),
+        zones,
+        services,
+        policies,
+        applied: apply::Memory::default(),
+        ready: Default::default(),
+    });
     let metrics = ctx.metrics.clone();
-    Controller::new(Api::<ExchangeChannel>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<NetworkPolicy>::all(client.clone()), watcher::Config::default().labels(CHANNEL_LABEL))
-        .reconcile_all_on(tenants)
+    let (by_tenant, by_zone, by_service, by_policy) =
+        (channels.clone(), channels.clone(), channels.clone(), channels.clone());
+    let tenants_in = tenants.clone();
+    Controller::for_stream(channel_events, channels)
+        // Tenants appearing, moving zone or losing namespaces change what a channel resolves to.
+        .watches_stream(tenant_events, move |t: DeserializeGuard<Tenant>| naming(&by_tenant, &t.name_any()))
+        // A zone's networks bound the gateway of a channel into it.
+        .watches_stream(zone_events, move |z: Zone| {
+            let zone = z.name_any();
+            tenants_in
+                .state()
+                .iter()
+                .filter(|t| t.0.as_ref().is_ok_and(|t| t.spec.zone == zone))
+                .flat_map(|t| naming(&by_zone, &t.name_any()))
+                .collect::<Vec<_>>()
+        })
+        // The target Service: its port and selector decide the opened policy.
+        .watches_stream(service_events, move |svc: Service| {
+            let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
+            by_service
+                .state()
+                .iter()
+                .filter(|c| {
+                    c.0.as_ref().is_ok_and(|c| {
+                        c.spec.to.service == name && format!("{}-{}", c.spec.to.tenant, c.spec.to.namespace) == ns
+                    })
+                })
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        // Its own policies, edited or deleted by someone else.
+        .watches_stream(policy_events, move |np: NetworkPolicy| {
+            np.labels()
+                .get(CHANNEL_LABEL)
+                .and_then(|c| by_policy.get(&ObjectRef::new(c)))
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+        })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(5)), ctx)
+        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(5)), state)
         .for_each(|res| {
             let metrics = metrics.clone();
             async move {
@@ -97,57 +196,43 @@ pub fn check_ends(
     Ok(cross_zone)
 }
 
-/// The zones of the tenants a channel names (those that exist).
-pub async fn end_zones(client: &kube::Client, tenants: [Option<&Tenant>; 2]) -> Result<Vec<Zone>> {
-    let api: Api<Zone> = Api::all(client.clone());
-    let mut zones = Vec::new();
-    for t in tenants.into_iter().flatten() {
-        if let Some(z) = api.get_opt(&t.spec.zone).await?
-            && !zones.iter().any(|have: &Zone| have.metadata.name == z.metadata.name)
-        {
+/// Finds what the channel's ends are, or says in words why they do not check out.
+fn resolve(state: &Channels, ch: &ExchangeChannel) -> std::result::Result<Ends, EndsProblem> {
+    let source = state.tenant(&ch.spec.from.tenant);
+    let target = state.tenant(&ch.spec.to.tenant);
+    let mut zones: Vec<Arc<Zone>> = Vec::new();
+    for t in [source.as_ref(), target.as_ref()].into_iter().flatten() {
+        if let Some(z) = state.zones.get(&ObjectRef::new(&t.spec.zone)) {
             zones.push(z);
         }
     }
-    Ok(zones)
-}
-
-/// Finds what the channel's ends are, or says in words why they do not check out.
-pub async fn resolve(client: &kube::Client, ch: &ExchangeChannel) -> Result<std::result::Result<Ends, EndsProblem>> {
-    let tenants: Api<Tenant> = Api::all(client.clone());
-    let source = tenants.get_opt(&ch.spec.from.tenant).await?;
-    let target = tenants.get_opt(&ch.spec.to.tenant).await?;
-    let zones = end_zones(client, [source.as_ref(), target.as_ref()]).await?;
-    let cross_zone = match check_ends(ch, source.as_ref(), target.as_ref(), &zones.iter().collect::<Vec<_>>()) {
+    let zones: Vec<&Zone> = zones.iter().map(|z| z.as_ref()).collect();
+    let cross_zone = match check_ends(ch, source.as_ref(), target.as_ref(), &zones) {
         Ok(cross_zone) => cross_zone,
-        Err(why) => return Ok(Err(EndsProblem::Declaration(why))),
+        Err(why) => return Err(EndsProblem::Declaration(why)),
     };
     let (Some(source), Some(target)) = (source, target) else {
-        return Ok(Err(EndsProblem::Declaration("a tenant of the channel disappeared".into())));
+        return Err(EndsProblem::Declaration("a tenant of the channel disappeared".into()));
     };
     let target_namespace = format!("{}-{}", ch.spec.to.tenant, ch.spec.to.namespace);
-    let Some(service) =
-        Api::<Service>::namespaced(client.clone(), &target_namespace).get_opt(&ch.spec.to.service).await?
-    else {
-        return Ok(Err(EndsProblem::Target(format!(
+    let Some(service) = state.services.get(&ObjectRef::new(&ch.spec.to.service).within(&target_namespace)) else {
+        return Err(EndsProblem::Target(format!(
             "spec.to.service: service {}/{} does not exist",
             target_namespace, ch.spec.to.service
-        ))));
+        )));
     };
-    let spec = service.spec.unwrap_or_default();
+    let spec = service.spec.clone().unwrap_or_default();
     let Some(port) = spec.ports.unwrap_or_default().into_iter().find(|p| p.port == ch.spec.to.port) else {
-        return Ok(Err(EndsProblem::Target(format!(
+        return Err(EndsProblem::Target(format!(
             "spec.to.port: service {} has no port {}",
             ch.spec.to.service, ch.spec.to.port
-        ))));
+        )));
     };
     let target_pods = spec.selector.unwrap_or_default();
     if target_pods.is_empty() {
-        return Ok(Err(EndsProblem::Target(format!(
-            "spec.to.service: service {} selects no pods",
-            ch.spec.to.service
-        ))));
+        return Err(EndsProblem::Target(format!("spec.to.service: service {} selects no pods", ch.spec.to.service)));
     }
-    Ok(Ok(Ends {
+    Ok(Ends {
         source_tenant: source.name_any(),
         source_namespaces: source
             .spec
@@ -160,13 +245,22 @@ pub async fn resolve(client: &kube::Client, ch: &ExchangeChannel) -> Result<std:
         target_pods,
         target_port: port.target_port.unwrap_or(IntOrString::Int(port.port)),
         gateway: if cross_zone { ch.spec.gateway.as_ref().map(|g| g.cidr.clone()) } else { None },
-    }))
+    })
 }
 
-async fn reconcile(ch: Arc<ExchangeChannel>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile(obj: Arc<DeserializeGuard<ExchangeChannel>>, ctx: Arc<Channels>) -> Result<Action> {
+    let ch = match &obj.0 {
+        Ok(c) => c,
+        Err(e) => {
+            // A malformed channel must not stall the others; it opens nothing.
+            warn!(error = %e, "skipping an ExchangeChannel that does not deserialize");
+            return Ok(Action::await_change());
+        }
+    };
     let name = ch.name_any();
     let span = info_span!("reconcile", controller = CONTROLLER, channel = %name);
-    crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, reconcile_inner(&ch, &ctx)).await
+    ctx.ready().await;
+    crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, reconcile_inner(ch, &ctx)).await
 }
 
 /// Events for the audit trail: an approval, its withdrawal or loss, and the expiry, each once
@@ -209,7 +303,7 @@ async fn announce(ctx: &Context, ch: &ExchangeChannel, now: &ExchangeChannelStat
     }
 }
 
-async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Context) -> Result<Action> {
+async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Channels) -> Result<Action> {
     let client = &ctx.client;
     let name = ch.name_any();
     let now = jiff::Timestamp::now();
@@ -217,8 +311,7 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Context) -> Result<Action> 
     let expires = ch.spec.expires.parse::<jiff::Timestamp>().ok();
     // Only resolve the ends of a channel that is not already past its expiry.
     let expired = expires.is_some_and(|t| now >= t);
-    let ends = if expired { Ok(Err(EndsProblem::Declaration(String::new()))) } else { resolve(client, ch).await };
-    let ends = ends?;
+    let ends = if expired { Err(EndsProblem::Declaration(String::new())) } else { resolve(ctx, ch) };
     let (phase, message) = phase(ch, ends.as_ref().map(|_| ()).map_err(Clone::clone), now);
 
     let desired = match (&phase, &ends) {
@@ -227,8 +320,10 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Context) -> Result<Action> 
     };
     let mut applied = Vec::new();
     for np in &desired {
-        apply::namespaced(client, np).await?;
-        applied.push(format!("{}/{}", np.namespace().unwrap_or_default(), np.name_any()));
+        let (ns, n) = (np.namespace().unwrap_or_default(), np.name_any());
+        let actual = ctx.policies.get(&ObjectRef::new(&n).within(&ns));
+        apply::ensure_namespaced(client, &ctx.applied, np, actual.as_deref()).await?;
+        applied.push(format!("{ns}/{n}"));
     }
     if ctx.uses_cluster_network_policy() {
         let cluster_policies = match (&phase, &ends) {
@@ -246,10 +341,8 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Context) -> Result<Action> 
     }
     // Close what this round no longer opens.
     let keep: BTreeSet<&String> = applied.iter().collect();
-    let existing = Api::<NetworkPolicy>::all(client.clone())
-        .list(&ListParams::default().labels(&format!("{CHANNEL_LABEL}={name}")))
-        .await?;
-    for np in existing.items {
+    let existing = ctx.policies.state();
+    for np in existing.iter().filter(|p| p.labels().get(CHANNEL_LABEL) == Some(&name)) {
         let key = format!("{}/{}", np.namespace().unwrap_or_default(), np.name_any());
         if !keep.contains(&key) {
             apply::delete_namespaced::<NetworkPolicy>(client, &np.namespace().unwrap_or_default(), &np.name_any())

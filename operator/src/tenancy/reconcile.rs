@@ -23,12 +23,12 @@ use kube::{
     api::{ListParams, Patch, PatchParams, PostParams},
     core::DeserializeGuard,
     runtime::{
-        Controller, WatchStreamExt,
+        Controller,
         controller::{self, Action},
         events::{Event, EventType},
         finalizer::{Event as Finalizer, finalizer},
         reflector::ObjectRef,
-        reflector::{self, Store, reflector},
+        reflector::Store,
         watcher,
     },
 };
@@ -119,18 +119,7 @@ impl std::ops::Deref for Tenants {
     }
 }
 
-fn reflect<K>(
-    api: Api<K>,
-    cfg: watcher::Config,
-) -> (Store<K>, impl futures::Stream<Item = std::result::Result<K, watcher::Error>> + Send + 'static)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-{
-    let (reader, writer) = reflector::store();
-    // Deletions too: a deleted default-deny policy must wake its tenant at once.
-    let stream = reflector(writer, watcher(api, cfg).default_backoff()).touched_objects();
-    (reader, stream)
-}
+use crate::watch::reflect;
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
@@ -146,6 +135,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let (bindings, binding_events) = reflect(Api::<RoleBinding>::all(client.clone()), managed());
     let (certificates, certificate_events) = reflect(Api::<SmCertificate>::all(client.clone()), managed());
     let in_zone = tenants.clone();
+    let zones_now = zones.clone();
+    // A zone's status changes whenever one of its tenants comes or goes; only a change of its
+    // spec (a new generation) or its deletion concerns its tenants.
+    let zone_generations: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>> = Default::default();
     let state = Arc::new(Tenants {
         ctx,
         stores: Stores {
@@ -167,6 +160,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         // A zone wakes only its own tenants.
         .watches_stream(zone_events, move |zone: Zone| {
             let name = zone.name_any();
+            let gone = zones_now.get(&ObjectRef::new(&name)).is_none();
+            let seen = zone_generations.lock().ok().and_then(|mut g| g.insert(name.clone(), zone.metadata.generation));
+            if !gone && seen == Some(zone.metadata.generation) {
+                return Vec::new();
+            }
             in_zone
                 .state()
                 .iter()

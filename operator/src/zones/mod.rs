@@ -5,12 +5,17 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use futures::{StreamExt, stream};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::{
     Api, ResourceExt,
-    api::{ListParams, Patch, PatchParams},
-    runtime::{Controller, controller::Action, watcher},
+    api::{Patch, PatchParams},
+    core::DeserializeGuard,
+    runtime::{
+        Controller,
+        controller::Action,
+        reflector::{ObjectRef, Store},
+    },
 };
 use tracing::{info_span, warn};
 
@@ -73,15 +78,79 @@ pub fn allocatable(nodes: &[&Node]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The zone controller's stores: nodes and tenants, each held by one watch.
+pub struct Zones {
+    ctx: Arc<Context>,
+    nodes: Store<Node>,
+    tenants: Store<DeserializeGuard<Tenant>>,
+    ready: tokio::sync::OnceCell<()>,
+}
+
+impl std::ops::Deref for Zones {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+impl Zones {
+    async fn ready(&self) {
+        self.ready
+            .get_or_init(|| async {
+                let _ = futures::join!(self.nodes.wait_until_ready(), self.tenants.wait_until_ready());
+            })
+            .await;
+    }
+}
+
+/// The zones a node or tenant event concerns: those that select the node (or list it), or the
+/// tenant's zone (or a zone that lists it, when it moved away).
+fn zones_of_node(zones: &Store<DeserializeGuard<Zone>>, node: &Node) -> Vec<ObjectRef<DeserializeGuard<Zone>>> {
+    let name = node.name_any();
+    zones
+        .state()
+        .iter()
+        .filter(|z| {
+            z.0.as_ref().is_ok_and(|z| {
+                selects(&z.spec.node_selector, node.labels())
+                    || z.status.as_ref().is_some_and(|s| s.nodes.contains(&name))
+            })
+        })
+        .map(|z| ObjectRef::from_obj(z.as_ref()))
+        .collect()
+}
+
+fn zones_of_tenant(
+    zones: &Store<DeserializeGuard<Zone>>,
+    tenant: &DeserializeGuard<Tenant>,
+) -> Vec<ObjectRef<DeserializeGuard<Zone>>> {
+    let name = tenant.name_any();
+    let own = tenant.0.as_ref().ok().map(|t| t.spec.zone.clone());
+    zones
+        .state()
+        .iter()
+        .filter(|z| {
+            Some(z.name_any()) == own
+                || z.0.as_ref().is_ok_and(|z| z.status.as_ref().is_some_and(|s| s.tenants.contains(&name)))
+        })
+        .map(|z| ObjectRef::from_obj(z.as_ref()))
+        .collect()
+}
+
 pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
     let client = ctx.client.clone();
-    // Any node or tenant change may change any zone's status.
-    let nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).map(|_| ());
-    let tenants = watcher(Api::<Tenant>::all(client.clone()), watcher::Config::default()).map(|_| ());
-    Controller::new(Api::<Zone>::all(client.clone()), watcher::Config::default())
-        .reconcile_all_on(stream::select(nodes, tenants))
+    use crate::watch::reflect;
+    let (zones, zone_events) = reflect(Api::<DeserializeGuard<Zone>>::all(client.clone()), Default::default());
+    let (nodes, node_events) = reflect(Api::<Node>::all(client.clone()), Default::default());
+    let (tenants, tenant_events) = reflect(Api::<DeserializeGuard<Tenant>>::all(client.clone()), Default::default());
+    let state = Arc::new(Zones { ctx, nodes, tenants, ready: Default::default() });
+    let (for_nodes, for_tenants) = (zones.clone(), zones.clone());
+    // A zone goes round only when its own nodes or tenants change.
+    Controller::for_stream(zone_events, zones)
+        .watches_stream(node_events, move |node: Node| zones_of_node(&for_nodes, &node))
+        .watches_stream(tenant_events, move |t: DeserializeGuard<Tenant>| zones_of_tenant(&for_tenants, &t))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(10)), ctx)
+        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(10)), state)
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "zone reconcile");
@@ -90,16 +159,31 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .await;
 }
 
-async fn reconcile(zone: Arc<Zone>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile(obj: Arc<DeserializeGuard<Zone>>, ctx: Arc<Zones>) -> Result<Action> {
+    let zone = match &obj.0 {
+        Ok(z) => z,
+        Err(e) => {
+            // A malformed Zone (from an older, looser schema) must not stall the others.
+            warn!(error = %e, "skipping a Zone that does not deserialize");
+            return Ok(Action::await_change());
+        }
+    };
     let name = zone.name_any();
     let span = info_span!("reconcile", controller = CONTROLLER, zone = %name);
+    ctx.ready().await;
     let round = async {
-        let nodes = Api::<Node>::all(ctx.client.clone()).list(&ListParams::default()).await?;
-        let mine: Vec<&Node> =
-            nodes.items.iter().filter(|n| selects(&zone.spec.node_selector, &n.labels().clone())).collect();
-        let tenants = Api::<Tenant>::all(ctx.client.clone()).list(&ListParams::default()).await?;
-        let mut in_zone: Vec<String> =
-            tenants.items.iter().filter(|t| t.spec.zone == name).map(|t| t.name_any()).collect();
+        let nodes = ctx.nodes.state();
+        let mut mine: Vec<&Node> =
+            nodes.iter().map(|n| n.as_ref()).filter(|n| selects(&zone.spec.node_selector, n.labels())).collect();
+        // A store has no order; the status lists nodes by name, so it changes only when they do.
+        mine.sort_by_key(|n| n.name_any());
+        let tenants = ctx.tenants.state();
+        let mut in_zone: Vec<String> = tenants
+            .iter()
+            .filter_map(|t| t.0.as_ref().ok())
+            .filter(|t| t.spec.zone == name)
+            .map(|t| t.name_any())
+            .collect();
         in_zone.sort();
         let has_nodes = !mine.is_empty();
         let invalid = validate::validate(&zone.spec).err();
