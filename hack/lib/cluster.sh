@@ -3,7 +3,8 @@
 # No kubelet: pods stay Pending, which is all our tests need. Source this file, then:
 #   cluster_up DIR      start (ports from ETCD_PORT, ETCD_PEER_PORT, APISERVER_PORT or free ones)
 #   cluster_down DIR    stop everything started from DIR, leaving no process behind
-# Writes DIR/kubeconfig (admin) and DIR/env (the ports and KUBECONFIG, to source).
+#   cluster_restart DIR NAME   crash one component and start it again (fault tests)
+# Writes DIR/kubeconfig (admin) and DIR/env (the ports, KUBECONFIG and the directory, to source).
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -63,8 +64,24 @@ KC
 _start() { # dir name cmd...
   local dir=$1 name=$2
   shift 2
-  setsid "$@" >"$dir/logs/$name.log" 2>&1 </dev/null &
+  mkdir -p "$dir/cmds"
+  printf '%s\0' "$@" >"$dir/cmds/$name"
+  setsid "$@" >>"$dir/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$dir/pids/$name"
+}
+
+# cluster_restart DIR NAME [SECONDS]: stops one component (etcd, kube-apiserver,
+# kube-controller-manager) as a crash would, keeps it down SECONDS (default 3), and starts it
+# again with the same command line. The fault tests use it.
+cluster_restart() {
+  local dir=$1 name=$2 down=${3:-3} pid
+  pid=$(cat "$dir/pids/$name")
+  kill -KILL "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  sleep "$down"
+  local -a cmd
+  mapfile -d '' cmd <"$dir/cmds/$name"
+  _start "$dir" "$name" "${cmd[@]}"
 }
 
 cluster_up() {
@@ -82,6 +99,7 @@ export KUBECONFIG=$dir/kubeconfig
 export ZHENGYUN_K8S_BIN=$bin
 export APISERVER_PORT=$api_port
 export PATH=$bin:\$PATH
+export ZHENGYUN_CLUSTER_DIR=$dir
 ENV
 
   _start "$dir" etcd "$bin/etcd" --name local --data-dir "$dir/etcd" \

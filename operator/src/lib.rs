@@ -1,8 +1,10 @@
 //! zhengyun (政云): the control plane of a government private cloud.
 //!
-//! Modules by concern: [`api`] (the CRDs), [`tenancy`] (departments' tenants), [`leader`]
-//! (leader election), [`metrics`] and [`admin`] (what SREs read), [`apply`] (the one place
-//! that writes with Server-Side Apply).
+//! Modules by concern: [`tenancy`] (departments' tenants), [`zones`], [`channels`] (data
+//! exchange), [`certificates`] (国密 issuers and certificates), [`admission`] (the webhook),
+//! [`isolation`] (ClusterNetworkPolicy), [`leader`] (leader election), [`metrics`] and [`admin`]
+//! (what SREs read), [`apply`] (the one place that writes). The API types and the PKI are crates
+//! of their own, re-exported as [`api`] and [`pki`]. Modules nothing outside needs are private.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -10,7 +12,7 @@ pub mod admission;
 pub mod apply;
 pub mod certificates;
 pub mod channels;
-pub mod conditions;
+pub(crate) mod conditions;
 pub mod context;
 pub mod error;
 pub mod isolation;
@@ -19,7 +21,7 @@ pub mod metrics;
 pub mod reachability;
 pub mod rest_metrics;
 pub mod tenancy;
-pub mod watch;
+pub(crate) mod watch;
 pub mod zones;
 
 pub use error::{Error, Result};

@@ -207,8 +207,12 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
 
     let admin = tokio::spawn(admin::serve(args.admin_addr, ctx.clone(), reload, stop_rx.clone()));
 
-    // Fail fast, with the fix in the message, when the CRD is missing.
-    match Api::<Tenant>::all(client.clone()).list(&ListParams::default().limit(1)).await {
+    // Fail fast, with the fix in the message, when the CRD is missing. Metadata only: a
+    // malformed Tenant stored in etcd must not stop the operator from starting.
+    match Api::<kube::core::PartialObjectMeta<Tenant>>::all(client.clone())
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+    {
         Err(kube::Error::Api(s)) if s.code == 404 => {
             return Err(Error::CrdMissing { crd: "tenants.zhengyun.io" }.into());
         }

@@ -1,8 +1,10 @@
 //! Prometheus metrics, in the classic text format that `promtool check metrics` reads.
 //!
 //! Controller metrics keep controller-runtime's names so existing dashboards work; ours carry
-//! the `zhengyun_` prefix and are labelled by tenant and resource (bounded sets), never by
-//! an arbitrary object name.
+//! the `zhengyun_` prefix and are labelled by controller, kind, reason, tenant and resource.
+//! Only the expiry gauges of certificates, issuers and channels name their object, because an
+//! SRE acts on that name; those objects are declared by admins, few, and their series go with
+//! them (docs/operations.md).
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,

@@ -361,10 +361,9 @@ async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::R
         "reconciles_per_tenant",
         format!("{:.1}", sum(&m, "controller_runtime_reconcile_total{controller=\"tenant\"", &[]) / n as f64),
     );
-    out(
-        "failed_reconciles",
-        sum(&m, "controller_runtime_reconcile_total{controller=\"tenant\",result=\"error\"}", &[]),
-    );
+    // `+ 0.0`: an empty f64 sum is -0.0.
+    let failed = sum(&m, "controller_runtime_reconcile_total{controller=\"tenant\",result=\"error\"}", &[]) + 0.0;
+    out("failed_reconciles", failed);
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::{
     Api, Client,
-    core::PartialObjectMeta,
+    core::{DeserializeGuard, PartialObjectMeta},
     runtime::reflector::{ObjectRef, Store},
 };
 
@@ -23,7 +23,8 @@ use crate::{
 pub struct Caches {
     pub namespaces: Store<Namespace>,
     pub zones: Store<Zone>,
-    pub tenants: Store<Tenant>,
+    /// Through `DeserializeGuard`: a malformed Tenant in etcd must not break the whole watch.
+    pub tenants: Store<DeserializeGuard<Tenant>>,
     pub nodes: Store<Node>,
     pub pods: Store<PartialObjectMeta<Pod>>,
     pub issuers: Store<SmIssuer>,
@@ -73,8 +74,8 @@ impl Caches {
         self.zones.get(&ObjectRef::new(name))
     }
 
-    pub fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
-        self.tenants.get(&ObjectRef::new(name))
+    pub fn tenant(&self, name: &str) -> Option<Tenant> {
+        self.tenants.get(&ObjectRef::new(name)).and_then(|t| t.0.as_ref().ok().cloned())
     }
 
     pub fn node(&self, name: &str) -> Option<Arc<Node>> {

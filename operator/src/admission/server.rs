@@ -381,13 +381,13 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
             let source = w.caches.tenant(&ch.spec.from.tenant);
             let target = w.caches.tenant(&ch.spec.to.tenant);
             let mut zones: Vec<Arc<Zone>> = Vec::new();
-            for t in [source.as_deref(), target.as_deref()].into_iter().flatten() {
+            for t in [source.as_ref(), target.as_ref()].into_iter().flatten() {
                 if let Some(z) = w.caches.zone(&t.spec.zone) {
                     zones.push(z);
                 }
             }
             let zones: Vec<&Zone> = zones.iter().map(|z| z.as_ref()).collect();
-            check_ends(&ch, source.as_deref(), target.as_deref(), &zones)?;
+            check_ends(&ch, source.as_ref(), target.as_ref(), &zones)?;
             Ok(())
         }
         "Zone" => {

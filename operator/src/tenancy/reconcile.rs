@@ -110,6 +110,21 @@ pub struct Tenants {
     /// The status this process last wrote per tenant: the base for the next one, so a cache
     /// one write behind can never make the conditions' times flap.
     written: std::sync::Mutex<std::collections::HashMap<String, TenantStatus>>,
+    /// When each tenant was last swept, and for which generation: the sweep scans whole stores,
+    /// so it runs when the spec changed or every [`RESYNC`], not on every round.
+    swept: std::sync::Mutex<std::collections::HashMap<String, (Option<i64>, std::time::Instant)>>,
+}
+
+impl Tenants {
+    /// Whether the tenant's children should be swept this round: never for this generation,
+    /// or not for a resync period (someone may have added an object under our labels).
+    fn sweep_due(&self, tenant: &str, generation: Option<i64>) -> bool {
+        self.swept
+            .lock()
+            .ok()
+            .and_then(|s| s.get(tenant).copied())
+            .is_none_or(|(g, at)| g != generation || at.elapsed() >= RESYNC)
+    }
 }
 
 impl std::ops::Deref for Tenants {
@@ -154,6 +169,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         },
         applied: apply::Memory::default(),
         written: Default::default(),
+        swept: Default::default(),
     });
     Controller::for_stream(tenant_events, tenants)
         .with_config(controller::Config::default().concurrency(CONCURRENCY))
@@ -479,8 +495,11 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
         }
     }
 
-    if failed.0.is_empty() {
+    if failed.0.is_empty() && ctx.sweep_due(&vt.name, tenant.metadata.generation) {
         sweep(ctx, tenant, &vt, &owned).await?;
+        if let Ok(mut swept) = ctx.swept.lock() {
+            swept.insert(vt.name.clone(), (tenant.metadata.generation, std::time::Instant::now()));
+        }
     }
     for kind in &failed.1 {
         ctx.metrics.child_writes.with_label_values(&[CONTROLLER, kind]).inc();

@@ -143,12 +143,23 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let (zones, zone_events) = reflect(Api::<DeserializeGuard<Zone>>::all(client.clone()), Default::default());
     let (nodes, node_events) = reflect(Api::<Node>::all(client.clone()), Default::default());
     let (tenants, tenant_events) = reflect(Api::<DeserializeGuard<Tenant>>::all(client.clone()), Default::default());
-    let state = Arc::new(Zones { ctx, nodes, tenants, ready: Default::default() });
+    let state = Arc::new(Zones { ctx, nodes, tenants: tenants.clone(), ready: Default::default() });
     let (for_nodes, for_tenants) = (zones.clone(), zones.clone());
+    // A tenant concerns its zone when it appears, goes or moves; its status updates do not.
+    let tenant_zones: std::sync::Mutex<std::collections::HashMap<String, Option<String>>> = Default::default();
     // A zone goes round only when its own nodes or tenants change.
     Controller::for_stream(zone_events, zones)
         .watches_stream(node_events, move |node: Node| zones_of_node(&for_nodes, &node))
-        .watches_stream(tenant_events, move |t: DeserializeGuard<Tenant>| zones_of_tenant(&for_tenants, &t))
+        .watches_stream(tenant_events, move |t: DeserializeGuard<Tenant>| {
+            let name = t.name_any();
+            let present = tenants.get(&ObjectRef::new(&name)).is_some();
+            let zone = t.0.as_ref().ok().map(|t| t.spec.zone.clone()).filter(|_| present);
+            let before = tenant_zones.lock().ok().and_then(|mut m| m.insert(name, zone.clone()));
+            if before == Some(zone) {
+                return Vec::new();
+            }
+            zones_of_tenant(&for_tenants, &t)
+        })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(10)), state)
         .for_each(|res| async move {
