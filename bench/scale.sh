@@ -64,19 +64,7 @@ for n in "${sizes[@]}"; do
 
   echo "== N=$n: the operator (release build, with its webhook)" >&2
   fresh_cluster "operator-$n"
-  kubectl -n zhengyun-system create serviceaccount zhengyun-operator >/dev/null
-  kubectl create clusterrolebinding zhengyun-operator --clusterrole=cluster-admin \
-    --serviceaccount=zhengyun-system:zhengyun-operator >/dev/null
-  token=$(kubectl -n zhengyun-system create token zhengyun-operator --duration=24h)
-  server=$(kubectl config view --minify -o 'jsonpath={.clusters[0].cluster.server}')
-  cat >"$dir/operator.kubeconfig" <<KC
-apiVersion: v1
-kind: Config
-clusters: [{name: local, cluster: {server: $server, certificate-authority: $dir/pki/ca.crt}}]
-users: [{name: operator, user: {token: $token}}]
-contexts: [{name: local, context: {cluster: local, user: operator}}]
-current-context: local
-KC
+  operator_kubeconfig "$dir"
   admin=127.0.0.1:$(free_port)
   webhook=127.0.0.1:$(free_port)
   KUBECONFIG=$dir/operator.kubeconfig RUST_LOG=warn "$bin" run --admin-addr "$admin" \

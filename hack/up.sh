@@ -33,19 +33,7 @@ kubectl create namespace zhengyun-system --dry-run=client -o yaml | kubectl appl
 
 # The operator runs as its own ServiceAccount, as in a cluster, so the admission webhook can
 # tell its writes from a cloud admin's.
-kubectl -n zhengyun-system create serviceaccount zhengyun-operator >/dev/null
-kubectl create clusterrolebinding zhengyun-operator --clusterrole=cluster-admin \
-  --serviceaccount=zhengyun-system:zhengyun-operator >/dev/null
-token=$(kubectl -n zhengyun-system create token zhengyun-operator --duration=24h)
-server=$(kubectl config view --minify -o 'jsonpath={.clusters[0].cluster.server}')
-cat >"$dir/operator.kubeconfig" <<KC
-apiVersion: v1
-kind: Config
-clusters: [{name: local, cluster: {server: $server, certificate-authority: $dir/pki/ca.crt}}]
-users: [{name: operator, user: {token: $token}}]
-contexts: [{name: local, context: {cluster: local, user: operator}}]
-current-context: local
-KC
+operator_kubeconfig "$dir"
 webhook=127.0.0.1:${ZHENGYUN_WEBHOOK_PORT:-$(free_port)}
 echo "== starting the operator (admin port $admin, webhook $webhook, logs in $dir/logs/operator.log)"
 KUBECONFIG=$dir/operator.kubeconfig setsid "$CARGO_TARGET_DIR/debug/zhengyun-operator" run \

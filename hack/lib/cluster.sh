@@ -136,6 +136,26 @@ ENV
   echo "control plane up: KUBECONFIG=$dir/kubeconfig (apiserver https://127.0.0.1:$api_port)" >&2
 }
 
+# operator_kubeconfig DIR: a ServiceAccount zhengyun-operator (cluster-admin) in zhengyun-system
+# and DIR/operator.kubeconfig for it, so the operator runs as itself (its webhook tells its own
+# writes from an admin's by that user).
+operator_kubeconfig() {
+  local dir=$1 token server
+  kubectl -n zhengyun-system create serviceaccount zhengyun-operator >/dev/null
+  kubectl create clusterrolebinding zhengyun-operator --clusterrole=cluster-admin \
+    --serviceaccount=zhengyun-system:zhengyun-operator >/dev/null
+  token=$(kubectl -n zhengyun-system create token zhengyun-operator --duration=24h)
+  server=$(kubectl config view --minify -o 'jsonpath={.clusters[0].cluster.server}')
+  cat >"$dir/operator.kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: $server, certificate-authority: $dir/pki/ca.crt}}]
+users: [{name: operator, user: {token: $token}}]
+contexts: [{name: local, context: {cluster: local, user: operator}}]
+current-context: local
+KC
+}
+
 cluster_down() {
   local dir=$1 f pid
   [ -d "$dir/pids" ] || return 0

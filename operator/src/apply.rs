@@ -141,8 +141,27 @@ impl Memory {
     }
 }
 
-/// Applies a namespaced object unless `memory` and the cached `actual` show it in place already.
-/// Returns whether it wrote.
+/// Writes `desired` with `write` unless `memory` and the cached `actual` show it in place
+/// already. Returns whether it wrote.
+async fn ensure<K, W>(
+    memory: &Memory,
+    desired: &K,
+    actual: Option<&K>,
+    write: impl FnOnce() -> W,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Serialize,
+    W: std::future::Future<Output = Result<K, kube::Error>>,
+{
+    if memory.unchanged(desired, actual) {
+        return Ok(false);
+    }
+    write().await?;
+    memory.remember(desired);
+    Ok(true)
+}
+
+/// Applies a namespaced object unless it is in place already ([`Memory`]); whether it wrote.
 pub async fn ensure_namespaced<K>(
     client: &Client,
     memory: &Memory,
@@ -152,12 +171,7 @@ pub async fn ensure_namespaced<K>(
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
 {
-    if memory.unchanged(desired, actual) {
-        return Ok(false);
-    }
-    namespaced(client, desired).await?;
-    memory.remember(desired);
-    Ok(true)
+    ensure(memory, desired, actual, || namespaced(client, desired)).await
 }
 
 /// [`ensure_namespaced`] for a cluster-scoped object.
@@ -170,12 +184,7 @@ pub async fn ensure_cluster<K>(
 where
     K: Resource<Scope = ClusterResourceScope, DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
 {
-    if memory.unchanged(desired, actual) {
-        return Ok(false);
-    }
-    cluster(client, desired).await?;
-    memory.remember(desired);
-    Ok(true)
+    ensure(memory, desired, actual, || cluster(client, desired)).await
 }
 
 #[cfg(test)]

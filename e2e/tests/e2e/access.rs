@@ -1,10 +1,6 @@
 //! Owners run workloads in their own namespaces, and nothing more.
 
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec},
-    core::v1::ResourceQuota,
-};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::ResourceQuota};
 use kube::{
     Api, Client,
     api::{Patch, PatchParams, PostParams},
@@ -21,26 +17,7 @@ async fn can(
     namespace: &str,
     name: Option<&str>,
 ) -> bool {
-    let sar = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.into()),
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some(verb.into()),
-                group: Some(group.into()),
-                resource: Some(resource.into()),
-                namespace: Some(namespace.into()),
-                name: name.map(Into::into),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let r = Api::<SubjectAccessReview>::all(client.clone())
-        .create(&PostParams::default(), &sar)
-        .await
-        .expect("access review");
-    r.status.is_some_and(|s| s.allowed)
+    zhengyun_e2e::allowed(client, user, verb, group, resource, namespace, name).await
 }
 
 #[tokio::test]

@@ -5,7 +5,6 @@
 //! outcome; the results table is printed and mirrored in docs/security.md.
 
 use k8s_openapi::api::{
-    authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec},
     core::v1::{Namespace, Node, Pod, ResourceQuota, Secret},
     networking::v1::NetworkPolicy,
     rbac::v1::RoleBinding,
@@ -19,26 +18,7 @@ use zhengyun_e2e::{apply_tenant, as_user, client, operator_with_webhook, tenant,
 
 /// What the owner may do, by SubjectAccessReview.
 async fn may(client: &Client, user: &str, verb: &str, group: &str, resource: &str, namespace: &str) -> bool {
-    let sar = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.into()),
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some(verb.into()),
-                group: Some(group.into()),
-                resource: Some(resource.into()),
-                namespace: (!namespace.is_empty()).then(|| namespace.into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<SubjectAccessReview>::all(client.clone())
-        .create(&PostParams::default(), &sar)
-        .await
-        .ok()
-        .and_then(|r| r.status)
-        .is_some_and(|s| s.allowed)
+    zhengyun_e2e::allowed(client, user, verb, group, resource, namespace, None).await
 }
 
 /// A pod that meets the `restricted` standard; each check changes one thing about it.

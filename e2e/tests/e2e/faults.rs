@@ -23,6 +23,9 @@ use zhengyun_e2e::{Operator, apply_tenant, client, repo_path, run_tool, tenant, 
 
 fn faulty_tenant(name: &str) -> Tenant {
     let mut t = tenant(name, &["apps", "data"]);
+    // Deleted with its namespaces when the test is done, so the tests after it (the
+    // reachability view of the whole cluster among them) do not carry hundreds of namespaces.
+    t.spec.deletion_policy = zhengyun::api::DeletionPolicy::Delete;
     t.spec.limits = Some(ContainerLimits {
         default_request: Some(CpuMemory { cpu: Some("100m".into()), memory: Some("64Mi".into()) }),
         ..Default::default()
@@ -80,6 +83,31 @@ async fn exactly_its_children(client: &Client, prefix: &str, n: usize) {
     assert_eq!(terminating, 0, "no namespace is ever deleted");
 }
 
+/// Deletes the tenants (policy Delete) and waits until their namespaces are gone.
+async fn remove(client: &Client, prefix: &str) {
+    let api: Api<Tenant> = Api::all(client.clone());
+    let names: Vec<String> = Api::<kube::core::DeserializeGuard<Tenant>>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items.iter().filter_map(|t| t.0.as_ref().ok()).filter_map(|t| t.metadata.name.clone()).collect())
+        .unwrap_or_default();
+    for n in names.iter().filter(|n| n.starts_with(prefix)) {
+        let _ = api.delete(n, &Default::default()).await;
+    }
+    wait_for(&format!("{prefix}* namespaces gone"), Duration::from_secs(300), || async {
+        let left = Api::<Namespace>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .filter(|n| n.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
+            .count();
+        (left == 0).then_some(())
+    })
+    .await;
+}
+
 async fn create(client: &Client, prefix: &str, n: usize) {
     let api: Api<Tenant> = Api::all(client.clone());
     let pp = PostParams::default();
@@ -112,7 +140,7 @@ async fn api_back(client: &Client) {
 #[tokio::test]
 async fn faults_an_operator_killed_again_and_again_converges_with_nothing_duplicated_or_lost() {
     let client = client().await;
-    let n = 120;
+    let n = 100;
     create(&client, "kill-", n).await;
     let lease = "lease-kill";
     for round in 0..4u64 {
@@ -125,6 +153,7 @@ async fn faults_an_operator_killed_again_and_again_converges_with_nothing_duplic
     all_ready(&client, "kill-", n, Duration::from_secs(240)).await;
     exactly_its_children(&client, "kill-", n).await;
     assert!(op.running());
+    remove(&client, "kill-").await;
     assert_eq!(op.stop().await.map(|s| s.success()), Some(true));
 }
 
@@ -155,7 +184,7 @@ async fn faults_the_api_server_and_etcd_crash_mid_convergence_and_every_tenant_c
     let client = client().await;
     let lease = "lease-crashes";
     let mut op = Operator::start(lease, "op-crashes").await;
-    let n = 60;
+    let n = 40;
     for (prefix, component) in [("crash-api-", "kube-apiserver"), ("crash-etcd-", "etcd")] {
         create(&client, prefix, n).await;
         wait_for("some tenants Ready", Duration::from_secs(60), || async {
@@ -169,6 +198,7 @@ async fn faults_the_api_server_and_etcd_crash_mid_convergence_and_every_tenant_c
         exactly_its_children(&client, prefix, n).await;
     }
     assert!(op.running());
+    remove(&client, "crash-").await;
     assert_eq!(op.stop().await.map(|s| s.success()), Some(true));
 }
 
