@@ -133,10 +133,15 @@ impl Memory {
         }
     }
 
-    /// Forgets an object (deleted, or let go).
-    pub fn forget<K: Resource<DynamicType = ()>>(&self, namespace: &str, name: &str) {
+    /// Forgets a namespace and everything applied in it (let go with its tenant), so what a
+    /// process remembers stays the size of what it manages.
+    pub fn forget_namespace(&self, namespace: &str) {
         if let Ok(mut m) = self.0.lock() {
-            m.remove(&format!("{}/{namespace}/{name}", K::kind(&())));
+            m.retain(|key, _| {
+                let mut parts = key.splitn(3, '/');
+                let (kind, ns, name) = (parts.next(), parts.next(), parts.next());
+                ns != Some(namespace) && !(kind == Some("Namespace") && name == Some(namespace))
+            });
         }
     }
 }
@@ -228,7 +233,7 @@ mod tests {
         assert!(!memory.unchanged(&cm("1"), Some(&cm("0"))), "drifted in the cluster");
         assert!(!memory.unchanged(&cm("1"), None), "deleted in the cluster");
         assert!(!memory.unchanged(&cm("2"), Some(&cm("1"))), "our desire changed");
-        memory.forget::<ConfigMap>("n", "c");
+        memory.forget_namespace("n");
         assert!(!memory.unchanged(&cm("1"), Some(&cm("1"))));
     }
 }

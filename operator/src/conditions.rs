@@ -46,6 +46,14 @@ pub fn merge(
         .collect()
 }
 
+/// Whether two condition lists say the same, times aside: a status whose conditions only
+/// differ in when they were computed is not worth a write.
+pub fn same(a: &[Condition], b: &[Condition]) -> bool {
+    let key =
+        |c: &Condition| (c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone(), c.observed_generation);
+    a.len() == b.len() && a.iter().map(key).eq(b.iter().map(key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,19 +28,26 @@ pub struct Context {
     pub cluster_resource_namespace: String,
     /// Where SM2 keys are generated and used: the one seam for a certified cipher machine.
     pub keys: Arc<dyn KeyStore>,
+    /// One watch per kind for the whole process: controllers and the webhook read from it.
+    pub watches: Arc<crate::watch::Hub>,
+    /// Secret contents for the certificate and issuer controllers, read once per change.
+    pub secrets: crate::certificates::secrets::Secrets,
 }
 
 impl Context {
     pub fn new(client: Client, identity: &str, metrics: Arc<Metrics>, cluster_resource_namespace: &str) -> Arc<Self> {
         let reporter = Reporter { controller: "zhengyun-operator".into(), instance: Some(identity.into()) };
+        let watches = Arc::new(crate::watch::Hub::new(&client));
         Arc::new(Context {
             recorder: Recorder::new(client.clone(), reporter),
-            client,
+            client: client.clone(),
             metrics,
             ready: AtomicBool::new(false),
             cluster_network_policy: AtomicBool::new(false),
             cluster_resource_namespace: cluster_resource_namespace.into(),
             keys: Arc::new(SoftwareKeyStore),
+            watches: watches.clone(),
+            secrets: crate::certificates::secrets::Secrets::new(watches.secrets.handle()),
         })
     }
 

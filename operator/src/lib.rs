@@ -3,7 +3,7 @@
 //! Modules by concern: [`tenancy`] (departments' tenants), [`zones`], [`channels`] (data
 //! exchange), [`certificates`] (国密 issuers and certificates), [`admission`] (the webhook),
 //! [`isolation`] (ClusterNetworkPolicy), [`leader`] (leader election), [`metrics`] and [`admin`]
-//! (what SREs read), [`apply`] (the one place that writes). The API types and the PKI are crates
+//! (what SREs read), [`apply`] (the one place that writes objects; statuses go through one writer too). The API types and the PKI are crates
 //! of their own, re-exported as [`api`] and [`pki`]. Modules nothing outside needs are private.
 #![forbid(unsafe_code)]
 
@@ -20,6 +20,7 @@ pub mod leader;
 pub mod metrics;
 pub mod reachability;
 pub mod rest_metrics;
+pub(crate) mod status;
 pub mod tenancy;
 pub(crate) mod watch;
 pub mod zones;

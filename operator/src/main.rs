@@ -232,12 +232,11 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
             tracing::info!(%user, "the webhook lets only this user change what zhengyun owns");
             Some(
                 zhengyun::admission::run::start(
-                    client.clone(),
+                    &ctx,
                     addr,
                     endpoint,
                     args.lease_namespace.clone(),
                     user,
-                    cnp,
                     stop_rx.clone(),
                 )
                 .await?,

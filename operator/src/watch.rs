@@ -1,43 +1,342 @@
 //! Watch-fed stores: every controller and the webhook read through these.
 //!
-//! One reflector per kind and reader; the stream it returns both fills the store and, where a
-//! controller wants it, triggers rounds. Objects are kept without their `managedFields` and
+//! One watch per kind for the whole process ([`Shared`]): it fills one store, keeps an index by
+//! a key (the owning tenant, or a pod's namespace) so a round finds its own objects without
+//! scanning everyone's, and hands each applied or deleted object to every controller that
+//! subscribed for triggers. Objects are kept without their `managedFields` and
 //! `last-applied-configuration` (often half an object's size, and never read here).
 
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, RwLock},
+};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::{
+    core::v1::{LimitRange, Namespace, Node, Pod, ResourceQuota, Secret, Service},
+    networking::v1::NetworkPolicy,
+    rbac::v1::RoleBinding,
+};
 use kube::{
-    Api, Resource, ResourceExt,
+    Api, Client, Resource, ResourceExt,
+    core::{DeserializeGuard, PartialObjectMeta},
     runtime::{
         WatchStreamExt,
-        reflector::{self, Store, reflector},
+        reflector::{self, ObjectRef, Store},
         watcher::{self, watcher},
     },
 };
 use serde::de::DeserializeOwned;
 
-/// A store of `K` and the stream that fills it (applied and deleted objects).
-pub fn reflect<K>(
-    api: Api<K>,
-    cfg: watcher::Config,
-) -> (Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+use crate::api::{ExchangeChannel, SmCertificate, SmClusterIssuer, SmIssuer, Tenant, Zone};
+use futures::channel::mpsc;
+
+/// What a kind must be to be watched here.
+pub trait Watched:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
 {
-    let (reader, writer) = reflector::store();
-    let events = watcher(api, cfg).default_backoff().modify(|obj: &mut K| {
-        obj.managed_fields_mut().clear();
-        obj.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
-    });
-    (reader, reflector(writer, events).touched_objects())
+}
+impl<K> Watched for K where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+{
 }
 
-/// A store of `K` filled by a task of its own, for readers that need no triggers.
-pub fn spawn_store<K>(api: Api<K>, cfg: watcher::Config) -> Store<K>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-{
-    use futures::StreamExt;
-    let (store, stream) = reflect(api, cfg);
-    // Errors are retried with backoff inside the stream; the store is all that is wanted here.
-    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
-    store
+/// The key an object is indexed by, if any.
+pub type KeyFn<K> = fn(&K) -> Option<String>;
+
+/// Who hears of changes, and the index; both change only under this lock, in the order the
+/// watch delivered events, so a late subscriber's snapshot and the events after it never miss.
+struct Fanout<K: Watched> {
+    subscribers: Vec<mpsc::UnboundedSender<Arc<K>>>,
+}
+
+/// One watch of a kind, shared by every reader in the process.
+pub struct Shared<K: Watched> {
+    store: Store<K>,
+    fanout: Arc<Mutex<Fanout<K>>>,
+    index: Arc<RwLock<HashMap<String, HashSet<ObjectRef<K>>>>>,
+    key: Option<KeyFn<K>>,
+    /// The watch, until the first reader starts it: a follower that only serves the webhook
+    /// never watches what only the controllers read.
+    pending: Mutex<Option<(Events<K>, reflector::store::Writer<K>)>>,
+    /// True from the first full list. Readers wait on this, never on the store itself: a
+    /// store wakes only the last of its waiters, and the one waiter it has is the controller
+    /// that takes it as its primary.
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+type Events<K> = futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
+
+/// Drops what no reader here needs: often half an object's size.
+fn slim<K: Resource>(obj: &mut K) {
+    obj.managed_fields_mut().clear();
+    obj.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
+impl<K: Watched> Shared<K> {
+    /// A watch of `api` (not started yet), indexed by `key` when given.
+    pub fn new(api: Api<K>, cfg: watcher::Config, key: Option<KeyFn<K>>) -> Self {
+        Self::from_events(watcher(api, cfg).default_backoff().modify(slim).boxed(), key)
+    }
+
+    fn from_events(events: Events<K>, key: Option<KeyFn<K>>) -> Self {
+        let (store, writer) = reflector::store();
+        Shared {
+            store,
+            fanout: Arc::new(Mutex::new(Fanout { subscribers: Vec::new() })),
+            index: Default::default(),
+            key,
+            pending: Mutex::new(Some((events, writer))),
+            ready: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// The store, its watch not started by this call (a reader that needs it started also
+    /// subscribes or calls [`Shared::store`]).
+    pub fn handle(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// The store, its watch started.
+    pub fn store(&self) -> Store<K> {
+        self.start();
+        self.store.clone()
+    }
+
+    /// A stream of every object applied or deleted from now on, after the objects already held
+    /// (so a controller that subscribes late still sees everything once).
+    pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        let (tx, rx) = mpsc::unbounded();
+        if let Ok(mut f) = self.fanout.lock() {
+            for obj in self.store.state() {
+                let _ = tx.unbounded_send(obj);
+            }
+            f.subscribers.push(tx);
+        }
+        self.start();
+        rx
+    }
+
+    /// Waits until the watch has its first full list (starting it if need be), so nobody
+    /// decides on an empty cache.
+    pub async fn ready(&self) {
+        self.start();
+        let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
+    }
+
+    /// The held objects whose key is `key`.
+    pub fn by_key(&self, key: &str) -> Vec<Arc<K>> {
+        let Some(f) = self.key else { return Vec::new() };
+        let refs: Vec<ObjectRef<K>> = match self.index.read() {
+            Ok(ix) => ix.get(key).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
+            Err(_) => return Vec::new(),
+        };
+        refs.iter().filter_map(|r| self.store.get(r)).filter(|o| f(o).as_deref() == Some(key)).collect()
+    }
+
+    fn start(&self) {
+        let Some((mut events, mut writer)) = self.pending.lock().ok().and_then(|mut p| p.take()) else { return };
+        let (fanout, index, key) = (self.fanout.clone(), self.index.clone(), self.key);
+        let (store, ready) = (self.store.clone(), self.ready.clone());
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                // Errors are retried with backoff inside the stream.
+                let Ok(event) = event else { continue };
+                let Ok(mut f) = fanout.lock() else { return };
+                writer.apply_watcher_event(&event);
+                if let Some(key) = key {
+                    reindex(&index, &store, key, &event);
+                }
+                if matches!(event, watcher::Event::InitDone) {
+                    ready.send_replace(true);
+                }
+                let touched = match event {
+                    watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => o,
+                    watcher::Event::Init | watcher::Event::InitDone => continue,
+                };
+                let touched = Arc::new(touched);
+                // A subscriber whose controller ended is dropped.
+                f.subscribers.retain(|s| s.unbounded_send(touched.clone()).is_ok());
+            }
+        });
+    }
+}
+
+fn plain_ref<K: Watched>(obj: &K) -> ObjectRef<K> {
+    let r = ObjectRef::new(&obj.name_any());
+    match obj.namespace() {
+        Some(ns) => r.within(&ns),
+        None => r,
+    }
+}
+
+fn reindex<K: Watched>(
+    index: &RwLock<HashMap<String, HashSet<ObjectRef<K>>>>,
+    store: &Store<K>,
+    key: KeyFn<K>,
+    event: &watcher::Event<K>,
+) {
+    let Ok(mut ix) = index.write() else { return };
+    match event {
+        watcher::Event::Apply(o) => {
+            if let Some(k) = key(o) {
+                ix.entry(k).or_default().insert(plain_ref(o));
+            }
+        }
+        watcher::Event::Delete(o) => {
+            if let Some(k) = key(o)
+                && let Some(set) = ix.get_mut(&k)
+            {
+                set.remove(&plain_ref(o));
+                if set.is_empty() {
+                    ix.remove(&k);
+                }
+            }
+        }
+        // A relist replaced the store: rebuild from it, which also drops entries whose key
+        // changed since (lookups check the key again, so a stale entry is never wrong, only kept).
+        watcher::Event::InitDone => {
+            ix.clear();
+            for o in store.state() {
+                if let Some(k) = key(&o) {
+                    ix.entry(k).or_default().insert(plain_ref(o.as_ref()));
+                }
+            }
+        }
+        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+    }
+}
+
+/// The tenant an object of ours belongs to (its `zhengyun.io/tenant` label).
+pub fn tenant_of<K: Resource>(obj: &K) -> Option<String> {
+    obj.labels().get(crate::labels::TENANT).cloned()
+}
+
+/// A pod's namespace, for counting pods per namespace.
+pub fn namespace_of<K: Resource>(obj: &K) -> Option<String> {
+    obj.meta().namespace.clone()
+}
+
+/// Every watch the process holds, one per kind; each starts when first read. Children are
+/// watched by the managed label only, and indexed by their tenant.
+pub struct Hub {
+    pub tenants: Shared<DeserializeGuard<Tenant>>,
+    pub zones: Shared<DeserializeGuard<Zone>>,
+    /// Every namespace, ours or not: a claim must see a name someone else already holds.
+    pub namespaces: Shared<Namespace>,
+    pub quotas: Shared<ResourceQuota>,
+    pub limits: Shared<LimitRange>,
+    /// Tenants' and channels' policies (both carry the managed label).
+    pub policies: Shared<NetworkPolicy>,
+    pub bindings: Shared<RoleBinding>,
+    /// Every certificate, tenants' and others'.
+    pub certificates: Shared<DeserializeGuard<SmCertificate>>,
+    pub channels: Shared<DeserializeGuard<ExchangeChannel>>,
+    pub services: Shared<Service>,
+    pub nodes: Shared<Node>,
+    /// Metadata only (an `Api` of `PartialObjectMeta` asks for nothing else), indexed by
+    /// namespace: the webhook counts pods, it never reads them.
+    pub pods: Shared<PartialObjectMeta<Pod>>,
+    /// Metadata only: which Secrets exist and at which version; contents are read on change
+    /// ([`crate::certificates::secrets`]).
+    pub secrets: Shared<PartialObjectMeta<Secret>>,
+    pub issuers: Shared<DeserializeGuard<SmIssuer>>,
+    pub cluster_issuers: Shared<DeserializeGuard<SmClusterIssuer>>,
+}
+
+impl Hub {
+    pub fn new(client: &Client) -> Self {
+        let all = || watcher::Config::default();
+        let managed = || watcher::Config::default().labels(&crate::labels::managed_selector());
+        let tenant = Some(tenant_of as KeyFn<_>);
+        Hub {
+            tenants: Shared::new(Api::all(client.clone()), all(), None),
+            zones: Shared::new(Api::all(client.clone()), all(), None),
+            namespaces: Shared::new(Api::all(client.clone()), all(), Some(tenant_of as KeyFn<_>)),
+            quotas: Shared::new(Api::all(client.clone()), managed(), Some(tenant_of as KeyFn<_>)),
+            limits: Shared::new(Api::all(client.clone()), managed(), Some(tenant_of as KeyFn<_>)),
+            policies: Shared::new(Api::all(client.clone()), managed(), Some(tenant_of as KeyFn<_>)),
+            bindings: Shared::new(Api::all(client.clone()), managed(), Some(tenant_of as KeyFn<_>)),
+            certificates: Shared::new(Api::all(client.clone()), all(), tenant),
+            channels: Shared::new(Api::all(client.clone()), all(), None),
+            services: Shared::new(Api::all(client.clone()), all(), None),
+            nodes: Shared::new(Api::all(client.clone()), all(), None),
+            pods: Shared::new(Api::all(client.clone()), all(), Some(namespace_of as KeyFn<_>)),
+            secrets: Shared::new(Api::all(client.clone()), all(), None),
+            issuers: Shared::new(Api::all(client.clone()), all(), None),
+            cluster_issuers: Shared::new(Api::all(client.clone()), all(), None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn cm(ns: &str, name: &str, tenant: Option<&str>) -> ConfigMap {
+        let mut c = ConfigMap::default();
+        c.metadata.name = Some(name.into());
+        c.metadata.namespace = Some(ns.into());
+        if let Some(t) = tenant {
+            c.metadata.labels = Some([(crate::labels::TENANT.to_string(), t.to_string())].into());
+        }
+        c
+    }
+
+    /// Feeds events to a store and its index as the watch task does, and reads by key.
+    struct Fixture {
+        writer: reflector::store::Writer<ConfigMap>,
+        store: Store<ConfigMap>,
+        index: RwLock<HashMap<String, HashSet<ObjectRef<ConfigMap>>>>,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let (store, writer) = reflector::store();
+            Fixture { writer, store, index: Default::default() }
+        }
+        fn feed(&mut self, e: watcher::Event<ConfigMap>) {
+            self.writer.apply_watcher_event(&e);
+            reindex(&self.index, &self.store, tenant_of, &e);
+        }
+        fn of(&self, tenant: &str) -> Vec<String> {
+            let ix = self.index.read().expect("lock");
+            let mut names: Vec<String> = ix
+                .get(tenant)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| self.store.get(r))
+                .filter(|o| tenant_of(o.as_ref()).as_deref() == Some(tenant))
+                .map(|o| o.name_any())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    #[test]
+    fn the_index_follows_applies_deletes_and_relists() {
+        let mut f = Fixture::new();
+        f.feed(watcher::Event::Init);
+        f.feed(watcher::Event::InitApply(cm("a-x", "q", Some("a"))));
+        f.feed(watcher::Event::InitApply(cm("b-x", "q", Some("b"))));
+        f.feed(watcher::Event::InitApply(cm("n", "plain", None)));
+        f.feed(watcher::Event::InitDone);
+        assert_eq!(f.of("a"), ["q"]);
+        f.feed(watcher::Event::Apply(cm("a-y", "l", Some("a"))));
+        assert_eq!(f.of("a"), ["l", "q"]);
+        f.feed(watcher::Event::Delete(cm("a-x", "q", Some("a"))));
+        assert_eq!(f.of("a"), ["l"]);
+        // Relabelled to another tenant: found under the new key only.
+        f.feed(watcher::Event::Apply(cm("a-y", "l", Some("b"))));
+        assert!(f.of("a").is_empty());
+        assert_eq!(f.of("b"), ["l", "q"]);
+        // A relist that no longer holds an object drops it from the index.
+        f.feed(watcher::Event::Init);
+        f.feed(watcher::Event::InitApply(cm("b-x", "q", Some("b"))));
+        f.feed(watcher::Event::InitDone);
+        assert_eq!(f.of("b"), ["q"]);
+        assert!(f.index.read().expect("lock").get("a").is_none());
+    }
 }

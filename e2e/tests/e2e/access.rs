@@ -2,23 +2,11 @@
 
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::ResourceQuota};
 use kube::{
-    Api, Client,
+    Api,
     api::{Patch, PatchParams, PostParams},
 };
 use serde_json::json;
-use zhengyun_e2e::{Operator, apply_tenant, as_user, client, tenant, wait_ready};
-
-async fn can(
-    client: &Client,
-    user: &str,
-    verb: &str,
-    group: &str,
-    resource: &str,
-    namespace: &str,
-    name: Option<&str>,
-) -> bool {
-    zhengyun_e2e::allowed(client, user, verb, group, resource, namespace, name).await
-}
+use zhengyun_e2e::{Operator, allowed, apply_tenant, as_user, client, tenant, wait_ready};
 
 #[tokio::test]
 async fn owners_run_workloads_but_cannot_change_the_rules_set_for_them() {
@@ -31,17 +19,23 @@ async fn owners_run_workloads_but_cannot_change_the_rules_set_for_them() {
     let owner = "acc-a-owner";
 
     // What SubjectAccessReview says.
-    assert!(can(&client, owner, "create", "apps", "deployments", "acc-a-apps", None).await);
-    assert!(can(&client, owner, "create", "", "pods", "acc-a-apps", None).await);
-    assert!(can(&client, owner, "get", "", "resourcequotas", "acc-a-apps", None).await, "owners may read their quota");
-    assert!(!can(&client, owner, "create", "apps", "deployments", "acc-b-apps", None).await, "not in another tenant");
+    assert!(allowed(&client, owner, "create", "apps", "deployments", "acc-a-apps", None).await);
+    assert!(allowed(&client, owner, "create", "", "pods", "acc-a-apps", None).await);
+    assert!(
+        allowed(&client, owner, "get", "", "resourcequotas", "acc-a-apps", None).await,
+        "owners may read their quota"
+    );
+    assert!(
+        !allowed(&client, owner, "create", "apps", "deployments", "acc-b-apps", None).await,
+        "not in another tenant"
+    );
     // 国密 certificates and CAs of their own; the cloud's cluster-wide CAs are the admins'.
-    assert!(can(&client, owner, "create", "zhengyun.io", "smcertificates", "acc-a-apps", None).await);
-    assert!(can(&client, owner, "create", "zhengyun.io", "smissuers", "acc-a-apps", None).await);
-    assert!(!can(&client, owner, "create", "zhengyun.io", "smcertificates", "acc-b-apps", None).await);
-    assert!(!can(&client, owner, "create", "zhengyun.io", "smclusterissuers", "", None).await);
+    assert!(allowed(&client, owner, "create", "zhengyun.io", "smcertificates", "acc-a-apps", None).await);
+    assert!(allowed(&client, owner, "create", "zhengyun.io", "smissuers", "acc-a-apps", None).await);
+    assert!(!allowed(&client, owner, "create", "zhengyun.io", "smcertificates", "acc-b-apps", None).await);
+    assert!(!allowed(&client, owner, "create", "zhengyun.io", "smclusterissuers", "", None).await);
     // Their own NetworkPolicies, inside the tenant (the webhook keeps them there and guards ours).
-    assert!(can(&client, owner, "create", "networking.k8s.io", "networkpolicies", "acc-a-apps", None).await);
+    assert!(allowed(&client, owner, "create", "networking.k8s.io", "networkpolicies", "acc-a-apps", None).await);
     for (verb, group, resource) in [
         ("update", "", "resourcequotas"),
         ("patch", "", "resourcequotas"),
@@ -51,13 +45,16 @@ async fn owners_run_workloads_but_cannot_change_the_rules_set_for_them() {
         ("create", "", "endpoints"),
         ("create", "discovery.k8s.io", "endpointslices"),
     ] {
-        assert!(!can(&client, owner, verb, group, resource, "acc-a-apps", None).await, "owner may {verb} {resource}");
+        assert!(
+            !allowed(&client, owner, verb, group, resource, "acc-a-apps", None).await,
+            "owner may {verb} {resource}"
+        );
     }
     assert!(
-        !can(&client, owner, "patch", "", "namespaces", "acc-a-apps", Some("acc-a-apps")).await,
+        !allowed(&client, owner, "patch", "", "namespaces", "acc-a-apps", Some("acc-a-apps")).await,
         "owner may relabel its namespace"
     );
-    assert!(!can(&client, owner, "update", "", "namespaces", "acc-a-apps", Some("acc-a-apps")).await);
+    assert!(!allowed(&client, owner, "update", "", "namespaces", "acc-a-apps", Some("acc-a-apps")).await);
 
     // And what really happens when the owner tries.
     let as_owner = as_user(owner, &[]).await;

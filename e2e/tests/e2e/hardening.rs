@@ -134,7 +134,21 @@ async fn hardening_a_zone_may_allow_nodeport_services() {
         .create(&PostParams::default(), &svc)
         .await
         .expect("NodePort where the zone allows it");
+    // What the zone does not list stays refused, in this zone and in one that lists nothing.
+    let mut lb = svc.clone();
+    lb.metadata.name = Some("lb".into());
+    if let Some(spec) = lb.spec.as_mut() {
+        spec.type_ = Some("LoadBalancer".into());
+    }
+    let owner = as_user("np-a-owner", &[]).await;
+    refused(Api::<Service>::namespaced(owner, "np-a-apps").create(&PostParams::default(), &lb).await, "spec.type");
+    let plain = tenant("np-b", &["apps"]);
+    apply_tenant(&client, &plain).await;
+    wait_ready(&client, "np-b").await;
+    let owner = as_user("np-b-owner", &[]).await;
+    refused(Api::<Service>::namespaced(owner, "np-b-apps").create(&PostParams::default(), &svc).await, "spec.type");
     Api::<Tenant>::all(client.clone()).delete("np-a", &DeleteParams::default()).await.expect("delete");
+    Api::<Tenant>::all(client.clone()).delete("np-b", &DeleteParams::default()).await.expect("delete");
 }
 
 #[tokio::test]

@@ -1,77 +1,78 @@
 //! What the webhook reads, held by watches on every replica: an admission makes no API call.
 //!
-//! Each store is fed by its own reflector task, started with the server; the handlers wait once
-//! for every store's first list, then answer from memory. Pods are watched as metadata only
-//! (the webhook only counts them per namespace).
+//! The stores are the process's shared watches ([`Hub`]), so the leader holds one copy of each
+//! kind for its controllers and its webhook. The handlers wait once for every store's first
+//! list, then answer from memory. Pods are watched as metadata and indexed by namespace (the
+//! webhook only counts them).
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::{
-    Api, Client,
     core::{DeserializeGuard, PartialObjectMeta},
     runtime::reflector::{ObjectRef, Store},
 };
 
 use crate::{
     api::{SmClusterIssuer, SmIssuer, Tenant, Zone},
-    watch::spawn_store,
+    watch::Hub,
 };
 
 /// The stores the webhook answers from.
 #[derive(Clone)]
 pub struct Caches {
+    hub: Arc<Hub>,
     pub namespaces: Store<Namespace>,
-    pub zones: Store<Zone>,
-    /// Through `DeserializeGuard`: a malformed Tenant in etcd must not break the whole watch.
+    /// Through `DeserializeGuard`: a malformed Zone or Tenant in etcd must not break the watch.
+    pub zones: Store<DeserializeGuard<Zone>>,
     pub tenants: Store<DeserializeGuard<Tenant>>,
     pub nodes: Store<Node>,
     pub pods: Store<PartialObjectMeta<Pod>>,
-    pub issuers: Store<SmIssuer>,
-    pub cluster_issuers: Store<SmClusterIssuer>,
-    ready: Arc<tokio::sync::OnceCell<()>>,
+    pub issuers: Store<DeserializeGuard<SmIssuer>>,
+    pub cluster_issuers: Store<DeserializeGuard<SmClusterIssuer>>,
 }
 
 impl Caches {
-    /// Starts one watch per kind.
-    pub fn start(client: &Client) -> Caches {
-        // Metadata only: the webhook counts pods, it never reads their specs.
-        let pods = spawn_store(Api::<PartialObjectMeta<Pod>>::all(client.clone()), Default::default());
+    /// Starts (or joins) one watch per kind.
+    pub fn start(hub: Arc<Hub>) -> Caches {
         Caches {
-            namespaces: spawn_store(Api::all(client.clone()), Default::default()),
-            zones: spawn_store(Api::all(client.clone()), Default::default()),
-            tenants: spawn_store(Api::all(client.clone()), Default::default()),
-            nodes: spawn_store(Api::all(client.clone()), Default::default()),
-            pods,
-            issuers: spawn_store(Api::all(client.clone()), Default::default()),
-            cluster_issuers: spawn_store(Api::all(client.clone()), Default::default()),
-            ready: Default::default(),
+            namespaces: hub.namespaces.store(),
+            zones: hub.zones.store(),
+            tenants: hub.tenants.store(),
+            nodes: hub.nodes.store(),
+            pods: hub.pods.store(),
+            issuers: hub.issuers.store(),
+            cluster_issuers: hub.cluster_issuers.store(),
+            hub,
         }
     }
 
-    /// Waits (once, for every caller) until each store has its first list.
+    /// Waits until each store has its first list.
     pub async fn ready(&self) {
-        self.ready
-            .get_or_init(|| async {
-                let _ = futures::join!(
-                    self.namespaces.wait_until_ready(),
-                    self.zones.wait_until_ready(),
-                    self.tenants.wait_until_ready(),
-                    self.nodes.wait_until_ready(),
-                    self.pods.wait_until_ready(),
-                    self.issuers.wait_until_ready(),
-                    self.cluster_issuers.wait_until_ready(),
-                );
-            })
-            .await;
+        let h = &self.hub;
+        futures::join!(
+            h.namespaces.ready(),
+            h.zones.ready(),
+            h.tenants.ready(),
+            h.nodes.ready(),
+            h.pods.ready(),
+            h.issuers.ready(),
+            h.cluster_issuers.ready(),
+        );
     }
 
     pub fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
         self.namespaces.get(&ObjectRef::new(name))
     }
 
-    pub fn zone(&self, name: &str) -> Option<Arc<Zone>> {
-        self.zones.get(&ObjectRef::new(name))
+    /// A zone that deserializes (a malformed one is as good as missing here).
+    pub fn zone(&self, name: &str) -> Option<Zone> {
+        self.zones.get(&ObjectRef::new(name)).and_then(|z| z.0.as_ref().ok().cloned())
+    }
+
+    /// Every zone that deserializes.
+    pub fn all_zones(&self) -> Vec<Zone> {
+        self.zones.state().iter().filter_map(|z| z.0.as_ref().ok().cloned()).collect()
     }
 
     pub fn tenant(&self, name: &str) -> Option<Tenant> {
@@ -82,16 +83,22 @@ impl Caches {
         self.nodes.get(&ObjectRef::new(name))
     }
 
-    pub fn issuer(&self, namespace: &str, name: &str) -> Option<Arc<SmIssuer>> {
-        self.issuers.get(&ObjectRef::new(name).within(namespace))
+    /// An issuer, if it exists (a malformed one exists, it just cannot sign yet).
+    pub fn issuer_exists(&self, namespace: &str, name: &str) -> bool {
+        self.issuers.get(&ObjectRef::new(name).within(namespace)).is_some()
     }
 
-    pub fn cluster_issuer(&self, name: &str) -> Option<Arc<SmClusterIssuer>> {
-        self.cluster_issuers.get(&ObjectRef::new(name))
+    /// Whether a cluster issuer exists, and the department it is restricted to. One that does
+    /// not deserialize counts as unrestricted: it cannot sign anything until it is fixed, and
+    /// the certificate controller says so.
+    pub fn cluster_issuer_department(&self, name: &str) -> Option<Option<String>> {
+        self.cluster_issuers
+            .get(&ObjectRef::new(name))
+            .map(|i| i.0.as_ref().ok().and_then(|i| i.spec.department.clone()))
     }
 
     /// How many pods a namespace holds.
     pub fn pods_in(&self, namespace: &str) -> usize {
-        self.pods.state().iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace)).count()
+        self.hub.pods.by_key(namespace).len()
     }
 }

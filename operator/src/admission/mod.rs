@@ -12,4 +12,5 @@ pub mod checks;
 pub mod config;
 pub mod run;
 pub mod server;
+pub mod subject;
 pub mod tls;

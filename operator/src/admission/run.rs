@@ -48,18 +48,19 @@ pub struct Running {
 
 /// Starts the server (every replica serves) and a loop that rotates the certificate.
 pub async fn start(
-    client: Client,
+    ctx: &crate::context::Context,
     addr: SocketAddr,
     endpoint: Endpoint,
     secret_namespace: String,
     operator_user: String,
-    cluster_network_policy: bool,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Running> {
+    let client = ctx.client.clone();
+    let cluster_network_policy = ctx.uses_cluster_network_policy();
     let names = sans(&endpoint);
     let (cert, bundle) = tls::ensure(&client, &secret_namespace, &names).await?;
     let resolver = Resolver::new(&cert)?;
-    let caches = super::cache::Caches::start(&client);
+    let caches = super::cache::Caches::start(ctx.watches.clone());
     let webhook = Arc::new(Webhook { caches, operator_user: operator_user.clone(), cluster_network_policy });
     tokio::spawn(server::serve(addr, resolver.clone(), webhook, stop.clone()));
     // Registering before the port answers would fail every guarded request meanwhile.

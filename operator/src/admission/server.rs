@@ -8,7 +8,6 @@ use hyper_util::{
     server::conn::auto::Builder,
     service::TowerToHyperService,
 };
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::{
     ResourceExt,
     core::{
@@ -16,12 +15,16 @@ use kube::{
         admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
     },
 };
-use serde::de::DeserializeOwned;
 use tokio_rustls::TlsAcceptor;
 
-use super::{cache::Caches, checks, tls::Resolver};
+use super::{
+    cache::Caches,
+    checks,
+    subject::{self, Subject},
+    tls::Resolver,
+};
 use crate::{
-    api::{ExchangeChannel, IssuerKind, SmCertificate, Tenant, Zone},
+    api::{IssuerKind, Zone},
     certificates::department_allows,
     channels::{approval, reconcile::check_ends},
     labels,
@@ -80,10 +83,6 @@ pub async fn serve(
     }
 }
 
-fn typed<T: DeserializeOwned>(obj: &Option<DynamicObject>) -> Option<T> {
-    obj.as_ref().and_then(|o| serde_json::to_value(o).ok()).and_then(|v| serde_json::from_value(v).ok())
-}
-
 fn respond(req: &AdmissionRequest<DynamicObject>, verdict: Result<(), String>) -> Json<AdmissionReview<DynamicObject>> {
     respond_warning(req, verdict, Vec::new())
 }
@@ -122,7 +121,7 @@ struct InZone {
     tenant: String,
     zone_name: String,
     placement: ZonePlacement,
-    zone: Arc<Zone>,
+    zone: Zone,
 }
 
 fn namespace_zone(caches: &Caches, namespace: &str) -> Result<Option<InZone>, String> {
@@ -166,13 +165,14 @@ fn patched(
 
 /// Records or drops a channel's approval ([`approval::admit`]) in what the API server stores.
 fn mutate_channel(req: &AdmissionRequest<DynamicObject>) -> Json<AdmissionReview<DynamicObject>> {
-    let Some(new) = typed::<ExchangeChannel>(&req.object) else {
-        return respond(req, Err("the ExchangeChannel does not parse".into()));
+    let (new, old) = match subject::parse(req) {
+        Ok(Subject::Channel { new, old }) => (new, old),
+        Ok(_) => return respond(req, Err(format!("expected an ExchangeChannel, got {}", req.kind.kind))),
+        Err(why) => return respond(req, Err(why)),
     };
-    let old = typed::<ExchangeChannel>(&req.old_object);
     let (user, groups) = caller(req);
     let who = approval::Caller { user: &user, groups: &groups };
-    let decision = match approval::admit(old.as_ref(), &new, who, jiff::Timestamp::now()) {
+    let decision = match approval::admit(old.as_deref(), &new, who, jiff::Timestamp::now()) {
         Ok(d) => d,
         Err(why) => return respond(req, Err(why)),
     };
@@ -214,9 +214,12 @@ async fn mutate(
         }
         _ => {}
     }
-    let (Some(pod), Some(ns)) = (typed::<Pod>(&req.object), req.namespace.clone()) else {
-        return respond(&req, Ok(()));
+    let pod = match subject::parse(&req) {
+        Ok(Subject::Pod(pod)) => pod,
+        Ok(_) => return respond(&req, Err(format!("/mutate does not handle {}", req.kind.kind))),
+        Err(why) => return respond(&req, Err(why)),
     };
+    let ns = req.namespace.clone().unwrap_or_default();
     w.caches.ready().await;
     match namespace_zone(&w.caches, &ns) {
         Ok(Some(z)) => patched(&req, checks::placement_patch(&pod, &z.placement), Vec::new()),
@@ -244,9 +247,12 @@ async fn validate_handler(
 /// An SmCertificate may not name another department's CA (refused); naming an issuer that does
 /// not exist yet is allowed, with a warning, since the issuer may be applied next.
 async fn certificate(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> (Result<(), String>, Vec<String>) {
-    let (Some(c), Some(ns)) = (typed::<SmCertificate>(&req.object), req.namespace.clone()) else {
-        return (Ok(()), Vec::new());
+    let c = match subject::parse(req) {
+        Ok(Subject::Certificate(c)) => c,
+        Ok(_) => return (Err(format!("expected an SmCertificate, got {}", req.kind.kind)), Vec::new()),
+        Err(why) => return (Err(why), Vec::new()),
     };
+    let ns = req.namespace.clone().unwrap_or_default();
     // The operator writes a tenant's certificates, already checked with the Tenant; should the
     // issuer's department change later, the certificate says so in its status.
     if req.user_info.username.as_deref() == Some(w.operator_user.as_str()) {
@@ -255,8 +261,8 @@ async fn certificate(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> (Res
     let r = &c.spec.issuer_ref;
     w.caches.ready().await;
     let found = match r.kind {
-        IssuerKind::SmIssuer => w.caches.issuer(&ns, &r.name).map(|_| None),
-        IssuerKind::SmClusterIssuer => w.caches.cluster_issuer(&r.name).map(|i| i.spec.department.clone()),
+        IssuerKind::SmIssuer => w.caches.issuer_exists(&ns, &r.name).then_some(None),
+        IssuerKind::SmClusterIssuer => w.caches.cluster_issuer_department(&r.name),
     };
     match found {
         None => {
@@ -276,22 +282,20 @@ async fn certificate(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> (Res
     }
 }
 
-fn is_managed(obj: &Option<DynamicObject>) -> bool {
-    obj.as_ref().is_some_and(|o| o.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER))
-}
-
 async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<(), String> {
     let user = req.user_info.username.clone().unwrap_or_default();
     if user == w.operator_user {
         return Ok(());
     }
+    let subject = subject::parse(req)?;
     w.caches.ready().await;
-    let kind = req.kind.kind.as_str();
-    match kind {
-        "Pod" => {
-            let (Some(pod), Some(ns)) = (typed::<Pod>(&req.object), req.namespace.as_deref()) else { return Ok(()) };
-            let Some(InZone { zone_name, placement, .. }) = namespace_zone(&w.caches, ns)? else { return Ok(()) };
-            let zones = w.caches.zones.state();
+    let namespace = req.namespace.as_deref().unwrap_or_default();
+    match subject {
+        Subject::Pod(pod) => {
+            let Some(InZone { zone_name, placement, .. }) = namespace_zone(&w.caches, namespace)? else {
+                return Ok(());
+            };
+            let zones = w.caches.all_zones();
             let others: Vec<(String, crate::api::ZoneTaint)> = zones
                 .iter()
                 .filter(|z| z.name_any() != zone_name)
@@ -307,30 +311,24 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
             }
             Ok(())
         }
-        "Namespace" => match (typed::<Namespace>(&req.old_object), typed::<Namespace>(&req.object)) {
-            (Some(old), Some(new)) => checks::check_namespace_update(&old, &new),
-            _ => Ok(()),
-        },
-        "ResourceQuota" | "LimitRange" | "RoleBinding" | "NetworkPolicy" => {
-            if is_managed(&req.object) || is_managed(&req.old_object) {
+        Subject::Namespace { old, new } => checks::check_namespace_update(&old, &new),
+        Subject::Owned { kind, managed, policy } => {
+            if managed {
                 if checks::SYSTEM_CONTROLLERS.contains(&user.as_str()) && req.operation == Operation::Delete {
                     return Ok(());
                 }
                 return Err(format!(
-                    "{kind} {}/{} is managed by zhengyun: change the Tenant or ExchangeChannel instead",
-                    req.namespace.as_deref().unwrap_or(""),
+                    "{kind} {namespace}/{} is managed by zhengyun: change the Tenant or ExchangeChannel instead",
                     req.name
                 ));
             }
-            if kind == "NetworkPolicy" && !w.cluster_network_policy && req.operation != Operation::Delete {
-                let (Some(np), Some(ns)) = (typed(&req.object), req.namespace.as_deref()) else { return Ok(()) };
-                let Some(InZone { tenant, .. }) = namespace_zone(&w.caches, ns)? else { return Ok(()) };
+            if let (Some(np), false) = (policy, w.cluster_network_policy) {
+                let Some(InZone { tenant, .. }) = namespace_zone(&w.caches, namespace)? else { return Ok(()) };
                 return checks::check_tenant_network_policy(&np, &tenant);
             }
             Ok(())
         }
-        "Tenant" => {
-            let Some(tenant) = typed::<Tenant>(&req.object) else { return Err("the Tenant does not parse".into()) };
+        Subject::Tenant { new: tenant, old } => {
             if tenant.metadata.deletion_timestamp.is_some() {
                 return Ok(());
             }
@@ -339,9 +337,8 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
                 if c.certificate.issuer_ref.kind != IssuerKind::SmClusterIssuer {
                     continue;
                 }
-                let issuer = w.caches.cluster_issuer(&c.certificate.issuer_ref.name);
                 let ns = format!("{}-{}", tenant.name_any(), c.namespace);
-                let department = issuer.and_then(|i| i.spec.department.clone());
+                let department = w.caches.cluster_issuer_department(&c.certificate.issuer_ref.name).flatten();
                 department_allows(
                     &c.certificate.issuer_ref.name,
                     department.as_deref(),
@@ -351,8 +348,8 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
                 .map_err(|e| format!("spec.certificates[{i}].{}", e.trim_start_matches("spec.")))?;
             }
             let zone = w.caches.zone(&tenant.spec.zone);
-            check_zone(tenant.spec.security_level, &tenant.spec.zone, zone.as_deref()).map_err(|e| e.to_string())?;
-            if let Some(old) = typed::<Tenant>(&req.old_object)
+            check_zone(tenant.spec.security_level, &tenant.spec.zone, zone.as_ref()).map_err(|e| e.to_string())?;
+            if let Some(old) = old
                 && old.spec.zone != tenant.spec.zone
             {
                 let running: usize = old
@@ -371,36 +368,27 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
             }
             Ok(())
         }
-        "ExchangeChannel" => {
-            let Some(ch) = typed::<ExchangeChannel>(&req.object) else {
-                return Err("the ExchangeChannel does not parse".into());
-            };
-            let old = typed::<ExchangeChannel>(&req.old_object);
+        Subject::Channel { new: ch, old } => {
             let (user, groups) = caller(req);
-            approval::check_record(old.as_ref(), &ch, approval::Caller { user: &user, groups: &groups })?;
+            approval::check_record(old.as_deref(), &ch, approval::Caller { user: &user, groups: &groups })?;
             let source = w.caches.tenant(&ch.spec.from.tenant);
             let target = w.caches.tenant(&ch.spec.to.tenant);
-            let mut zones: Vec<Arc<Zone>> = Vec::new();
+            let mut zones: Vec<Zone> = Vec::new();
             for t in [source.as_ref(), target.as_ref()].into_iter().flatten() {
                 if let Some(z) = w.caches.zone(&t.spec.zone) {
                     zones.push(z);
                 }
             }
-            let zones: Vec<&Zone> = zones.iter().map(|z| z.as_ref()).collect();
+            let zones: Vec<&Zone> = zones.iter().collect();
             check_ends(&ch, source.as_ref(), target.as_ref(), &zones)?;
             Ok(())
         }
-        "Zone" => {
-            let Some(zone) = typed::<Zone>(&req.object) else { return Err("the Zone does not parse".into()) };
-            crate::zones::validate::validate(&zone.spec)
-        }
-        "Service" => {
-            let (Some(svc), Some(ns)) = (typed::<Service>(&req.object), req.namespace.as_deref()) else {
-                return Ok(());
-            };
-            let Some(InZone { zone_name, zone, .. }) = namespace_zone(&w.caches, ns)? else { return Ok(()) };
+        Subject::Zone(zone) => crate::zones::validate::validate(&zone.spec),
+        Subject::Service(svc) => {
+            let Some(InZone { zone_name, zone, .. }) = namespace_zone(&w.caches, namespace)? else { return Ok(()) };
             checks::check_service(&svc, &zone_name, &zone.spec.allowed_service_types)
         }
-        _ => Ok(()),
+        // Answered by [`certificate`], which can warn.
+        Subject::Certificate(_) => Ok(()),
     }
 }

@@ -8,8 +8,9 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{ObjectMeta, PartialObjectMeta, Patch, PatchParams},
-    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+    api::{ObjectMeta, PartialObjectMeta},
+    core::DeserializeGuard,
+    runtime::{Controller, controller::Action, reflector::ObjectRef},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::{info, info_span, warn};
@@ -54,6 +55,8 @@ pub trait IssuerResource:
     /// Where the issuer's Secrets live.
     fn secret_namespace(&self, ctx: &Context) -> String;
     fn api(client: &Client, namespace: Option<&str>) -> Api<Self>;
+    /// The process's one watch of this kind.
+    fn shared(hub: &crate::watch::Hub) -> &crate::watch::Shared<DeserializeGuard<Self>>;
 }
 
 impl IssuerResource for SmIssuer {
@@ -70,6 +73,9 @@ impl IssuerResource for SmIssuer {
     fn api(client: &Client, namespace: Option<&str>) -> Api<Self> {
         Api::namespaced(client.clone(), namespace.unwrap_or_default())
     }
+    fn shared(hub: &crate::watch::Hub) -> &crate::watch::Shared<DeserializeGuard<Self>> {
+        &hub.issuers
+    }
 }
 
 impl IssuerResource for SmClusterIssuer {
@@ -85,6 +91,9 @@ impl IssuerResource for SmClusterIssuer {
     }
     fn api(client: &Client, _: Option<&str>) -> Api<Self> {
         Api::all(client.clone())
+    }
+    fn shared(hub: &crate::watch::Hub) -> &crate::watch::Shared<DeserializeGuard<Self>> {
+        &hub.cluster_issuers
     }
 }
 
@@ -105,7 +114,7 @@ pub async fn load_ca<K: IssuerResource>(
         return Ok(Err(("InvalidSpec", "set spec.selfSigned or spec.ca".into())));
     };
     let field = if issuer.self_signed().is_some() { "spec.selfSigned.secretName" } else { "spec.ca.secretName" };
-    let Some(secret) = Api::<Secret>::namespaced(client.clone(), &namespace).get_opt(name).await? else {
+    let Some(secret) = ctx.secrets.get(client, &namespace, name).await? else {
         return Ok(Err(("SecretNotFound", format!("{field}: Secret {namespace}/{name} does not exist"))));
     };
     // A self-signed issuer signs only with the root it made, never with a Secret that happens to
@@ -113,7 +122,8 @@ pub async fn load_ca<K: IssuerResource>(
     if issuer.self_signed().is_some() && secret.labels().get(&issuer_label::<K>()) != Some(&issuer.name_any()) {
         return Ok(Err(("SecretConflict", format!("{field}: Secret {namespace}/{name} was not made for this issuer"))));
     }
-    let data: BTreeMap<String, Vec<u8>> = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+    let data: BTreeMap<String, Vec<u8>> =
+        secret.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
     Ok(ca::load(&data, now).map_err(|e| ("InvalidCA", format!("{field}: Secret {namespace}/{name}: {e}"))))
 }
 
@@ -121,26 +131,26 @@ pub async fn run<K: IssuerResource>(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let client = ctx.client.clone();
-    let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
-    let store = controller.store();
+    let hub = ctx.watches.clone();
+    let store = K::shared(&hub).store();
+    let by_secret_store = store.clone();
     let ns_for_cluster = ctx.cluster_resource_namespace.clone();
     let metrics = ctx.metrics.clone();
-    let by_secret = move |s: PartialObjectMeta<Secret>| {
+    // An issuer's Secret edited or deleted: the issuers that read it go round.
+    let by_secret = move |s: Arc<PartialObjectMeta<Secret>>| {
         let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
-        store
+        by_secret_store
             .state()
             .into_iter()
             .filter(|i| {
                 let home = i.meta().namespace.clone().unwrap_or_else(|| ns_for_cluster.clone());
-                home == ns && secret_name(i.as_ref()) == Some(name.as_str())
+                home == ns && i.0.as_ref().is_ok_and(|i| secret_name(i) == Some(name.as_str()))
             })
             .map(|i| ObjectRef::from_obj(i.as_ref()))
             .collect::<Vec<_>>()
     };
-    controller
-        // Metadata only: a CA Secret replaced, or a root deleted, wakes its issuer up.
-        .watches(Api::<PartialObjectMeta<Secret>>::all(client.clone()), watcher::Config::default(), by_secret)
+    Controller::for_shared_stream(K::shared(&hub).subscribe(), store)
+        .watches_shared_stream(hub.secrets.subscribe(), by_secret)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<K>, |_, _, _| Action::requeue(Duration::from_secs(5)), ctx)
         .for_each(|res| {
@@ -158,14 +168,22 @@ pub async fn run<K: IssuerResource>(
         .await;
 }
 
-async fn reconcile<K: IssuerResource>(issuer: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile<K: IssuerResource>(obj: Arc<DeserializeGuard<K>>, ctx: Arc<Context>) -> Result<Action> {
+    let issuer = match &obj.0 {
+        Ok(i) => i,
+        Err(e) => {
+            // A malformed issuer must not stall the others.
+            warn!(kind = K::KIND, error = %e, "skipping an issuer that does not deserialize");
+            return Ok(Action::await_change());
+        }
+    };
+    K::shared(&ctx.watches).ready().await;
     let controller = K::KIND.to_lowercase();
     let controller = controller.as_str();
     let span = info_span!("reconcile", %controller, issuer = %issuer.name_any(), namespace = ?issuer.namespace());
-    crate::metrics::instrumented(&ctx.metrics, controller, span, reconcile_inner(issuer.as_ref(), &ctx)).await
+    crate::metrics::instrumented(&ctx.metrics, controller, span, reconcile_inner(issuer, &ctx)).await
 }
 
-/// When a self-signed root is replaced: with a third of its life left.
 fn root_rotation(ca: &Ca) -> Timestamp {
     let life = ca.cert.not_after.duration_since(ca.cert.not_before);
     ca.cert.not_before.saturating_add(life * 2 / 3).unwrap_or(ca.cert.not_before)
@@ -187,8 +205,7 @@ async fn ensure_root<K: IssuerResource>(
     let namespace = issuer.secret_namespace(ctx);
     let owner = issuer.name_any();
     let label = issuer_label::<K>();
-    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
-    let existing = secrets.get_opt(&ss.secret_name).await?;
+    let existing = ctx.secrets.get(&ctx.client, &namespace, &ss.secret_name).await?;
     if let Some(s) = &existing
         && s.labels().get(&label) != Some(&owner)
     {
@@ -243,7 +260,7 @@ async fn ensure_root<K: IssuerResource>(
         ..Default::default()
     };
     match apply::namespaced(&ctx.client, &secret).await {
-        Ok(_) => {}
+        Ok(written) => ctx.secrets.remember(&namespace, &ss.secret_name, Some(Arc::new(written))),
         Err(e) if apply::namespace_terminating(&e) => {
             return Ok(Err(("NamespaceTerminating", format!("namespace {namespace} is being deleted"))));
         }
@@ -295,18 +312,15 @@ async fn reconcile_inner<K: IssuerResource>(issuer: &K, ctx: &Context) -> Result
     let unchanged = issuer.issuer_status().is_some_and(|s| {
         (&s.subject, &s.fingerprint, &s.not_after, s.observed_generation)
             == (&status.subject, &status.fingerprint, &status.not_after, status.observed_generation)
-            && s.conditions
-                .iter()
-                .map(|c| (&c.status, &c.reason, &c.message))
-                .eq(status.conditions.iter().map(|c| (&c.status, &c.reason, &c.message)))
+            && conditions::same(&s.conditions, &status.conditions)
     });
     if !unchanged {
         if let Err((reason, message)) = &outcome {
             warn!(issuer = %issuer.name_any(), %reason, problem = %message, "issuer cannot sign");
         }
-        let patch = serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": K::KIND, "status": status});
-        K::api(&ctx.client, issuer.meta().namespace.as_deref())
-            .patch_status(&issuer.name_any(), &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        let api = K::api(&ctx.client, issuer.meta().namespace.as_deref());
+        let controller = K::KIND.to_lowercase();
+        crate::status::write(&ctx.metrics, &controller, &api, &issuer.name_any(), crate::status::Body::Whole(&status))
             .await?;
     }
     Ok(Action::requeue(next))

@@ -5,6 +5,7 @@
 pub mod build;
 pub mod issuers;
 pub mod reconcile;
+pub mod secrets;
 
 /// Whether a department's SmClusterIssuer may sign for a namespace: an issuer without a
 /// department signs for all; one with a department only for namespaces of that department's

@@ -6,17 +6,16 @@ use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{PartialObjectMeta, Patch, PatchParams},
+    api::PartialObjectMeta,
     core::DeserializeGuard,
     runtime::{
         Controller,
         controller::Action,
         events::{Event, EventType},
         reflector::{ObjectRef, Store},
-        watcher,
     },
 };
 use tracing::{info, info_span, warn};
@@ -62,25 +61,21 @@ fn referencing(
 }
 
 pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let client = ctx.client.clone();
-    let controller = Controller::new(Api::<Guarded>::all(client.clone()), watcher::Config::default());
-    let (s1, s2) = (controller.store(), controller.store());
+    let hub = ctx.watches.clone();
+    let store = hub.certificates.store();
+    let (s1, s2) = (store.clone(), store.clone());
     let metrics = ctx.metrics.clone();
-    controller
-        // Metadata only: a certificate Secret deleted or edited is repaired at once.
-        .watches(
-            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-            watcher::Config::default().labels(CERTIFICATE_LABEL),
-            |s| {
-                let ns = s.namespace().unwrap_or_default();
-                s.labels().get(CERTIFICATE_LABEL).map(|c| ObjectRef::<Guarded>::new(c).within(&ns))
-            },
-        )
+    Controller::for_shared_stream(hub.certificates.subscribe(), store)
+        // A certificate Secret deleted or edited is repaired at once.
+        .watches_shared_stream(hub.secrets.subscribe(), |s: Arc<PartialObjectMeta<Secret>>| {
+            let ns = s.namespace().unwrap_or_default();
+            s.labels().get(CERTIFICATE_LABEL).map(|c| ObjectRef::<Guarded>::new(c).within(&ns))
+        })
         // An issuer's CA rotating (its fingerprint changes) re-issues what it signed.
-        .watches(Api::<SmIssuer>::all(client.clone()), watcher::Config::default(), move |i| {
+        .watches_shared_stream(hub.issuers.subscribe(), move |i: Arc<DeserializeGuard<SmIssuer>>| {
             referencing(&s1, IssuerKind::SmIssuer, &i.name_any(), i.namespace().as_deref())
         })
-        .watches(Api::<SmClusterIssuer>::all(client.clone()), watcher::Config::default(), move |i| {
+        .watches_shared_stream(hub.cluster_issuers.subscribe(), move |i: Arc<DeserializeGuard<SmClusterIssuer>>| {
             referencing(&s2, IssuerKind::SmClusterIssuer, &i.name_any(), None)
         })
         .graceful_shutdown_on(shutdown)
@@ -108,6 +103,8 @@ async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
+    let h = &ctx.watches;
+    futures::join!(h.certificates.ready(), h.issuers.ready(), h.cluster_issuers.ready(), h.namespaces.ready());
     let (ns, name) = (c.namespace().unwrap_or_default(), c.name_any());
     let span = info_span!("reconcile", controller = CONTROLLER, namespace = %ns, certificate = %name);
     crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, reconcile_inner(c, &ctx)).await
@@ -117,25 +114,28 @@ async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
 async fn issuer_ca(c: &SmCertificate, ctx: &Context, now: Timestamp) -> Result<std::result::Result<Ca, Problem>> {
     let ns = c.namespace().unwrap_or_default();
     let r = &c.spec.issuer_ref;
+    let hub = &ctx.watches;
     match r.kind {
         IssuerKind::SmIssuer => {
-            let Some(issuer) = Api::<SmIssuer>::namespaced(ctx.client.clone(), &ns).get_opt(&r.name).await? else {
+            let Some(issuer) = hub.issuers.handle().get(&ObjectRef::new(&r.name).within(&ns)) else {
                 return Ok(Err((
                     "IssuerNotFound",
                     format!("spec.issuerRef: SmIssuer {:?} does not exist in namespace {ns}", r.name),
                 )));
             };
-            Ok(not_ready_names(load_ca(&ctx.client, &issuer, ctx, now).await?, &issuer))
+            let Ok(issuer) = &issuer.0 else { return Ok(Err(malformed("SmIssuer", &r.name))) };
+            Ok(not_ready_names(load_ca(&ctx.client, issuer, ctx, now).await?, issuer))
         }
         IssuerKind::SmClusterIssuer => {
-            let Some(issuer) = Api::<SmClusterIssuer>::all(ctx.client.clone()).get_opt(&r.name).await? else {
+            let Some(issuer) = hub.cluster_issuers.handle().get(&ObjectRef::new(&r.name)) else {
                 return Ok(Err((
                     "IssuerNotFound",
                     format!("spec.issuerRef: SmClusterIssuer {:?} does not exist", r.name),
                 )));
             };
+            let Ok(issuer) = &issuer.0 else { return Ok(Err(malformed("SmClusterIssuer", &r.name))) };
             if issuer.spec.department.is_some() {
-                let namespace = Api::<Namespace>::all(ctx.client.clone()).get_opt(&ns).await?;
+                let namespace = hub.namespaces.store().get(&ObjectRef::new(&ns));
                 let theirs = namespace.as_ref().and_then(|n| n.labels().get(labels::DEPARTMENT).cloned());
                 let allowed =
                     super::department_allows(&r.name, issuer.spec.department.as_deref(), &ns, theirs.as_deref());
@@ -143,9 +143,13 @@ async fn issuer_ca(c: &SmCertificate, ctx: &Context, now: Timestamp) -> Result<s
                     return Ok(Err(("IssuerNotAllowed", why)));
                 }
             }
-            Ok(not_ready_names(load_ca(&ctx.client, &issuer, ctx, now).await?, &issuer))
+            Ok(not_ready_names(load_ca(&ctx.client, issuer, ctx, now).await?, issuer))
         }
     }
+}
+
+fn malformed(kind: &str, name: &str) -> Problem {
+    ("IssuerNotReady", format!("{kind} {name:?} does not match its schema; fix it (kubectl get -o yaml shows it)"))
 }
 
 /// An issuer's problem, as the certificate reports it: which issuer cannot sign, and why.
@@ -168,8 +172,7 @@ async fn reconcile_inner(c: &SmCertificate, ctx: &Context) -> Result<Action> {
         Ok(ca) => ca,
         Err((reason, why)) => return fail(c, ctx, reason, why, now).await,
     };
-    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &ns);
-    let existing = secrets.get_opt(&c.spec.secret_name).await?;
+    let existing = ctx.secrets.get(&ctx.client, &ns, &c.spec.secret_name).await?;
     if let Some(s) = &existing
         && s.labels().get(CERTIFICATE_LABEL) != Some(&name)
     {
@@ -179,17 +182,17 @@ async fn reconcile_inner(c: &SmCertificate, ctx: &Context) -> Result<Action> {
         );
         return fail(c, ctx, "SecretConflict", why, now).await;
     }
-    let current = match build::inspect(existing.as_ref(), c, &ca, renew_before, now) {
+    let current = match build::inspect(existing.as_deref(), c, &ca, renew_before, now) {
         Ok(current) => current,
         Err(why) => {
             let last = c.status.as_ref().and_then(|s| s.revision).unwrap_or(0);
-            let revision = last.max(build::secret_revision(existing.as_ref())) + 1;
+            let revision = last.max(build::secret_revision(existing.as_deref())) + 1;
             let issued = match build::issue(ctx.keys.as_ref(), c, &ca, (revision, &why), renew_before, now) {
                 Ok(issued) => issued,
                 Err(e) => return fail(c, ctx, "IssueFailed", e, now).await,
             };
             match apply::namespaced(&ctx.client, &issued.secret).await {
-                Ok(_) => {}
+                Ok(written) => ctx.secrets.remember(&ns, &c.spec.secret_name, Some(Arc::new(written))),
                 // The namespace is being deleted (its Secret went first): nothing to keep.
                 Err(e) if apply::namespace_terminating(&e) => {
                     tracing::debug!(namespace = %ns, certificate = %name, "namespace terminating; not re-issuing");
@@ -254,20 +257,13 @@ async fn patch_status(
     previous: &SmCertificateStatus,
     status: SmCertificateStatus,
 ) -> Result<()> {
-    let same_conditions =
-        previous.conditions.len() == status.conditions.len()
-            && previous.conditions.iter().zip(&status.conditions).all(|(a, b)| {
-                (&a.type_, &a.status, &a.reason, &a.message) == (&b.type_, &b.status, &b.reason, &b.message)
-            });
     let mut without_conditions = status.clone();
     without_conditions.conditions = previous.conditions.clone();
-    if same_conditions && without_conditions == *previous {
+    if conditions::same(&previous.conditions, &status.conditions) && without_conditions == *previous {
         return Ok(());
     }
-    let patch = serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "SmCertificate", "status": status});
-    Api::<SmCertificate>::namespaced(ctx.client.clone(), &c.namespace().unwrap_or_default())
-        .patch_status(&c.name_any(), &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+    let api = Api::<SmCertificate>::namespaced(ctx.client.clone(), &c.namespace().unwrap_or_default());
+    crate::status::write(&ctx.metrics, CONTROLLER, &api, &c.name_any(), crate::status::Body::Whole(&status)).await?;
     Ok(())
 }
 
@@ -291,10 +287,9 @@ async fn fail(c: &SmCertificate, ctx: &Context, reason: &'static str, why: Strin
     if !same {
         // Only the conditions: the cached status may lag behind what the Secret holds, and
         // writing its notAfter or revision back would roll the status back.
-        let patch = serde_json::json!({"status": {"observedGeneration": c.metadata.generation, "conditions": merged}});
-        let params = PatchParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..Default::default() };
-        Api::<SmCertificate>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(&name, &params, &Patch::Merge(&patch))
+        let fields = serde_json::json!({"observedGeneration": c.metadata.generation, "conditions": merged});
+        let api = Api::<SmCertificate>::namespaced(ctx.client.clone(), &ns);
+        crate::status::write::<_, ()>(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Fields(fields))
             .await?;
     }
     // What was issued before still expires: keep reporting it.

@@ -36,22 +36,10 @@ pub fn check(gateway: &ChannelGateway, zones: &[&Zone]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ZoneSpec;
 
     fn zone(kind: ZoneKind, egress: &[&str]) -> Zone {
-        Zone::new(
-            "intranet",
-            ZoneSpec {
-                kind,
-                node_selector: [("zhengyun.io/zone".to_string(), "intranet".to_string())].into(),
-                taint: None,
-                egress: egress.iter().map(|s| s.to_string()).collect(),
-                ingress: vec![],
-                allow_public_ranges: false,
-                allowed_service_types: vec![],
-                min_security_level: 3,
-            },
-        )
+        let spec = crate::zones::validate::tests::zone(kind, &[("zhengyun.io/zone", "intranet")], egress);
+        Zone::new("intranet", spec)
     }
 
     fn gw(cidr: &str) -> ChannelGateway {

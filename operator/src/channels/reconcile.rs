@@ -10,14 +10,12 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{
         Controller,
         controller::Action,
         events::{Event, EventType},
         reflector::{ObjectRef, Store},
-        watcher,
     },
 };
 use tracing::{info, info_span, warn};
@@ -33,7 +31,6 @@ use crate::{
     conditions::{self, Observed},
     context::Context,
     error::Result,
-    labels,
 };
 
 pub const CONTROLLER: &str = "exchangechannel";
@@ -42,11 +39,10 @@ pub const CONTROLLER: &str = "exchangechannel";
 pub struct Channels {
     ctx: Arc<Context>,
     tenants: Store<DeserializeGuard<Tenant>>,
-    zones: Store<Zone>,
+    zones: Store<DeserializeGuard<Zone>>,
     services: Store<Service>,
     policies: Store<NetworkPolicy>,
     applied: apply::Memory,
-    ready: tokio::sync::OnceCell<()>,
 }
 
 impl std::ops::Deref for Channels {
@@ -58,24 +54,14 @@ impl std::ops::Deref for Channels {
 
 impl Channels {
     async fn ready(&self) {
-        self.ready
-            .get_or_init(|| async {
-                let _ = futures::join!(
-                    self.tenants.wait_until_ready(),
-                    self.zones.wait_until_ready(),
-                    self.services.wait_until_ready(),
-                    self.policies.wait_until_ready(),
-                );
-            })
-            .await;
+        let h = &self.ctx.watches;
+        futures::join!(h.channels.ready(), h.tenants.ready(), h.zones.ready(), h.services.ready(), h.policies.ready());
     }
 
     fn tenant(&self, name: &str) -> Option<Tenant> {
         self.tenants.get(&ObjectRef::new(name)).and_then(|t| t.0.as_ref().ok().cloned())
     }
 }
-
-use crate::watch::reflect;
 
 /// The channels that name a tenant at either end.
 fn naming(
@@ -91,32 +77,28 @@ fn naming(
 }
 
 pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let client = ctx.client.clone();
-    let (channels, channel_events) =
-        reflect(Api::<DeserializeGuard<ExchangeChannel>>::all(client.clone()), Default::default());
-    let (tenants, tenant_events) = reflect(Api::<DeserializeGuard<Tenant>>::all(client.clone()), Default::default());
-    let (zones, zone_events) = reflect(Api::<Zone>::all(client.clone()), Default::default());
-    let (services, service_events) = reflect(Api::<Service>::all(client.clone()), Default::default());
-    let (policies, policy_events) =
-        reflect(Api::<NetworkPolicy>::all(client.clone()), watcher::Config::default().labels(CHANNEL_LABEL));
+    let hub = ctx.watches.clone();
+    let channels = hub.channels.store();
+    let tenants = hub.tenants.store();
     let state = Arc::new(Channels {
         ctx: ctx.clone(),
         tenants: tenants.clone(),
-        zones,
-        services,
-        policies,
+        zones: hub.zones.store(),
+        services: hub.services.store(),
+        policies: hub.policies.store(),
         applied: apply::Memory::default(),
-        ready: Default::default(),
     });
     let metrics = ctx.metrics.clone();
     let (by_tenant, by_zone, by_service, by_policy) =
         (channels.clone(), channels.clone(), channels.clone(), channels.clone());
     let tenants_in = tenants.clone();
-    Controller::for_stream(channel_events, channels)
+    Controller::for_shared_stream(hub.channels.subscribe(), channels)
         // Tenants appearing, moving zone or losing namespaces change what a channel resolves to.
-        .watches_stream(tenant_events, move |t: DeserializeGuard<Tenant>| naming(&by_tenant, &t.name_any()))
+        .watches_shared_stream(hub.tenants.subscribe(), move |t: Arc<DeserializeGuard<Tenant>>| {
+            naming(&by_tenant, &t.name_any())
+        })
         // A zone's networks bound the gateway of a channel into it.
-        .watches_stream(zone_events, move |z: Zone| {
+        .watches_shared_stream(hub.zones.subscribe(), move |z: Arc<DeserializeGuard<Zone>>| {
             let zone = z.name_any();
             tenants_in
                 .state()
@@ -126,7 +108,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                 .collect::<Vec<_>>()
         })
         // The target Service: its port and selector decide the opened policy.
-        .watches_stream(service_events, move |svc: Service| {
+        .watches_shared_stream(hub.services.subscribe(), move |svc: Arc<Service>| {
             let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
             by_service
                 .state()
@@ -140,7 +122,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                 .collect::<Vec<_>>()
         })
         // Its own policies, edited or deleted by someone else.
-        .watches_stream(policy_events, move |np: NetworkPolicy| {
+        .watches_shared_stream(hub.policies.subscribe(), move |np: Arc<NetworkPolicy>| {
             np.labels()
                 .get(CHANNEL_LABEL)
                 .and_then(|c| by_policy.get(&ObjectRef::new(c)))
@@ -200,13 +182,14 @@ pub fn check_ends(
 fn resolve(state: &Channels, ch: &ExchangeChannel) -> std::result::Result<Ends, EndsProblem> {
     let source = state.tenant(&ch.spec.from.tenant);
     let target = state.tenant(&ch.spec.to.tenant);
-    let mut zones: Vec<Arc<Zone>> = Vec::new();
+    let mut zones: Vec<Arc<DeserializeGuard<Zone>>> = Vec::new();
     for t in [source.as_ref(), target.as_ref()].into_iter().flatten() {
         if let Some(z) = state.zones.get(&ObjectRef::new(&t.spec.zone)) {
             zones.push(z);
         }
     }
-    let zones: Vec<&Zone> = zones.iter().map(|z| z.as_ref()).collect();
+    // A zone that does not deserialize is as good as missing here.
+    let zones: Vec<&Zone> = zones.iter().filter_map(|z| z.0.as_ref().ok()).collect();
     let cross_zone = match check_ends(ch, source.as_ref(), target.as_ref(), &zones) {
         Ok(cross_zone) => cross_zone,
         Err(why) => return Err(EndsProblem::Declaration(why)),
@@ -377,11 +360,8 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Channels) -> Result<Action>
         )
     };
     if ch.status.as_ref().map(seen) != Some(seen(&status)) {
-        let patch =
-            serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "ExchangeChannel", "status": status});
-        Api::<ExchangeChannel>::all(client.clone())
-            .patch_status(&name, &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(&patch))
-            .await?;
+        let api = Api::<ExchangeChannel>::all(client.clone());
+        crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
     }
 
     let to_expiry = expires.map(|t| t.duration_since(now).as_secs_f64());

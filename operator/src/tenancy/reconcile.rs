@@ -20,7 +20,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{ListParams, PostParams},
     core::DeserializeGuard,
     runtime::{
         Controller,
@@ -29,7 +29,6 @@ use kube::{
         finalizer::{Event as Finalizer, finalizer},
         reflector::ObjectRef,
         reflector::Store,
-        watcher,
     },
 };
 use serde::de::DeserializeOwned;
@@ -64,40 +63,32 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// is never saturated by one operator (each round is a handful of writes at most).
 const CONCURRENCY: u16 = 16;
 
-/// What the tenant controller reads, each fed by one watch: a round makes no LIST or GET of its
-/// own, and writes only what differs from what these show.
+/// What the tenant controller reads, each fed by the process's one watch of its kind: a round
+/// makes no LIST or GET of its own, and writes only what differs from what these show.
 pub struct Stores {
     pub tenants: Store<DeserializeGuard<Tenant>>,
-    pub zones: Store<Zone>,
+    pub zones: Store<DeserializeGuard<Zone>>,
     /// Every namespace, ours or not: a claim must see a name someone else already holds.
     pub namespaces: Store<Namespace>,
     pub quotas: Store<ResourceQuota>,
     pub limits: Store<LimitRange>,
     pub policies: Store<NetworkPolicy>,
     pub bindings: Store<RoleBinding>,
-    pub certificates: Store<SmCertificate>,
-    /// Set once every store has its first full list.
-    pub ready: tokio::sync::OnceCell<()>,
+    pub certificates: Store<DeserializeGuard<SmCertificate>>,
 }
 
 impl Stores {
-    /// Waits until every store has its first full list, so no round decides on an empty cache.
-    /// One task waits on the stores (a store wakes only one waiter); the others wait on it.
-    async fn ready(&self) {
-        self.ready.get_or_init(|| self.wait_for_lists()).await;
-    }
-
-    async fn wait_for_lists(&self) {
-        let _ = futures::join!(
-            self.tenants.wait_until_ready(),
-            self.zones.wait_until_ready(),
-            self.namespaces.wait_until_ready(),
-            self.quotas.wait_until_ready(),
-            self.limits.wait_until_ready(),
-            self.policies.wait_until_ready(),
-            self.bindings.wait_until_ready(),
-            self.certificates.wait_until_ready(),
-        );
+    fn new(hub: &crate::watch::Hub) -> Self {
+        Stores {
+            tenants: hub.tenants.store(),
+            zones: hub.zones.store(),
+            namespaces: hub.namespaces.store(),
+            quotas: hub.quotas.store(),
+            limits: hub.limits.store(),
+            policies: hub.policies.store(),
+            bindings: hub.bindings.store(),
+            certificates: hub.certificates.store(),
+        }
     }
 }
 
@@ -134,51 +125,33 @@ impl std::ops::Deref for Tenants {
     }
 }
 
-use crate::watch::reflect;
-
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let client = ctx.client.clone();
-    let managed = || watcher::Config::default().labels(&labels::managed_selector());
     ctx.metrics.active_workers.with_label_values(&[CONTROLLER]).set(0);
-    let (tenants, tenant_events) = reflect(Api::<DeserializeGuard<Tenant>>::all(client.clone()), Default::default());
-    let (zones, zone_events) = reflect(Api::<Zone>::all(client.clone()), Default::default());
-    let (namespaces, namespace_events) = reflect(Api::<Namespace>::all(client.clone()), Default::default());
-    let (quotas, quota_events) = reflect(Api::<ResourceQuota>::all(client.clone()), managed());
-    let (limits, limit_events) = reflect(Api::<LimitRange>::all(client.clone()), managed());
-    let (policies, policy_events) = reflect(Api::<NetworkPolicy>::all(client.clone()), managed());
-    let (bindings, binding_events) = reflect(Api::<RoleBinding>::all(client.clone()), managed());
-    let (certificates, certificate_events) = reflect(Api::<SmCertificate>::all(client.clone()), managed());
+    let hub = ctx.watches.clone();
+    let stores = Stores::new(&hub);
+    let tenants = stores.tenants.clone();
     let in_zone = tenants.clone();
-    let zones_now = zones.clone();
+    let zones_now = stores.zones.clone();
     // A zone's status changes whenever one of its tenants comes or goes; only a change of its
     // spec (a new generation) or its deletion concerns its tenants.
     let zone_generations: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>> = Default::default();
     let state = Arc::new(Tenants {
         ctx,
-        stores: Stores {
-            tenants: tenants.clone(),
-            zones,
-            namespaces,
-            quotas,
-            limits,
-            policies,
-            bindings,
-            certificates,
-            ready: Default::default(),
-        },
+        stores,
         applied: apply::Memory::default(),
         written: Default::default(),
         swept: Default::default(),
     });
-    Controller::for_stream(tenant_events, tenants)
+    Controller::for_shared_stream(hub.tenants.subscribe(), tenants)
         .with_config(controller::Config::default().concurrency(CONCURRENCY))
         // A zone wakes only its own tenants.
-        .watches_stream(zone_events, move |zone: Zone| {
+        .watches_shared_stream(hub.zones.subscribe(), move |zone: Arc<DeserializeGuard<Zone>>| {
             let name = zone.name_any();
+            let generation = zone.meta().generation;
             let gone = zones_now.get(&ObjectRef::new(&name)).is_none();
-            let seen = zone_generations.lock().ok().and_then(|mut g| g.insert(name.clone(), zone.metadata.generation));
-            if !gone && seen == Some(zone.metadata.generation) {
+            let seen = zone_generations.lock().ok().and_then(|mut g| g.insert(name.clone(), generation));
+            if !gone && seen == Some(generation) {
                 return Vec::new();
             }
             in_zone
@@ -188,12 +161,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                 .map(|t| ObjectRef::from_obj(t.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .watches_stream(namespace_events, map_to_tenant)
-        .watches_stream(quota_events, map_to_tenant)
-        .watches_stream(limit_events, map_to_tenant)
-        .watches_stream(binding_events, map_to_tenant)
-        .watches_stream(policy_events, map_to_tenant)
-        .watches_stream(certificate_events, map_to_tenant)
+        .watches_shared_stream(hub.namespaces.subscribe(), map_to_tenant)
+        .watches_shared_stream(hub.quotas.subscribe(), map_to_tenant)
+        .watches_shared_stream(hub.limits.subscribe(), map_to_tenant)
+        .watches_shared_stream(hub.bindings.subscribe(), map_to_tenant)
+        .watches_shared_stream(hub.policies.subscribe(), map_to_tenant)
+        .watches_shared_stream(hub.certificates.subscribe(), map_to_tenant)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, state)
         .for_each(|res| async move {
@@ -209,7 +182,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .await;
 }
 
-fn map_to_tenant<K: Resource>(obj: K) -> Option<ObjectRef<DeserializeGuard<Tenant>>> {
+fn map_to_tenant<K: Resource>(obj: Arc<K>) -> Option<ObjectRef<DeserializeGuard<Tenant>>> {
     // Only ours: an unmanaged namespace that happens to carry the label wakes nobody.
     let l = obj.labels();
     if l.get(labels::MANAGED_BY).map(String::as_str) != Some(labels::MANAGER) && l.get(labels::ORPHANED).is_none() {
@@ -226,19 +199,12 @@ where
     store.get(&ObjectRef::new(name).within(namespace))
 }
 
-/// The cached objects of a kind that belong to a tenant.
-fn labelled<K>(store: &Store<K>, tenant: &str) -> Vec<Arc<K>>
-where
-    K: Resource<DynamicType = ()> + Clone,
-{
-    store
-        .state()
+/// The cached objects of a kind that belong to a tenant, found through the watch's index.
+fn labelled<K: crate::watch::Watched>(shared: &crate::watch::Shared<K>, tenant: &str) -> Vec<Arc<K>> {
+    shared
+        .by_key(tenant)
         .into_iter()
-        .filter(|o| {
-            let l = o.labels();
-            l.get(labels::TENANT).map(String::as_str) == Some(tenant)
-                && l.get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER)
-        })
+        .filter(|o| o.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER))
         .collect()
 }
 
@@ -255,7 +221,18 @@ fn error_policy(_obj: Arc<DeserializeGuard<Tenant>>, err: &Error, _ctx: Arc<Tena
 }
 
 async fn reconcile(obj: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Tenants>) -> Result<Action> {
-    ctx.stores.ready().await;
+    let h = &ctx.watches;
+    // No round decides on an empty cache.
+    futures::join!(
+        h.tenants.ready(),
+        h.zones.ready(),
+        h.namespaces.ready(),
+        h.quotas.ready(),
+        h.limits.ready(),
+        h.policies.ready(),
+        h.bindings.ready(),
+        h.certificates.ready(),
+    );
     let tenant = match &obj.0 {
         Ok(t) => t.clone(),
         Err(e) => {
@@ -392,7 +369,8 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
 
     // The zone: where the tenant's pods run and which outside networks it reaches.
     let zone = ctx.stores.zones.get(&ObjectRef::new(&vt.zone));
-    let (placement, zone_problem) = match check_zone(vt.level.number(), &vt.zone, zone.as_deref()) {
+    let zone = zone.as_ref().and_then(|z| z.0.as_ref().ok());
+    let (placement, zone_problem) = match check_zone(vt.level.number(), &vt.zone, zone) {
         Ok(p) => (p, None),
         Err(e) => (crate::zones::ZonePlacement::default(), Some(e)),
     };
@@ -482,7 +460,8 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
         for c in build::certificates(&vt, ns) {
             let name = format!("{ns}/{}", c.name_any());
             let actual = cached(&s.certificates, ns, &c.name_any());
-            failed.note("SmCertificate", &name, apply::ensure_namespaced(client, memory, &c, actual.as_deref()).await);
+            let actual = actual.as_ref().and_then(|a| a.0.as_ref().ok());
+            failed.note("SmCertificate", &name, apply::ensure_namespaced(client, memory, &c, actual).await);
         }
     }
     let mut bound = 0;
@@ -657,7 +636,7 @@ impl Failures {
 /// longer implies, and namespaces dropped from the spec (by the deletion policy).
 async fn sweep(ctx: &Tenants, tenant: &Tenant, vt: &ValidatedTenant, owned: &[String]) -> Result<()> {
     let client = &ctx.client;
-    let s = &ctx.stores;
+    let s = &*ctx.watches;
     let owned_set: BTreeSet<&str> = owned.iter().map(String::as_str).collect();
     // The LimitRange is the same in every namespace: whether it exists depends on the spec alone.
     let wants_limits = owned.first().is_some_and(|ns| build::limit_range(vt, ns).is_some());
@@ -815,6 +794,13 @@ async fn cleanup(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
         return Err(e);
     }
     ctx.metrics.forget_tenant(&name);
+    for ns in &names {
+        ctx.applied.forget_namespace(ns);
+    }
+    if let (Ok(mut written), Ok(mut swept)) = (ctx.written.lock(), ctx.swept.lock()) {
+        written.remove(&name);
+        swept.remove(&name);
+    }
     info!(tenant = %name, ?policy, namespaces = names.len(), "tenant released");
     Ok(Action::await_change())
 }
@@ -872,15 +858,8 @@ async fn write_status(
         // Written already; the cache has not caught up yet.
         return Ok(());
     }
-    let patch = serde_json::json!({
-        "apiVersion": Tenant::api_version(&()),
-        "kind": Tenant::kind(&()),
-        "status": status,
-    });
-    Api::<Tenant>::all(ctx.client.clone())
-        .patch_status(&name, &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
-    ctx.metrics.child_writes.with_label_values(&[CONTROLLER, "TenantStatus"]).inc();
+    let api = Api::<Tenant>::all(ctx.client.clone());
+    crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
     if let Ok(mut w) = ctx.written.lock() {
         w.insert(name, status);
     }

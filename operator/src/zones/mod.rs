@@ -9,7 +9,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::{
     Api, ResourceExt,
-    api::{Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{
         Controller,
@@ -24,7 +23,6 @@ use crate::{
     conditions::{self, Observed},
     context::Context,
     error::Result,
-    labels,
     quantity::{self, Kind, Milli},
 };
 
@@ -83,23 +81,12 @@ pub struct Zones {
     ctx: Arc<Context>,
     nodes: Store<Node>,
     tenants: Store<DeserializeGuard<Tenant>>,
-    ready: tokio::sync::OnceCell<()>,
 }
 
 impl std::ops::Deref for Zones {
     type Target = Context;
     fn deref(&self) -> &Context {
         &self.ctx
-    }
-}
-
-impl Zones {
-    async fn ready(&self) {
-        self.ready
-            .get_or_init(|| async {
-                let _ = futures::join!(self.nodes.wait_until_ready(), self.tenants.wait_until_ready());
-            })
-            .await;
     }
 }
 
@@ -138,19 +125,20 @@ fn zones_of_tenant(
 }
 
 pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let client = ctx.client.clone();
-    use crate::watch::reflect;
-    let (zones, zone_events) = reflect(Api::<DeserializeGuard<Zone>>::all(client.clone()), Default::default());
-    let (nodes, node_events) = reflect(Api::<Node>::all(client.clone()), Default::default());
-    let (tenants, tenant_events) = reflect(Api::<DeserializeGuard<Tenant>>::all(client.clone()), Default::default());
-    let state = Arc::new(Zones { ctx, nodes, tenants: tenants.clone(), ready: Default::default() });
+    let hub = ctx.watches.clone();
+    let zones = hub.zones.store();
+    let tenants = hub.tenants.store();
+    let state = Arc::new(Zones { ctx, nodes: hub.nodes.store(), tenants: tenants.clone() });
     let (for_nodes, for_tenants) = (zones.clone(), zones.clone());
     // A tenant concerns its zone when it appears, goes or moves; its status updates do not.
     let tenant_zones: std::sync::Mutex<std::collections::HashMap<String, Option<String>>> = Default::default();
     // A zone goes round only when its own nodes or tenants change.
-    Controller::for_stream(zone_events, zones)
-        .watches_stream(node_events, move |node: Node| zones_of_node(&for_nodes, &node))
-        .watches_stream(tenant_events, move |t: DeserializeGuard<Tenant>| {
+    Controller::for_shared_stream(hub.zones.subscribe(), zones)
+        // A zone's status lists its tenants: while thousands join, one write a second, not one
+        // per tenant (each would carry the whole list).
+        .with_config(kube::runtime::controller::Config::default().debounce(Duration::from_secs(1)))
+        .watches_shared_stream(hub.nodes.subscribe(), move |node: Arc<Node>| zones_of_node(&for_nodes, &node))
+        .watches_shared_stream(hub.tenants.subscribe(), move |t: Arc<DeserializeGuard<Tenant>>| {
             let name = t.name_any();
             let present = tenants.get(&ObjectRef::new(&name)).is_some();
             let zone = t.0.as_ref().ok().map(|t| t.spec.zone.clone()).filter(|_| present);
@@ -181,7 +169,7 @@ async fn reconcile(obj: Arc<DeserializeGuard<Zone>>, ctx: Arc<Zones>) -> Result<
     };
     let name = zone.name_any();
     let span = info_span!("reconcile", controller = CONTROLLER, zone = %name);
-    ctx.ready().await;
+    futures::join!(ctx.watches.nodes.ready(), ctx.watches.tenants.ready());
     let round = async {
         let nodes = ctx.nodes.state();
         let mut mine: Vec<&Node> =
@@ -246,10 +234,8 @@ async fn reconcile(obj: Arc<DeserializeGuard<Zone>>, ctx: Arc<Zones>) -> Result<
         if zone.status.as_ref().map(|s| (&s.nodes, &s.tenants, &s.allocatable, s.observed_generation, ready(s)))
             != Some((&status.nodes, &status.tenants, &status.allocatable, status.observed_generation, ready(&status)))
         {
-            let patch = serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "Zone", "status": status});
-            Api::<Zone>::all(ctx.client.clone())
-                .patch_status(&name, &PatchParams::apply(labels::FIELD_MANAGER).force(), &Patch::Apply(&patch))
-                .await?;
+            let api = Api::<Zone>::all(ctx.client.clone());
+            crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
         }
         Ok(Action::requeue(Duration::from_secs(300)))
     };

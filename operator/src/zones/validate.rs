@@ -41,12 +41,14 @@ pub fn validate(spec: &ZoneSpec) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
 
-    fn zone(kind: ZoneKind, selector: &[(&str, &str)], egress: &[&str]) -> ZoneSpec {
+    /// A zone spec of this kind, node selector and egress, the rest as the schema defaults it
+    /// (the one fixture the zone and gateway tests share).
+    pub(crate) fn zone(kind: ZoneKind, selector: &[(&str, &str)], egress: &[&str]) -> ZoneSpec {
         ZoneSpec {
             kind,
             node_selector: selector.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),

@@ -1,0 +1,178 @@
+//! What an admission request is about, read once by its group and kind into a typed value.
+//!
+//! The webhook is registered fail-closed, so a body it cannot read is refused with the parse
+//! error, never admitted; a kind it was not registered for is refused too (a registration
+//! edited by hand must not turn into an open door).
+
+use k8s_openapi::api::{
+    core::v1::{LimitRange, Namespace, Pod, ResourceQuota, Service},
+    networking::v1::NetworkPolicy,
+    rbac::v1::RoleBinding,
+};
+use kube::{
+    Resource,
+    core::{DynamicObject, admission::AdmissionRequest},
+};
+use serde::de::DeserializeOwned;
+
+use crate::{
+    api::{ExchangeChannel, SmCertificate, Tenant, Zone},
+    labels,
+};
+
+/// A request's object, typed.
+#[derive(Debug)]
+pub enum Subject {
+    Pod(Box<Pod>),
+    Namespace {
+        old: Box<Namespace>,
+        new: Box<Namespace>,
+    },
+    /// A ResourceQuota, LimitRange, NetworkPolicy or RoleBinding: zhengyun's own when either
+    /// version carries the managed label.
+    Owned {
+        kind: &'static str,
+        managed: bool,
+        /// The new NetworkPolicy, when that is what it is (not on DELETE).
+        policy: Option<Box<NetworkPolicy>>,
+    },
+    Service(Box<Service>),
+    Zone(Box<Zone>),
+    Tenant {
+        new: Box<Tenant>,
+        old: Option<Box<Tenant>>,
+    },
+    Channel {
+        new: Box<ExchangeChannel>,
+        old: Option<Box<ExchangeChannel>>,
+    },
+    Certificate(Box<SmCertificate>),
+}
+
+/// Reads one version of the object as `T`; `None` when the request carries none.
+fn body<T: DeserializeOwned>(obj: &Option<DynamicObject>, kind: &str) -> Result<Option<Box<T>>, String> {
+    let Some(obj) = obj else { return Ok(None) };
+    let value = serde_json::to_value(obj).map_err(|e| format!("the {kind} does not parse: {e}"))?;
+    serde_json::from_value(value).map(Some).map_err(|e| format!("the {kind} does not parse: {e}"))
+}
+
+fn required<T>(v: Option<T>, kind: &str, which: &str) -> Result<T, String> {
+    v.ok_or_else(|| format!("the request carries no {which} {kind}"))
+}
+
+fn managed<K: Resource>(obj: &Option<Box<K>>) -> bool {
+    obj.as_ref().is_some_and(|o| {
+        o.meta().labels.as_ref().and_then(|l| l.get(labels::MANAGED_BY)).map(String::as_str) == Some(labels::MANAGER)
+    })
+}
+
+/// Both versions of an owned kind, each of which must parse.
+fn owned<K: Resource + DeserializeOwned>(
+    req: &AdmissionRequest<DynamicObject>,
+    kind: &'static str,
+) -> Result<(bool, Option<Box<K>>), String> {
+    let new: Option<Box<K>> = body(&req.object, kind)?;
+    let old: Option<Box<K>> = body(&req.old_object, kind)?;
+    if new.is_none() && old.is_none() {
+        return Err(format!("the request carries no {kind}"));
+    }
+    Ok((managed(&new) || managed(&old), new))
+}
+
+/// The typed subject of a request, or why it cannot be read.
+pub fn parse(req: &AdmissionRequest<DynamicObject>) -> Result<Subject, String> {
+    let (group, kind) = (req.kind.group.as_str(), req.kind.kind.as_str());
+    let new = &req.object;
+    Ok(match (group, kind) {
+        ("", "Pod") => Subject::Pod(required(body(new, kind)?, kind, "new")?),
+        ("", "Namespace") => Subject::Namespace {
+            old: required(body(&req.old_object, kind)?, kind, "old")?,
+            new: required(body(new, kind)?, kind, "new")?,
+        },
+        ("", "Service") => Subject::Service(required(body(new, kind)?, kind, "new")?),
+        ("", "ResourceQuota") => {
+            let (managed, _) = owned::<ResourceQuota>(req, "ResourceQuota")?;
+            Subject::Owned { kind: "ResourceQuota", managed, policy: None }
+        }
+        ("", "LimitRange") => {
+            let (managed, _) = owned::<LimitRange>(req, "LimitRange")?;
+            Subject::Owned { kind: "LimitRange", managed, policy: None }
+        }
+        ("networking.k8s.io", "NetworkPolicy") => {
+            let (managed, policy) = owned::<NetworkPolicy>(req, "NetworkPolicy")?;
+            Subject::Owned { kind: "NetworkPolicy", managed, policy }
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding") => {
+            let (managed, _) = owned::<RoleBinding>(req, "RoleBinding")?;
+            Subject::Owned { kind: "RoleBinding", managed, policy: None }
+        }
+        ("zhengyun.io", "Zone") => Subject::Zone(required(body(new, kind)?, kind, "new")?),
+        ("zhengyun.io", "Tenant") => {
+            Subject::Tenant { new: required(body(new, kind)?, kind, "new")?, old: body(&req.old_object, kind)? }
+        }
+        ("zhengyun.io", "ExchangeChannel") => {
+            Subject::Channel { new: required(body(new, kind)?, kind, "new")?, old: body(&req.old_object, kind)? }
+        }
+        ("zhengyun.io", "SmCertificate") => Subject::Certificate(required(body(new, kind)?, kind, "new")?),
+        _ => return Err(format!("zhengyun's webhook does not handle {group}/{kind}: check its registration")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(
+        group: &str,
+        kind: &str,
+        object: serde_json::Value,
+        old: Option<serde_json::Value>,
+    ) -> AdmissionRequest<DynamicObject> {
+        let (version, resource) = ("v1", format!("{}s", kind.to_lowercase()));
+        let review = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u",
+                "kind": {"group": group, "version": version, "kind": kind},
+                "resource": {"group": group, "version": version, "resource": resource},
+                "name": "x",
+                "namespace": "ns",
+                "operation": if old.is_some() { "UPDATE" } else { "CREATE" },
+                "userInfo": {"username": "someone"},
+                "object": object,
+                "oldObject": old,
+                "dryRun": false
+            }
+        });
+        let review: kube::core::admission::AdmissionReview<DynamicObject> =
+            serde_json::from_value(review).expect("review");
+        review.try_into().expect("request")
+    }
+
+    #[test]
+    fn a_body_that_does_not_parse_is_refused_with_the_error() {
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": {"containers": "not a list"}});
+        let err = parse(&request("", "Pod", pod, None)).expect_err("refused");
+        assert!(err.starts_with("the Pod does not parse"), "{err}");
+        let tenant = serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "Tenant", "metadata": {"name": "x"}, "spec": {"namespaces": 7}});
+        assert!(parse(&request("zhengyun.io", "Tenant", tenant, None)).is_err());
+    }
+
+    #[test]
+    fn an_unregistered_kind_is_refused() {
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
+        let err = parse(&request("", "ConfigMap", cm, None)).expect_err("refused");
+        assert!(err.contains("does not handle /ConfigMap"), "{err}");
+    }
+
+    #[test]
+    fn owned_kinds_are_ours_when_either_version_is_labelled() {
+        let ours = serde_json::json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "x", "labels": {labels::MANAGED_BY: labels::MANAGER}}});
+        let theirs = serde_json::json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "x"}});
+        let s = parse(&request("", "LimitRange", theirs.clone(), Some(ours))).expect("parses");
+        assert!(matches!(s, Subject::Owned { kind: "LimitRange", managed: true, .. }), "{s:?}");
+        let s = parse(&request("", "LimitRange", theirs, None)).expect("parses");
+        assert!(matches!(s, Subject::Owned { managed: false, .. }), "{s:?}");
+    }
+}
