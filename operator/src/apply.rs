@@ -147,23 +147,36 @@ impl Memory {
 }
 
 /// Writes `desired` with `write` unless `memory` and the cached `actual` show it in place
-/// already. Returns whether it wrote.
+/// already. Returns the object as written, when it wrote.
 async fn ensure<K, W>(
     memory: &Memory,
     desired: &K,
     actual: Option<&K>,
     write: impl FnOnce() -> W,
-) -> Result<bool, kube::Error>
+) -> Result<Option<K>, kube::Error>
 where
     K: Resource<DynamicType = ()> + Serialize,
     W: std::future::Future<Output = Result<K, kube::Error>>,
 {
     if memory.unchanged(desired, actual) {
-        return Ok(false);
+        return Ok(None);
     }
-    write().await?;
+    let written = write().await?;
     memory.remember(desired);
-    Ok(true)
+    Ok(Some(written))
+}
+
+/// [`ensure_namespaced`], returning the object as the API server stored it when it wrote.
+pub async fn ensure_namespaced_written<K>(
+    client: &Client,
+    memory: &Memory,
+    desired: &K,
+    actual: Option<&K>,
+) -> Result<Option<K>, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+{
+    ensure(memory, desired, actual, || namespaced(client, desired)).await
 }
 
 /// Applies a namespaced object unless it is in place already ([`Memory`]); whether it wrote.
@@ -176,7 +189,7 @@ pub async fn ensure_namespaced<K>(
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
 {
-    ensure(memory, desired, actual, || namespaced(client, desired)).await
+    ensure(memory, desired, actual, || namespaced(client, desired)).await.map(|w| w.is_some())
 }
 
 /// [`ensure_namespaced`] for a cluster-scoped object.
@@ -189,7 +202,7 @@ pub async fn ensure_cluster<K>(
 where
     K: Resource<Scope = ClusterResourceScope, DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
 {
-    ensure(memory, desired, actual, || cluster(client, desired)).await
+    ensure(memory, desired, actual, || cluster(client, desired)).await.map(|w| w.is_some())
 }
 
 #[cfg(test)]

@@ -20,6 +20,12 @@ use zhengyun::{
     tenancy,
 };
 
+/// jemalloc, not the C library's allocator: with glibc, tokio's worker threads each kept their
+/// own arenas and the process held far more than its live heap at thousands of tenants;
+/// jemalloc returns freed pages within seconds (docs/performance.md has the figures).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "zhengyun-operator",

@@ -19,7 +19,7 @@ async fn the_metrics_endpoint_passes_promtool_and_carries_tenant_gauges() {
         "zhengyun_tenant_quota_used{resource=\"pods\",tenant=\"metrics\"} 0",
         "zhengyun_tenant_ready{tenant=\"metrics\"} 1",
         "zhengyun_tenant_last_successful_reconcile_timestamp_seconds{tenant=\"metrics\"}",
-        "zhengyun_tenant_condition{tenant=\"metrics\",type=\"QuotaReady\"} 1",
+        "zhengyun_tenant_conditions{status=\"True\",type=\"QuotaReady\"} ",
         "rest_client_requests_total{code=\"200\",host=\"127.0.0.1\",method=\"GET\"}",
         "zhengyun_tenants ",
     ] {

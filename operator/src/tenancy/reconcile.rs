@@ -104,6 +104,19 @@ pub struct Tenants {
     /// When each tenant was last swept, and for which generation: the sweep scans whole stores,
     /// so it runs when the spec changed or every [`RESYNC`], not on every round.
     swept: std::sync::Mutex<std::collections::HashMap<String, (Option<i64>, std::time::Instant)>>,
+    /// Quotas written whose new version the cache has not shown yet, by namespace.
+    quota_written: std::sync::Mutex<std::collections::HashMap<String, QuotaWrite>>,
+}
+
+/// A quota write the cache has not caught up with.
+#[derive(Clone)]
+struct QuotaWrite {
+    /// The version the write replaced (none when it created the quota).
+    before: Option<String>,
+    /// The version it stored.
+    after: Option<String>,
+    /// What it wrote.
+    hard: BTreeMap<String, Milli>,
 }
 
 impl Tenants {
@@ -142,6 +155,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         applied: apply::Memory::default(),
         written: Default::default(),
         swept: Default::default(),
+        quota_written: Default::default(),
     });
     Controller::for_shared_stream(hub.tenants.subscribe(), tenants)
         .with_config(controller::Config::default().concurrency(CONCURRENCY))
@@ -439,12 +453,55 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
             }
         })
         .collect();
-    let (hards, settled) = quota::split(&vt.quota, &observed);
+    let (hards, mut settled) = quota::split(&vt.quota, &observed);
+    // The split is safe against the quotas as they are, so it needs a cache that shows our own
+    // last write to each of them: a round on a cache one write behind could raise one namespace
+    // into room another still holds. Until the cache catches up no split is written (the quotas
+    // in place keep the invariant), a quota that is missing is put back as it was (deleted by
+    // someone, or not in the cache yet: either way never more than we had written), and the
+    // round looks again soon.
+    let rv = |ns: &str| cached(&s.quotas, ns, CHILD_NAME).map(|q| q.resource_version());
+    let in_flight: BTreeMap<String, QuotaWrite> = match ctx.quota_written.lock() {
+        Ok(mut w) => owned
+            .iter()
+            .filter_map(|ns| {
+                let e = w.get(ns)?.clone();
+                // Caught up: the cache shows what we wrote, or a version other than the one our
+                // write replaced (a write that changed nothing leaves the version as it was).
+                if rv(ns).is_some_and(|now| now == e.after || now != e.before) {
+                    w.remove(ns);
+                    return None;
+                }
+                Some((ns.clone(), e))
+            })
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    };
+    let hold = !in_flight.is_empty();
     let mut bounded: BTreeSet<&str> = BTreeSet::new();
     for (ns, hard) in owned.iter().zip(&hards) {
-        let rq = build::resource_quota(&vt, ns, hard);
         let actual = cached(&s.quotas, ns, CHILD_NAME);
-        let result = apply::ensure_namespaced(client, memory, &rq, actual.as_deref()).await;
+        let hard = match (hold, &actual) {
+            (false, _) => hard,
+            (true, Some(_)) => {
+                settled = false;
+                bounded.insert(ns.as_str());
+                continue;
+            }
+            (true, None) => {
+                settled = false;
+                in_flight.get(ns).map_or(hard, |e| &e.hard)
+            }
+        };
+        let rq = build::resource_quota(&vt, ns, hard);
+        let result = apply::ensure_namespaced_written(client, memory, &rq, actual.as_deref()).await;
+        if let Ok(Some(stored)) = &result
+            && let Ok(mut w) = ctx.quota_written.lock()
+        {
+            let before = actual.as_ref().and_then(|q| q.resource_version());
+            w.insert(ns.clone(), QuotaWrite { before, after: stored.resource_version(), hard: hard.clone() });
+        }
+        let result = result.map(|w| w.is_some());
         if failed.note("ResourceQuota", &format!("{ns}/{CHILD_NAME}"), result) {
             bounded.insert(ns.as_str());
         }
@@ -489,100 +546,21 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
         publish(ctx, tenant, EventType::Warning, "ApplyFailed", f.to_string()).await;
     }
 
-    // Status: the tenant's totals are the sums over its namespaces.
-    let mut used: BTreeMap<String, Milli> = BTreeMap::new();
-    for o in &observed {
-        for (k, v) in &o.used {
-            if vt.quota.contains_key(k) {
-                *used.entry(k.clone()).or_default() += v;
-            }
-        }
-    }
-    let quota_status = QuotaStatus {
-        hard: vt.quota.iter().map(|(k, b)| (k.clone(), quantity::format(b.total, b.kind))).collect(),
-        used: vt
-            .quota
-            .iter()
-            .map(|(k, b)| (k.clone(), quantity::format(used.get(k).copied().unwrap_or(0), b.kind)))
-            .collect(),
-    };
-    let ns_ok = conflicts.is_empty() && pending.is_empty();
-    let ns_message = if !conflicts.is_empty() {
-        conflicts.join("; ")
-    } else if !pending.is_empty() {
-        format!("waiting for namespaces that are terminating or were just created elsewhere: {}", pending.join(", "))
-    } else {
-        format!("{} namespaces", owned.len())
-    };
-    let ns_reason = if !conflicts.is_empty() {
-        "Conflict"
-    } else if !pending.is_empty() {
-        "Waiting"
-    } else {
-        "Created"
-    };
-    // Enforced: every namespace has a quota the API server applies to every budgeted resource.
-    // Moving free budget between namespaces happens all the time under load and is not a
-    // reason to call the tenant unready.
-    let enforced = observed.iter().all(|o| vt.quota.keys().all(|k| o.enforced.contains_key(k)));
-    let (quota_reason, quota_message) = match (enforced, settled) {
-        (true, true) => ("Enforced", "the tenant's quota is split over its namespaces and enforced"),
-        (true, false) => ("Rebalancing", "enforced; moving free quota between namespaces as usage changes"),
-        (false, _) => ("Pending", "waiting for the quota controller to enforce the namespaces' quotas"),
-    };
-    let network_ok = isolated.len() == owned.len();
-    let access_ok = bound == owned.len();
-    let mut conds = vec![
-        Cond::new("NamespacesReady", ns_ok, ns_reason, ns_message),
-        Cond::new("QuotaReady", enforced, quota_reason, quota_message),
-        if access_ok {
-            Cond::new("AccessReady", true, "Bound", format!("owners bound to {} in every namespace", build::OWNER_ROLE))
-        } else {
-            Cond::new(
-                "AccessReady",
-                false,
-                "NotBound",
-                format!(
-                    "owners are bound in {bound} of {} namespaces; access waits for isolation and quota",
-                    owned.len()
-                ),
-            )
-        },
-        if network_ok {
-            Cond::new("NetworkReady", true, "DefaultDeny", "default-deny with the tenant and DNS allowed")
-        } else {
-            Cond::new(
-                "NetworkReady",
-                false,
-                "ApplyFailed",
-                format!("default-deny is in force in {} of {} namespaces", isolated.len(), owned.len()),
-            )
-        },
-        Cond::new(
-            "Conflict",
-            !conflicts.is_empty(),
-            if conflicts.is_empty() { "NoConflict" } else { "NamespaceTaken" },
-            conflicts.join("; "),
-        ),
-    ];
-    match &zone_problem {
-        None => conds.push(Cond::new("ZoneReady", true, "Admitted", format!("zone {} admits the tenant", vt.zone))),
-        Some(e) => conds.push(Cond::new("ZoneReady", false, e.reason(), e.to_string())),
-    }
-    let ready = ns_ok && enforced && zone_problem.is_none() && failed.0.is_empty();
-    let (reason, message) = if ready {
-        ("Ready", "everything the tenant needs is in place".to_string())
-    } else if !failed.0.is_empty() {
-        ("ApplyFailed", failed.0.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "))
-    } else if !conflicts.is_empty() {
-        ("Conflict", conflicts.join("; "))
-    } else if let Some(e) = &zone_problem {
-        (e.reason(), e.to_string())
-    } else {
-        ("Progressing", "converging".to_string())
-    };
-    conds.insert(0, Cond::new("Ready", ready, reason, message));
-    write_status(ctx, tenant, conds, owned, Some((quota_status, &vt, &used))).await?;
+    let failures: Vec<String> = failed.0.iter().map(|f| f.to_string()).collect();
+    let outcome = super::status::compute(&super::status::Round {
+        vt: &vt,
+        owned: &owned,
+        conflicts: &conflicts,
+        pending: &pending,
+        quotas: &observed,
+        settled,
+        isolated: isolated.len(),
+        bound,
+        failures: &failures,
+        zone_problem: zone_problem.as_ref().map(|e| (e.reason(), e.to_string())),
+    });
+    let ready = outcome.ready;
+    write_status(ctx, tenant, outcome.conditions, owned, Some((outcome.quota, &vt, &outcome.used))).await?;
 
     if let Some(first) = failed.0.into_iter().next() {
         return Err(Error::Apply { kind: first.kind, name: first.name, error: first.error });
@@ -796,6 +774,9 @@ async fn cleanup(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     ctx.metrics.forget_tenant(&name);
     for ns in &names {
         ctx.applied.forget_namespace(ns);
+        if let Ok(mut w) = ctx.quota_written.lock() {
+            w.remove(ns);
+        }
     }
     if let (Ok(mut written), Ok(mut swept)) = (ctx.written.lock(), ctx.swept.lock()) {
         written.remove(&name);
@@ -824,7 +805,7 @@ async fn write_status(
     let previous = base.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
     let generation = tenant.metadata.generation;
     let conditions = conditions::merge(previous, &observed, generation, jiff::Timestamp::now());
-    let flags: Vec<(String, bool)> = observed.iter().map(|c| (c.type_.to_string(), c.ok)).collect();
+    let flags: Vec<(&'static str, bool)> = observed.iter().map(|c| (c.type_, c.ok)).collect();
     ctx.metrics.observe_tenant(&tenant.name_any(), &flags);
     let (quota_status, summary) = match quota {
         Some((qs, vt, used)) => {
