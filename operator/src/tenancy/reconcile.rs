@@ -54,8 +54,14 @@ pub const CONTROLLER: &str = "tenant";
 /// Finalizer that lets the deletion policy run before a tenant disappears.
 pub const FINALIZER: &str = "zhengyun.io/tenant-protection";
 
-/// How soon to look again while something is still converging.
+/// How soon to look again while a namespace is held by someone else or still terminating:
+/// those are not ours to watch, so no event says when they are free.
 const SOON: Duration = Duration::from_secs(2);
+/// How soon to look again while waiting on what a watch reports anyway (the quota controller
+/// enforcing a quota, the cache showing our own write): the timer is only a backstop. Polling
+/// every two seconds instead made a tenant's rounds grow with how long the quota controller
+/// takes, which grows with the number of tenants.
+const BACKSTOP: Duration = Duration::from_secs(30);
 /// How often to re-check a settled tenant, as a safety net under the watches.
 const RESYNC: Duration = Duration::from_secs(300);
 
@@ -567,7 +573,13 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     }
     let m = &ctx.metrics;
     m.tenant_last_success.with_label_values(&[&vt.name]).set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
-    Ok(if ready && settled { Action::requeue(RESYNC) } else { Action::requeue(SOON) })
+    Ok(if ready && settled {
+        Action::requeue(RESYNC)
+    } else if !conflicts.is_empty() || !pending.is_empty() {
+        Action::requeue(SOON)
+    } else {
+        Action::requeue(BACKSTOP)
+    })
 }
 
 /// A child the API server did not take this round.
