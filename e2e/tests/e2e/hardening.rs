@@ -10,7 +10,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, ResourceExt,
-    api::{DeleteParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 use zhengyun::api::{Tenant, Zone};
@@ -127,7 +127,15 @@ async fn hardening_a_zone_may_allow_nodeport_services() {
         .expect("zone");
     let mut t = tenant("np-a", &["apps"]);
     t.spec.zone = "np-zone".into();
-    apply_tenant(&client, &t).await;
+    // The webhook knows the new zone once its watch has seen it: a moment after the create.
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    zhengyun_e2e::wait_for("the webhook to know the new zone", Duration::from_secs(30), || {
+        let (tenants, t) = (tenants.clone(), t.clone());
+        async move {
+            tenants.patch("np-a", &PatchParams::apply("zhengyun-e2e").force(), &Patch::Apply(&t)).await.ok().map(|_| ())
+        }
+    })
+    .await;
     wait_ready(&client, "np-a").await;
     let svc: Service = serde_json::from_value(json!({"metadata": {"name": "np"}, "spec": {"type": "NodePort", "ports": [{"port": 80}], "selector": {"app": "web"}}})).expect("svc");
     Api::<Service>::namespaced(as_user("np-a-owner", &[]).await, "np-a-apps")
