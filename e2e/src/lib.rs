@@ -330,8 +330,22 @@ fn operator_bin() -> PathBuf {
     target.join("debug/zhengyun-operator")
 }
 
+/// A loopback port free now and never handed out before by this process: the kernel may give
+/// the same ephemeral port to two binds in a row once the first is closed, and an operator's
+/// webhook and admin port picked that way once collided.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A real operator process.

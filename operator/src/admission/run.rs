@@ -62,14 +62,18 @@ pub async fn start(
     let resolver = Resolver::new(&cert)?;
     let caches = super::cache::Caches::start(ctx.watches.clone());
     let webhook = Arc::new(Webhook { caches, operator_user: operator_user.clone(), cluster_network_policy });
-    tokio::spawn(server::serve(addr, resolver.clone(), webhook, stop.clone()));
-    // Registering before the port answers would fail every guarded request meanwhile.
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            break;
+    let (resolver_for_server, stop_server) = (resolver.clone(), stop.clone());
+    // Bound here, before anything is registered: an address that is taken (by the admin
+    // port, say) stops the operator with that error instead of registering a URL that some
+    // other server answers.
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("--webhook-addr {addr}: cannot listen: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = server::serve(listener, resolver_for_server, webhook, stop_server).await {
+            tracing::error!(error = %e, "the admission webhook stopped serving");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    });
     let (bundle_tx, bundle_rx) = tokio::sync::watch::channel(bundle);
     let mut stop_rotation = stop;
     tokio::spawn(async move {

@@ -1,6 +1,6 @@
 //! The webhook's HTTPS server and the I/O around the pure checks.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use axum::{Json, Router, extract::State, routing::post};
 use hyper_util::{
@@ -44,7 +44,7 @@ pub struct Webhook {
 
 /// Serves `/mutate` and `/validate` over TLS until `stop` fires.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     resolver: Arc<Resolver>,
     webhook: Arc<Webhook>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -58,12 +58,23 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let app =
         Router::new().route("/mutate", post(mutate)).route("/validate", post(validate_handler)).with_state(webhook);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "admission webhook listening");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "admission webhook listening");
+    }
     loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => r?,
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
             _ = stop.changed() => return Ok(()),
+        };
+        // An accept that fails (out of file descriptors, a connection reset before it was
+        // taken) must not end the server: the webhook is registered fail-closed.
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting an admission connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
