@@ -6,10 +6,12 @@
 
 use std::fmt::Debug;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
+    core::PartialObjectMeta,
 };
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -95,11 +97,35 @@ pub fn covers(actual: &serde_json::Value, desired: &serde_json::Value) -> bool {
     }
 }
 
+/// What the cache shows of an object a round may write.
+pub enum Seen<'a, K> {
+    /// The whole object: in place when it still says everything we applied ([`covers`]).
+    Whole(Option<&'a K>),
+    /// Only its metadata (the store keeps no more): in place when its `resourceVersion` is the
+    /// one our last write left. Any later change by anyone moves the version, so the next
+    /// round applies again; when that apply changes nothing the API server keeps the version,
+    /// and the round after it is quiet.
+    Version(Option<&'a ObjectMeta>),
+}
+
+impl<'a, K> Seen<'a, K> {
+    /// What a metadata-only store holds of the object.
+    pub fn meta(cached: Option<&'a PartialObjectMeta<K>>) -> Self {
+        Seen::Version(cached.map(|m| &m.metadata))
+    }
+}
+
+/// What the operator last applied to one object, and the version that write left.
+struct Applied {
+    fingerprint: u64,
+    version: Option<String>,
+}
+
 /// What the operator last applied, by object, so a round writes only what changed. A write is
-/// skipped when the desired object is the one last applied *and* the cached object still says
-/// all of it; after a restart (nothing remembered) each object is applied once.
+/// skipped when the desired object is the one last applied *and* the cache shows it still in
+/// place ([`Seen`]); after a restart (nothing remembered) each object is applied once.
 #[derive(Default)]
-pub struct Memory(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+pub struct Memory(std::sync::Mutex<std::collections::HashMap<String, Applied>>);
 
 impl Memory {
     fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
@@ -113,23 +139,29 @@ impl Memory {
         h.finish()
     }
 
-    /// Whether `desired` needs no write given the cached `actual`.
-    pub fn unchanged<K: Resource<DynamicType = ()> + Serialize>(&self, desired: &K, actual: Option<&K>) -> bool {
-        let Some(actual) = actual else { return false };
-        let remembered = self.0.lock().ok().and_then(|m| m.get(&Self::key(desired)).copied());
-        if remembered != Some(Self::fingerprint(desired)) {
+    /// Whether `desired` needs no write given what the cache shows.
+    pub fn unchanged<K: Resource<DynamicType = ()> + Serialize>(&self, desired: &K, seen: Seen<'_, K>) -> bool {
+        let Ok(m) = self.0.lock() else { return false };
+        let Some(last) = m.get(&Self::key(desired)) else { return false };
+        if last.fingerprint != Self::fingerprint(desired) {
             return false;
         }
-        match (serde_json::to_value(actual), serde_json::to_value(desired)) {
-            (Ok(a), Ok(d)) => covers(&a, &d),
-            _ => false,
+        match seen {
+            Seen::Whole(None) | Seen::Version(None) => false,
+            Seen::Whole(Some(actual)) => match (serde_json::to_value(actual), serde_json::to_value(desired)) {
+                (Ok(a), Ok(d)) => covers(&a, &d),
+                _ => false,
+            },
+            Seen::Version(Some(meta)) => last.version.is_some() && meta.resource_version == last.version,
         }
     }
 
-    /// Notes that `desired` was applied.
-    pub fn remember<K: Resource<DynamicType = ()> + Serialize>(&self, desired: &K) {
+    /// Notes that `desired` was applied and the API server stored it as `written`.
+    pub fn remember<K: Resource<DynamicType = ()> + Serialize>(&self, desired: &K, written: &K) {
         if let Ok(mut m) = self.0.lock() {
-            m.insert(Self::key(desired), Self::fingerprint(desired));
+            let applied =
+                Applied { fingerprint: Self::fingerprint(desired), version: written.meta().resource_version.clone() };
+            m.insert(Self::key(desired), applied);
         }
     }
 
@@ -146,23 +178,23 @@ impl Memory {
     }
 }
 
-/// Writes `desired` with `write` unless `memory` and the cached `actual` show it in place
-/// already. Returns the object as written, when it wrote.
+/// Writes `desired` with `write` unless `memory` and the cache show it in place already.
+/// Returns the object as written, when it wrote.
 async fn ensure<K, W>(
     memory: &Memory,
     desired: &K,
-    actual: Option<&K>,
+    seen: Seen<'_, K>,
     write: impl FnOnce() -> W,
 ) -> Result<Option<K>, kube::Error>
 where
     K: Resource<DynamicType = ()> + Serialize,
     W: std::future::Future<Output = Result<K, kube::Error>>,
 {
-    if memory.unchanged(desired, actual) {
+    if memory.unchanged(desired, seen) {
         return Ok(None);
     }
     let written = write().await?;
-    memory.remember(desired);
+    memory.remember(desired, &written);
     Ok(Some(written))
 }
 
@@ -171,12 +203,12 @@ pub async fn ensure_namespaced_written<K>(
     client: &Client,
     memory: &Memory,
     desired: &K,
-    actual: Option<&K>,
+    seen: Seen<'_, K>,
 ) -> Result<Option<K>, kube::Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
 {
-    ensure(memory, desired, actual, || namespaced(client, desired)).await
+    ensure(memory, desired, seen, || namespaced(client, desired)).await
 }
 
 /// Applies a namespaced object unless it is in place already ([`Memory`]); whether it wrote.
@@ -184,12 +216,12 @@ pub async fn ensure_namespaced<K>(
     client: &Client,
     memory: &Memory,
     desired: &K,
-    actual: Option<&K>,
+    seen: Seen<'_, K>,
 ) -> Result<bool, kube::Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
 {
-    ensure(memory, desired, actual, || namespaced(client, desired)).await.map(|w| w.is_some())
+    ensure(memory, desired, seen, || namespaced(client, desired)).await.map(|w| w.is_some())
 }
 
 /// [`ensure_namespaced`] for a cluster-scoped object.
@@ -197,12 +229,12 @@ pub async fn ensure_cluster<K>(
     client: &Client,
     memory: &Memory,
     desired: &K,
-    actual: Option<&K>,
+    seen: Seen<'_, K>,
 ) -> Result<bool, kube::Error>
 where
     K: Resource<Scope = ClusterResourceScope, DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
 {
-    ensure(memory, desired, actual, || cluster(client, desired)).await.map(|w| w.is_some())
+    ensure(memory, desired, seen, || cluster(client, desired)).await.map(|w| w.is_some())
 }
 
 #[cfg(test)]
@@ -240,13 +272,36 @@ mod tests {
                 .unwrap_or_default()
         };
         let memory = Memory::default();
-        assert!(!memory.unchanged(&cm("1"), Some(&cm("1"))), "nothing remembered: apply once");
-        memory.remember(&cm("1"));
-        assert!(memory.unchanged(&cm("1"), Some(&cm("1"))));
-        assert!(!memory.unchanged(&cm("1"), Some(&cm("0"))), "drifted in the cluster");
-        assert!(!memory.unchanged(&cm("1"), None), "deleted in the cluster");
-        assert!(!memory.unchanged(&cm("2"), Some(&cm("1"))), "our desire changed");
+        assert!(!memory.unchanged(&cm("1"), Seen::Whole(Some(&cm("1")))), "nothing remembered: apply once");
+        memory.remember(&cm("1"), &cm("1"));
+        assert!(memory.unchanged(&cm("1"), Seen::Whole(Some(&cm("1")))));
+        assert!(!memory.unchanged(&cm("1"), Seen::Whole(Some(&cm("0")))), "drifted in the cluster");
+        assert!(!memory.unchanged(&cm("1"), Seen::Whole(None)), "deleted in the cluster");
+        assert!(!memory.unchanged(&cm("2"), Seen::Whole(Some(&cm("1")))), "our desire changed");
         memory.forget_namespace("n");
-        assert!(!memory.unchanged(&cm("1"), Some(&cm("1"))));
+        assert!(!memory.unchanged(&cm("1"), Seen::Whole(Some(&cm("1")))));
+    }
+
+    #[test]
+    fn a_metadata_only_object_is_in_place_at_the_version_our_write_left() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let at = |v: &str, rv: &str| -> ConfigMap {
+            serde_json::from_value(
+                json!({"metadata": {"name": "c", "namespace": "n", "resourceVersion": rv}, "data": {"k": v}}),
+            )
+            .unwrap_or_default()
+        };
+        let meta = |rv: &str| ObjectMeta { resource_version: Some(rv.into()), ..Default::default() };
+        let memory = Memory::default();
+        assert!(!memory.unchanged(&at("1", ""), Seen::Version(Some(&meta("5")))), "nothing remembered");
+        memory.remember(&at("1", ""), &at("1", "7"));
+        assert!(memory.unchanged(&at("1", ""), Seen::Version(Some(&meta("7")))));
+        assert!(!memory.unchanged(&at("1", ""), Seen::Version(Some(&meta("6")))), "the cache is behind our write");
+        assert!(!memory.unchanged(&at("1", ""), Seen::Version(Some(&meta("8")))), "changed by someone since");
+        assert!(!memory.unchanged(&at("1", ""), Seen::Version(None)), "deleted");
+        assert!(!memory.unchanged(&at("2", ""), Seen::Version(Some(&meta("7")))), "our desire changed");
+        // A write that stored no version (never from a real API server) is never trusted.
+        memory.remember(&at("1", ""), &ConfigMap::default());
+        assert!(!memory.unchanged(&at("1", ""), Seen::Version(Some(&ObjectMeta::default()))));
     }
 }

@@ -124,6 +124,16 @@ impl<K: Watched> Shared<K> {
         let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
     }
 
+    /// The held object `r`, if any (does not start the watch: wait on [`Shared::ready`] first).
+    pub fn get(&self, r: &ObjectRef<K>) -> Option<Arc<K>> {
+        self.store.get(r)
+    }
+
+    /// Every held object (does not start the watch).
+    pub fn state(&self) -> Vec<Arc<K>> {
+        self.store.state()
+    }
+
     /// The held objects whose key is `key`.
     pub fn by_key(&self, key: &str) -> Vec<Arc<K>> {
         let Some(f) = self.key else { return Vec::new() };
@@ -143,9 +153,10 @@ impl<K: Watched> Shared<K> {
                 // Errors are retried with backoff inside the stream.
                 let Ok(event) = event else { continue };
                 let Ok(mut f) = fanout.lock() else { return };
+                let before = key.and_then(|k| key_before(&store, k, &event));
                 writer.apply_watcher_event(&event);
                 if let Some(key) = key {
-                    reindex(&index, &store, key, &event);
+                    reindex(&index, &store, key, &event, before);
                 }
                 if matches!(event, watcher::Event::InitDone) {
                     ready.send_replace(true);
@@ -170,16 +181,36 @@ fn plain_ref<K: Watched>(obj: &K) -> ObjectRef<K> {
     }
 }
 
+/// The key the store's copy of an applied object had before this event.
+fn key_before<K: Watched>(store: &Store<K>, key: KeyFn<K>, event: &watcher::Event<K>) -> Option<String> {
+    match event {
+        watcher::Event::Apply(o) => store.get(&plain_ref(o)).and_then(|old| key(&old)),
+        _ => None,
+    }
+}
+
+/// Follows one event in the index; `before` is the object's key before it (an object
+/// relabelled to another tenant leaves its old entry).
 fn reindex<K: Watched>(
     index: &RwLock<HashMap<String, HashSet<ObjectRef<K>>>>,
     store: &Store<K>,
     key: KeyFn<K>,
     event: &watcher::Event<K>,
+    before: Option<String>,
 ) {
     let Ok(mut ix) = index.write() else { return };
     match event {
         watcher::Event::Apply(o) => {
-            if let Some(k) = key(o) {
+            let now = key(o);
+            if let Some(old) = before.filter(|old| now.as_ref() != Some(old))
+                && let Some(set) = ix.get_mut(&old)
+            {
+                set.remove(&plain_ref(o));
+                if set.is_empty() {
+                    ix.remove(&old);
+                }
+            }
+            if let Some(k) = now {
                 ix.entry(k).or_default().insert(plain_ref(o));
             }
         }
@@ -193,8 +224,8 @@ fn reindex<K: Watched>(
                 }
             }
         }
-        // A relist replaced the store: rebuild from it, which also drops entries whose key
-        // changed since (lookups check the key again, so a stale entry is never wrong, only kept).
+        // A relist replaced the store: rebuild from it (objects gone or relabelled while the
+        // watch was down leave no entry).
         watcher::Event::InitDone => {
             ix.clear();
             for o in store.state() {
@@ -217,18 +248,41 @@ pub fn namespace_of<K: Resource>(obj: &K) -> Option<String> {
     obj.meta().namespace.clone()
 }
 
+/// Something whose first list can be awaited: lets a reader wait on several watches of
+/// different kinds at once ([`all_ready`]).
+pub trait Ready: Sync {
+    fn wait(&self) -> futures::future::BoxFuture<'_, ()>;
+}
+
+impl<K: Watched> Ready for Shared<K> {
+    fn wait(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(self.ready())
+    }
+}
+
+/// Waits until every one of `watches` has its first list (starting each): no round and no
+/// admission decides on an empty cache.
+pub async fn all_ready(watches: &[&dyn Ready]) {
+    futures::future::join_all(watches.iter().map(|w| w.wait())).await;
+}
+
 /// Every watch the process holds, one per kind; each starts when first read. Children are
 /// watched by the managed label only, and indexed by their tenant.
 pub struct Hub {
     pub tenants: Shared<DeserializeGuard<Tenant>>,
     pub zones: Shared<DeserializeGuard<Zone>>,
     /// Every namespace, ours or not: a claim must see a name someone else already holds.
-    pub namespaces: Shared<Namespace>,
+    /// Metadata only, as for limits, policies and bindings below: their labels say whose they
+    /// are, and their `resourceVersion` whether anyone changed them since our last write
+    /// ([`crate::apply::Seen::Version`]), so their contents are never read back. Full objects
+    /// cost most of the operator's memory at thousands of tenants.
+    pub namespaces: Shared<PartialObjectMeta<Namespace>>,
+    /// Whole objects: their status feeds the quota split.
     pub quotas: Shared<ResourceQuota>,
-    pub limits: Shared<LimitRange>,
+    pub limits: Shared<PartialObjectMeta<LimitRange>>,
     /// Tenants' and channels' policies (both carry the managed label).
-    pub policies: Shared<NetworkPolicy>,
-    pub bindings: Shared<RoleBinding>,
+    pub policies: Shared<PartialObjectMeta<NetworkPolicy>>,
+    pub bindings: Shared<PartialObjectMeta<RoleBinding>>,
     /// Every certificate, tenants' and others'.
     pub certificates: Shared<DeserializeGuard<SmCertificate>>,
     pub channels: Shared<DeserializeGuard<ExchangeChannel>>,
@@ -297,8 +351,9 @@ mod tests {
             Fixture { writer, store, index: Default::default() }
         }
         fn feed(&mut self, e: watcher::Event<ConfigMap>) {
+            let before = key_before(&self.store, tenant_of, &e);
             self.writer.apply_watcher_event(&e);
-            reindex(&self.index, &self.store, tenant_of, &e);
+            reindex(&self.index, &self.store, tenant_of, &e, before);
         }
         fn of(&self, tenant: &str) -> Vec<String> {
             let ix = self.index.read().expect("lock");
@@ -328,9 +383,11 @@ mod tests {
         assert_eq!(f.of("a"), ["l", "q"]);
         f.feed(watcher::Event::Delete(cm("a-x", "q", Some("a"))));
         assert_eq!(f.of("a"), ["l"]);
-        // Relabelled to another tenant: found under the new key only.
+        // Relabelled to another tenant: found under the new key only, and the old entry is gone
+        // (not merely filtered out on lookup).
         f.feed(watcher::Event::Apply(cm("a-y", "l", Some("b"))));
         assert!(f.of("a").is_empty());
+        assert!(f.index.read().expect("lock").get("a").is_none());
         assert_eq!(f.of("b"), ["l", "q"]);
         // A relist that no longer holds an object drops it from the index.
         f.feed(watcher::Event::Init);

@@ -22,7 +22,7 @@ use crate::{
 #[derive(Clone)]
 pub struct Caches {
     hub: Arc<Hub>,
-    pub namespaces: Store<Namespace>,
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Through `DeserializeGuard`: a malformed Zone or Tenant in etcd must not break the watch.
     pub zones: Store<DeserializeGuard<Zone>>,
     pub tenants: Store<DeserializeGuard<Tenant>>,
@@ -50,18 +50,19 @@ impl Caches {
     /// Waits until each store has its first list.
     pub async fn ready(&self) {
         let h = &self.hub;
-        futures::join!(
-            h.namespaces.ready(),
-            h.zones.ready(),
-            h.tenants.ready(),
-            h.nodes.ready(),
-            h.pods.ready(),
-            h.issuers.ready(),
-            h.cluster_issuers.ready(),
-        );
+        crate::watch::all_ready(&[
+            &h.namespaces,
+            &h.zones,
+            &h.tenants,
+            &h.nodes,
+            &h.pods,
+            &h.issuers,
+            &h.cluster_issuers,
+        ])
+        .await;
     }
 
-    pub fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+    pub fn namespace(&self, name: &str) -> Option<Arc<PartialObjectMeta<Namespace>>> {
         self.namespaces.get(&ObjectRef::new(name))
     }
 

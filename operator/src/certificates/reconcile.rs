@@ -65,10 +65,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let store = hub.certificates.store();
     let (s1, s2) = (store.clone(), store.clone());
     let metrics = ctx.metrics.clone();
+    let held = ctx.clone();
     Controller::for_shared_stream(hub.certificates.subscribe(), store)
         // A certificate Secret deleted or edited is repaired at once.
-        .watches_shared_stream(hub.secrets.subscribe(), |s: Arc<PartialObjectMeta<Secret>>| {
+        .watches_shared_stream(hub.secrets.subscribe(), move |s: Arc<PartialObjectMeta<Secret>>| {
             let ns = s.namespace().unwrap_or_default();
+            held.secrets.forget_if_gone(&ns, &s.name_any());
             s.labels().get(CERTIFICATE_LABEL).map(|c| ObjectRef::<Guarded>::new(c).within(&ns))
         })
         // An issuer's CA rotating (its fingerprint changes) re-issues what it signed.
@@ -104,7 +106,7 @@ async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
         }
     };
     let h = &ctx.watches;
-    futures::join!(h.certificates.ready(), h.issuers.ready(), h.cluster_issuers.ready(), h.namespaces.ready());
+    crate::watch::all_ready(&[&h.certificates, &h.issuers, &h.cluster_issuers, &h.namespaces]).await;
     let (ns, name) = (c.namespace().unwrap_or_default(), c.name_any());
     let span = info_span!("reconcile", controller = CONTROLLER, namespace = %ns, certificate = %name);
     crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, reconcile_inner(c, &ctx)).await
@@ -135,7 +137,7 @@ async fn issuer_ca(c: &SmCertificate, ctx: &Context, now: Timestamp) -> Result<s
             };
             let Ok(issuer) = &issuer.0 else { return Ok(Err(malformed("SmClusterIssuer", &r.name))) };
             if issuer.spec.department.is_some() {
-                let namespace = hub.namespaces.store().get(&ObjectRef::new(&ns));
+                let namespace = hub.namespaces.get(&ObjectRef::new(&ns));
                 let theirs = namespace.as_ref().and_then(|n| n.labels().get(labels::DEPARTMENT).cloned());
                 let allowed =
                     super::department_allows(&r.name, issuer.spec.department.as_deref(), &ns, theirs.as_deref());

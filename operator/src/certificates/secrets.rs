@@ -41,6 +41,16 @@ impl Secrets {
         Ok(fresh)
     }
 
+    /// Drops what is held of a Secret the watch no longer shows (called on its watch events), so
+    /// key material of deleted Secrets does not stay in memory.
+    pub fn forget_if_gone(&self, namespace: &str, name: &str) {
+        if self.meta.get(&ObjectRef::new(name).within(namespace)).is_none()
+            && let Ok(mut d) = self.data.lock()
+        {
+            d.remove(&(namespace.to_string(), name.to_string()));
+        }
+    }
+
     /// Keeps what a write returned, so the next round needs no GET for it.
     pub fn remember(&self, namespace: &str, name: &str, secret: Option<Arc<Secret>>) {
         if let Ok(mut d) = self.data.lock() {

@@ -10,7 +10,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Resource, ResourceExt,
-    core::DeserializeGuard,
+    core::{DeserializeGuard, PartialObjectMeta},
     runtime::{
         Controller,
         controller::Action,
@@ -35,13 +35,9 @@ use crate::{
 
 pub const CONTROLLER: &str = "exchangechannel";
 
-/// What the channel controller reads, each held by one watch.
+/// The shared [`Context`] (whose watches the controller reads) plus what only it keeps.
 pub struct Channels {
     ctx: Arc<Context>,
-    tenants: Store<DeserializeGuard<Tenant>>,
-    zones: Store<DeserializeGuard<Zone>>,
-    services: Store<Service>,
-    policies: Store<NetworkPolicy>,
     applied: apply::Memory,
 }
 
@@ -55,11 +51,11 @@ impl std::ops::Deref for Channels {
 impl Channels {
     async fn ready(&self) {
         let h = &self.ctx.watches;
-        futures::join!(h.channels.ready(), h.tenants.ready(), h.zones.ready(), h.services.ready(), h.policies.ready());
+        crate::watch::all_ready(&[&h.channels, &h.tenants, &h.zones, &h.services, &h.policies]).await;
     }
 
     fn tenant(&self, name: &str) -> Option<Tenant> {
-        self.tenants.get(&ObjectRef::new(name)).and_then(|t| t.0.as_ref().ok().cloned())
+        self.watches.tenants.get(&ObjectRef::new(name)).and_then(|t| t.0.as_ref().ok().cloned())
     }
 }
 
@@ -80,14 +76,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let hub = ctx.watches.clone();
     let channels = hub.channels.store();
     let tenants = hub.tenants.store();
-    let state = Arc::new(Channels {
-        ctx: ctx.clone(),
-        tenants: tenants.clone(),
-        zones: hub.zones.store(),
-        services: hub.services.store(),
-        policies: hub.policies.store(),
-        applied: apply::Memory::default(),
-    });
+    let state = Arc::new(Channels { ctx: ctx.clone(), applied: apply::Memory::default() });
     let metrics = ctx.metrics.clone();
     let (by_tenant, by_zone, by_service, by_policy) =
         (channels.clone(), channels.clone(), channels.clone(), channels.clone());
@@ -122,7 +111,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                 .collect::<Vec<_>>()
         })
         // Its own policies, edited or deleted by someone else.
-        .watches_shared_stream(hub.policies.subscribe(), move |np: Arc<NetworkPolicy>| {
+        .watches_shared_stream(hub.policies.subscribe(), move |np: Arc<PartialObjectMeta<NetworkPolicy>>| {
             np.labels()
                 .get(CHANNEL_LABEL)
                 .and_then(|c| by_policy.get(&ObjectRef::new(c)))
@@ -184,7 +173,7 @@ fn resolve(state: &Channels, ch: &ExchangeChannel) -> std::result::Result<Ends, 
     let target = state.tenant(&ch.spec.to.tenant);
     let mut zones: Vec<Arc<DeserializeGuard<Zone>>> = Vec::new();
     for t in [source.as_ref(), target.as_ref()].into_iter().flatten() {
-        if let Some(z) = state.zones.get(&ObjectRef::new(&t.spec.zone)) {
+        if let Some(z) = state.watches.zones.get(&ObjectRef::new(&t.spec.zone)) {
             zones.push(z);
         }
     }
@@ -198,7 +187,8 @@ fn resolve(state: &Channels, ch: &ExchangeChannel) -> std::result::Result<Ends, 
         return Err(EndsProblem::Declaration("a tenant of the channel disappeared".into()));
     };
     let target_namespace = format!("{}-{}", ch.spec.to.tenant, ch.spec.to.namespace);
-    let Some(service) = state.services.get(&ObjectRef::new(&ch.spec.to.service).within(&target_namespace)) else {
+    let Some(service) = state.watches.services.get(&ObjectRef::new(&ch.spec.to.service).within(&target_namespace))
+    else {
         return Err(EndsProblem::Target(format!(
             "spec.to.service: service {}/{} does not exist",
             target_namespace, ch.spec.to.service
@@ -304,8 +294,8 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Channels) -> Result<Action>
     let mut applied = Vec::new();
     for np in &desired {
         let (ns, n) = (np.namespace().unwrap_or_default(), np.name_any());
-        let actual = ctx.policies.get(&ObjectRef::new(&n).within(&ns));
-        apply::ensure_namespaced(client, &ctx.applied, np, actual.as_deref()).await?;
+        let actual = ctx.watches.policies.get(&ObjectRef::new(&n).within(&ns));
+        apply::ensure_namespaced(client, &ctx.applied, np, apply::Seen::meta(actual.as_deref())).await?;
         applied.push(format!("{ns}/{n}"));
     }
     if ctx.uses_cluster_network_policy() {
@@ -324,7 +314,7 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Channels) -> Result<Action>
     }
     // Close what this round no longer opens.
     let keep: BTreeSet<&String> = applied.iter().collect();
-    let existing = ctx.policies.state();
+    let existing = ctx.watches.policies.state();
     for np in existing.iter().filter(|p| p.labels().get(CHANNEL_LABEL) == Some(&name)) {
         let key = format!("{}/{}", np.namespace().unwrap_or_default(), np.name_any());
         if !keep.contains(&key) {

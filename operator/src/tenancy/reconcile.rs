@@ -21,14 +21,13 @@ use k8s_openapi::api::{
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ListParams, PostParams},
-    core::DeserializeGuard,
+    core::{DeserializeGuard, PartialObjectMeta},
     runtime::{
         Controller,
         controller::{self, Action},
         events::{Event, EventType},
         finalizer::{Event as Finalizer, finalizer},
         reflector::ObjectRef,
-        reflector::Store,
     },
 };
 use serde::de::DeserializeOwned;
@@ -41,7 +40,7 @@ use super::{
 };
 use crate::{
     api::{DeletionPolicy, QuotaStatus, SmCertificate, Tenant, TenantStatus, Zone},
-    apply,
+    apply::{self, Seen},
     conditions::{self, Observed as Cond},
     context::Context,
     error::{Error, Result},
@@ -69,39 +68,9 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// is never saturated by one operator (each round is a handful of writes at most).
 const CONCURRENCY: u16 = 16;
 
-/// What the tenant controller reads, each fed by the process's one watch of its kind: a round
-/// makes no LIST or GET of its own, and writes only what differs from what these show.
-pub struct Stores {
-    pub tenants: Store<DeserializeGuard<Tenant>>,
-    pub zones: Store<DeserializeGuard<Zone>>,
-    /// Every namespace, ours or not: a claim must see a name someone else already holds.
-    pub namespaces: Store<Namespace>,
-    pub quotas: Store<ResourceQuota>,
-    pub limits: Store<LimitRange>,
-    pub policies: Store<NetworkPolicy>,
-    pub bindings: Store<RoleBinding>,
-    pub certificates: Store<DeserializeGuard<SmCertificate>>,
-}
-
-impl Stores {
-    fn new(hub: &crate::watch::Hub) -> Self {
-        Stores {
-            tenants: hub.tenants.store(),
-            zones: hub.zones.store(),
-            namespaces: hub.namespaces.store(),
-            quotas: hub.quotas.store(),
-            limits: hub.limits.store(),
-            policies: hub.policies.store(),
-            bindings: hub.bindings.store(),
-            certificates: hub.certificates.store(),
-        }
-    }
-}
-
 /// The shared [`Context`] plus what only the tenant controller keeps.
 pub struct Tenants {
     ctx: Arc<Context>,
-    stores: Stores,
     /// What this process last applied, so unchanged children are not written again.
     applied: apply::Memory,
     /// The status this process last wrote per tenant: the base for the next one, so a cache
@@ -123,6 +92,15 @@ struct QuotaWrite {
     after: Option<String>,
     /// What it wrote.
     hard: BTreeMap<String, Milli>,
+}
+
+impl QuotaWrite {
+    /// Whether a cache showing the quota at version `now` has caught up with this write: it
+    /// shows what we wrote, or a version other than the one our write replaced (a later write
+    /// by the quota controller; a write that changed nothing leaves the version as it was).
+    fn caught_up(&self, now: Option<&str>) -> bool {
+        now == self.after.as_deref() || now != self.before.as_deref()
+    }
 }
 
 impl Tenants {
@@ -148,16 +126,14 @@ impl std::ops::Deref for Tenants {
 pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
     ctx.metrics.active_workers.with_label_values(&[CONTROLLER]).set(0);
     let hub = ctx.watches.clone();
-    let stores = Stores::new(&hub);
-    let tenants = stores.tenants.clone();
+    let tenants = hub.tenants.store();
     let in_zone = tenants.clone();
-    let zones_now = stores.zones.clone();
+    let zones_now = hub.zones.store();
     // A zone's status changes whenever one of its tenants comes or goes; only a change of its
     // spec (a new generation) or its deletion concerns its tenants.
     let zone_generations: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>> = Default::default();
     let state = Arc::new(Tenants {
         ctx,
-        stores,
         applied: apply::Memory::default(),
         written: Default::default(),
         swept: Default::default(),
@@ -212,11 +188,8 @@ fn map_to_tenant<K: Resource>(obj: Arc<K>) -> Option<ObjectRef<DeserializeGuard<
 }
 
 /// The cached object of a kind by namespace and name.
-fn cached<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<Arc<K>>
-where
-    K: Resource<DynamicType = ()> + Clone,
-{
-    store.get(&ObjectRef::new(name).within(namespace))
+fn cached<K: crate::watch::Watched>(shared: &crate::watch::Shared<K>, namespace: &str, name: &str) -> Option<Arc<K>> {
+    shared.get(&ObjectRef::new(name).within(namespace))
 }
 
 /// The cached objects of a kind that belong to a tenant, found through the watch's index.
@@ -243,16 +216,17 @@ fn error_policy(_obj: Arc<DeserializeGuard<Tenant>>, err: &Error, _ctx: Arc<Tena
 async fn reconcile(obj: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Tenants>) -> Result<Action> {
     let h = &ctx.watches;
     // No round decides on an empty cache.
-    futures::join!(
-        h.tenants.ready(),
-        h.zones.ready(),
-        h.namespaces.ready(),
-        h.quotas.ready(),
-        h.limits.ready(),
-        h.policies.ready(),
-        h.bindings.ready(),
-        h.certificates.ready(),
-    );
+    crate::watch::all_ready(&[
+        &h.tenants,
+        &h.zones,
+        &h.namespaces,
+        &h.quotas,
+        &h.limits,
+        &h.policies,
+        &h.bindings,
+        &h.certificates,
+    ])
+    .await;
     let tenant = match &obj.0 {
         Ok(t) => t.clone(),
         Err(e) => {
@@ -310,7 +284,7 @@ enum Claim {
     NotYet,
 }
 
-fn is_ours(ns: &Namespace, vt: &ValidatedTenant) -> std::result::Result<bool, String> {
+fn is_ours(ns: &PartialObjectMeta<Namespace>, vt: &ValidatedTenant) -> std::result::Result<bool, String> {
     let l = ns.labels();
     let tenant = l.get(labels::TENANT);
     let managed = l.get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER);
@@ -335,7 +309,7 @@ fn is_ours(ns: &Namespace, vt: &ValidatedTenant) -> std::result::Result<bool, St
 async fn claim(ctx: &Tenants, vt: &ValidatedTenant, name: &str) -> Result<Claim> {
     let client = &ctx.client;
     let api: Api<Namespace> = Api::all(client.clone());
-    match ctx.stores.namespaces.get(&ObjectRef::new(name)) {
+    match ctx.watches.namespaces.get(&ObjectRef::new(name)) {
         None => {
             // Create, not apply: if two tenants race for one name, the loser gets AlreadyExists
             // instead of silently taking over the winner's namespace.
@@ -388,7 +362,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     };
 
     // The zone: where the tenant's pods run and which outside networks it reaches.
-    let zone = ctx.stores.zones.get(&ObjectRef::new(&vt.zone));
+    let zone = ctx.watches.zones.get(&ObjectRef::new(&vt.zone));
     let zone = zone.as_ref().and_then(|z| z.0.as_ref().ok());
     let (placement, zone_problem) = match check_zone(vt.level.number(), &vt.zone, zone) {
         Ok(p) => (p, None),
@@ -416,11 +390,11 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     // its bounds (quota, limits), and the owners' access last and only where isolation and quota
     // are in place. One refused child never leaves the safety objects after it unapplied.
     let mut failed = Failures::default();
-    let (s, memory) = (&ctx.stores, &ctx.applied);
+    let (s, memory) = (&*ctx.watches, &ctx.applied);
     for name in &owned {
         let ns = build::namespace(&vt, name);
         let actual = s.namespaces.get(&ObjectRef::new(name));
-        failed.note("Namespace", name, apply::ensure_cluster(client, memory, &ns, actual.as_deref()).await);
+        failed.note("Namespace", name, apply::ensure_cluster(client, memory, &ns, Seen::meta(actual.as_deref())).await);
     }
     let mut isolated: BTreeSet<&str> = BTreeSet::new();
     for ns in &owned {
@@ -431,7 +405,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
             ok &= failed.note(
                 "NetworkPolicy",
                 &name,
-                apply::ensure_namespaced(client, memory, &np, actual.as_deref()).await,
+                apply::ensure_namespaced(client, memory, &np, Seen::meta(actual.as_deref())).await,
             );
         }
         if ok {
@@ -472,9 +446,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
             .iter()
             .filter_map(|ns| {
                 let e = w.get(ns)?.clone();
-                // Caught up: the cache shows what we wrote, or a version other than the one our
-                // write replaced (a write that changed nothing leaves the version as it was).
-                if rv(ns).is_some_and(|now| now == e.after || now != e.before) {
+                if rv(ns).is_some_and(|now| e.caught_up(now.as_deref())) {
                     w.remove(ns);
                     return None;
                 }
@@ -500,7 +472,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
             }
         };
         let rq = build::resource_quota(&vt, ns, hard);
-        let result = apply::ensure_namespaced_written(client, memory, &rq, actual.as_deref()).await;
+        let result = apply::ensure_namespaced_written(client, memory, &rq, Seen::Whole(actual.as_deref())).await;
         if let Ok(Some(stored)) = &result
             && let Ok(mut w) = ctx.quota_written.lock()
         {
@@ -515,7 +487,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     for ns in &owned {
         if let Some(lr) = build::limit_range(&vt, ns) {
             let actual = cached(&s.limits, ns, CHILD_NAME);
-            let result = apply::ensure_namespaced(client, memory, &lr, actual.as_deref()).await;
+            let result = apply::ensure_namespaced(client, memory, &lr, Seen::meta(actual.as_deref())).await;
             failed.note("LimitRange", &format!("{ns}/{CHILD_NAME}"), result);
         }
     }
@@ -524,7 +496,11 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
             let name = format!("{ns}/{}", c.name_any());
             let actual = cached(&s.certificates, ns, &c.name_any());
             let actual = actual.as_ref().and_then(|a| a.0.as_ref().ok());
-            failed.note("SmCertificate", &name, apply::ensure_namespaced(client, memory, &c, actual).await);
+            failed.note(
+                "SmCertificate",
+                &name,
+                apply::ensure_namespaced(client, memory, &c, Seen::Whole(actual)).await,
+            );
         }
     }
     let mut bound = 0;
@@ -532,7 +508,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
         if isolated.contains(ns.as_str()) && bounded.contains(ns.as_str()) {
             let rb = build::role_binding(&vt, ns);
             let actual = cached(&s.bindings, ns, CHILD_NAME);
-            let result = apply::ensure_namespaced(client, memory, &rb, actual.as_deref()).await;
+            let result = apply::ensure_namespaced(client, memory, &rb, Seen::meta(actual.as_deref())).await;
             bound += usize::from(failed.note("RoleBinding", &format!("{ns}/{CHILD_NAME}"), result));
         }
     }
@@ -877,4 +853,27 @@ fn summary(vt: &ValidatedTenant, used: &BTreeMap<String, Milli>) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(before: Option<&str>, after: Option<&str>) -> QuotaWrite {
+        QuotaWrite { before: before.map(str::to_string), after: after.map(str::to_string), hard: BTreeMap::new() }
+    }
+
+    #[test]
+    fn a_quota_write_is_caught_up_once_the_cache_moves_past_what_it_replaced() {
+        let w = write(Some("10"), Some("12"));
+        assert!(!w.caught_up(Some("10")), "the cache still shows the version our write replaced");
+        assert!(w.caught_up(Some("12")), "the cache shows our write");
+        assert!(w.caught_up(Some("13")), "the quota controller wrote after us");
+        // A write that changed nothing keeps the version: the cache already shows it.
+        assert!(write(Some("10"), Some("10")).caught_up(Some("10")));
+        // A quota we created: caught up when the cache shows any version of it.
+        let created = write(None, Some("5"));
+        assert!(created.caught_up(Some("5")));
+        assert!(!created.caught_up(None));
+    }
 }

@@ -169,7 +169,7 @@ async fn reconcile(obj: Arc<DeserializeGuard<Zone>>, ctx: Arc<Zones>) -> Result<
     };
     let name = zone.name_any();
     let span = info_span!("reconcile", controller = CONTROLLER, zone = %name);
-    futures::join!(ctx.watches.nodes.ready(), ctx.watches.tenants.ready());
+    crate::watch::all_ready(&[&ctx.watches.nodes, &ctx.watches.tenants]).await;
     let round = async {
         let nodes = ctx.nodes.state();
         let mut mine: Vec<&Node> =
