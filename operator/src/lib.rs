@@ -22,7 +22,7 @@ pub mod reachability;
 pub mod rest_metrics;
 pub(crate) mod status;
 pub mod tenancy;
-pub(crate) mod watch;
+pub mod watch;
 pub mod zones;
 
 pub use error::{Error, Result};

@@ -7,7 +7,7 @@
 //! `last-applied-configuration` (often half an object's size, and never read here).
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex, RwLock},
 };
 
@@ -17,6 +17,7 @@ use k8s_openapi::api::{
     networking::v1::NetworkPolicy,
     rbac::v1::RoleBinding,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Api, Client, Resource, ResourceExt,
     core::{DeserializeGuard, PartialObjectMeta},
@@ -56,6 +57,9 @@ pub struct Shared<K: Watched> {
     fanout: Arc<Mutex<Fanout<K>>>,
     index: Arc<RwLock<HashMap<String, HashSet<ObjectRef<K>>>>>,
     key: Option<KeyFn<K>>,
+    /// What the store keeps of each object, when less than the watch delivers (subscribers
+    /// still get the whole object, labels and all, to find whom it concerns).
+    keep: Option<fn(&mut K)>,
     /// The watch, until the first reader starts it: a follower that only serves the webhook
     /// never watches what only the controllers read.
     pending: Mutex<Option<(Events<K>, reflector::store::Writer<K>)>>,
@@ -73,10 +77,54 @@ fn slim<K: Resource>(obj: &mut K) {
     obj.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
+/// Whether a label is one this process reads: its own (`zhengyun.io/...`) and the manager's.
+fn read_here(key: &str) -> bool {
+    key.starts_with("zhengyun.io/") || key == crate::labels::MANAGED_BY
+}
+
+/// Keeps of an object's metadata only what readers of a trimmed store use: its name and
+/// namespace, its version, whether it is being deleted, and the labels `labels` lets through.
+fn trim_with<K: Resource>(obj: &mut K, labels: fn(&str) -> bool) {
+    let m = obj.meta_mut();
+    let labels = m.labels.take().map(|l| l.into_iter().filter(|(k, _)| labels(k)).collect::<BTreeMap<_, _>>());
+    *m = ObjectMeta {
+        name: m.name.take(),
+        namespace: m.namespace.take(),
+        resource_version: m.resource_version.take(),
+        deletion_timestamp: m.deletion_timestamp.take(),
+        // Even one label costs a map node of ~0.6 KiB: none is better than an empty map.
+        labels: labels.filter(|l| !l.is_empty()),
+        ..ObjectMeta::default()
+    };
+}
+
+/// For namespaces and pods: the metadata their readers use, with the labels read here
+/// (whose tenant, which zone, which department). At thousands of tenants the rest (uid, owner
+/// references, timestamps, other labels) is tens of megabytes.
+pub fn trim<K: Resource>(obj: &mut K) {
+    trim_with(obj, read_here)
+}
+
+/// For a tenant's children read by version only (limit ranges, policies, bindings): as [`trim`], and no
+/// label but the channel's. Their watch selects only what zhengyun manages, their index is by
+/// namespace, and whose they are comes from the namespace; the trigger that wakes a tenant reads
+/// the whole object before the store cuts it down.
+pub fn trim_child<K: Resource>(obj: &mut K) {
+    trim_with(obj, |k| k == crate::channels::build::CHANNEL_LABEL)
+}
+
 impl<K: Watched> Shared<K> {
     /// A watch of `api` (not started yet), indexed by `key` when given.
     pub fn new(api: Api<K>, cfg: watcher::Config, key: Option<KeyFn<K>>) -> Self {
         Self::from_events(watcher(api, cfg).default_backoff().modify(slim).boxed(), key)
+    }
+
+    /// [`Shared::new`] whose store keeps of each object only what `keep` leaves (see [`trim`]
+    /// and [`trim_child`]); subscribers still get whole objects.
+    pub fn keeping(api: Api<K>, cfg: watcher::Config, key: Option<KeyFn<K>>, keep: fn(&mut K)) -> Self {
+        let mut shared = Self::new(api, cfg, key);
+        shared.keep = Some(keep);
+        shared
     }
 
     fn from_events(events: Events<K>, key: Option<KeyFn<K>>) -> Self {
@@ -86,6 +134,7 @@ impl<K: Watched> Shared<K> {
             fanout: Arc::new(Mutex::new(Fanout { subscribers: Vec::new() })),
             index: Default::default(),
             key,
+            keep: None,
             pending: Mutex::new(Some((events, writer))),
             ready: tokio::sync::watch::Sender::new(false),
         }
@@ -146,7 +195,7 @@ impl<K: Watched> Shared<K> {
 
     fn start(&self) {
         let Some((mut events, mut writer)) = self.pending.lock().ok().and_then(|mut p| p.take()) else { return };
-        let (fanout, index, key) = (self.fanout.clone(), self.index.clone(), self.key);
+        let (fanout, index, key, keep) = (self.fanout.clone(), self.index.clone(), self.key, self.keep);
         let (store, ready) = (self.store.clone(), self.ready.clone());
         tokio::spawn(async move {
             while let Some(event) = events.next().await {
@@ -154,7 +203,10 @@ impl<K: Watched> Shared<K> {
                 let Ok(event) = event else { continue };
                 let Ok(mut f) = fanout.lock() else { return };
                 let before = key.and_then(|k| key_before(&store, k, &event));
-                writer.apply_watcher_event(&event);
+                match keep {
+                    Some(keep) => writer.apply_watcher_event(&kept(&event, keep)),
+                    None => writer.apply_watcher_event(&event),
+                }
                 if let Some(key) = key {
                     reindex(&index, &store, key, &event, before);
                 }
@@ -170,6 +222,22 @@ impl<K: Watched> Shared<K> {
                 f.subscribers.retain(|s| s.unbounded_send(touched.clone()).is_ok());
             }
         });
+    }
+}
+
+/// The event as the store should see it: each object cut down by `keep`.
+fn kept<K: Watched>(event: &watcher::Event<K>, keep: fn(&mut K)) -> watcher::Event<K> {
+    let cut = |o: &K| {
+        let mut o = o.clone();
+        keep(&mut o);
+        o
+    };
+    match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(cut(o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(cut(o)),
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(cut(o)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
     }
 }
 
@@ -275,7 +343,10 @@ pub struct Hub {
     /// Metadata only, as for limits, policies and bindings below: their labels say whose they
     /// are, and their `resourceVersion` whether anyone changed them since our last write
     /// ([`crate::apply::Seen::Version`]), so their contents are never read back. Full objects
-    /// cost most of the operator's memory at thousands of tenants.
+    /// cost most of the operator's memory at thousands of tenants. Their stores, the quotas'
+    /// and the pods' keep only the metadata [`trim`] and [`trim_child`] keep (children are
+    /// indexed by namespace, and those read by version keep no label but the channel's): a
+    /// reader that needs another field or label must add it there.
     pub namespaces: Shared<PartialObjectMeta<Namespace>>,
     /// Whole objects: their status feeds the quota split.
     pub quotas: Shared<ResourceQuota>,
@@ -303,19 +374,24 @@ impl Hub {
         let all = || watcher::Config::default();
         let managed = || watcher::Config::default().labels(&crate::labels::managed_selector());
         let tenant = Some(tenant_of as KeyFn<_>);
+        fn in_ns<K: Resource>() -> Option<KeyFn<K>> {
+            Some(namespace_of as KeyFn<K>)
+        }
         Hub {
             tenants: Shared::new(Api::all(client.clone()), all(), None),
             zones: Shared::new(Api::all(client.clone()), all(), None),
-            namespaces: Shared::new(Api::all(client.clone()), all(), Some(tenant_of as KeyFn<_>)),
-            quotas: Shared::new(Api::all(client.clone()), managed(), Some(tenant_of as KeyFn<_>)),
-            limits: Shared::new(Api::all(client.clone()), managed(), Some(tenant_of as KeyFn<_>)),
-            policies: Shared::new(Api::all(client.clone()), managed(), Some(tenant_of as KeyFn<_>)),
-            bindings: Shared::new(Api::all(client.clone()), managed(), Some(tenant_of as KeyFn<_>)),
+            namespaces: Shared::keeping(Api::all(client.clone()), all(), Some(tenant_of as KeyFn<_>), trim),
+            // Labels kept: a quota is compared whole with what we apply (`apply::Seen::Whole`),
+            // as its version moves with every status update of the quota controller.
+            quotas: Shared::keeping(Api::all(client.clone()), managed(), in_ns(), trim),
+            limits: Shared::keeping(Api::all(client.clone()), managed(), in_ns(), trim_child),
+            policies: Shared::keeping(Api::all(client.clone()), managed(), in_ns(), trim_child),
+            bindings: Shared::keeping(Api::all(client.clone()), managed(), in_ns(), trim_child),
             certificates: Shared::new(Api::all(client.clone()), all(), tenant),
             channels: Shared::new(Api::all(client.clone()), all(), None),
             services: Shared::new(Api::all(client.clone()), all(), None),
             nodes: Shared::new(Api::all(client.clone()), all(), None),
-            pods: Shared::new(Api::all(client.clone()), all(), Some(namespace_of as KeyFn<_>)),
+            pods: Shared::keeping(Api::all(client.clone()), all(), in_ns(), trim),
             secrets: Shared::new(Api::all(client.clone()), all(), None),
             issuers: Shared::new(Api::all(client.clone()), all(), None),
             cluster_issuers: Shared::new(Api::all(client.clone()), all(), None),

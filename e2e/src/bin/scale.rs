@@ -34,6 +34,10 @@ use zhengyun::{
 
 const WORKERS: usize = 32;
 
+/// The operator's allocator, so the `memory` mode counts what the operator would hold.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn tenant(i: usize) -> Tenant {
     let name = format!("t{i:05}");
     Tenant::new(
@@ -200,13 +204,17 @@ fn proc_stats(pid: u32) -> (f64, f64) {
             Some((u + k) / ticks)
         })
         .unwrap_or(0.0);
-    let hwm = std::fs::read_to_string(format!("/proc/{pid}/status"))
+    (cpu, status_mib(pid, "VmHWM:"))
+}
+
+/// A memory figure of `/proc/PID/status` (`VmHWM:` peak, `VmRSS:` now), in MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_string))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
         .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0);
-    (cpu, hwm)
+        .unwrap_or(0.0)
 }
 
 async fn metrics(admin: &str) -> String {
@@ -307,6 +315,7 @@ async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::R
     out("idle_lease_writes_per_minute", format!("{:.0}", after.lease - before.lease));
     out("idle_cpu_percent", format!("{:.1}", (cpu_b - cpu_a) / 60.0 * 100.0));
     out("peak_rss_mib", format!("{hwm:.0}"));
+    out("idle_rss_mib", format!("{:.0}", status_mib(pid, "VmRSS:")));
 
     // Drift: delete a tenant's default-deny policy and time its return, 50 times over. The
     // webhook refuses that to everyone but Kubernetes' own controllers, so act as one.
@@ -370,6 +379,9 @@ async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::R
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("memory") {
+        return memory::run(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000));
+    }
     let client = Client::try_default().await?;
     match args.get(1).map(String::as_str) {
         Some("floor") => floor(&client, args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000)).await,
@@ -379,6 +391,177 @@ async fn main() -> anyhow::Result<()> {
             let admin = args.get(4).cloned().unwrap_or_else(|| "127.0.0.1:8080".into());
             operator(&client, n, pid, &admin).await
         }
-        _ => anyhow::bail!("usage: scale floor N | scale operator N PID ADMIN_ADDR"),
+        _ => anyhow::bail!("usage: scale floor N | scale operator N PID ADMIN_ADDR | scale memory N"),
+    }
+}
+
+/// `memory N`: what the operator's watch stores hold for N tenants, kind by kind, without a
+/// cluster: each object as the API server returns it (the operator's own builders plus the
+/// fields the server adds), read the way its watch reads it, kept in a reflector store. Prints
+/// the resident memory each kind adds per tenant, to see where the operator's memory goes.
+mod memory {
+    use k8s_openapi::api::{
+        core::v1::{LimitRange, Namespace, ResourceQuota},
+        networking::v1::NetworkPolicy,
+        rbac::v1::RoleBinding,
+    };
+    use kube::{
+        core::{DeserializeGuard, PartialObjectMeta},
+        runtime::{reflector, watcher},
+    };
+    use serde_json::{Value, json};
+    use zhengyun::api::Tenant;
+
+    /// Live heap bytes (jemalloc's count, as in the operator), in KiB.
+    fn rss_kib() -> u64 {
+        let _ = tikv_jemalloc_ctl::epoch::advance();
+        tikv_jemalloc_ctl::stats::allocated::read().map(|b| b as u64 / 1024).unwrap_or(0)
+    }
+
+    /// What the API server adds to an object it stores.
+    fn as_stored(mut v: Value, i: usize, j: usize) -> Value {
+        let m = &mut v["metadata"];
+        m["uid"] = json!(format!("{:08x}-0000-4000-8000-{:012x}", i, j));
+        m["resourceVersion"] = json!(format!("{}", 1_000_000 + i * 20 + j));
+        m["creationTimestamp"] = json!("2026-11-26T12:00:00Z");
+        m["generation"] = json!(1);
+        if v["kind"] == "Namespace" {
+            let name = v["metadata"]["name"].clone();
+            v["metadata"]["labels"]["kubernetes.io/metadata.name"] = name;
+            v["spec"] = json!({"finalizers": ["kubernetes"]});
+            v["status"] = json!({"phase": "Active"});
+        }
+        if v["kind"] == "ResourceQuota" {
+            let hard = v["spec"]["hard"].clone();
+            let used: serde_json::Map<String, Value> =
+                hard.as_object().map(|h| h.keys().map(|k| (k.clone(), json!("0"))).collect()).unwrap_or_default();
+            v["status"] = json!({"hard": hard, "used": used});
+        }
+        v
+    }
+
+    fn tenant_as_stored(i: usize) -> Value {
+        let mut v = as_stored(serde_json::to_value(super::tenant(i)).unwrap_or_default(), i, 99);
+        let cond = |t: &str, r: &str, msg: &str| json!({"type": t, "status": "True", "reason": r, "message": msg, "lastTransitionTime": "2026-11-26T12:00:05Z", "observedGeneration": 1});
+        let name = format!("t{i:05}");
+        v["metadata"]["finalizers"] = json!(["zhengyun.io/tenant-protection"]);
+        v["status"] = json!({
+            "observedGeneration": 1,
+            "conditions": [
+                cond("Ready", "Reconciled", "all namespaces, quotas, limits, network policies and access are in place"),
+                cond("NamespacesReady", "AllOwned", "2 of 2 namespaces owned"),
+                cond("QuotaReady", "Enforced", "the quota controller enforces every namespace's share"),
+                cond("NetworkReady", "Isolated", "default-deny and allow policies in place in 2 namespaces"),
+                cond("AccessReady", "Bound", "owners bound in 2 namespaces"),
+                cond("ZoneReady", "Placed", "zone extranet places the tenant's pods"),
+            ],
+            "namespaceCount": 2,
+            "namespaces": [format!("{name}-apps"), format!("{name}-data")],
+            "quota": {"hard": {"requests.cpu": "4", "requests.memory": "8Gi", "pods": "20"},
+                      "used": {"requests.cpu": "0", "requests.memory": "0", "pods": "0"}},
+            "quotaSummary": "cpu 0/4, memory 0/8Gi, pods 0/20",
+        });
+        v
+    }
+
+    /// Keeps what the operator's watch keeps of each object, in a store, and returns the store
+    /// (so nothing is freed before the next measurement).
+    fn load<K: zhengyun::watch::Watched>(values: &[Value], keep: Option<fn(&mut K)>) -> reflector::Store<K> {
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for v in values {
+            match serde_json::from_value::<K>(v.clone()) {
+                Ok(mut obj) => {
+                    if let Some(keep) = keep {
+                        keep(&mut obj);
+                    }
+                    writer.apply_watcher_event(&watcher::Event::InitApply(obj))
+                }
+                Err(e) => eprintln!("{}: {e}", v["kind"]),
+            }
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        store
+    }
+
+    pub fn run(n: usize) -> anyhow::Result<()> {
+        let mut by_kind: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+        for i in 0..n {
+            by_kind.entry("Tenant".into()).or_default().push(tenant_as_stored(i));
+            for (j, c) in super::children(&super::tenant(i))?.into_iter().enumerate() {
+                let kind = c["kind"].as_str().unwrap_or_default().to_string();
+                by_kind.entry(kind).or_default().push(as_stored(c, i, j));
+            }
+        }
+        let per = |kib: u64| kib as f64 / n as f64;
+        let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+        let mut before = rss_kib();
+        let mut step = |label: &str, held: Box<dyn std::any::Any>, before: &mut u64| {
+            let now = rss_kib();
+            println!("memory_heap_kib_per_tenant{{store=\"{label}\"}} {:.2}", per(now.saturating_sub(*before)));
+            *before = now;
+            keep.push(held);
+        };
+        let get = |k: &str| by_kind.get(k).map(Vec::as_slice).unwrap_or_default();
+        use zhengyun::watch::{trim, trim_child};
+        step("Tenant", Box::new(load::<DeserializeGuard<Tenant>>(get("Tenant"), None)), &mut before);
+        step("ResourceQuota (as kept)", Box::new(load::<ResourceQuota>(get("ResourceQuota"), Some(trim))), &mut before);
+        step(
+            "Namespace (as kept)",
+            Box::new(load::<PartialObjectMeta<Namespace>>(get("Namespace"), Some(trim))),
+            &mut before,
+        );
+        step(
+            "LimitRange (as kept)",
+            Box::new(load::<PartialObjectMeta<LimitRange>>(get("LimitRange"), Some(trim_child))),
+            &mut before,
+        );
+        step(
+            "NetworkPolicy (as kept)",
+            Box::new(load::<PartialObjectMeta<NetworkPolicy>>(get("NetworkPolicy"), Some(trim_child))),
+            &mut before,
+        );
+        step(
+            "RoleBinding (as kept)",
+            Box::new(load::<PartialObjectMeta<RoleBinding>>(get("RoleBinding"), Some(trim_child))),
+            &mut before,
+        );
+        // For comparison: the same objects kept whole, as before.
+        step("ResourceQuota (whole)", Box::new(load::<ResourceQuota>(get("ResourceQuota"), None)), &mut before);
+        step("Namespace (whole)", Box::new(load::<Namespace>(get("Namespace"), None)), &mut before);
+        step("LimitRange (whole)", Box::new(load::<LimitRange>(get("LimitRange"), None)), &mut before);
+        step("NetworkPolicy (whole)", Box::new(load::<NetworkPolicy>(get("NetworkPolicy"), None)), &mut before);
+        step("RoleBinding (whole)", Box::new(load::<RoleBinding>(get("RoleBinding"), None)), &mut before);
+        // What the operator keeps per tenant besides its stores.
+        let metrics = zhengyun::metrics::Metrics::new();
+        for i in 0..n {
+            let t = format!("t{i:05}");
+            for res in ["requests.cpu", "requests.memory", "pods"] {
+                metrics.tenant_quota_hard.with_label_values(&[&t, res]).set(1.0);
+                metrics.tenant_quota_used.with_label_values(&[&t, res]).set(0.0);
+            }
+            metrics.tenant_last_success.with_label_values(&[&t]).set(1.0);
+        }
+        step("metrics: the tenant's quota and last-success series", Box::new(metrics), &mut before);
+        let statuses: std::collections::HashMap<String, zhengyun::api::TenantStatus> = get("Tenant")
+            .iter()
+            .filter_map(|v| {
+                Some((v["metadata"]["name"].as_str()?.to_string(), serde_json::from_value(v["status"].clone()).ok()?))
+            })
+            .collect();
+        step("the status last written (tenancy's base)", Box::new(statuses), &mut before);
+        let applied = zhengyun::apply::Memory::default();
+        for kind in ["Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding"] {
+            for v in get(kind) {
+                let obj: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+                    "metadata": {"name": v["metadata"]["name"], "namespace": v["metadata"]["namespace"], "resourceVersion": v["metadata"]["resourceVersion"]}
+                }))?;
+                applied.remember(&obj, &obj);
+            }
+        }
+        step("what was applied (apply::Memory)", Box::new(applied), &mut before);
+        println!("memory_heap_kib {}", rss_kib());
+        drop(keep);
+        Ok(())
     }
 }

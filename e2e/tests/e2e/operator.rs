@@ -152,4 +152,17 @@ async fn a_settled_cluster_costs_no_writes_and_drift_costs_one() {
         "one write repairs one object:\n{}",
         op.metrics().await
     );
+
+    // An edit, not a deletion: the operator keeps policies as metadata only, so it is the new
+    // resourceVersion that gives the edit away. The rule opening the namespace goes again.
+    let open = serde_json::json!({"spec": {"ingress": [{}]}});
+    policies
+        .patch("zhengyun-default-deny", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&open))
+        .await
+        .expect("open the default-deny policy");
+    wait_for("the edited default-deny repaired", SECONDS, || async {
+        let np = policies.get_opt("zhengyun-default-deny").await.ok()??;
+        np.spec?.ingress.unwrap_or_default().is_empty().then_some(())
+    })
+    .await;
 }

@@ -176,7 +176,11 @@ pub fn network_policies(t: &ValidatedTenant, namespace: &str, zone: &ZonePlaceme
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector::default()),
             policy_types: both.clone(),
-            ..Default::default()
+            // Empty, not absent: applied, the operator owns both lists, so a rule someone else
+            // adds to them is taken out again on the next round instead of left as another
+            // manager's field.
+            ingress: Some(Vec::new()),
+            egress: Some(Vec::new()),
         }),
     };
     // kube-dns in kube-system: namespace AND pod selector in one peer.
@@ -431,7 +435,9 @@ mod tests {
         assert_eq!(p.len(), 2);
         let deny = p[0].spec.clone().unwrap_or_default();
         assert_eq!(deny.policy_types, Some(vec!["Ingress".into(), "Egress".into()]));
-        assert!(deny.ingress.is_none() && deny.egress.is_none());
+        // Both lists present and empty: no rule lets anything through, and applying them makes
+        // the operator their owner, so a rule added by anyone else is taken out again.
+        assert_eq!((deny.ingress, deny.egress), (Some(vec![]), Some(vec![])));
         let allow = p[1].spec.clone().unwrap_or_default();
         let egress = allow.egress.unwrap_or_default();
         let dns = &egress[1];

@@ -192,6 +192,12 @@ fn cached<K: crate::watch::Watched>(shared: &crate::watch::Shared<K>, namespace:
     shared.get(&ObjectRef::new(name).within(namespace))
 }
 
+/// The cached children of a kind in the tenant's namespaces, found through the watch's index
+/// by namespace (every one the watch holds is managed by zhengyun: it selects no other).
+fn children_in<K: crate::watch::Watched>(shared: &crate::watch::Shared<K>, owned: &[String]) -> Vec<Arc<K>> {
+    owned.iter().flat_map(|ns| shared.by_key(ns)).collect()
+}
+
 /// The cached objects of a kind that belong to a tenant, found through the watch's index.
 fn labelled<K: crate::watch::Watched>(shared: &crate::watch::Shared<K>, tenant: &str) -> Vec<Arc<K>> {
     shared
@@ -607,13 +613,13 @@ async fn sweep(ctx: &Tenants, tenant: &Tenant, vt: &ValidatedTenant, owned: &[St
     // The LimitRange is the same in every namespace: whether it exists depends on the spec alone.
     let wants_limits = owned.first().is_some_and(|ns| build::limit_range(vt, ns).is_some());
 
-    for lr in labelled(&s.limits, &vt.name) {
+    for lr in children_in(&s.limits, owned) {
         let ns = lr.namespace().unwrap_or_default();
         if owned_set.contains(ns.as_str()) && !(wants_limits && lr.name_any() == CHILD_NAME) {
             apply::delete_namespaced::<LimitRange>(client, &ns, &lr.name_any()).await?;
         }
     }
-    for np in labelled(&s.policies, &vt.name) {
+    for np in children_in(&s.policies, owned) {
         let ns = np.namespace().unwrap_or_default();
         let name = np.name_any();
         let channel = np.labels().contains_key(crate::channels::build::CHANNEL_LABEL);
@@ -629,7 +635,7 @@ async fn sweep(ctx: &Tenants, tenant: &Tenant, vt: &ValidatedTenant, owned: &[St
             apply::delete_namespaced::<SmCertificate>(client, &ns, &c.name_any()).await?;
         }
     }
-    for rb in labelled(&s.bindings, &vt.name) {
+    for rb in children_in(&s.bindings, owned) {
         let ns = rb.namespace().unwrap_or_default();
         if owned_set.contains(ns.as_str()) && rb.name_any() != CHILD_NAME {
             apply::delete_namespaced::<RoleBinding>(client, &ns, &rb.name_any()).await?;

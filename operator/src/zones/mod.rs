@@ -76,11 +76,9 @@ pub fn allocatable(nodes: &[&Node]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The zone controller's stores: nodes and tenants, each held by one watch.
+/// The zone controller's state: the shared [`Context`], whose watches it reads.
 pub struct Zones {
     ctx: Arc<Context>,
-    nodes: Store<Node>,
-    tenants: Store<DeserializeGuard<Tenant>>,
 }
 
 impl std::ops::Deref for Zones {
@@ -128,7 +126,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let hub = ctx.watches.clone();
     let zones = hub.zones.store();
     let tenants = hub.tenants.store();
-    let state = Arc::new(Zones { ctx, nodes: hub.nodes.store(), tenants: tenants.clone() });
+    let state = Arc::new(Zones { ctx });
     let (for_nodes, for_tenants) = (zones.clone(), zones.clone());
     // A tenant concerns its zone when it appears, goes or moves; its status updates do not.
     let tenant_zones: std::sync::Mutex<std::collections::HashMap<String, Option<String>>> = Default::default();
@@ -171,12 +169,12 @@ async fn reconcile(obj: Arc<DeserializeGuard<Zone>>, ctx: Arc<Zones>) -> Result<
     let span = info_span!("reconcile", controller = CONTROLLER, zone = %name);
     crate::watch::all_ready(&[&ctx.watches.nodes, &ctx.watches.tenants]).await;
     let round = async {
-        let nodes = ctx.nodes.state();
+        let nodes = ctx.watches.nodes.state();
         let mut mine: Vec<&Node> =
             nodes.iter().map(|n| n.as_ref()).filter(|n| selects(&zone.spec.node_selector, n.labels())).collect();
         // A store has no order; the status lists nodes by name, so it changes only when they do.
         mine.sort_by_key(|n| n.name_any());
-        let tenants = ctx.tenants.state();
+        let tenants = ctx.watches.tenants.state();
         let mut in_zone: Vec<String> = tenants
             .iter()
             .filter_map(|t| t.0.as_ref().ok())
