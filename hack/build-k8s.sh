@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager, kubectl)
-# from the Go module proxy and caches them under ~/.cache/zhengyun/k8s/<version>/.
+# Builds the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl) and the local nodes' (kubelet, kube-proxy) from the Go module proxy and caches them under ~/.cache/zhengyun/k8s/<version>/.
 # Prints the cache directory. A warm run returns at once.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -8,7 +8,7 @@ K8S_VERSION=$(awk '$1=="k8s.io/kubernetes" {print $2; exit}' "$here/k8s/go.mod")
 # The build is keyed by the version and by our module files, so a changed go.mod rebuilds.
 key=$(cat "$here/k8s/go.mod" "$here/k8s/go.sum" "$here/k8s/cmd/etcd/main.go" | sha256sum | cut -c1-12)
 dest="${ZHENGYUN_CACHE:-$HOME/.cache/zhengyun}/k8s/${K8S_VERSION}-${key}"
-bins=(etcd kube-apiserver kube-controller-manager kubectl)
+bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 done_all=1
 for b in "${bins[@]}"; do [ -x "$dest/$b" ] || done_all=0; done
 if [ "$done_all" = 1 ]; then echo "$dest"; exit 0; fi
@@ -27,7 +27,10 @@ export CGO_ENABLED=0 GOFLAGS=-mod=mod
 go build -trimpath -ldflags "$ldflags" -o "$dest.tmp/" \
   k8s.io/kubernetes/cmd/kube-apiserver \
   k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kube-scheduler \
   k8s.io/kubernetes/cmd/kubectl \
+  k8s.io/kubernetes/cmd/kubelet \
+  k8s.io/kubernetes/cmd/kube-proxy \
   ./cmd/etcd >&2
 rm -rf "$dest"
 mv "$dest.tmp" "$dest"

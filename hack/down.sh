@@ -4,6 +4,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib/cluster.sh
 source "$root/hack/lib/cluster.sh"
+# shellcheck source=lib/nodes.sh
+source "$root/hack/lib/nodes.sh"
 dir=${ZHENGYUN_LOCAL_DIR:-$root/.local/cluster}
 if [ -f "$dir/pids/operator" ]; then
   pid=$(cat "$dir/pids/operator")
@@ -12,6 +14,7 @@ if [ -f "$dir/pids/operator" ]; then
   kill -KILL "$pid" 2>/dev/null || true
   rm -f "$dir/pids/operator"
 fi
-# The webhooks point at the operator just stopped; the control plane goes next anyway.
+# The webhooks point at the operator just stopped; the nodes and the control plane go next anyway.
+nodes_down "$dir"
 cluster_down "$dir"
 echo "stopped"

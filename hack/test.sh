@@ -8,6 +8,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 # shellcheck source=lib/cluster.sh
 source hack/lib/cluster.sh
+# shellcheck source=lib/nodes.sh
+source hack/lib/nodes.sh
 # shellcheck source=lib/env.sh
 source "$(dirname "$0")/lib/env.sh"
 export CARGO_TERM_COLOR=never
@@ -39,9 +41,27 @@ cargo build --workspace --all-targets --locked
 step "unit tests (includes: committed CRDs match the Rust types)"
 cargo test --workspace --exclude zhengyun-e2e --locked
 
+# Real nodes unless ZHENGYUN_NODES=0 or the machine lacks what they need (then said, and the
+# tests that need nodes say they had none).
+if [ "${ZHENGYUN_NODES:-1}" = 1 ]; then
+  step "local nodes: Debian packages, containerd, runc and CNI plugins (Go module proxy), images"
+  hack/node-deps.sh
+  hack/build-node.sh
+  hack/build-images.sh
+  if why=$(nodes_preflight); then
+    export ZHENGYUN_NODES=1
+  else
+    echo "no local nodes on this machine: $why" >&2
+    export ZHENGYUN_NODES=0
+  fi
+fi
+export ZHENGYUN_NODES=${ZHENGYUN_NODES:-0}
+
 dir=$(mktemp -d /tmp/zhengyun-test.XXXXXX)
 cleanup() {
+  nodes_down "$dir"
   cluster_down "$dir"
+  if [ "$ZHENGYUN_NODES" = 1 ] && ! nodes_leftovers; then echo "the local nodes left something behind" >&2; exit 1; fi
   if [ -n "${KEEP_TEST_DIR:-}" ]; then echo "kept $dir" >&2; else rm -rf "$dir"; fi
 }
 trap cleanup EXIT
@@ -49,6 +69,10 @@ step "local control plane"
 cluster_up "$dir"
 # shellcheck disable=SC1091
 source "$dir/env"
+if [ "$ZHENGYUN_NODES" = 1 ]; then
+  step "local nodes (one per zone: containerd, kubelet and kube-proxy in their own network namespaces)"
+  nodes_up "$dir"
+fi
 export ZHENGYUN_OPERATOR_BIN=$CARGO_TARGET_DIR/debug/zhengyun-operator
 export ZHENGYUN_E2E_LOGS=$dir/operator-logs
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: builds what is needed (cached under ~/.cache/zhengyun/),
-# starts a local control plane (etcd + kube-apiserver + kube-controller-manager on 127.0.0.1),
+# starts a local control plane (etcd + kube-apiserver + kube-controller-manager + scheduler) and
+# two real nodes, one per zone (containerd + kubelet + kube-proxy in their own network
+# namespaces; ZHENGYUN_NODES=0 skips them, and a machine without what they need says so),
 # installs the CRDs, runs the operator and applies the sample tenants from docs/examples/.
 # Runs in the foreground until Ctrl-C, then stops everything. With --detach it returns and
 # hack/down.sh stops it later.
@@ -9,6 +11,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 # shellcheck source=lib/cluster.sh
 source hack/lib/cluster.sh
+# shellcheck source=lib/nodes.sh
+source hack/lib/nodes.sh
 # shellcheck source=lib/env.sh
 source "$(dirname "$0")/lib/env.sh"
 detach=0
@@ -19,6 +23,17 @@ admin=${ZHENGYUN_ADMIN_ADDR:-127.0.0.1:8080}
 echo "== building (first run: Kubernetes from the Go module proxy and the operator, several minutes)"
 hack/build-k8s.sh >/dev/null
 cargo build -p zhengyun-operator --locked
+if [ "${ZHENGYUN_NODES:-1}" = 1 ]; then
+  hack/node-deps.sh
+  hack/build-node.sh >/dev/null
+  hack/build-images.sh >/dev/null
+  if why=$(nodes_preflight); then
+    export ZHENGYUN_NODES=1
+  else
+    echo "== no local nodes on this machine ($why): the control plane runs without them"
+    export ZHENGYUN_NODES=0
+  fi
+fi
 "$root/hack/down.sh" >/dev/null 2>&1 || true
 rm -rf "$dir"
 mkdir -p "$dir"
@@ -27,6 +42,10 @@ echo "== starting the local control plane"
 cluster_up "$dir"
 # shellcheck disable=SC1091
 source "$dir/env"
+if [ "${ZHENGYUN_NODES:-0}" = 1 ]; then
+  echo "== starting the nodes zy-intranet and zy-extranet"
+  nodes_up "$dir"
+fi
 kubectl apply --server-side -f crds/ >/dev/null
 kubectl wait --for condition=established crd/tenants.zhengyun.io --timeout=60s >/dev/null
 kubectl create namespace zhengyun-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
@@ -55,6 +74,7 @@ kubectl apply -f docs/examples/channels/
 kubectl wait --for=condition=Ready smcertificate --all -A --timeout=60s >/dev/null || true
 kubectl get zones
 kubectl get tenants -o wide
+[ "${ZHENGYUN_NODES:-0}" = 1 ] && kubectl get nodes -o wide
 kubectl get exchangechannels
 kubectl get smclusterissuers,smcertificates -A
 

@@ -1,6 +1,8 @@
 # shellcheck shell=bash
-# A real local control plane on loopback: etcd, kube-apiserver and kube-controller-manager.
-# No kubelet: pods stay Pending, which is all our tests need. Source this file, then:
+# A real local control plane: etcd, kube-apiserver and kube-controller-manager on loopback. With
+# ZHENGYUN_NODES=1 it is ready for the real nodes of hack/lib/nodes.sh: the API server also
+# listens where the nodes reach it, authorizes kubelets as nodes, and a scheduler and the
+# workload controllers run too. Source this file, then:
 #   cluster_up DIR      start (ports from ETCD_PORT, ETCD_PEER_PORT, APISERVER_PORT or free ones)
 #   cluster_down DIR    stop everything started from DIR, leaving no process behind
 #   cluster_restart DIR NAME   crash one component and start it again (fault tests)
@@ -32,9 +34,12 @@ _cluster_pki() {
       openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$name.crt" -days 3650 -extfile "$ext" 2>/dev/null
       rm -f "$name.csr" "$ext"
     }
-    _cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+    _cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:10.0.0.1,IP:10.99.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
     _cert admin "/O=system:masters/CN=zhengyun-admin"
     _cert kcm "/CN=system:kube-controller-manager"
+    _cert scheduler "/CN=system:kube-scheduler"
+    # The API server's client certificate towards kubelets (logs, exec).
+    _cert kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
   )
 }
 
@@ -71,7 +76,7 @@ _start() { # dir name cmd...
 }
 
 # cluster_restart DIR NAME [SECONDS]: stops one component (etcd, kube-apiserver,
-# kube-controller-manager) as a crash would, keeps it down SECONDS (default 3), and starts it
+# kube-controller-manager, kube-scheduler) as a crash would, keeps it down SECONDS (default 3), and starts it
 # again with the same command line. The fault tests use it.
 cluster_restart() {
   local dir=$1 name=$2 down=${3:-3} pid
@@ -106,16 +111,30 @@ ENV
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
     --initial-cluster "local=http://127.0.0.1:$peer_port" --unsafe-no-fsync --log-level warn
+  local -a node_flags=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --authorization-mode RBAC
+    --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy)
+  local controllers=namespace,garbagecollector,resourcequota,serviceaccount,serviceaccount-token,root-ca-cert-publisher,pvc-protection,pv-protection
+  if [ "${ZHENGYUN_NODES:-0}" = 1 ]; then
+    # Nodes reach the API server on the host bridge (10.99.0.1); kubelets are authorized as
+    # nodes; it calls kubelets by their InternalIP (a hostname would be a DNS lookup off the
+    # machine), and webhook Services by their endpoints' pod IPs (the host has no kube-proxy).
+    node_flags=(--bind-address 0.0.0.0 --advertise-address 10.99.0.1 --authorization-mode Node,RBAC
+      --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota,PodSecurity,NodeRestriction,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy
+      --kubelet-client-certificate "$pki/kubelet-client.crt" --kubelet-client-key "$pki/kubelet-client.key"
+      --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP
+      --enable-aggregator-routing=true)
+    controllers+=,deployment,replicaset,endpoint,endpointslice,endpointslicemirroring,nodelifecycle,podgc,disruption,taint-eviction-controller,ttl,daemonset,statefulset,job,cronjob
+    _kubeconfig "$dir/scheduler.kubeconfig" "$api_port" "$pki/scheduler.crt" "$pki/scheduler.key"
+  fi
   _start "$dir" kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    "${node_flags[@]}" --secure-port "$api_port" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-account-issuer https://kubernetes.default.svc \
     --service-cluster-ip-range 10.0.0.0/24 \
-    --authorization-mode RBAC --allow-privileged=true \
-    --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy \
+    --allow-privileged=true \
     --v 1
   local i
   for i in $(seq 1 120); do
@@ -130,9 +149,14 @@ ENV
   "$bin/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz >/dev/null || { echo "kube-apiserver not ready" >&2; return 1; }
   _start "$dir" kube-controller-manager "$bin/kube-controller-manager" \
     --kubeconfig "$dir/kcm.kubeconfig" \
-    --controllers namespace,garbagecollector,resourcequota,serviceaccount,serviceaccount-token,root-ca-cert-publisher,pvc-protection,pv-protection \
+    --controllers "$controllers" \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --use-service-account-credentials --leader-elect=false --secure-port 0 --concurrent-resource-quota-syncs 10 --v 1
+  if [ "${ZHENGYUN_NODES:-0}" = 1 ]; then
+    _start "$dir" kube-scheduler "$bin/kube-scheduler" --kubeconfig "$dir/scheduler.kubeconfig" \
+      --authentication-kubeconfig "$dir/scheduler.kubeconfig" --authorization-kubeconfig "$dir/scheduler.kubeconfig" \
+      --leader-elect=false --secure-port 0 --v 1
+  fi
   echo "control plane up: KUBECONFIG=$dir/kubeconfig (apiserver https://127.0.0.1:$api_port)" >&2
 }
 
@@ -160,7 +184,7 @@ cluster_down() {
   local dir=$1 f pid
   [ -d "$dir/pids" ] || return 0
   # Reverse start order: controllers, then the API server, then its store.
-  for name in kube-controller-manager kube-apiserver etcd; do
+  for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do
     f=$dir/pids/$name
     [ -f "$f" ] || continue
     pid=$(cat "$f")

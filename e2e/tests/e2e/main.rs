@@ -10,6 +10,7 @@ mod faults;
 mod hardening;
 mod helm;
 mod lifecycle;
+mod nodes;
 mod observability;
 mod operator;
 mod pki;

@@ -1,0 +1,105 @@
+//! Real nodes (hack/lib/nodes.sh): a tenant's pods run, on their zone's node and no other, under
+//! the Pod Security level the tenant's 等保 level sets. `hack/test.sh` brings the nodes up and
+//! exports `ZHENGYUN_NODES=1`; without them these tests say so and pass nothing else.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use kube::{
+    Api,
+    api::{ListParams, PostParams},
+};
+use serde_json::json;
+use zhengyun::api::{ContainerLimits, CpuMemory};
+use zhengyun_e2e::{apply_tenant, client, operator_with_webhook, refused, tenant, wait_for, wait_ready};
+
+/// The pause image the nodes hold (hack/build-images.sh): it runs as 65535 and needs nothing.
+const IMAGE: &str = "localhost/zhengyun/pause:0.1.0";
+
+fn nodes_here() -> bool {
+    if std::env::var("ZHENGYUN_NODES").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("no real nodes in this run (hack/test.sh says why): nothing to run here");
+    false
+}
+
+/// A pod that PSA `restricted` admits.
+fn restricted_pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65535, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "c", "image": IMAGE, "imagePullPolicy": "Never",
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
+            }]
+        }
+    }))
+    .expect("pod")
+}
+
+#[tokio::test]
+async fn nodes_a_tenants_pods_run_on_its_zones_node_under_its_pod_security_level() {
+    if !nodes_here() {
+        return;
+    }
+    let client = client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let zone_of = |n: &Node| n.metadata.labels.as_ref().and_then(|l| l.get("zhengyun.io/zone").cloned());
+    let listed = nodes.list(&ListParams::default()).await.expect("nodes").items;
+    // Other tests register kubelet-less Node objects; the real ones are hack/'s `zy-` nodes.
+    let real = listed.iter().filter(|n| n.metadata.name.as_deref().is_some_and(|n| n.starts_with("zy-")));
+    let mut zones: Vec<String> = real.filter_map(zone_of).collect();
+    zones.sort();
+    assert_eq!(zones, ["extranet", "intranet"], "one node per zone");
+
+    let (_op, _hooks) = operator_with_webhook(&client, "nodes").await;
+    let mut t = tenant("onnode", &["apps"]);
+    t.spec.zone = "intranet".into();
+    t.spec.security_level = 3;
+    t.spec.limits = Some(ContainerLimits {
+        default_request: Some(CpuMemory { cpu: Some("10m".into()), memory: Some("16Mi".into()) }),
+        ..Default::default()
+    });
+    apply_tenant(&client, &t).await;
+    wait_ready(&client, "onnode").await;
+    let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), "onnode-apps");
+    wait_for("default service account", Duration::from_secs(30), || async { sa.get_opt("default").await.ok()? }).await;
+
+    // Level 3 means PSA restricted: a root pod is refused before it reaches a node.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "onnode-apps");
+    let root: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "root"},
+        "spec": {"containers": [{"name": "c", "image": IMAGE, "imagePullPolicy": "Never"}]}
+    }))
+    .expect("pod");
+    refused(pods.create(&PostParams::default(), &root).await, "violates PodSecurity \"restricted");
+
+    // A pod that asks for no placement runs, and on the intranet node: the webhook placed it.
+    pods.create(&PostParams::default(), &restricted_pod("runs")).await.expect("create a restricted pod");
+    let running = wait_for("the pod to run", Duration::from_secs(90), || async {
+        let p = pods.get("runs").await.ok()?;
+        (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(p)
+    })
+    .await;
+    let spec = running.spec.clone().unwrap_or_default();
+    assert_eq!(spec.node_name.as_deref(), Some("zy-intranet"), "scheduled on its zone's node");
+    let v = serde_json::to_value(&running).expect("json");
+    let expr = &v["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        [0]["matchExpressions"][0];
+    assert_eq!(
+        (expr["key"].as_str(), expr["values"][0].as_str()),
+        (Some("zhengyun.io/zone"), Some("intranet")),
+        "placed by the webhook: {v}"
+    );
+    let ip = running.status.and_then(|s| s.pod_ip).unwrap_or_default();
+    assert!(ip.starts_with("10.244.1."), "an address from the intranet node's pod range: {ip}");
+
+    // Asking for the other zone's node is refused by the webhook, not left Pending.
+    let mut elsewhere = restricted_pod("elsewhere");
+    if let Some(s) = elsewhere.spec.as_mut() {
+        s.node_selector = Some([("zhengyun.io/zone".to_string(), "extranet".to_string())].into());
+    }
+    refused(pods.create(&PostParams::default(), &elsewhere).await, "zone");
+}

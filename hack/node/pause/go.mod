@@ -1,0 +1,3 @@
+module zhengyun.io/hack/node/pause
+
+go 1.26
