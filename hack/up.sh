@@ -77,6 +77,33 @@ kubectl get tenants -o wide
 [ "${ZHENGYUN_NODES:-0}" = 1 ] && kubectl get nodes -o wide
 kubectl get exchangechannels
 kubectl get smclusterissuers,smcertificates -A
+if [ "${ZHENGYUN_NODES:-0}" = 1 ]; then
+  # A workload per zone, on the real nodes: the webhook places each on its zone's node.
+  for ns in bigdata-portal police-analytics; do
+    kubectl -n "$ns" apply -f - >/dev/null <<DEPLOY
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: demo}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: demo}}
+  template:
+    metadata: {labels: {app: demo}}
+    spec:
+      securityContext: {runAsNonRoot: true, runAsUser: 65535, seccompProfile: {type: RuntimeDefault}}
+      containers:
+      - name: pause
+        image: localhost/zhengyun/pause:0.1.0
+        imagePullPolicy: Never
+        resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 100m, memory: 32Mi}}
+        securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+DEPLOY
+  done
+  for ns in bigdata-portal police-analytics; do
+    kubectl -n "$ns" rollout status deployment/demo --timeout=90s >/dev/null || echo "deployment demo in $ns did not become ready" >&2
+  done
+  kubectl get pods -A -l app=demo -o wide
+fi
 
 cat <<MSG
 

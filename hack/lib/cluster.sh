@@ -73,6 +73,8 @@ _start() { # dir name cmd...
   printf '%s\0' "$@" >"$dir/cmds/$name"
   setsid "$@" >>"$dir/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$dir/pids/$name"
+  # Ours to stop by pid file, not the shell's job: no "Killed" notice when teardown kills it.
+  disown $!
 }
 
 # cluster_restart DIR NAME [SECONDS]: stops one component (etcd, kube-apiserver,
