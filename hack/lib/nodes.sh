@@ -264,7 +264,9 @@ volumePluginDir: $nd/kubelet/volume-plugins
 imageGCHighThresholdPercent: 100
 evictionHard: {nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%", memory.available: "100Mi"}
 serializeImagePulls: false
-maxPods: 50
+# The e2e suite leaves many pods behind (most never start: their images are not here); a
+# node that refused them for want of room would make them Failed and free their quota.
+maxPods: 250
 YAML
   cat >"$nd/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1

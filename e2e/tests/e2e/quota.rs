@@ -20,6 +20,8 @@ fn pod(name: &str) -> Pod {
     .expect("pod")
 }
 
+/// The tenant's pods the quota counts: with real nodes a kubelet may refuse a pod (it is then
+/// `Failed`), and a terminal pod no longer holds quota.
 async fn count_pods(client: &Client) -> usize {
     Api::<Pod>::all(client.clone())
         .list(&ListParams::default())
@@ -28,6 +30,7 @@ async fn count_pods(client: &Client) -> usize {
         .items
         .into_iter()
         .filter(|p| p.metadata.namespace.as_deref().is_some_and(|n| n.starts_with("burst-")))
+        .filter(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Failed" | "Succeeded")))
         .count()
 }
 
