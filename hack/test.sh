@@ -43,19 +43,8 @@ cargo test --workspace --exclude zhengyun-e2e --locked
 
 # Real nodes unless ZHENGYUN_NODES=0 or the machine lacks what they need (then said, and the
 # tests that need nodes say they had none).
-if [ "${ZHENGYUN_NODES:-1}" = 1 ]; then
-  step "local nodes: Debian packages, containerd, runc and CNI plugins (Go module proxy), images"
-  hack/node-deps.sh
-  hack/build-node.sh
-  hack/build-images.sh
-  if why=$(nodes_preflight); then
-    export ZHENGYUN_NODES=1
-  else
-    echo "no local nodes on this machine: $why" >&2
-    export ZHENGYUN_NODES=0
-  fi
-fi
-export ZHENGYUN_NODES=${ZHENGYUN_NODES:-0}
+step "local nodes: Debian packages, containerd, runc and CNI plugins (Go module proxy), images"
+nodes_prepare
 
 dir=$(mktemp -d /tmp/zhengyun-test.XXXXXX)
 cleanup() {

@@ -23,17 +23,7 @@ admin=${ZHENGYUN_ADMIN_ADDR:-127.0.0.1:8080}
 echo "== building (first run: Kubernetes from the Go module proxy and the operator, several minutes)"
 hack/build-k8s.sh >/dev/null
 cargo build -p zhengyun-operator --locked
-if [ "${ZHENGYUN_NODES:-1}" = 1 ]; then
-  hack/node-deps.sh
-  hack/build-node.sh >/dev/null
-  hack/build-images.sh >/dev/null
-  if why=$(nodes_preflight); then
-    export ZHENGYUN_NODES=1
-  else
-    echo "== no local nodes on this machine ($why): the control plane runs without them"
-    export ZHENGYUN_NODES=0
-  fi
-fi
+nodes_prepare
 "$root/hack/down.sh" >/dev/null 2>&1 || true
 rm -rf "$dir"
 mkdir -p "$dir"

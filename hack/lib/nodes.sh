@@ -3,6 +3,8 @@
 # network namespace (its own address on a host bridge) with its own mount namespace, holding a
 # containerd, a kubelet and a kube-proxy started from hack/ (no systemd, no images pulled). Source
 # hack/lib/cluster.sh first, then this file:
+#   nodes_prepare             installs and builds what nodes need and sets ZHENGYUN_NODES to 1, or to
+#                             0 saying why not (ZHENGYUN_NODES=0 beforehand skips it all)
 #   nodes_preflight           prints the first kernel feature or tool this machine lacks; returns 1
 #   nodes_up DIR              brings the nodes up beside the control plane in DIR (cluster_up with
 #                             ZHENGYUN_NODES=1 first, so the API server listens where nodes reach it)
@@ -35,7 +37,6 @@ nodes_preflight() {
   for c in ip nsenter unshare iptables ipset conntrack mount; do
     command -v "$c" >/dev/null 2>&1 || { echo "missing command: $c (hack/node-deps.sh installs it)"; return 1; }
   done
-  [ -d /sys/fs/cgroup/pids ] || { echo "no cgroup v1 pids hierarchy at /sys/fs/cgroup/pids (the local nodes use cgroup v1 as found here)"; return 1; }
   for c in $ZY_CGROUP_CONTROLLERS; do
     [ -d "/sys/fs/cgroup/$c" ] || { echo "cgroup v1 controller $c is not mounted at /sys/fs/cgroup/$c"; return 1; }
     mkdir "/sys/fs/cgroup/$c/zy-preflight.$$" 2>/dev/null && rmdir "/sys/fs/cgroup/$c/zy-preflight.$$" ||
@@ -64,6 +65,23 @@ nodes_preflight() {
     return 1
   fi
   return 0
+}
+
+nodes_prepare() {
+  if [ "${ZHENGYUN_NODES:-1}" != 1 ]; then
+    export ZHENGYUN_NODES=0
+    return 0
+  fi
+  "$HACK_DIR/node-deps.sh"
+  "$HACK_DIR/build-node.sh" >/dev/null
+  "$HACK_DIR/build-images.sh" >/dev/null
+  local why
+  if why=$(nodes_preflight); then
+    export ZHENGYUN_NODES=1
+  else
+    echo "no local nodes on this machine ($why): the control plane runs without them" >&2
+    export ZHENGYUN_NODES=0
+  fi
 }
 
 _node_cert() { # pki dir name subject san(optional, makes a serving cert)
@@ -291,8 +309,8 @@ _wait_socket() { # path seconds
   return 1
 }
 
-# nodes_images DIR NODEBIN: the images every node holds before its kubelet starts (built by
-# hack/build-images.sh), imported into each node's containerd.
+# _node_images DIR ZONE NODEBIN: the images every node holds before its kubelet starts (built by
+# hack/build-images.sh), imported into the node's containerd.
 _node_images() { # dir zone nodebin
   local dir=$1 zone=$2 nb=$3 img
   for img in "$ZY_IMAGES_DIR"/*.tar; do

@@ -204,7 +204,7 @@ impl<K: Watched> Shared<K> {
                 let Ok(mut f) = fanout.lock() else { return };
                 let before = key.and_then(|k| key_before(&store, k, &event));
                 match keep {
-                    Some(keep) => writer.apply_watcher_event(&kept(&event, keep)),
+                    Some(keep) => writer.apply_watcher_event(&event.clone().modify(keep)),
                     None => writer.apply_watcher_event(&event),
                 }
                 if let Some(key) = key {
@@ -222,22 +222,6 @@ impl<K: Watched> Shared<K> {
                 f.subscribers.retain(|s| s.unbounded_send(touched.clone()).is_ok());
             }
         });
-    }
-}
-
-/// The event as the store should see it: each object cut down by `keep`.
-fn kept<K: Watched>(event: &watcher::Event<K>, keep: fn(&mut K)) -> watcher::Event<K> {
-    let cut = |o: &K| {
-        let mut o = o.clone();
-        keep(&mut o);
-        o
-    };
-    match event {
-        watcher::Event::Apply(o) => watcher::Event::Apply(cut(o)),
-        watcher::Event::Delete(o) => watcher::Event::Delete(cut(o)),
-        watcher::Event::InitApply(o) => watcher::Event::InitApply(cut(o)),
-        watcher::Event::Init => watcher::Event::Init,
-        watcher::Event::InitDone => watcher::Event::InitDone,
     }
 }
 
