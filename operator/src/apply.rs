@@ -115,6 +115,15 @@ impl<'a, K> Seen<'a, K> {
     }
 }
 
+/// A digest of an object as it serialises: two equal fingerprints mean the same object (to
+/// within 2^-64), so what was written can be remembered without keeping it.
+pub fn fingerprint<K: Serialize>(obj: &K) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(obj).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
 /// What the operator last applied to one object, and the version that write left.
 struct Applied {
     fingerprint: u64,
@@ -132,18 +141,11 @@ impl Memory {
         format!("{}/{}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any())
     }
 
-    fn fingerprint<K: Serialize>(obj: &K) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        serde_json::to_string(obj).unwrap_or_default().hash(&mut h);
-        h.finish()
-    }
-
     /// Whether `desired` needs no write given what the cache shows.
     pub fn unchanged<K: Resource<DynamicType = ()> + Serialize>(&self, desired: &K, seen: Seen<'_, K>) -> bool {
         let Ok(m) = self.0.lock() else { return false };
         let Some(last) = m.get(&Self::key(desired)) else { return false };
-        if last.fingerprint != Self::fingerprint(desired) {
+        if last.fingerprint != fingerprint(desired) {
             return false;
         }
         match seen {
@@ -160,7 +162,7 @@ impl Memory {
     pub fn remember<K: Resource<DynamicType = ()> + Serialize>(&self, desired: &K, written: &K) {
         if let Ok(mut m) = self.0.lock() {
             let applied =
-                Applied { fingerprint: Self::fingerprint(desired), version: written.meta().resource_version.clone() };
+                Applied { fingerprint: fingerprint(desired), version: written.meta().resource_version.clone() };
             m.insert(Self::key(desired), applied);
         }
     }

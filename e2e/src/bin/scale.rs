@@ -380,7 +380,7 @@ async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::R
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("memory") {
-        return memory::run(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000));
+        return memory::run(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000)).await;
     }
     let client = Client::try_default().await?;
     match args.get(1).map(String::as_str) {
@@ -400,6 +400,7 @@ async fn main() -> anyhow::Result<()> {
 /// fields the server adds), read the way its watch reads it, kept in a reflector store. Prints
 /// the resident memory each kind adds per tenant, to see where the operator's memory goes.
 mod memory {
+    use futures::StreamExt;
     use k8s_openapi::api::{
         core::v1::{LimitRange, Namespace, ResourceQuota},
         networking::v1::NetworkPolicy,
@@ -411,6 +412,7 @@ mod memory {
     };
     use serde_json::{Value, json};
     use zhengyun::api::Tenant;
+    use zhengyun::watch::{IndexBy, Metas};
 
     /// Live heap bytes (jemalloc's count, as in the operator), in KiB.
     fn rss_kib() -> u64 {
@@ -484,7 +486,26 @@ mod memory {
         store
     }
 
-    pub fn run(n: usize) -> anyhow::Result<()> {
+    /// The operator's metadata store of a kind ([`Metas`], index and all), fed a first list of
+    /// `values` as its watch would deliver them.
+    async fn metas<K: zhengyun::watch::Watched>(values: &[Value], index: IndexBy, labels: fn(&str) -> bool) -> Metas<K>
+    where
+        PartialObjectMeta<K>: zhengyun::watch::Watched,
+    {
+        let listed = values.iter().filter_map(|v| serde_json::from_value::<PartialObjectMeta<K>>(v.clone()).ok());
+        let events = std::iter::once(watcher::Event::Init)
+            .chain(listed.map(watcher::Event::InitApply))
+            .chain(std::iter::once(watcher::Event::InitDone))
+            .map(Ok)
+            .collect::<Vec<_>>();
+        let store = Metas::from_events(futures::stream::iter(events).boxed(), index, labels);
+        store.ready().await;
+        // The watch task ends, and frees the list it was fed, just after it says ready.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        store
+    }
+
+    pub async fn run(n: usize) -> anyhow::Result<()> {
         let mut by_kind: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
         for i in 0..n {
             by_kind.entry("Tenant".into()).or_default().push(tenant_as_stored(i));
@@ -503,27 +524,37 @@ mod memory {
             keep.push(held);
         };
         let get = |k: &str| by_kind.get(k).map(Vec::as_slice).unwrap_or_default();
-        use zhengyun::watch::{trim, trim_child};
+        use zhengyun::watch::{read_here, trim};
         step("Tenant", Box::new(load::<DeserializeGuard<Tenant>>(get("Tenant"), None)), &mut before);
         step("ResourceQuota (as kept)", Box::new(load::<ResourceQuota>(get("ResourceQuota"), Some(trim))), &mut before);
+        let channel = |k: &str| k == zhengyun::channels::build::CHANNEL_LABEL;
+        let by_tenant = IndexBy::Label(zhengyun::labels::TENANT);
         step(
-            "Namespace (as kept)",
+            "Namespace (Metas)",
+            Box::new(metas::<Namespace>(get("Namespace"), by_tenant, read_here).await),
+            &mut before,
+        );
+        let by_ns = IndexBy::Namespace;
+        step("LimitRange (Metas)", Box::new(metas::<LimitRange>(get("LimitRange"), by_ns, channel).await), &mut before);
+        step(
+            "NetworkPolicy (Metas)",
+            Box::new(metas::<NetworkPolicy>(get("NetworkPolicy"), by_ns, channel).await),
+            &mut before,
+        );
+        step(
+            "RoleBinding (Metas)",
+            Box::new(metas::<RoleBinding>(get("RoleBinding"), by_ns, channel).await),
+            &mut before,
+        );
+        // For comparison: the reflector stores of metadata the operator had before (no index).
+        step(
+            "Namespace (reflector, metadata)",
             Box::new(load::<PartialObjectMeta<Namespace>>(get("Namespace"), Some(trim))),
             &mut before,
         );
         step(
-            "LimitRange (as kept)",
-            Box::new(load::<PartialObjectMeta<LimitRange>>(get("LimitRange"), Some(trim_child))),
-            &mut before,
-        );
-        step(
-            "NetworkPolicy (as kept)",
-            Box::new(load::<PartialObjectMeta<NetworkPolicy>>(get("NetworkPolicy"), Some(trim_child))),
-            &mut before,
-        );
-        step(
-            "RoleBinding (as kept)",
-            Box::new(load::<PartialObjectMeta<RoleBinding>>(get("RoleBinding"), Some(trim_child))),
+            "NetworkPolicy (reflector, metadata)",
+            Box::new(load::<PartialObjectMeta<NetworkPolicy>>(get("NetworkPolicy"), Some(trim))),
             &mut before,
         );
         // For comparison: the same objects kept whole, as before.
@@ -536,17 +567,19 @@ mod memory {
         let metrics = zhengyun::metrics::Metrics::new();
         for i in 0..n {
             let t = format!("t{i:05}");
-            for res in ["requests.cpu", "requests.memory", "pods"] {
-                metrics.tenant_quota_hard.with_label_values(&[&t, res]).set(1.0);
-                metrics.tenant_quota_used.with_label_values(&[&t, res]).set(0.0);
-            }
-            metrics.tenant_last_success.with_label_values(&[&t]).set(1.0);
+            let conditions = ["Ready", "NamespacesReady", "QuotaReady", "NetworkReady", "AccessReady", "ZoneReady"]
+                .map(|c| (c, true));
+            metrics.observe_tenant(&t, &conditions);
+            let quota = ["requests.cpu", "requests.memory", "pods"].map(|r| (r, 1.0, 0.0));
+            metrics.tenant_series.set_quota(&t, quota.into_iter());
+            metrics.tenant_series.set_last_success(&t, 1.0);
         }
-        step("metrics: the tenant's quota and last-success series", Box::new(metrics), &mut before);
-        let statuses: std::collections::HashMap<String, zhengyun::api::TenantStatus> = get("Tenant")
+        step("metrics: the tenant's ready, quota and last-success series", Box::new(metrics), &mut before);
+        let statuses: std::collections::HashMap<String, zhengyun::tenancy::reconcile::Written> = get("Tenant")
             .iter()
             .filter_map(|v| {
-                Some((v["metadata"]["name"].as_str()?.to_string(), serde_json::from_value(v["status"].clone()).ok()?))
+                let status = serde_json::from_value(v["status"].clone()).ok()?;
+                Some((v["metadata"]["name"].as_str()?.to_string(), zhengyun::tenancy::reconcile::Written::of(&status)))
             })
             .collect();
         step("the status last written (tenancy's base)", Box::new(statuses), &mut before);

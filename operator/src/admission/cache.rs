@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::{
     core::{DeserializeGuard, PartialObjectMeta},
     runtime::reflector::{ObjectRef, Store},
@@ -22,12 +22,10 @@ use crate::{
 #[derive(Clone)]
 pub struct Caches {
     hub: Arc<Hub>,
-    pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Through `DeserializeGuard`: a malformed Zone or Tenant in etcd must not break the watch.
     pub zones: Store<DeserializeGuard<Zone>>,
     pub tenants: Store<DeserializeGuard<Tenant>>,
     pub nodes: Store<Node>,
-    pub pods: Store<PartialObjectMeta<Pod>>,
     pub issuers: Store<DeserializeGuard<SmIssuer>>,
     pub cluster_issuers: Store<DeserializeGuard<SmClusterIssuer>>,
 }
@@ -36,11 +34,9 @@ impl Caches {
     /// Starts (or joins) one watch per kind.
     pub fn start(hub: Arc<Hub>) -> Caches {
         Caches {
-            namespaces: hub.namespaces.store(),
             zones: hub.zones.store(),
             tenants: hub.tenants.store(),
             nodes: hub.nodes.store(),
-            pods: hub.pods.store(),
             issuers: hub.issuers.store(),
             cluster_issuers: hub.cluster_issuers.store(),
             hub,
@@ -63,7 +59,7 @@ impl Caches {
     }
 
     pub fn namespace(&self, name: &str) -> Option<Arc<PartialObjectMeta<Namespace>>> {
-        self.namespaces.get(&ObjectRef::new(name))
+        self.hub.namespaces.get(&ObjectRef::new(name))
     }
 
     /// A zone that deserializes (a malformed one is as good as missing here).
@@ -100,6 +96,6 @@ impl Caches {
 
     /// How many pods a namespace holds.
     pub fn pods_in(&self, namespace: &str) -> usize {
-        self.hub.pods.by_key(namespace).len()
+        self.hub.pods.count(namespace)
     }
 }

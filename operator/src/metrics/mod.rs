@@ -6,6 +6,9 @@
 //! SRE acts on that name; those objects are declared by admins, few, and their series go with
 //! them (docs/operations.md).
 
+mod heap;
+mod tenants;
+
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -23,17 +26,13 @@ pub struct Metrics {
     pub reconcile_time: HistogramVec,
     pub active_workers: IntGaugeVec,
     pub leader: IntGaugeVec,
-    pub tenant_quota_hard: GaugeVec,
-    pub tenant_quota_used: GaugeVec,
-    pub tenant_ready: IntGaugeVec,
-    pub tenant_last_success: GaugeVec,
+    /// Each tenant's ready, quota and last-success series, rendered at scrape.
+    pub tenant_series: std::sync::Arc<tenants::TenantSeries>,
     pub build_info: IntGaugeVec,
     pub up_since: Gauge,
     pub tenants: IntGauge,
     /// Tenants by condition type and status: a count, not a series per tenant and type.
     pub tenant_conditions: IntGaugeVec,
-    /// Each tenant's conditions as last observed, so the counts move by difference.
-    tenant_flags: std::sync::Mutex<std::collections::HashMap<String, Vec<(&'static str, bool)>>>,
     pub rest_requests: IntCounterVec,
     pub channels: IntGaugeVec,
     pub channel_expiry: GaugeVec,
@@ -115,31 +114,7 @@ impl Metrics {
             ),
             &["name"],
         ));
-        let tenant_quota_hard = must(GaugeVec::new(
-            Opts::new(
-                "zhengyun_tenant_quota_hard",
-                "A tenant's quota over all its namespaces, by ResourceQuota resource (cores, bytes or count)",
-            ),
-            &["tenant", "resource"],
-        ));
-        let tenant_quota_used = must(GaugeVec::new(
-            Opts::new(
-                "zhengyun_tenant_quota_used",
-                "What a tenant's namespaces use together, by ResourceQuota resource (cores, bytes or count)",
-            ),
-            &["tenant", "resource"],
-        ));
-        let tenant_ready = must(IntGaugeVec::new(
-            Opts::new("zhengyun_tenant_ready", "1 when the tenant's Ready condition is True"),
-            &["tenant"],
-        ));
-        let tenant_last_success = must(GaugeVec::new(
-            Opts::new(
-                "zhengyun_tenant_last_successful_reconcile_timestamp_seconds",
-                "Unix time of the tenant's last successful reconciliation",
-            ),
-            &["tenant"],
-        ));
+        let tenant_series = std::sync::Arc::new(must(tenants::TenantSeries::new()));
         let build_info = must(IntGaugeVec::new(
             Opts::new("zhengyun_build_info", "Build information of the running operator"),
             &["version"],
@@ -214,10 +189,8 @@ impl Metrics {
             Box::new(reconcile_time.clone()),
             Box::new(active_workers.clone()),
             Box::new(leader.clone()),
-            Box::new(tenant_quota_hard.clone()),
-            Box::new(tenant_quota_used.clone()),
-            Box::new(tenant_ready.clone()),
-            Box::new(tenant_last_success.clone()),
+            Box::new(SharedCollector(tenant_series.clone())),
+            Box::new(must(heap::Heap::new())),
             Box::new(build_info.clone()),
             Box::new(up_since.clone()),
             Box::new(tenants.clone()),
@@ -247,15 +220,11 @@ impl Metrics {
             reconcile_time,
             active_workers,
             leader,
-            tenant_quota_hard,
-            tenant_quota_used,
-            tenant_ready,
-            tenant_last_success,
+            tenant_series,
             build_info,
             up_since,
             tenants,
             tenant_conditions,
-            tenant_flags: Default::default(),
             rest_requests,
             channels,
             channel_expiry,
@@ -285,16 +254,12 @@ impl Metrics {
     /// Records a tenant's readiness and conditions, and the number of tenants. Constant time:
     /// it runs on every tenant round.
     pub fn observe_tenant(&self, tenant: &str, conditions: &[(&'static str, bool)]) {
-        if let Some((_, ok)) = conditions.iter().find(|(t, _)| *t == "Ready") {
-            self.tenant_ready.with_label_values(&[tenant]).set(i64::from(*ok));
-        }
-        let Ok(mut flags) = self.tenant_flags.lock() else { return };
-        let before = flags.insert(tenant.to_string(), conditions.to_vec());
-        if before.as_deref() != Some(conditions) {
-            self.count_conditions(before.as_deref().unwrap_or_default(), -1);
+        let (before, count) = self.tenant_series.observe(tenant, conditions);
+        if let Some(before) = before {
+            self.count_conditions(&before, -1);
             self.count_conditions(conditions, 1);
         }
-        self.tenants.set(flags.len() as i64);
+        self.tenants.set(count as i64);
     }
 
     fn count_conditions(&self, conditions: &[(&'static str, bool)], by: i64) {
@@ -408,34 +373,51 @@ impl Metrics {
 
     /// Forgets a deleted tenant's series so they do not linger as stale values.
     pub fn forget_tenant(&self, tenant: &str) {
-        let _ = self.tenant_ready.remove_label_values(&[tenant]);
-        let _ = self.tenant_last_success.remove_label_values(&[tenant]);
-        remove_tenant(&self.tenant_quota_hard, tenant, "resource");
-        remove_tenant(&self.tenant_quota_used, tenant, "resource");
-        if let Ok(mut flags) = self.tenant_flags.lock() {
-            if let Some(before) = flags.remove(tenant) {
-                self.count_conditions(&before, -1);
-            }
-            self.tenants.set(flags.len() as i64);
-        }
+        let (before, count) = self.tenant_series.forget(tenant);
+        self.count_conditions(&before, -1);
+        self.tenants.set(count as i64);
     }
 }
 
-/// Removes every series of one tenant from a vector labelled `tenant` and `second`.
-fn remove_tenant<T: prometheus::core::MetricVecBuilder>(
-    vec: &prometheus::core::MetricVec<T>,
-    tenant: &str,
-    second: &str,
-) {
-    for mf in prometheus::core::Collector::collect(vec) {
-        for m in mf.get_metric() {
-            let value = |name: &str| m.get_label().iter().find(|l| l.name() == name).map(|l| l.value().to_string());
-            if value("tenant").as_deref() == Some(tenant)
-                && let Some(other) = value(second)
-            {
-                let _ = vec.remove_label_values(&[tenant, &other]);
-            }
-        }
+/// One gauge series (labels in name order), for collectors that build their families at scrape.
+fn gauge_series(labels: &[(&str, &str)], value: f64) -> prometheus::proto::Metric {
+    let mut g = prometheus::proto::Gauge::default();
+    g.set_value(value);
+    let mut m = prometheus::proto::Metric::default();
+    m.set_label(
+        labels
+            .iter()
+            .map(|(name, value)| {
+                let mut l = prometheus::proto::LabelPair::default();
+                l.set_name(name.to_string());
+                l.set_value(value.to_string());
+                l
+            })
+            .collect(),
+    );
+    m.set_gauge(g);
+    m
+}
+
+/// A gauge family of `metrics`; the registry sorts its series, so scrapes are stable.
+fn gauge_family(name: &str, help: &str, metrics: Vec<prometheus::proto::Metric>) -> prometheus::proto::MetricFamily {
+    let mut f = prometheus::proto::MetricFamily::default();
+    f.set_name(name.into());
+    f.set_help(help.into());
+    f.set_field_type(prometheus::proto::MetricType::GAUGE);
+    f.set_metric(metrics);
+    f
+}
+
+/// A collector the registry owns a handle to, while `Metrics` keeps another to update it.
+struct SharedCollector<C>(std::sync::Arc<C>);
+
+impl<C: prometheus::core::Collector> prometheus::core::Collector for SharedCollector<C> {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.collect()
     }
 }
 
@@ -479,8 +461,11 @@ mod tests {
     fn renders_controller_runtime_names() {
         let m = Metrics::new();
         m.reconcile_total.with_label_values(&["tenant", "success"]).inc();
-        m.tenant_quota_hard.with_label_values(&["edu", "pods"]).set(10.0);
+        m.tenant_series.set_quota("edu", [("pods", 10.0, 2.0)].into_iter());
+        m.observe_tenant("edu", &[("Ready", true)]);
         let text = m.render();
+        assert!(text.contains("zhengyun_tenant_ready{tenant=\"edu\"} 1"), "{text}");
+        assert!(text.contains("zhengyun_tenant_quota_used{resource=\"pods\",tenant=\"edu\"} 2"), "{text}");
         assert!(text.contains("controller_runtime_reconcile_total{controller=\"tenant\",result=\"success\"} 1"));
         assert!(text.contains("zhengyun_tenant_quota_hard{resource=\"pods\",tenant=\"edu\"} 10"));
         m.forget_tenant("edu");

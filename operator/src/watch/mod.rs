@@ -32,6 +32,9 @@ use serde::de::DeserializeOwned;
 use crate::api::{ExchangeChannel, SmCertificate, SmClusterIssuer, SmIssuer, Tenant, Zone};
 use futures::channel::mpsc;
 
+mod metas;
+pub use metas::{IndexBy, Metas};
+
 /// What a kind must be to be watched here.
 pub trait Watched:
     Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
@@ -78,7 +81,7 @@ fn slim<K: Resource>(obj: &mut K) {
 }
 
 /// Whether a label is one this process reads: its own (`zhengyun.io/...`) and the manager's.
-fn read_here(key: &str) -> bool {
+pub fn read_here(key: &str) -> bool {
     key.starts_with("zhengyun.io/") || key == crate::labels::MANAGED_BY
 }
 
@@ -98,19 +101,11 @@ fn trim_with<K: Resource>(obj: &mut K, labels: fn(&str) -> bool) {
     };
 }
 
-/// For namespaces and pods: the metadata their readers use, with the labels read here
-/// (whose tenant, which zone, which department). At thousands of tenants the rest (uid, owner
-/// references, timestamps, other labels) is tens of megabytes.
+/// For quotas: the metadata their readers use, with the labels read here (whose tenant, which
+/// zone, which department). At thousands of tenants the rest (uid, owner references,
+/// timestamps, other labels) is megabytes.
 pub fn trim<K: Resource>(obj: &mut K) {
     trim_with(obj, read_here)
-}
-
-/// For a tenant's children read by version only (limit ranges, policies, bindings): as [`trim`], and no
-/// label but the channel's. Their watch selects only what zhengyun manages, their index is by
-/// namespace, and whose they are comes from the namespace; the trigger that wakes a tenant reads
-/// the whole object before the store cuts it down.
-pub fn trim_child<K: Resource>(obj: &mut K) {
-    trim_with(obj, |k| k == crate::channels::build::CHANNEL_LABEL)
 }
 
 impl<K: Watched> Shared<K> {
@@ -324,33 +319,34 @@ pub struct Hub {
     pub tenants: Shared<DeserializeGuard<Tenant>>,
     pub zones: Shared<DeserializeGuard<Zone>>,
     /// Every namespace, ours or not: a claim must see a name someone else already holds.
-    /// Metadata only, as for limits, policies and bindings below: their labels say whose they
-    /// are, and their `resourceVersion` whether anyone changed them since our last write
-    /// ([`crate::apply::Seen::Version`]), so their contents are never read back. Full objects
-    /// cost most of the operator's memory at thousands of tenants. Their stores, the quotas'
-    /// and the pods' keep only the metadata [`trim`] and [`trim_child`] keep (children are
-    /// indexed by namespace, and those read by version keep no label but the channel's): a
-    /// reader that needs another field or label must add it there.
-    pub namespaces: Shared<PartialObjectMeta<Namespace>>,
+    /// Metadata only, as for limits, policies, bindings and pods below ([`Metas`]): their
+    /// labels say whose they are, and their `resourceVersion` whether anyone changed them
+    /// since our last write ([`crate::apply::Seen::Version`]), so their contents are never
+    /// read back. Those stores keep the version, the deletion time and only the labels read
+    /// here: a reader that needs another must add it there.
+    pub namespaces: Metas<Namespace>,
     /// Whole objects: their status feeds the quota split.
     pub quotas: Shared<ResourceQuota>,
-    pub limits: Shared<PartialObjectMeta<LimitRange>>,
+    pub limits: Metas<LimitRange>,
     /// Tenants' and channels' policies (both carry the managed label).
-    pub policies: Shared<PartialObjectMeta<NetworkPolicy>>,
-    pub bindings: Shared<PartialObjectMeta<RoleBinding>>,
+    pub policies: Metas<NetworkPolicy>,
+    pub bindings: Metas<RoleBinding>,
     /// Every certificate, tenants' and others'.
     pub certificates: Shared<DeserializeGuard<SmCertificate>>,
     pub channels: Shared<DeserializeGuard<ExchangeChannel>>,
     pub services: Shared<Service>,
     pub nodes: Shared<Node>,
-    /// Metadata only (an `Api` of `PartialObjectMeta` asks for nothing else), indexed by
-    /// namespace: the webhook counts pods, it never reads them.
-    pub pods: Shared<PartialObjectMeta<Pod>>,
+    /// Metadata, no label, by namespace: the webhook counts pods, it never reads them.
+    pub pods: Metas<Pod>,
     /// Metadata only: which Secrets exist and at which version; contents are read on change
     /// ([`crate::certificates::secrets`]).
     pub secrets: Shared<PartialObjectMeta<Secret>>,
     pub issuers: Shared<DeserializeGuard<SmIssuer>>,
     pub cluster_issuers: Shared<DeserializeGuard<SmClusterIssuer>>,
+}
+
+fn channel_only(label: &str) -> bool {
+    label == crate::channels::build::CHANNEL_LABEL
 }
 
 impl Hub {
@@ -364,18 +360,20 @@ impl Hub {
         Hub {
             tenants: Shared::new(Api::all(client.clone()), all(), None),
             zones: Shared::new(Api::all(client.clone()), all(), None),
-            namespaces: Shared::keeping(Api::all(client.clone()), all(), Some(tenant_of as KeyFn<_>), trim),
+            namespaces: Metas::new(Api::all(client.clone()), all(), IndexBy::Label(crate::labels::TENANT), read_here),
             // Labels kept: a quota is compared whole with what we apply (`apply::Seen::Whole`),
             // as its version moves with every status update of the quota controller.
             quotas: Shared::keeping(Api::all(client.clone()), managed(), in_ns(), trim),
-            limits: Shared::keeping(Api::all(client.clone()), managed(), in_ns(), trim_child),
-            policies: Shared::keeping(Api::all(client.clone()), managed(), in_ns(), trim_child),
-            bindings: Shared::keeping(Api::all(client.clone()), managed(), in_ns(), trim_child),
+            // Of a child read by version, only the channel's label (whose it is comes from its
+            // namespace; a trigger reads the whole object before the store cuts it down).
+            limits: Metas::new(Api::all(client.clone()), managed(), IndexBy::Namespace, channel_only),
+            policies: Metas::new(Api::all(client.clone()), managed(), IndexBy::Namespace, channel_only),
+            bindings: Metas::new(Api::all(client.clone()), managed(), IndexBy::Namespace, channel_only),
             certificates: Shared::new(Api::all(client.clone()), all(), tenant),
             channels: Shared::new(Api::all(client.clone()), all(), None),
             services: Shared::new(Api::all(client.clone()), all(), None),
             nodes: Shared::new(Api::all(client.clone()), all(), None),
-            pods: Shared::keeping(Api::all(client.clone()), all(), in_ns(), trim),
+            pods: Metas::new(Api::all(client.clone()), all(), IndexBy::Namespace, |_| false),
             secrets: Shared::new(Api::all(client.clone()), all(), None),
             issuers: Shared::new(Api::all(client.clone()), all(), None),
             cluster_issuers: Shared::new(Api::all(client.clone()), all(), None),
