@@ -108,6 +108,8 @@ row "idle: Lease writes per minute" idle_lease_writes_per_minute
 row "idle: operator CPU (% of a core)" idle_cpu_percent "before: 38%"
 row "peak RSS (MiB)" peak_rss_mib "goal ≤ 200 at 5,000; before 310 at 1,000"
 row "RSS after the idle minute (MiB)" idle_rss_mib ""
+row "heap then: live objects (MiB, jemalloc allocated)" heap_allocated_mib ""
+row "heap then: resident (MiB, jemalloc resident)" heap_resident_mib ""
 row "drift repair p50 (s)" drift_repair_p50_seconds
 row "drift repair p99 (s)" drift_repair_p99_seconds "goal ≤ 1 at 1,000; before 2–29+"
 row "pod admission p50 (s)" pod_admission_p50_seconds

@@ -316,6 +316,12 @@ async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::R
     out("idle_cpu_percent", format!("{:.1}", (cpu_b - cpu_a) / 60.0 * 100.0));
     out("peak_rss_mib", format!("{hwm:.0}"));
     out("idle_rss_mib", format!("{:.0}", status_mib(pid, "VmRSS:")));
+    // What of it is the heap, as the allocator counts it (`zhengyun_heap_bytes`).
+    let m = metrics(admin).await;
+    for state in ["allocated", "resident"] {
+        let bytes = sum(&m, &format!("zhengyun_heap_bytes{{state=\"{state}\"}}"), &[]);
+        out(&format!("heap_{state}_mib"), format!("{:.0}", bytes / 1024.0 / 1024.0));
+    }
 
     // Drift: delete a tenant's default-deny policy and time its return, 50 times over. The
     // webhook refuses that to everyone but Kubernetes' own controllers, so act as one.
