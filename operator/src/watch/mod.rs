@@ -4,7 +4,8 @@
 //! a key (the owning tenant, or a pod's namespace) so a round finds its own objects without
 //! scanning everyone's, and hands each applied or deleted object to every controller that
 //! subscribed for triggers. Objects are kept without their `managedFields` and
-//! `last-applied-configuration` (often half an object's size, and never read here).
+//! `last-applied-configuration` (often half an object's size, and never read here). Kinds read
+//! only by name, version and labels are held by [`Metas`], which keeps just those.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -114,8 +115,8 @@ impl<K: Watched> Shared<K> {
         Self::from_events(watcher(api, cfg).default_backoff().modify(slim).boxed(), key)
     }
 
-    /// [`Shared::new`] whose store keeps of each object only what `keep` leaves (see [`trim`]
-    /// and [`trim_child`]); subscribers still get whole objects.
+    /// [`Shared::new`] whose store keeps of each object only what `keep` leaves (see [`trim`]);
+    /// subscribers still get whole objects.
     pub fn keeping(api: Api<K>, cfg: watcher::Config, key: Option<KeyFn<K>>, keep: fn(&mut K)) -> Self {
         let mut shared = Self::new(api, cfg, key);
         shared.keep = Some(keep);
