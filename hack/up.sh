@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: builds what is needed (cached under ~/.cache/zhengyun/),
 # starts a local control plane (etcd + kube-apiserver + kube-controller-manager + scheduler) and
-# two real nodes, one per zone (containerd + kubelet + kube-proxy in their own network
+# two real nodes, one per zone (containerd + kubelet + kube-proxy + kube-router in their own network
 # namespaces; ZHENGYUN_NODES=0 skips them, and a machine without what they need says so),
 # installs the CRDs, runs the operator and applies the sample tenants from docs/examples/.
 # Runs in the foreground until Ctrl-C, then stops everything. With --detach it returns and

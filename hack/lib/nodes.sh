@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Real nodes for the local control plane, one per zone, on this one machine: each node is a
 # network namespace (its own address on a host bridge) with its own mount namespace, holding a
-# containerd, a kubelet and a kube-proxy started from hack/ (no systemd, no images pulled). Source
+# containerd, a kubelet, a kube-proxy and kube-router (the NetworkPolicy enforcer, firewall only)
+# started from hack/ (no systemd, no images pulled). Source
 # hack/lib/cluster.sh first, then this file:
 #   nodes_prepare             installs and builds what nodes need and sets ZHENGYUN_NODES to 1, or to
 #                             0 saying why not (ZHENGYUN_NODES=0 beforehand skips it all)
@@ -74,6 +75,7 @@ nodes_prepare() {
   fi
   "$HACK_DIR/node-deps.sh"
   "$HACK_DIR/build-node.sh" >/dev/null
+  "$HACK_DIR/build-kube-router.sh" >/dev/null
   "$HACK_DIR/build-images.sh" >/dev/null
   local why
   if why=$(nodes_preflight); then
@@ -252,8 +254,10 @@ _node_kubelet_config() { # dir index zone port
   _node_cert "$pki" "$nd/pki" kubelet "/O=system:nodes/CN=system:node:zy-$zone"
   _node_cert "$pki" "$nd/pki" kubelet-serving "/CN=zy-$zone" "IP:$ip,DNS:zy-$zone"
   _node_cert "$pki" "$nd/pki" kube-proxy "/CN=system:kube-proxy"
+  _node_cert "$pki" "$nd/pki" kube-router "/O=zhengyun:kube-router/CN=zhengyun:kube-router:zy-$zone"
   _node_kubeconfig "$nd/kubelet.kubeconfig" "$port" "$nd/pki/kubelet.crt" "$nd/pki/kubelet.key" "$pki/ca.crt"
   _node_kubeconfig "$nd/kube-proxy.kubeconfig" "$port" "$nd/pki/kube-proxy.crt" "$nd/pki/kube-proxy.key" "$pki/ca.crt"
+  _node_kubeconfig "$nd/kube-router.kubeconfig" "$port" "$nd/pki/kube-router.crt" "$nd/pki/kube-router.key" "$pki/ca.crt"
   cat >"$nd/kubelet.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -303,6 +307,41 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 YAML
 }
 
+# What kube-router reads to enforce NetworkPolicies (read only: it runs as the firewall alone).
+_node_enforcer_rbac() { # kubectl kubeconfig
+  "$1" --kubeconfig "$2" apply -f - >/dev/null <<'YAML'
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "zhengyun:kube-router"}
+rules:
+- apiGroups: [""]
+  resources: [namespaces, pods, nodes, services, endpoints]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "zhengyun:kube-router"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "zhengyun:kube-router"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "zhengyun:kube-router"}]
+YAML
+}
+
+# kube-router as the NetworkPolicy enforcer alone: no routing (host routes do that), no service
+# proxy (kube-proxy does that). Its iptables chains and ipsets live in the node's network namespace.
+_node_enforcer() { # dir zone kube-router-dir
+  local dir=$1 zone=$2 kr=$3 nd=$1/nodes/$2
+  _in_node "$dir" "$zone" "kube-router-$zone" "$kr/kube-router" --run-firewall=true --run-router=false \
+    --run-service-proxy=false --run-loadbalancer=false --kubeconfig="$nd/kube-router.kubeconfig" \
+    --hostname-override="zy-$zone" --service-cluster-ip-range=10.0.0.0/24 \
+    --enable-ipv4=true --enable-ipv6=false --health-port=20244 --metrics-port=0 -v=1
+}
+
 _wait_socket() { # path seconds
   local _
   for _ in $(seq 1 $(($2 * 10))); do [ -S "$1" ] && return 0; sleep 0.1; done
@@ -320,10 +359,11 @@ _node_images() { # dir zone nodebin
 }
 
 nodes_up() {
-  local dir=$1 nb k8s i=0 zone port
+  local dir=$1 nb k8s kr i=0 zone port
   dir=$(cd "$dir" && pwd)
   nb=$("$HACK_DIR/build-node.sh")
   k8s=$("$HACK_DIR/build-k8s.sh")
+  kr=$("$HACK_DIR/build-kube-router.sh")
   ZY_IMAGES_DIR=$("$HACK_DIR/build-images.sh")
   # shellcheck disable=SC1091
   port=$(. "$dir/env" && echo "$APISERVER_PORT")
@@ -338,6 +378,7 @@ nodes_up() {
   # the host's default gateway.
   ip route add blackhole 10.244.0.0/16
   ip route add blackhole 10.0.0.0/24
+  _node_enforcer_rbac "$k8s/kubectl" "$dir/kubeconfig"
   for zone in $ZY_NODE_ZONES; do
     i=$((i + 1))
     _node_network "$dir" "$i" "$zone"
@@ -371,6 +412,18 @@ nodes_up() {
       tail -15 "$dir/logs/kubelet-$zone.log" >&2
       return 1
     fi
+    # kube-router finds its node by name, so it starts once the node is registered; it is in
+    # place once its chains are (until then a pod would start unguarded).
+    _node_enforcer "$dir" "$zone" "$kr"
+    for _ in $(seq 1 120); do
+      nsenter --net="$dir/nodes/$zone/netns" iptables -S KUBE-ROUTER-FORWARD >/dev/null 2>&1 && break
+      sleep 0.5
+    done
+    if ! nsenter --net="$dir/nodes/$zone/netns" iptables -S KUBE-ROUTER-FORWARD >/dev/null 2>&1; then
+      echo "kube-router on node zy-$zone did not set up its firewall; last lines:" >&2
+      tail -15 "$dir/logs/kube-router-$zone.log" >&2
+      return 1
+    fi
   done
   echo "nodes up: $(for z in $ZY_NODE_ZONES; do printf 'zy-%s ' "$z"; done)" >&2
 }
@@ -394,7 +447,7 @@ nodes_down() {
   [ -d "$dir/nodes" ] || return 0
   dir=$(cd "$dir" && pwd)
   for zone in $ZY_NODE_ZONES; do
-    for name in "kube-proxy-$zone" "kubelet-$zone" "containerd-$zone"; do
+    for name in "kube-router-$zone" "kube-proxy-$zone" "kubelet-$zone" "containerd-$zone"; do
       f=$dir/pids/$name
       [ -f "$f" ] || continue
       pid=$(cat "$f")
