@@ -43,7 +43,7 @@ cargo test --workspace --exclude zhengyun-e2e --locked
 
 # Real nodes unless ZHENGYUN_NODES=0 or the machine lacks what they need (then said, and the
 # tests that need nodes say they had none).
-step "local nodes: Debian packages, containerd, runc and CNI plugins (Go module proxy), images"
+step "local nodes: Debian packages, containerd, runc, CNI plugins and kube-router (Go module proxy), images"
 nodes_prepare
 
 dir=$(mktemp -d /tmp/zhengyun-test.XXXXXX)
@@ -59,7 +59,7 @@ cluster_up "$dir"
 # shellcheck disable=SC1091
 source "$dir/env"
 if [ "$ZHENGYUN_NODES" = 1 ]; then
-  step "local nodes (one per zone: containerd, kubelet and kube-proxy in their own network namespaces)"
+  step "local nodes (one per zone: containerd, kubelet, kube-proxy and kube-router in their own network namespaces)"
   nodes_up "$dir"
 fi
 export ZHENGYUN_OPERATOR_BIN=$CARGO_TARGET_DIR/debug/zhengyun-operator
@@ -70,4 +70,11 @@ if ! cargo test -p zhengyun-e2e --locked -- --test-threads=1 "$@"; then
   echo "e2e failed; operator logs:" >&2
   for f in "$ZHENGYUN_E2E_LOGS"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -30 "$f" >&2; }; done
   exit 1
+fi
+# The traffic matrices observed on the real nodes (docs/traffic-matrix.md says what they show),
+# printed and kept in .local/traffic/ (JSON for hack/render-matrix.py).
+if ls "$ZHENGYUN_E2E_LOGS"/traffic-*/matrix-*.md >/dev/null 2>&1; then
+  rm -rf .local/traffic && mkdir -p .local/traffic
+  for f in "$ZHENGYUN_E2E_LOGS"/traffic-*/matrix-*; do cp "$f" .local/traffic/; done
+  for f in .local/traffic/matrix-*.md; do printf '\n== traffic matrix %s\n' "$(basename "$f" .md)"; cat "$f"; done
 fi

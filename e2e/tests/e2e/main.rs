@@ -16,5 +16,6 @@ mod operator;
 mod pki;
 mod quota;
 mod reachability;
+mod traffic;
 mod validation;
 mod zones;
