@@ -20,7 +20,7 @@ def main(src, out):
     m = json.load(open(src))
     pods = m["pods"]
     ports = m["ports"]
-    label = {p["name"]: f'{p["namespace"]}/{p["name"]}\n({p["node"]})' for p in pods}
+    label = {p["name"]: f'{p.get("label") or p["namespace"] + "/" + p["name"]}\n({p["node"]})' for p in pods}
     rows = [p["name"] for p in pods]
     cols = [(p["name"], port) for p in pods for port in ports]
     cells = {(c["from"], c["to"], c["port"]): c for c in m["cells"]}
@@ -51,7 +51,7 @@ def main(src, out):
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([label[r] for r in rows], fontsize=8)
     ax.xaxis.tick_top()
-    ax.set_title(f'Observed TCP connections between probe pods ({m["stage"]}); every cell equals the policies\' verdict',
+    ax.set_title(f'Observed TCP connections between probe pods and the outside network ({m["stage"]}); every cell equals the policies\' verdict',
                  fontsize=10, pad=60)
     fig.tight_layout()
     fig.savefig(out, dpi=110)

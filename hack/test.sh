@@ -61,6 +61,9 @@ source "$dir/env"
 if [ "$ZHENGYUN_NODES" = 1 ]; then
   step "local nodes (one per zone: containerd, kubelet, kube-proxy and kube-router in their own network namespaces)"
   nodes_up "$dir"
+  # The outside network's address and namespace, and the probe binary, for the traffic test.
+  # shellcheck disable=SC1091
+  source "$dir/nodes/outside.env"
 fi
 export ZHENGYUN_OPERATOR_BIN=$CARGO_TARGET_DIR/debug/zhengyun-operator
 export ZHENGYUN_E2E_LOGS=$dir/operator-logs

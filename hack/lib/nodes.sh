@@ -28,6 +28,14 @@ ZY_CGROUP_CONTROLLERS="cpu cpuacct cpuset memory pids blkio devices freezer syst
 # ours instead, so the host's settings are never touched.
 ZY_KERNEL_TUNABLES="vm/overcommit_memory=1 vm/panic_on_oom=0 kernel/panic=10 kernel/panic_on_oops=1 kernel/keys/root_maxkeys=1000000 kernel/keys/root_maxbytes=25000000"
 
+# The zones' outside network: a network namespace on the bridge standing for the external
+# network the intranet zone declares (docs/examples/zones/, the e2e zones: 10.200.0.0/24), with
+# a probe listening at 10.200.0.10. Nodes and the host route it there, so whether a pod reaches
+# it is the policies' decision, and no packet for it leaves the machine.
+ZY_OUTSIDE_NET=10.200.0.0/24
+ZY_OUTSIDE_IP=10.200.0.10
+ZY_OUTSIDE_GW=10.99.0.200
+
 _node_ip() { echo "10.99.0.$((10 + $1))"; }
 _node_pods() { echo "10.244.$1.0/24"; }
 
@@ -135,7 +143,31 @@ _node_network() { # dir index zone
     [ "$j" = "$i" ] && continue
     nsenter --net="$nd/netns" ip route add "$(_node_pods "$j")" via "$(_node_ip "$j")"
   done
+  nsenter --net="$nd/netns" ip route add "$ZY_OUTSIDE_NET" via "$ZY_OUTSIDE_GW"
   ip route add "$(_node_pods "$i")" via "$ip"
+}
+
+# _outside_network DIR PROBE: the outside network's namespace, its routes, and a probe in it.
+_outside_network() {
+  local dir=$1 probe=$2 od=$1/nodes/outside j
+  mkdir -p "$od"
+  touch "$od/netns"
+  unshare --net="$od/netns" true
+  ip link add zy-outside-h type veth peer name eth0 netns "$od/netns"
+  ip link set zy-outside-h master "$ZY_BRIDGE" up
+  nsenter --net="$od/netns" sh -c "
+    ip link set lo up && ip addr add $ZY_OUTSIDE_GW/24 dev eth0 && ip link set eth0 up &&
+    ip addr add $ZY_OUTSIDE_IP/32 dev lo"
+  for j in $(seq 1 "$ZY_NODE_COUNT"); do
+    nsenter --net="$od/netns" ip route add "$(_node_pods "$j")" via "$(_node_ip "$j")"
+  done
+  ip route add "$ZY_OUTSIDE_NET" via "$ZY_OUTSIDE_GW"
+  _start "$dir" outside-probe env PROBE_NAME=outside nsenter --net="$od/netns" -- "$probe" serve 8080 9090
+  cat >"$dir/nodes/outside.env" <<ENV
+export ZHENGYUN_OUTSIDE_IP=$ZY_OUTSIDE_IP
+export ZHENGYUN_OUTSIDE_NETNS=$od/netns
+export ZHENGYUN_PROBE_BIN=$probe
+ENV
 }
 
 _node_cgroups() { # zone
@@ -379,6 +411,7 @@ nodes_up() {
   ip route add blackhole 10.244.0.0/16
   ip route add blackhole 10.0.0.0/24
   _node_enforcer_rbac "$k8s/kubectl" "$dir/kubeconfig"
+  _outside_network "$dir" "$ZY_IMAGES_DIR/probe"
   for zone in $ZY_NODE_ZONES; do
     i=$((i + 1))
     _node_network "$dir" "$i" "$zone"
@@ -425,7 +458,19 @@ nodes_up() {
       return 1
     fi
   done
+  _cluster_dns "$k8s/kubectl" "$dir/kubeconfig" || return 1
   echo "nodes up: $(for z in $ZY_NODE_ZONES; do printf 'zy-%s ' "$z"; done)" >&2
+}
+
+# Cluster DNS (hack/node/coredns/coredns.yaml) at 10.0.0.10, the kubelets' clusterDNS; ready
+# before nodes_up returns.
+_cluster_dns() { # kubectl kubeconfig
+  "$1" --kubeconfig "$2" apply -f "$HACK_DIR/node/coredns/coredns.yaml" >/dev/null
+  if ! "$1" --kubeconfig "$2" -n kube-system rollout status deployment/coredns --timeout=120s >/dev/null; then
+    echo "cluster DNS (CoreDNS) did not become ready:" >&2
+    "$1" --kubeconfig "$2" -n kube-system get pods -l k8s-app=kube-dns -o wide >&2
+    return 1
+  fi
 }
 
 _kill_cgroup_tree() { # cgroup dir (pids hierarchy): kills every process in it until none is left
@@ -463,6 +508,11 @@ nodes_down() {
       rm -f "$f"
     fi
   done
+  f=$dir/pids/outside-probe
+  if [ -f "$f" ]; then
+    kill -KILL "$(cat "$f")" 2>/dev/null || true
+    rm -f "$f"
+  fi
   # Mounts of ours in the host's namespace: the node network namespace files (everything the
   # daemons mounted lived in their node's mount namespace, gone with its last process).
   findmnt -rn -o TARGET | grep "^$dir/" | sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
@@ -470,6 +520,7 @@ nodes_down() {
     i=$((i + 1))
     ip route del "$(_node_pods "$i")" 2>/dev/null || true
   done
+  ip route del "$ZY_OUTSIDE_NET" 2>/dev/null || true
   ip route del blackhole 10.244.0.0/16 2>/dev/null || true
   ip route del blackhole 10.0.0.0/24 2>/dev/null || true
   ip link del "$ZY_BRIDGE" 2>/dev/null || true
@@ -495,7 +546,7 @@ nodes_down() {
 nodes_leftovers() {
   local bad=0
   if ip -o link | grep -q " zy-"; then echo "links left: $(ip -o link | grep " zy-" | cut -d: -f2 | tr -d ' ' | tr '\n' ' ')" >&2; bad=1; fi
-  if ip route | grep -qE "^10\.244\.|blackhole 10\.(244|0\.0)"; then echo "routes left: $(ip route | grep -E '10\.244|blackhole')" >&2; bad=1; fi
+  if ip route | grep -qE "^10\.(244|200)\.|blackhole 10\.(244|0\.0)"; then echo "routes left: $(ip route | grep -E '10\.(244|200)|blackhole')" >&2; bad=1; fi
   if ls -d /sys/fs/cgroup/*/"$ZY_CGROUP" >/dev/null 2>&1; then echo "cgroups left: $(ls -d /sys/fs/cgroup/*/"$ZY_CGROUP")" >&2; bad=1; fi
   if findmnt -rn -o TARGET | grep -q "/nodes/[^/]*/netns$"; then echo "network namespace mounts left" >&2; bad=1; fi
   return $bad

@@ -3,6 +3,7 @@
 //!
 //!   probe serve PORT...                      listen on each TCP port; greet, then close
 //!   probe connect [--timeout-ms N] HOST:PORT...   try each target; one JSON line per target
+//!   probe dns [--timeout-ms N] SERVER:PORT NAME   ask SERVER for NAME's A record over UDP
 //!
 //! A listener answers `NAME PORT\n` (NAME from `$PROBE_NAME`, else the host name), so a
 //! connect proves it reached the pod it meant to, not a port that something else opened.
@@ -11,7 +12,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -94,6 +95,103 @@ pub fn connect(target: &str, timeout: Duration) -> Outcome {
     }
 }
 
+/// A DNS query for `name`'s A record (recursion desired), with `id`.
+fn dns_query(id: u16, name: &str) -> Result<Vec<u8>, String> {
+    let mut q = Vec::with_capacity(32 + name.len());
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.trim_end_matches('.').split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!("bad name {name:?}"));
+        }
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    Ok(q)
+}
+
+/// Skips a (possibly compressed) name at `at`; returns the offset after it.
+fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *msg.get(at)? as usize;
+        if len == 0 {
+            return Some(at + 1);
+        }
+        if len & 0xC0 == 0xC0 {
+            return Some(at + 2);
+        }
+        at += 1 + len;
+    }
+}
+
+/// The response's code and its first A record, if the response answers query `id`.
+fn dns_answer(id: u16, msg: &[u8]) -> Result<(u8, Option<Ipv4Addr>), String> {
+    if msg.len() < 12 || msg[0..2] != id.to_be_bytes() {
+        return Err("not an answer to the query".into());
+    }
+    let rcode = msg[3] & 0x0F;
+    let questions = u16::from_be_bytes([msg[4], msg[5]]);
+    let answers = u16::from_be_bytes([msg[6], msg[7]]);
+    let mut at = 12;
+    for _ in 0..questions {
+        at = skip_name(msg, at).ok_or("truncated question")? + 4;
+    }
+    for _ in 0..answers {
+        at = skip_name(msg, at).ok_or("truncated answer")?;
+        let head = msg.get(at..at + 10).ok_or("truncated answer")?;
+        let (rtype, len) = (u16::from_be_bytes([head[0], head[1]]), u16::from_be_bytes([head[8], head[9]]) as usize);
+        let data = msg.get(at + 10..at + 10 + len).ok_or("truncated answer")?;
+        if rtype == 1 && len == 4 {
+            return Ok((rcode, Some(Ipv4Addr::new(data[0], data[1], data[2], data[3]))));
+        }
+        at += 10 + len;
+    }
+    Ok((rcode, None))
+}
+
+/// Asks `server` for `name`'s A record over UDP within `timeout`.
+pub fn dns(server: &str, name: &str, timeout: Duration) -> Outcome {
+    let start = Instant::now();
+    let target = format!("dns {server} {name}");
+    let result = (|| -> Result<String, String> {
+        let addr: SocketAddr = server
+            .to_socket_addrs()
+            .map_err(|e| format!("bad server: {e}"))?
+            .next()
+            .ok_or_else(|| "bad server: no address".to_string())?;
+        let id =
+            (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7)
+                & 0xFFFF) as u16;
+        let socket = UdpSocket::bind(("0.0.0.0", 0)).map_err(|e| e.to_string())?;
+        socket.connect(addr).map_err(|e| e.to_string())?;
+        socket.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+        socket.send(&dns_query(id, name)?).map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 1500];
+        let n = socket.recv(&mut buf).map_err(|e| e.to_string())?;
+        match dns_answer(id, &buf[..n])? {
+            (0, Some(ip)) => Ok(format!("A {ip}")),
+            (0, None) => Err("no A record".into()),
+            (rcode, _) => Err(format!("rcode {rcode}")),
+        }
+    })();
+    let millis = start.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(answer) => Outcome { target, ok: true, millis, detail: answer },
+        Err(e) => Outcome { target, ok: false, millis, detail: e },
+    }
+}
+
+/// `--timeout-ms N` at the head of `args`, and the rest.
+fn timeout_arg<'a>(what: &str, args: &'a [String]) -> Result<(Duration, &'a [String]), String> {
+    if args.first().map(String::as_str) != Some("--timeout-ms") {
+        return Ok((Duration::from_millis(1000), args));
+    }
+    let ms = args.get(1).ok_or_else(|| format!("{what}: --timeout-ms needs a value"))?;
+    let ms: u64 = ms.parse().map_err(|e| format!("{what}: --timeout-ms {ms}: {e}"))?;
+    Ok((Duration::from_millis(ms), &args[2..]))
+}
+
 fn json_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
@@ -118,13 +216,7 @@ fn run(args: &[String]) -> Result<(), String> {
             serve(&ports)
         }
         Some("connect") => {
-            let mut timeout = Duration::from_millis(1000);
-            let mut targets = &args[1..];
-            if targets.first().map(String::as_str) == Some("--timeout-ms") {
-                let ms = targets.get(1).ok_or("connect: --timeout-ms needs a value")?;
-                timeout = Duration::from_millis(ms.parse().map_err(|e| format!("connect: --timeout-ms {ms}: {e}"))?);
-                targets = &targets[2..];
-            }
+            let (timeout, targets) = timeout_arg("connect", &args[1..])?;
             if targets.is_empty() {
                 return Err("connect: give at least one HOST:PORT".into());
             }
@@ -133,7 +225,16 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             Ok(())
         }
-        _ => Err("usage: probe serve PORT... | probe connect [--timeout-ms N] HOST:PORT...".into()),
+        Some("dns") => {
+            let (timeout, rest) = timeout_arg("dns", &args[1..])?;
+            let [server, name] = rest else { return Err("dns: give SERVER:PORT and a NAME".into()) };
+            println!("{}", dns(server, name, timeout).json());
+            Ok(())
+        }
+        _ => Err(
+            "usage: probe serve PORT... | probe connect [--timeout-ms N] HOST:PORT... | probe dns [--timeout-ms N] SERVER:PORT NAME"
+                .into(),
+        ),
     }
 }
 
@@ -172,11 +273,35 @@ mod tests {
     }
 
     #[test]
+    fn a_dns_answer_is_read_past_compressed_names() {
+        let q = dns_query(0x1234, "kubernetes.default.svc.cluster.local").expect("query");
+        assert_eq!(&q[0..2], &[0x12, 0x34]);
+        // The query echoed as the question, then one answer whose name points at it.
+        let mut r = q.clone();
+        r[2] = 0x81;
+        r[3] = 0x80;
+        r[7] = 1;
+        r.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 10, 0, 0, 1]);
+        assert_eq!(dns_answer(0x1234, &r), Ok((0, Some(Ipv4Addr::new(10, 0, 0, 1)))));
+        assert!(dns_answer(0x9999, &r).is_err(), "another query's answer");
+        let mut nx = q.clone();
+        nx[3] = 0x83;
+        assert_eq!(dns_answer(0x1234, &nx), Ok((3, None)));
+        assert!(dns_answer(0x1234, &r[..r.len() - 2]).is_err(), "truncated");
+        assert!(dns_query(1, "a..b").is_err());
+        // A server that never answers: an error within the timeout, not a hang.
+        let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let o = dns(&silent.local_addr().expect("addr").to_string(), "x.cluster.local", Duration::from_millis(200));
+        assert!(!o.ok && o.millis < 2000.0, "{o:?}");
+    }
+
+    #[test]
     fn bad_arguments_name_what_is_wrong() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(run(&args(&["serve", "http"])).unwrap_err().contains("port http"));
         assert!(run(&args(&["connect"])).unwrap_err().contains("HOST:PORT"));
         assert!(run(&args(&["connect", "--timeout-ms", "x", "a:1"])).unwrap_err().contains("--timeout-ms x"));
+        assert!(run(&args(&["dns", "10.0.0.10:53"])).unwrap_err().contains("NAME"));
         assert!(json_string("a\"b\n").contains("\\\"") && json_string("a\n").contains("\\u000a"));
     }
 }

@@ -60,6 +60,15 @@ fn probe_pod(name: &str) -> Pod {
     .expect("pod")
 }
 
+/// Where a probe runs, which says how to make it connect.
+#[derive(Clone)]
+enum Runs {
+    /// In a pod: through the kubelet, as `kubectl exec` does.
+    Pod,
+    /// In the outside network's namespace (hack/lib/nodes.sh), as root here.
+    Netns { netns: String, bin: String },
+}
+
 /// A running probe and what the policies see of it.
 #[derive(Clone)]
 struct Probe {
@@ -68,6 +77,32 @@ struct Probe {
     ip: String,
     node: String,
     endpoint: Endpoint,
+    runs: Runs,
+}
+
+impl Probe {
+    fn label(&self) -> String {
+        match self.runs {
+            Runs::Pod => format!("{}/{}", self.namespace, self.name),
+            Runs::Netns { .. } => format!("{} {}", self.name, self.ip),
+        }
+    }
+}
+
+/// The outside network hack/lib/nodes.sh makes (a network namespace standing for the external
+/// network the intranet zone declares), if this run has one.
+fn outside() -> Option<Probe> {
+    let ip = std::env::var("ZHENGYUN_OUTSIDE_IP").ok()?;
+    let netns = std::env::var("ZHENGYUN_OUTSIDE_NETNS").ok()?;
+    let bin = std::env::var("ZHENGYUN_PROBE_BIN").ok()?;
+    Some(Probe {
+        name: "outside".into(),
+        namespace: String::new(),
+        endpoint: Endpoint::External(ip.parse().expect("ZHENGYUN_OUTSIDE_IP")),
+        ip,
+        node: "outside network".into(),
+        runs: Runs::Netns { netns, bin },
+    })
 }
 
 async fn start_probe(client: &Client, namespace: &str, name: &str) -> Probe {
@@ -95,6 +130,7 @@ async fn start_probe(client: &Client, namespace: &str, name: &str) -> Probe {
         ip: running.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
         node: running.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
         endpoint,
+        runs: Runs::Pod,
     }
 }
 
@@ -107,25 +143,48 @@ struct Tried {
     detail: String,
 }
 
-/// Runs `probe connect` inside `from` (through the kubelet, as `kubectl exec` does) against
-/// `targets`; one result per target, in order.
+/// Runs `probe connect` where `from` runs (in a pod through the kubelet, as `kubectl exec`
+/// does, or in the outside network's namespace) against `targets`; one result per target, in
+/// order.
 fn connect(from: &Probe, targets: &[String], timeout_ms: u32) -> Vec<Tried> {
     let timeout = timeout_ms.to_string();
-    let mut args = vec!["exec", "-n", &from.namespace, &from.name, "--", "/probe", "connect", "--timeout-ms", &timeout];
+    let mut args = vec!["connect", "--timeout-ms", &timeout];
     args.extend(targets.iter().map(String::as_str));
-    let (ok, out) = run_tool("kubectl", &args, None);
-    assert!(ok, "probe connect in {}/{}: {out}", from.namespace, from.name);
-    let tried: Vec<Tried> = out
-        .lines()
+    let tried = parse(&run_probe(from, &args));
+    assert_eq!(tried.len(), targets.len(), "one result per target from {}: {tried:?}", from.label());
+    tried
+}
+
+/// Runs the probe binary where `from` runs (in a pod through the kubelet, as `kubectl exec`
+/// does, or in the outside network's namespace) with `args`; what it printed.
+fn run_probe(from: &Probe, args: &[&str]) -> String {
+    let (ok, out) = match &from.runs {
+        Runs::Pod => {
+            let mut all = vec!["exec", "-n", &from.namespace, &from.name, "--", "/probe"];
+            all.extend(args);
+            run_tool("kubectl", &all, None)
+        }
+        Runs::Netns { netns, bin } => {
+            let net = format!("--net={netns}");
+            let mut all = vec![net.as_str(), "--", bin];
+            all.extend(args);
+            run_tool("nsenter", &all, None)
+        }
+    };
+    assert!(ok, "probe {args:?} from {}: {out}", from.label());
+    out
+}
+
+/// The probe's JSON lines.
+fn parse(out: &str) -> Vec<Tried> {
+    out.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .map(|v| Tried {
             ok: v["ok"].as_bool().unwrap_or(false),
             millis: v["ms"].as_f64().unwrap_or(0.0),
             detail: v["peer"].as_str().or(v["error"].as_str()).unwrap_or_default().to_string(),
         })
-        .collect();
-    assert_eq!(tried.len(), targets.len(), "one result per target: {out}");
-    tried
+        .collect()
 }
 
 /// The NetworkPolicies in force, as the model reads them (kube-router enforces
@@ -152,7 +211,7 @@ impl Matrix {
         let mut s = String::from("| from \\ to |");
         for p in probes {
             for port in PORTS {
-                let _ = write!(s, " {}/{}:{port} |", p.namespace, p.name);
+                let _ = write!(s, " {}:{port} |", p.label());
             }
         }
         s.push_str("\n|---|");
@@ -161,7 +220,7 @@ impl Matrix {
         }
         s.push('\n');
         for from in probes {
-            let _ = write!(s, "| {}/{} ({}) |", from.namespace, from.name, from.node);
+            let _ = write!(s, "| {} ({}) |", from.label(), from.node);
             for to in probes {
                 for port in PORTS {
                     match self.cells.get(&(from.name.clone(), to.name.clone(), port)) {
@@ -337,7 +396,7 @@ async fn traffic_the_observed_matrix_equals_the_policies_verdict_channels_open_a
     for name in ["traffic-a", "traffic-b", "traffic-c"] {
         wait_ready(&client, name).await;
     }
-    let probes = vec![
+    let mut probes = vec![
         start_probe(&client, "traffic-a-apps", "a1").await,
         start_probe(&client, "traffic-a-apps", "a2").await,
         start_probe(&client, "traffic-a-data", "a3").await,
@@ -348,6 +407,11 @@ async fn traffic_the_observed_matrix_equals_the_policies_verdict_channels_open_a
         probes.iter().map(|p| p.node.as_str()).collect::<Vec<_>>(),
         ["zy-intranet", "zy-intranet", "zy-intranet", "zy-intranet", "zy-extranet"]
     );
+    let outside = outside();
+    match &outside {
+        Some(o) => probes.push(o.clone()),
+        None => eprintln!("no outside network in this run (hack/lib/nodes.sh makes it): pods only"),
+    }
 
     // 1. The tenant boundary: inside a tenant (also across its namespaces) allowed, across
     //    tenants denied, across zones denied, and all of it what the model says.
@@ -357,6 +421,53 @@ async fn traffic_the_observed_matrix_equals_the_policies_verdict_channels_open_a
         for port in PORTS {
             assert!(!m.observed(from, to, port), "{from} -> {to}:{port} must be denied");
         }
+    }
+    // The outside network the intranet declares: its tenants reach it, the extranet's do not,
+    // and nothing outside reaches a tenant's pod (no zone declares it for ingress).
+    if outside.is_some() {
+        assert!(m.observed("a1", "outside", 8080) && m.observed("b1", "outside", 9090), "the intranet's network");
+        assert!(!m.observed("c1", "outside", 8080), "not the extranet's");
+        for to in ["a1", "b1", "c1"] {
+            assert!(!m.observed("outside", to, 8080), "outside -> {to}");
+        }
+    }
+
+    // DNS: every tenant's pods resolve through the cluster DNS (CoreDNS behind 10.0.0.10,
+    // kube-proxy taking the Service to its pod), as the policies' DNS rule says they may.
+    let world_now = world(&client).await;
+    let dns_pod = Api::<Pod>::namespaced(client.clone(), "kube-system")
+        .list(&ListParams::default().labels("k8s-app=kube-dns"))
+        .await
+        .expect("the cluster DNS pod")
+        .items
+        .into_iter()
+        .next()
+        .expect("hack/lib/nodes.sh runs CoreDNS");
+    let kube_system = Api::<Namespace>::all(client.clone()).get("kube-system").await.expect("kube-system");
+    let dns_endpoint = Endpoint::Pod(PodRef {
+        namespace: "kube-system".into(),
+        namespace_labels: kube_system.metadata.labels.unwrap_or_default(),
+        labels: dns_pod.metadata.labels.unwrap_or_default(),
+        named_ports: BTreeMap::from([("dns".to_string(), 53)]),
+    });
+    for p in probes.iter().filter(|p| matches!(p.runs, Runs::Pod)) {
+        let asked = parse(&run_probe(
+            p,
+            &["dns", "--timeout-ms", "2000", "10.0.0.10:53", "kubernetes.default.svc.cluster.local"],
+        ));
+        let verdict = reachability::evaluate(
+            &world_now,
+            &p.endpoint,
+            &dns_endpoint,
+            &Port { protocol: "UDP".into(), number: 53 },
+        );
+        println!("DNS from {}: {:?}", p.label(), asked);
+        assert!(verdict.allowed, "the model allows DNS from {}: {verdict:?}", p.label());
+        assert!(
+            asked.first().is_some_and(|t| t.ok && t.detail == "A 10.0.0.1"),
+            "{} resolves the API server's Service: {asked:?}",
+            p.label()
+        );
     }
 
     // 2. An exchange channel from traffic-a to traffic-b's Service `api` (443 -> the pods' 8080)
