@@ -144,13 +144,18 @@ pub const REMOVE_WEBHOOKS: &[&str] =
 /// An operator serving and registering its admission webhook on a free loopback port; the
 /// registrations go when the returned guard does.
 pub async fn operator_with_webhook(client: &Client, name: &str) -> (Operator, Cleanup) {
+    operator_with_webhook_env(client, name, &[]).await
+}
+
+/// [`operator_with_webhook`] with extra environment.
+pub async fn operator_with_webhook_env(client: &Client, name: &str, env: &[(&str, &str)]) -> (Operator, Cleanup) {
     let cleanup = Cleanup(vec![REMOVE_WEBHOOKS.to_vec()]);
     let addr = format!("127.0.0.1:{}", free_port());
     let url = format!("https://{addr}");
     let op = Operator::start_args(
         &format!("lease-{name}"),
         &format!("op-{name}"),
-        &[],
+        env,
         &["--webhook-addr", &addr, "--webhook-url", &url],
     )
     .await;

@@ -91,6 +91,11 @@ struct RunArgs {
     /// Log format: `json` (production) or `text`.
     #[arg(long, env = "ZHENGYUN_LOG_FORMAT", default_value = "json")]
     log_format: String,
+    /// The cluster's network plugin enforces ClusterNetworkPolicy. Only then is the tenant
+    /// boundary left to it: an API that is served but enforced by nothing would let tenants'
+    /// own NetworkPolicies open what the cluster policy was meant to close.
+    #[arg(long, env = "ZHENGYUN_CLUSTER_NETWORK_POLICY_ENFORCED", default_value_t = false)]
+    cluster_network_policy_enforced: bool,
 }
 
 fn init_logging(format: &str) -> LogReload {
@@ -225,8 +230,21 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
         Ok(_) => {}
     }
-    // Optional APIs are detected, not assumed.
-    let cnp = zhengyun::isolation::served(&client).await;
+    // Optional APIs are detected, not assumed; that one is enforced is the admin's word, as
+    // nothing in the API says whether a network plugin implements it.
+    let served = zhengyun::isolation::served(&client).await;
+    let cnp = served && args.cluster_network_policy_enforced;
+    if served && !cnp {
+        tracing::warn!(
+            "the ClusterNetworkPolicy API is served but --cluster-network-policy-enforced is not set, so it is not \
+             relied on (not enforced, as far as zhengyun knows): tenants are isolated by NetworkPolicies and the webhook \
+             keeps restricting tenants' own policies"
+        );
+    } else if args.cluster_network_policy_enforced && !served {
+        tracing::warn!(
+            "--cluster-network-policy-enforced is set but the ClusterNetworkPolicy API is not served: ignored"
+        );
+    }
     ctx.cluster_network_policy.store(cnp, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(
         isolation = if cnp { "ClusterNetworkPolicy (Admin tier) + NetworkPolicy" } else { "NetworkPolicy + webhook" },

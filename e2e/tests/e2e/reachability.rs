@@ -19,8 +19,8 @@ use kube::{
 use serde_json::{Value, json};
 use zhengyun::reachability::{self, Endpoint, PodRef, Port, World};
 use zhengyun_e2e::{
-    Cleanup, SECONDS, apply_tenant, as_user, client, grant_channels, operator_with_webhook, run_tool, tenant, wait_for,
-    wait_ready,
+    Cleanup, SECONDS, apply_tenant, as_user, client, grant_channels, operator_with_webhook, operator_with_webhook_env,
+    refused, run_tool, tenant, wait_for, wait_ready,
 };
 
 // ---- The independent evaluator: plain JSON in, a boolean out. ----
@@ -399,7 +399,23 @@ async fn reachability_with_cluster_network_policy_a_tenants_open_policy_opens_no
         ],
         None,
     );
-    let (op, _hooks) = operator_with_webhook(&client, "cnp").await;
+    let open: NetworkPolicy = serde_json::from_value(json!({"metadata": {"name": "open-to-all"}, "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]}})).expect("np");
+    {
+        // Served but not declared enforced (as on the local nodes, whose kube-router enforces
+        // NetworkPolicy only): the operator does not rely on it, says so, and the webhook keeps
+        // refusing a tenant's policy that reaches past the tenant.
+        let (op, _hooks) = operator_with_webhook(&client, "cnp-unenforced").await;
+        apply_tenant(&client, &tenant("cn-a", &["apps"])).await;
+        wait_ready(&client, "cn-a").await;
+        let log = std::fs::read_to_string(&op.log).unwrap_or_default();
+        assert!(log.contains("not relied on") && log.contains("NetworkPolicy + webhook"), "{log}");
+        refused(
+            Api::<NetworkPolicy>::namespaced(client.clone(), "cn-a-apps").create(&PostParams::default(), &open).await,
+            "spec.ingress[0].from[0].namespaceSelector",
+        );
+    }
+    let (op, _hooks) =
+        operator_with_webhook_env(&client, "cnp", &[("ZHENGYUN_CLUSTER_NETWORK_POLICY_ENFORCED", "true")]).await;
     apply_tenant(&client, &tenant("cn-a", &["apps"])).await;
     apply_tenant(&client, &tenant("cn-b", &["apps"])).await;
     wait_ready(&client, "cn-a").await;
@@ -412,7 +428,6 @@ async fn reachability_with_cluster_network_policy_a_tenants_open_policy_opens_no
 
     // With the Admin tier in force the webhook lets a tenant write any policy, even one that
     // admits every namespace: it cannot open what the cluster policy closes.
-    let open: NetworkPolicy = serde_json::from_value(json!({"metadata": {"name": "open-to-all"}, "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]}})).expect("np");
     Api::<NetworkPolicy>::namespaced(client.clone(), "cn-a-apps")
         .create(&PostParams::default(), &open)
         .await
