@@ -64,6 +64,11 @@ if [ "$ZHENGYUN_NODES" = 1 ]; then
   # The outside network's address and namespace, and the probe binary, for the traffic test.
   # shellcheck disable=SC1091
   source "$dir/nodes/outside.env"
+  step "the operator's image, as the Containerfile describes it (static binary), on the nodes"
+  mapfile -t operator_images < <(hack/build-operator-image.sh)
+  [ ${#operator_images[@]} -eq 2 ] || { echo "building the operator's image failed" >&2; exit 1; }
+  nodes_import "$dir" "${operator_images[@]}"
+  export ZHENGYUN_OPERATOR_IMAGE=localhost/zhengyun/zhengyun-operator
 fi
 export ZHENGYUN_OPERATOR_BIN=$CARGO_TARGET_DIR/debug/zhengyun-operator
 export ZHENGYUN_E2E_LOGS=$dir/operator-logs

@@ -9,6 +9,7 @@
 #   nodes_preflight           prints the first kernel feature or tool this machine lacks; returns 1
 #   nodes_up DIR              brings the nodes up beside the control plane in DIR (cluster_up with
 #                             ZHENGYUN_NODES=1 first, so the API server listens where nodes reach it)
+#   nodes_import DIR TAR...   imports image archives into every node's containerd (the operator's)
 #   nodes_down DIR            stops them and removes every process, mount, namespace, link, route and
 #                             cgroup they made
 #   nodes_leftovers           says what nodes_down left behind, if anything; returns 1 then
@@ -387,6 +388,19 @@ _node_images() { # dir zone nodebin
   for img in "$ZY_IMAGES_DIR"/*.tar; do
     "$nb/ctr" --address "$dir/nodes/$zone/containerd/containerd.sock" -n k8s.io images import \
       --platform linux/amd64 --snapshotter overlayfs --label io.cri-containerd.pinned=pinned "$img" >/dev/null
+  done
+}
+
+nodes_import() {
+  local dir=$1 nb zone img
+  shift
+  dir=$(cd "$dir" && pwd)
+  nb=$("$HACK_DIR/build-node.sh")
+  for zone in $ZY_NODE_ZONES; do
+    for img in "$@"; do
+      "$nb/ctr" --address "$dir/nodes/$zone/containerd/containerd.sock" -n k8s.io images import \
+        --platform linux/amd64 --snapshotter overlayfs --label io.cri-containerd.pinned=pinned "$img" >/dev/null
+    done
   done
 }
 
