@@ -502,6 +502,65 @@ pub fn grant_channels(user: &str) {
     );
 }
 
+/// Whether this run has the local control plane's real nodes (`hack/test.sh` exports
+/// `ZHENGYUN_NODES=1` when it brought them up, and says why when it did not).
+pub fn nodes_here() -> bool {
+    if std::env::var("ZHENGYUN_NODES").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("no real nodes in this run (hack/test.sh says why): this test has nothing to run");
+    false
+}
+
+/// A pod of `image` (held by the nodes, never pulled) that PSA `restricted` admits.
+pub fn restricted_pod(name: &str, image: &str) -> k8s_openapi::api::core::v1::Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "c", "image": image, "imagePullPolicy": "Never",
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
+            }]
+        }
+    }))
+    .expect("pod")
+}
+
+/// A tenant whose pods run on the real nodes: in `zone` at `level`, with a default request
+/// small enough for many pods on one node (the quota needs every pod to request).
+pub fn node_tenant(name: &str, suffixes: &[&str], zone: &str, level: u8) -> Tenant {
+    let mut t = tenant(name, suffixes);
+    t.spec.zone = zone.into();
+    t.spec.security_level = level;
+    t.spec.limits = Some(zhengyun::api::ContainerLimits {
+        default_request: Some(zhengyun::api::CpuMemory { cpu: Some("10m".into()), memory: Some("16Mi".into()) }),
+        ..Default::default()
+    });
+    t
+}
+
+/// Lets the Helm release `release` in `namespace` adopt the CRDs the suite installed, as
+/// docs/admin-guide.md says an existing CRD is adopted.
+pub async fn adopt_crds(client: &Client, release: &str, namespace: &str) {
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    let adopt = serde_json::json!({"metadata": {
+        "labels": {"app.kubernetes.io/managed-by": "Helm"},
+        "annotations": {"meta.helm.sh/release-name": release, "meta.helm.sh/release-namespace": namespace}
+    }});
+    for crd in zhengyun::api::crd::all() {
+        let name = kube::ResourceExt::name_any(&crd);
+        crds.patch(&name, &PatchParams::default(), &Patch::Merge(adopt.clone())).await.expect("adopt CRD");
+    }
+}
+
+/// The output of a tool that must succeed (`run_tool`'s result), or a failure naming `what`.
+pub fn must(what: &str, (ok, out): (bool, String)) -> String {
+    assert!(ok, "{what} failed:\n{out}");
+    out
+}
+
 /// Asserts that the API server refused a request, with `expect` in its message.
 pub fn refused<T: std::fmt::Debug>(r: Result<T, kube::Error>, expect: &str) -> String {
     match r {

@@ -16,40 +16,23 @@ use k8s_openapi::api::{
     coordination::v1::Lease,
     core::v1::{Pod, ServiceAccount},
 };
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, PostParams},
 };
-use serde_json::json;
-use zhengyun::api::{ContainerLimits, CpuMemory, Tenant};
-use zhengyun_e2e::{Cleanup, REMOVE_WEBHOOKS, SECONDS, apply_tenant, client, run_tool, tenant, wait_for, wait_ready};
+use zhengyun::api::Tenant;
+use zhengyun_e2e::{
+    Cleanup, REMOVE_WEBHOOKS, SECONDS, adopt_crds, apply_tenant, client, must, node_tenant, restricted_pod, run_tool,
+    wait_for, wait_ready,
+};
 
 const NS: &str = "zhengyun-system";
+/// The pods sent through admission (with `dryRun: All`: they go through both webhooks and are
+/// never stored).
+const PAUSE: &str = "localhost/zhengyun/pause:0.1.0";
 
 fn helm(args: &[&str]) -> (bool, String) {
     run_tool("helm", args, None)
-}
-
-fn must(what: &str, (ok, out): (bool, String)) -> String {
-    assert!(ok, "{what} failed:\n{out}");
-    out
-}
-
-/// A pod for the tenant's namespace, sent with `dryRun: All`: it goes through admission (both
-/// webhooks) and is never stored.
-fn probe_pod(name: &str) -> Pod {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                "name": "c", "image": "localhost/zhengyun/pause:0.1.0", "imagePullPolicy": "Never",
-                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
-            }]
-        }
-    }))
-    .expect("pod")
 }
 
 #[tokio::test]
@@ -68,15 +51,7 @@ async fn deploy_the_operator_runs_from_its_chart_on_the_nodes_and_an_upgrade_kee
     let _tenant = Cleanup(vec![vec!["delete", "tenant", "deployed", "--ignore-not-found", "--timeout=60s"]]);
 
     // The suite installed the CRDs already; the release adopts them as the guide says.
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let adopt = json!({"metadata": {
-        "labels": {"app.kubernetes.io/managed-by": "Helm"},
-        "annotations": {"meta.helm.sh/release-name": "zhengyun", "meta.helm.sh/release-namespace": NS}
-    }});
-    for crd in zhengyun::api::crd::all() {
-        let name = kube::ResourceExt::name_any(&crd);
-        crds.patch(&name, &PatchParams::default(), &Patch::Merge(adopt.clone())).await.expect("adopt CRD");
-    }
+    adopt_crds(&client, "zhengyun", NS).await;
 
     // Install, as the guide says, with this machine's image and the nodes' zone taints.
     let chart = zhengyun_e2e::repo_path("charts/zhengyun");
@@ -134,14 +109,7 @@ async fn deploy_the_operator_runs_from_its_chart_on_the_nodes_and_an_upgrade_kee
 
     // A department's tenant becomes Ready: the operator in its pod reads and writes through the
     // API server's Service.
-    let mut t = tenant("deployed", &["apps"]);
-    t.spec.zone = "intranet".into();
-    t.spec.security_level = 3;
-    t.spec.limits = Some(ContainerLimits {
-        default_request: Some(CpuMemory { cpu: Some("10m".into()), memory: Some("16Mi".into()) }),
-        ..Default::default()
-    });
-    apply_tenant(&client, &t).await;
+    apply_tenant(&client, &node_tenant("deployed", &["apps"], "intranet", 3)).await;
     wait_ready(&client, "deployed").await;
     let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), "deployed-apps");
     wait_for("default service account", SECONDS, || async { sa.get_opt("default").await.ok()? }).await;
@@ -149,7 +117,7 @@ async fn deploy_the_operator_runs_from_its_chart_on_the_nodes_and_an_upgrade_kee
     // A pod through both webhooks, by way of the Service: placed on the intranet's nodes.
     let tenant_pods: Api<Pod> = Api::namespaced(client.clone(), "deployed-apps");
     let dry = PostParams { dry_run: true, ..Default::default() };
-    let admitted = tenant_pods.create(&dry, &probe_pod("through-the-service")).await.expect("admitted");
+    let admitted = tenant_pods.create(&dry, &restricted_pod("through-the-service", PAUSE)).await.expect("admitted");
     let placed = serde_json::to_string(&admitted.spec).unwrap_or_default();
     assert!(placed.contains("zhengyun.io/zone") && placed.contains("intranet"), "placed by the webhook: {placed}");
 
@@ -163,7 +131,7 @@ async fn deploy_the_operator_runs_from_its_chart_on_the_nodes_and_an_upgrade_kee
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                if let Err(e) = api.create(&dry, &probe_pod(&format!("during-upgrade-{i}"))).await
+                if let Err(e) = api.create(&dry, &restricted_pod(&format!("during-upgrade-{i}"), PAUSE)).await
                     && let Ok(mut f) = failed.lock()
                 {
                     f.push(e.to_string());

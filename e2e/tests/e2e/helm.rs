@@ -1,20 +1,14 @@
 //! Cloud admins install the operator with Helm; departments request tenants with Helm values.
 
-use k8s_openapi::{
-    api::core::v1::{Namespace, ResourceQuota},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
-use kube::{
-    Api, Client,
-    api::{ListParams, Patch, PatchParams},
-};
-use serde_json::json;
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
+use kube::{Api, Client, api::ListParams};
 use zhengyun::{
     api::{SmCertificate, Tenant},
     quantity,
 };
 use zhengyun_e2e::{
-    Operator, SECONDS, client, kubeconfig_for_service_account, repo_path, run_tool, wait_for, wait_ready,
+    Operator, SECONDS, adopt_crds, client, kubeconfig_for_service_account, must, repo_path, run_tool, wait_for,
+    wait_ready,
 };
 
 /// The version of the local control plane, for commands that do not ask the cluster.
@@ -26,11 +20,6 @@ fn helm(args: &[&str]) -> (bool, String) {
         args.extend_from_slice(&["--kube-version", KUBE_VERSION]);
     }
     run_tool("helm", &args, None)
-}
-
-fn must(what: &str, (ok, out): (bool, String)) -> String {
-    assert!(ok, "{what} failed:\n{out}");
-    out
 }
 
 #[tokio::test]
@@ -139,15 +128,7 @@ async fn an_admin_installs_the_operator_and_departments_request_tenants_with_hel
     let client = client().await;
     let ns = "zhengyun-helm";
     // The suite installed the CRD already; let the release adopt it as Helm documents.
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let adopt = json!({"metadata": {
-        "labels": {"app.kubernetes.io/managed-by": "Helm"},
-        "annotations": {"meta.helm.sh/release-name": "zhengyun", "meta.helm.sh/release-namespace": ns}
-    }});
-    for crd in zhengyun::api::crd::all() {
-        let name = kube::ResourceExt::name_any(&crd);
-        crds.patch(&name, &PatchParams::default(), &Patch::Merge(adopt.clone())).await.expect("adopt CRD");
-    }
+    adopt_crds(&client, "zhengyun", ns).await;
     must(
         "helm install operator",
         helm(&["install", "zhengyun", &repo_path("charts/zhengyun"), "-n", ns, "--create-namespace"]),

@@ -10,34 +10,12 @@ use kube::{
     api::{ListParams, PostParams},
 };
 use serde_json::json;
-use zhengyun::api::{ContainerLimits, CpuMemory};
-use zhengyun_e2e::{apply_tenant, client, operator_with_webhook, refused, tenant, wait_for, wait_ready};
+use zhengyun_e2e::{
+    apply_tenant, client, node_tenant, nodes_here, operator_with_webhook, refused, restricted_pod, wait_for, wait_ready,
+};
 
 /// The pause image the nodes hold (hack/build-images.sh): it runs as 65535 and needs nothing.
 const IMAGE: &str = "localhost/zhengyun/pause:0.1.0";
-
-fn nodes_here() -> bool {
-    if std::env::var("ZHENGYUN_NODES").as_deref() == Ok("1") {
-        return true;
-    }
-    eprintln!("no real nodes in this run (hack/test.sh says why): nothing to run here");
-    false
-}
-
-/// A pod that PSA `restricted` admits.
-fn restricted_pod(name: &str) -> Pod {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "securityContext": {"runAsNonRoot": true, "runAsUser": 65535, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                "name": "c", "image": IMAGE, "imagePullPolicy": "Never",
-                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
-            }]
-        }
-    }))
-    .expect("pod")
-}
 
 #[tokio::test]
 async fn nodes_a_tenants_pods_run_on_its_zones_node_under_its_pod_security_level() {
@@ -55,14 +33,7 @@ async fn nodes_a_tenants_pods_run_on_its_zones_node_under_its_pod_security_level
     assert_eq!(zones, ["extranet", "intranet"], "one node per zone");
 
     let (_op, _hooks) = operator_with_webhook(&client, "nodes").await;
-    let mut t = tenant("onnode", &["apps"]);
-    t.spec.zone = "intranet".into();
-    t.spec.security_level = 3;
-    t.spec.limits = Some(ContainerLimits {
-        default_request: Some(CpuMemory { cpu: Some("10m".into()), memory: Some("16Mi".into()) }),
-        ..Default::default()
-    });
-    apply_tenant(&client, &t).await;
+    apply_tenant(&client, &node_tenant("onnode", &["apps"], "intranet", 3)).await;
     wait_ready(&client, "onnode").await;
     let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), "onnode-apps");
     wait_for("default service account", Duration::from_secs(30), || async { sa.get_opt("default").await.ok()? }).await;
@@ -77,7 +48,7 @@ async fn nodes_a_tenants_pods_run_on_its_zones_node_under_its_pod_security_level
     refused(pods.create(&PostParams::default(), &root).await, "violates PodSecurity \"restricted");
 
     // A pod that asks for no placement runs, and on the intranet node: the webhook placed it.
-    pods.create(&PostParams::default(), &restricted_pod("runs")).await.expect("create a restricted pod");
+    pods.create(&PostParams::default(), &restricted_pod("runs", IMAGE)).await.expect("create a restricted pod");
     let running = wait_for("the pod to run", Duration::from_secs(90), || async {
         let p = pods.get("runs").await.ok()?;
         (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(p)
@@ -97,7 +68,7 @@ async fn nodes_a_tenants_pods_run_on_its_zones_node_under_its_pod_security_level
     assert!(ip.starts_with("10.244.1."), "an address from the intranet node's pod range: {ip}");
 
     // Asking for the other zone's node is refused by the webhook, not left Pending.
-    let mut elsewhere = restricted_pod("elsewhere");
+    let mut elsewhere = restricted_pod("elsewhere", IMAGE);
     if let Some(s) = elsewhere.spec.as_mut() {
         s.node_selector = Some([("zhengyun.io/zone".to_string(), "extranet".to_string())].into());
     }

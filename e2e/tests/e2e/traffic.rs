@@ -22,24 +22,16 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
-use zhengyun::api::{ChannelPhase, ContainerLimits, CpuMemory, ExchangeChannel};
+use zhengyun::api::{ChannelPhase, ExchangeChannel};
 use zhengyun::reachability::{self, Endpoint, PodRef, Port, World};
 use zhengyun_e2e::{
-    SECONDS, apply_tenant, as_user, client, grant_channels, operator_with_webhook, refused, run_tool, tenant, wait_for,
-    wait_ready, workdir,
+    SECONDS, apply_tenant, as_user, client, grant_channels, node_tenant, nodes_here, operator_with_webhook, refused,
+    run_tool, wait_for, wait_ready, workdir,
 };
 
 const PROBE: &str = "localhost/zhengyun/probe:0.1.0";
 const PORTS: [u16; 2] = [8080, 9090];
 const APPROVER: &str = "director-traffic";
-
-fn nodes_here() -> bool {
-    if std::env::var("ZHENGYUN_NODES").as_deref() == Ok("1") {
-        return true;
-    }
-    eprintln!("no real nodes in this run (hack/test.sh says why): no traffic to show");
-    false
-}
 
 /// A probe pod that PSA `restricted` admits, serving both ports (named, so the model can
 /// resolve a rule that names one).
@@ -377,21 +369,13 @@ async fn traffic_the_observed_matrix_equals_the_policies_verdict_channels_open_a
     }
     let client = client().await;
     let (_op, _hooks) = operator_with_webhook(&client, "traffic").await;
-    let limits = ContainerLimits {
-        default_request: Some(CpuMemory { cpu: Some("10m".into()), memory: Some("16Mi".into()) }),
-        ..Default::default()
-    };
     // Two tenants of the intranet (one with two namespaces) and one of the extranet.
     for (name, zone, level, suffixes) in [
         ("traffic-a", "intranet", 3, &["apps", "data"][..]),
         ("traffic-b", "intranet", 3, &["apps"][..]),
         ("traffic-c", "extranet", 2, &["apps"][..]),
     ] {
-        let mut t = tenant(name, suffixes);
-        t.spec.zone = zone.into();
-        t.spec.security_level = level;
-        t.spec.limits = Some(limits.clone());
-        apply_tenant(&client, &t).await;
+        apply_tenant(&client, &node_tenant(name, suffixes, zone, level)).await;
     }
     for name in ["traffic-a", "traffic-b", "traffic-c"] {
         wait_ready(&client, name).await;

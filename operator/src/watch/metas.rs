@@ -14,7 +14,7 @@ use std::{
     sync::{Arc, Mutex, RwLock},
 };
 
-use futures::{Stream, StreamExt, channel::mpsc};
+use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::{
     Api,
@@ -172,13 +172,7 @@ where
     /// A stream of every object applied or deleted from now on, whole as the watch delivered
     /// it, after the objects already held (as held: a late subscriber sees everything once).
     pub fn subscribe(&self) -> impl Stream<Item = Arc<PartialObjectMeta<K>>> + Send + 'static {
-        let (tx, rx) = mpsc::unbounded();
-        if let Ok(mut f) = self.fanout.lock() {
-            for obj in self.state() {
-                let _ = tx.unbounded_send(obj);
-            }
-            f.subscribers.push(tx);
-        }
+        let rx = Fanout::join(&self.fanout, || self.state());
         self.start();
         rx
     }
@@ -186,7 +180,7 @@ where
     /// Waits until the watch has its first full list (starting it if need be).
     pub async fn ready(&self) {
         self.start();
-        let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
+        super::first_list(&self.ready).await;
     }
 
     fn start(&self) {

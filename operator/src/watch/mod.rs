@@ -55,6 +55,26 @@ struct Fanout<K: Watched> {
     subscribers: Vec<mpsc::UnboundedSender<Arc<K>>>,
 }
 
+impl<K: Watched> Fanout<K> {
+    /// A new subscriber: first every object `held` returns (taken under the lock), then every
+    /// object the watch delivers after them.
+    fn join(fanout: &Mutex<Fanout<K>>, held: impl FnOnce() -> Vec<Arc<K>>) -> mpsc::UnboundedReceiver<Arc<K>> {
+        let (tx, rx) = mpsc::unbounded();
+        if let Ok(mut f) = fanout.lock() {
+            for obj in held() {
+                let _ = tx.unbounded_send(obj);
+            }
+            f.subscribers.push(tx);
+        }
+        rx
+    }
+}
+
+/// Waits until `ready` says the first full list is in.
+async fn first_list(ready: &tokio::sync::watch::Sender<bool>) {
+    let _ = ready.subscribe().wait_for(|ready| *ready).await;
+}
+
 /// One watch of a kind, shared by every reader in the process.
 pub struct Shared<K: Watched> {
     store: Store<K>,
@@ -151,13 +171,7 @@ impl<K: Watched> Shared<K> {
     /// A stream of every object applied or deleted from now on, after the objects already held
     /// (so a controller that subscribes late still sees everything once).
     pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
-        let (tx, rx) = mpsc::unbounded();
-        if let Ok(mut f) = self.fanout.lock() {
-            for obj in self.store.state() {
-                let _ = tx.unbounded_send(obj);
-            }
-            f.subscribers.push(tx);
-        }
+        let rx = Fanout::join(&self.fanout, || self.store.state());
         self.start();
         rx
     }
@@ -166,7 +180,7 @@ impl<K: Watched> Shared<K> {
     /// decides on an empty cache.
     pub async fn ready(&self) {
         self.start();
-        let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
+        first_list(&self.ready).await;
     }
 
     /// The held object `r`, if any (does not start the watch: wait on [`Shared::ready`] first).
