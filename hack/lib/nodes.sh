@@ -563,5 +563,10 @@ nodes_leftovers() {
   if ip route | grep -qE "^10\.(244|200)\.|blackhole 10\.(244|0\.0)"; then echo "routes left: $(ip route | grep -E '10\.(244|200)|blackhole')" >&2; bad=1; fi
   if ls -d /sys/fs/cgroup/*/"$ZY_CGROUP" >/dev/null 2>&1; then echo "cgroups left: $(ls -d /sys/fs/cgroup/*/"$ZY_CGROUP")" >&2; bad=1; fi
   if findmnt -rn -o TARGET | grep -q "/nodes/[^/]*/netns$"; then echo "network namespace mounts left" >&2; bad=1; fi
+  # kube-proxy's and kube-router's rules live in the nodes' namespaces; none may reach the host's.
+  if iptables-save 2>/dev/null | grep -qE "KUBE-|CNI-"; then echo "iptables rules left in the host's tables" >&2; bad=1; fi
+  local left
+  left=$(pgrep -f "/zhengyun/(node|kube-router|images)/|/nodes/[^/]*/(containerd/config|kubelet|kube-proxy)" 2>/dev/null || true)
+  if [ -n "$left" ]; then echo "processes left: $left" >&2; bad=1; fi
   return $bad
 }

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Node, Pod, ResourceQuota, ServiceAccount},
+};
 use kube::{
     Api,
     api::{ListParams, PostParams},
@@ -73,4 +76,37 @@ async fn nodes_a_tenants_pods_run_on_its_zones_node_under_its_pod_security_level
         s.node_selector = Some([("zhengyun.io/zone".to_string(), "extranet".to_string())].into());
     }
     refused(pods.create(&PostParams::default(), &elsewhere).await, "zone");
+
+    // A Deployment becomes Available under PSA restricted, its pods on the intranet node, and
+    // the tenant's ResourceQuota counts the pods that run (the one above and the three here).
+    let template = serde_json::to_value(restricted_pod("unused", IMAGE)).expect("json");
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": template["spec"]}
+        }
+    }))
+    .expect("deployment");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "onnode-apps");
+    deployments.create(&PostParams::default(), &deployment).await.expect("create a Deployment");
+    wait_for("the Deployment Available with 3 replicas", Duration::from_secs(120), || async {
+        let d = deployments.get("web").await.ok()?;
+        let status = d.status?;
+        let available = status.conditions?.iter().any(|c| c.type_ == "Available" && c.status == "True");
+        (available && status.ready_replicas == Some(3)).then_some(())
+    })
+    .await;
+    let web = pods.list(&ListParams::default().labels("app=web")).await.expect("the Deployment's pods").items;
+    assert!(
+        web.iter().all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("zy-intranet")),
+        "every replica on the intranet node"
+    );
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), "onnode-apps");
+    wait_for("the quota counts the 4 running pods", Duration::from_secs(60), || async {
+        let used = quotas.get("zhengyun-tenant").await.ok()?.status?.used?;
+        (used.get("pods").map(|q| q.0.as_str()) == Some("4")).then_some(())
+    })
+    .await;
 }

@@ -95,6 +95,14 @@ pub fn split(budget: &BTreeMap<String, Budget>, observed: &[Observed]) -> (Vec<B
     (out, settled)
 }
 
+/// Whether `hards` raises some namespace's quota above the spec it has (a namespace without a
+/// quota yet raises nothing: no pod can run there before it exists). A raise moves room another
+/// namespace held, so it is computed on quotas read fresh, not cached: the cache's usage can
+/// lag an admission that has just taken some of that room.
+pub fn raises(hards: &[BTreeMap<String, Milli>], observed: &[Observed]) -> bool {
+    hards.iter().zip(observed).any(|(hard, o)| hard.iter().any(|(r, h)| o.spec.get(r).is_some_and(|s| h > s)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +110,15 @@ mod tests {
 
     fn budget(res: &str, total: Milli, kind: Kind) -> BTreeMap<String, Budget> {
         BTreeMap::from([(res.to_string(), Budget { total, kind })])
+    }
+
+    #[test]
+    fn a_raise_is_a_hard_above_an_existing_spec() {
+        let pods = |v: Milli| BTreeMap::from([("pods".to_string(), v)]);
+        let o = |spec: Option<Milli>| Observed { spec: spec.map(pods).unwrap_or_default(), ..Default::default() };
+        assert!(raises(&[pods(3000), pods(1000)], &[o(Some(2000)), o(Some(2000))]));
+        assert!(!raises(&[pods(2000), pods(1000)], &[o(Some(2000)), o(Some(2000))]), "lowering only");
+        assert!(!raises(&[pods(2000)], &[o(None)]), "no quota yet");
     }
 
     fn obs(spec: Milli, enforced: Milli, used: Milli) -> Observed {

@@ -446,19 +446,25 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     }
 
     // Quotas before access, so the namespace is bounded before anyone may create pods in it.
-    let observed: Vec<Observed> = owned
-        .iter()
-        .map(|ns| {
-            let q = cached(&s.quotas, ns, CHILD_NAME);
-            let q = q.as_deref();
-            Observed {
-                spec: parse_map(q.and_then(|q| q.spec.as_ref()).and_then(|s| s.hard.as_ref())),
-                enforced: parse_map(q.and_then(|q| q.status.as_ref()).and_then(|s| s.hard.as_ref())),
-                used: parse_map(q.and_then(|q| q.status.as_ref()).and_then(|s| s.used.as_ref())),
-            }
-        })
-        .collect();
-    let (hards, mut settled) = quota::split(&vt.quota, &observed);
+    let observe = |q: Option<&ResourceQuota>| Observed {
+        spec: parse_map(q.and_then(|q| q.spec.as_ref()).and_then(|s| s.hard.as_ref())),
+        enforced: parse_map(q.and_then(|q| q.status.as_ref()).and_then(|s| s.hard.as_ref())),
+        used: parse_map(q.and_then(|q| q.status.as_ref()).and_then(|s| s.used.as_ref())),
+    };
+    let mut observed: Vec<Observed> =
+        owned.iter().map(|ns| observe(cached(&s.quotas, ns, CHILD_NAME).as_deref())).collect();
+    let (mut hards, mut settled) = quota::split(&vt.quota, &observed);
+    if quota::raises(&hards, &observed) {
+        // Read fresh: an admission may have used room that the cached usage still shows free.
+        // Raises happen while budget moves, never in a settled cluster.
+        let mut fresh = Vec::with_capacity(owned.len());
+        for ns in &owned {
+            let q = Api::<ResourceQuota>::namespaced(client.clone(), ns).get_opt(CHILD_NAME).await?;
+            fresh.push(observe(q.as_ref()));
+        }
+        (hards, settled) = quota::split(&vt.quota, &fresh);
+        observed = fresh;
+    }
     // The split is safe against the quotas as they are, so it needs a cache that shows our own
     // last write to each of them: a round on a cache one write behind could raise one namespace
     // into room another still holds. Until the cache catches up no split is written (the quotas
