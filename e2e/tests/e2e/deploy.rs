@@ -142,22 +142,29 @@ async fn deploy_the_operator_runs_from_its_chart_on_the_nodes_and_an_upgrade_kee
         })
     };
     let new_tag = format!("image.tag={version}-upgrade");
-    must(
-        "helm upgrade",
-        helm(&[
-            "upgrade",
-            "zhengyun",
-            &chart,
-            "-n",
-            NS,
-            "--reuse-values",
-            "--set",
-            &new_tag,
-            "--wait",
-            "--timeout",
-            "180s",
-        ]),
-    );
+    // Helm runs off the runtime's thread, so the admissions above keep going while it waits for
+    // the rollout (a blocking call here would have paused them for exactly that time).
+    let before = tried.load(Ordering::Relaxed);
+    let upgrade = {
+        let chart = chart.clone();
+        tokio::task::spawn_blocking(move || {
+            helm(&[
+                "upgrade",
+                "zhengyun",
+                &chart,
+                "-n",
+                NS,
+                "--reuse-values",
+                "--set",
+                &new_tag,
+                "--wait",
+                "--timeout",
+                "180s",
+            ])
+        })
+    };
+    must("helm upgrade", upgrade.await.expect("the helm task"));
+    let during = tried.load(Ordering::Relaxed) - before;
     // The old replicas are gone and the new ones serve.
     let upgraded = format!("{image}:{version}-upgrade");
     wait_for("only upgraded replicas", Duration::from_secs(120), || async {
@@ -175,8 +182,8 @@ async fn deploy_the_operator_runs_from_its_chart_on_the_nodes_and_an_upgrade_kee
     admitting.await.expect("the admitting task");
     let failures = failed.lock().map(|f| f.clone()).unwrap_or_default();
     let tried = tried.load(Ordering::Relaxed);
-    println!("admissions during the upgrade: {tried}, failed: {}", failures.len());
-    assert!(tried > 20, "admissions kept coming through the upgrade ({tried})");
+    println!("admissions: {tried}, {during} of them while helm upgraded; failed: {}", failures.len());
+    assert!(during >= 5, "admissions kept coming while the replicas were replaced ({during})");
     assert!(failures.is_empty(), "the webhook stopped answering during the upgrade: {failures:?}");
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     assert!(mutating.get_opt("zhengyun").await.expect("get").is_some(), "still registered");

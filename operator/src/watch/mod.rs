@@ -106,11 +106,13 @@ pub fn read_here(key: &str) -> bool {
     key.starts_with("zhengyun.io/") || key == crate::labels::MANAGED_BY
 }
 
-/// Keeps of an object's metadata only what readers of a trimmed store use: its name and
-/// namespace, its version, whether it is being deleted, and the labels `labels` lets through.
-fn trim_with<K: Resource>(obj: &mut K, labels: fn(&str) -> bool) {
+/// For quotas: of their metadata, only what their readers use: name and namespace, version,
+/// whether it is being deleted, and the labels read here (whose tenant, which zone, which
+/// department). At thousands of tenants the rest (uid, owner references, timestamps, other
+/// labels) is megabytes.
+pub fn trim<K: Resource>(obj: &mut K) {
     let m = obj.meta_mut();
-    let labels = m.labels.take().map(|l| l.into_iter().filter(|(k, _)| labels(k)).collect::<BTreeMap<_, _>>());
+    let labels = m.labels.take().map(|l| l.into_iter().filter(|(k, _)| read_here(k)).collect::<BTreeMap<_, _>>());
     *m = ObjectMeta {
         name: m.name.take(),
         namespace: m.namespace.take(),
@@ -120,13 +122,6 @@ fn trim_with<K: Resource>(obj: &mut K, labels: fn(&str) -> bool) {
         labels: labels.filter(|l| !l.is_empty()),
         ..ObjectMeta::default()
     };
-}
-
-/// For quotas: the metadata their readers use, with the labels read here (whose tenant, which
-/// zone, which department). At thousands of tenants the rest (uid, owner references,
-/// timestamps, other labels) is megabytes.
-pub fn trim<K: Resource>(obj: &mut K) {
-    trim_with(obj, read_here)
 }
 
 impl<K: Watched> Shared<K> {
