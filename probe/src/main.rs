@@ -2,7 +2,8 @@
 //! by connections, not by reading policies.
 //!
 //!   probe serve PORT...                      listen on each TCP port; greet, then close
-//!   probe connect [--timeout-ms N] HOST:PORT...   try each target; one JSON line per target
+//!   probe connect [--timeout-ms N] [--for-ms M] HOST:PORT...   try each target (for M ms:
+//!                                            again and again); one JSON line per attempt
 //!   probe dns [--timeout-ms N] SERVER:PORT NAME   ask SERVER for NAME's A record over UDP
 //!
 //! A listener answers `NAME PORT\n` (NAME from `$PROBE_NAME`, else the host name), so a
@@ -56,15 +57,23 @@ pub struct Outcome {
     pub millis: f64,
     /// The listener's greeting when connected, else the error.
     pub detail: String,
+    /// When the attempt began, in milliseconds since the Unix epoch (pods share the host's
+    /// clock, so a test can place attempts in a window it measured).
+    pub at_ms: u128,
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }
 
 impl Outcome {
     fn json(&self) -> String {
         let detail = if self.ok { "peer" } else { "error" };
         format!(
-            "{{\"target\":{},\"ok\":{},\"ms\":{:.2},\"{detail}\":{}}}",
+            "{{\"target\":{},\"ok\":{},\"at\":{},\"ms\":{:.2},\"{detail}\":{}}}",
             json_string(&self.target),
             self.ok,
+            self.at_ms,
             self.millis,
             json_string(&self.detail)
         )
@@ -73,7 +82,7 @@ impl Outcome {
 
 /// Connects to `target` within `timeout` and reads the greeting, if any.
 pub fn connect(target: &str, timeout: Duration) -> Outcome {
-    let start = Instant::now();
+    let (start, at_ms) = (Instant::now(), now_ms());
     let result = (|| -> Result<String, String> {
         let addr: SocketAddr = target
             .to_socket_addrs()
@@ -90,8 +99,8 @@ pub fn connect(target: &str, timeout: Duration) -> Outcome {
     })();
     let millis = start.elapsed().as_secs_f64() * 1000.0;
     match result {
-        Ok(peer) => Outcome { target: target.into(), ok: true, millis, detail: peer },
-        Err(e) => Outcome { target: target.into(), ok: false, millis, detail: e },
+        Ok(peer) => Outcome { target: target.into(), ok: true, millis, detail: peer, at_ms },
+        Err(e) => Outcome { target: target.into(), ok: false, millis, detail: e, at_ms },
     }
 }
 
@@ -152,7 +161,7 @@ fn dns_answer(id: u16, msg: &[u8]) -> Result<(u8, Option<Ipv4Addr>), String> {
 
 /// Asks `server` for `name`'s A record over UDP within `timeout`.
 pub fn dns(server: &str, name: &str, timeout: Duration) -> Outcome {
-    let start = Instant::now();
+    let (start, at_ms) = (Instant::now(), now_ms());
     let target = format!("dns {server} {name}");
     let result = (|| -> Result<String, String> {
         let addr: SocketAddr = server
@@ -177,19 +186,26 @@ pub fn dns(server: &str, name: &str, timeout: Duration) -> Outcome {
     })();
     let millis = start.elapsed().as_secs_f64() * 1000.0;
     match result {
-        Ok(answer) => Outcome { target, ok: true, millis, detail: answer },
-        Err(e) => Outcome { target, ok: false, millis, detail: e },
+        Ok(answer) => Outcome { target, ok: true, millis, detail: answer, at_ms },
+        Err(e) => Outcome { target, ok: false, millis, detail: e, at_ms },
     }
 }
 
-/// `--timeout-ms N` at the head of `args`, and the rest.
-fn timeout_arg<'a>(what: &str, args: &'a [String]) -> Result<(Duration, &'a [String]), String> {
-    if args.first().map(String::as_str) != Some("--timeout-ms") {
-        return Ok((Duration::from_millis(1000), args));
+/// The options at the head of `args` (`--timeout-ms N`, default 1000; `--for-ms M`, default
+/// none: one attempt per target), and the rest.
+fn options<'a>(what: &str, mut args: &'a [String]) -> Result<(Duration, Option<Duration>, &'a [String]), String> {
+    let (mut timeout, mut repeat) = (Duration::from_millis(1000), None);
+    while let Some(flag) = args.first().filter(|a| a.starts_with("--")) {
+        let value = args.get(1).ok_or_else(|| format!("{what}: {flag} needs a value"))?;
+        let ms: u64 = value.parse().map_err(|e| format!("{what}: {flag} {value}: {e}"))?;
+        match flag.as_str() {
+            "--timeout-ms" => timeout = Duration::from_millis(ms),
+            "--for-ms" => repeat = Some(Duration::from_millis(ms)),
+            _ => return Err(format!("{what}: unknown option {flag}")),
+        }
+        args = &args[2..];
     }
-    let ms = args.get(1).ok_or_else(|| format!("{what}: --timeout-ms needs a value"))?;
-    let ms: u64 = ms.parse().map_err(|e| format!("{what}: --timeout-ms {ms}: {e}"))?;
-    Ok((Duration::from_millis(ms), &args[2..]))
+    Ok((timeout, repeat, args))
 }
 
 fn json_string(s: &str) -> String {
@@ -216,17 +232,23 @@ fn run(args: &[String]) -> Result<(), String> {
             serve(&ports)
         }
         Some("connect") => {
-            let (timeout, targets) = timeout_arg("connect", &args[1..])?;
+            let (timeout, repeat, targets) = options("connect", &args[1..])?;
             if targets.is_empty() {
                 return Err("connect: give at least one HOST:PORT".into());
             }
-            for t in targets {
-                println!("{}", connect(t, timeout).json());
+            let start = Instant::now();
+            loop {
+                for t in targets {
+                    println!("{}", connect(t, timeout).json());
+                }
+                match repeat {
+                    Some(d) if start.elapsed() < d => std::thread::sleep(Duration::from_millis(10)),
+                    _ => return Ok(()),
+                }
             }
-            Ok(())
         }
         Some("dns") => {
-            let (timeout, rest) = timeout_arg("dns", &args[1..])?;
+            let (timeout, _, rest) = options("dns", &args[1..])?;
             let [server, name] = rest else { return Err("dns: give SERVER:PORT and a NAME".into()) };
             println!("{}", dns(server, name, timeout).json());
             Ok(())
@@ -302,6 +324,7 @@ mod tests {
         assert!(run(&args(&["connect"])).unwrap_err().contains("HOST:PORT"));
         assert!(run(&args(&["connect", "--timeout-ms", "x", "a:1"])).unwrap_err().contains("--timeout-ms x"));
         assert!(run(&args(&["dns", "10.0.0.10:53"])).unwrap_err().contains("NAME"));
+        assert!(run(&args(&["connect", "--every", "5", "a:1"])).unwrap_err().contains("unknown option --every"));
         assert!(json_string("a\"b\n").contains("\\\"") && json_string("a\n").contains("\\u000a"));
     }
 }

@@ -133,6 +133,8 @@ struct Tried {
     millis: f64,
     /// The greeting (the pod that answered) or the error.
     detail: String,
+    /// When it began, in milliseconds since the Unix epoch (pods share this machine's clock).
+    at_ms: u128,
 }
 
 /// Runs `probe connect` where `from` runs (in a pod through the kubelet, as `kubectl exec`
@@ -175,6 +177,7 @@ fn parse(out: &str) -> Vec<Tried> {
             ok: v["ok"].as_bool().unwrap_or(false),
             millis: v["ms"].as_f64().unwrap_or(0.0),
             detail: v["peer"].as_str().or(v["error"].as_str()).unwrap_or_default().to_string(),
+            at_ms: v["at"].as_u64().map(u128::from).unwrap_or(0),
         })
         .collect()
 }
@@ -524,27 +527,33 @@ async fn traffic_the_observed_matrix_equals_the_policies_verdict_channels_open_a
     let gc = as_user("system:serviceaccount:kube-system:generic-garbage-collector", &[]).await;
     let deny: Api<NetworkPolicy> = Api::namespaced(gc, "traffic-b-apps");
     let watch: Api<NetworkPolicy> = Api::namespaced(client.clone(), "traffic-b-apps");
-    let attempts: Vec<String> = (0..40).map(|_| format!("{}:8080", probes[3].ip)).collect();
+    // a1 tries b1 again and again for five seconds; the deletion falls in the middle.
     let prober = {
-        let from = probes[0].clone();
-        std::thread::spawn(move || connect(&from, &attempts, 150))
+        let (from, target) = (probes[0].clone(), format!("{}:8080", probes[3].ip));
+        std::thread::spawn(move || {
+            parse(&run_probe(&from, &["connect", "--timeout-ms", "50", "--for-ms", "5000", &target]))
+        })
     };
-    std::thread::sleep(Duration::from_millis(500));
-    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    let unix_ms =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let (t0, deleted_at) = (Instant::now(), unix_ms());
     deny.delete("zhengyun-default-deny", &DeleteParams::default()).await.expect("delete default-deny");
     wait_for("default-deny back", SECONDS, || async {
         let p = watch.get_opt("zhengyun-default-deny").await.ok()??;
         p.metadata.deletion_timestamp.is_none().then_some(())
     })
     .await;
-    let window = t0.elapsed();
+    let (window, back_at) = (t0.elapsed(), unix_ms());
     let tried = prober.join().expect("the prober");
     let through = tried.iter().filter(|t| t.ok).count();
+    let in_window = tried.iter().filter(|t| (deleted_at..=back_at).contains(&t.at_ms)).count();
     println!(
-        "drift under traffic: default-deny back after {:.3} s; {through} of {} connections got through",
+        "drift under traffic: default-deny back after {:.3} s; {through} of {} connections got through, {in_window} of them tried while it was missing",
         window.as_secs_f64(),
         tried.len()
     );
+    assert!(in_window > 0, "the prober tried while the policy was missing: {tried:?}");
     assert_eq!(through, 0, "no connection crosses the tenant boundary while default-deny is repaired: {tried:?}");
 }
 
