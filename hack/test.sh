@@ -29,6 +29,10 @@ step "Tongsuo 8.4 command-line tool (built once from the tongsuo-src crate's sou
 ZHENGYUN_TONGSUO=$(hack/build-tongsuo.sh)
 export ZHENGYUN_TONGSUO
 
+step "OpenSSL 4 command-line tool (built once from the openssl-src crate's source, then cached): the gateway's RFC 8998 peer"
+ZHENGYUN_OPENSSL4=$(hack/build-openssl4.sh)
+export ZHENGYUN_OPENSSL4
+
 step "rustfmt"
 cargo fmt --all --check
 
