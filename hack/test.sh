@@ -73,6 +73,11 @@ if [ "$ZHENGYUN_NODES" = 1 ]; then
   [ ${#operator_images[@]} -eq 2 ] || { echo "building the operator's image failed" >&2; exit 1; }
   nodes_import "$dir" "${operator_images[@]}"
   export ZHENGYUN_OPERATOR_IMAGE=localhost/zhengyun/zhengyun-operator
+  step "zhengyun-gateway's image, as gateway/Containerfile describes it (static, Tongsuo linked in), on the nodes"
+  gateway_image=$(hack/build-gateway-image.sh)
+  [ -f "$gateway_image" ] || { echo "building the gateway's image failed" >&2; exit 1; }
+  nodes_import "$dir" "$gateway_image"
+  export ZHENGYUN_GATEWAY_IMAGE=localhost/zhengyun/zhengyun-gateway:$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 fi
 export ZHENGYUN_OPERATOR_BIN=$CARGO_TARGET_DIR/debug/zhengyun-operator
 export ZHENGYUN_E2E_LOGS=$dir/operator-logs

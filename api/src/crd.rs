@@ -9,11 +9,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use super::{ExchangeChannel, SmCertificate, SmClusterIssuer, SmIssuer, Tenant, Zone};
+use super::{ExchangeChannel, SecureGateway, SmCertificate, SmClusterIssuer, SmIssuer, Tenant, Zone};
 
 /// Every CRD the operator serves, in the order `crds/` lists them.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![tenant(), zone(), exchange_channel(), sm_cluster_issuer(), sm_issuer(), sm_certificate()]
+    vec![tenant(), zone(), exchange_channel(), sm_cluster_issuer(), sm_issuer(), sm_certificate(), secure_gateway()]
 }
 
 fn issuer_columns() -> Vec<CustomResourceColumnDefinition> {
@@ -92,6 +92,50 @@ pub fn sm_certificate() -> CustomResourceDefinition {
             schema.x_kubernetes_validations = Some(vec![short_name(63)]);
             schema.description = Some(
                 "An SM2 certificate or TLCP sign + enc pair (国密证书), issued into a Secret and renewed before it expires."
+                    .into(),
+            );
+        }
+    }
+    reflow(crd)
+}
+
+/// The `securegateways.zhengyun.io` CRD.
+pub fn secure_gateway() -> CustomResourceDefinition {
+    let mut crd = SecureGateway::crd();
+    for version in &mut crd.spec.versions {
+        version.additional_printer_columns = Some(vec![
+            column(
+                "Ready",
+                "string",
+                ".status.conditions[?(@.type==\"Ready\")].status",
+                "Whether every replica serves the current certificate",
+                0,
+            ),
+            column("Protocols", "string", ".status.protocols", "What the gateway speaks", 0),
+            column("Backend", "string", ".spec.backend.service", "The Service behind the gateway", 0),
+            column("Port", "integer", ".spec.port", "Where clients connect", 0),
+            column("Certificate", "string", ".spec.certificate.name", "The SmCertificate served", 1),
+            column("Not-After", "string", ".status.notAfter", "When the served certificate expires", 1),
+            column(
+                "Reason",
+                "string",
+                ".status.conditions[?(@.type==\"Ready\")].message",
+                "Why the gateway is or is not ready",
+                1,
+            ),
+            column("Age", "date", ".metadata.creationTimestamp", "", 0),
+        ]);
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            // Names go into the names of the Deployment, Service and policies with a prefix.
+            let mut rules = schema.x_kubernetes_validations.take().unwrap_or_default();
+            rules.push(rule(
+                "size(self.metadata.name) <= 48",
+                "metadata.name must be at most 48 characters: it names the gateway's Deployment, Service and policies",
+                None,
+            ));
+            schema.x_kubernetes_validations = Some(rules);
+            schema.description = Some(
+                "A department service exposed with 国密 TLS (TLCP, TLS 1.3 with SM suites) and, where allowed, standard TLS, by zhengyun-gateway."
                     .into(),
             );
         }

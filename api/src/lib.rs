@@ -11,6 +11,7 @@ pub mod certificate;
 pub mod channel;
 pub mod cidr;
 pub mod crd;
+pub mod gateway;
 pub mod labels;
 pub mod quantity;
 pub mod tenant;
@@ -19,6 +20,7 @@ pub mod zone;
 pub use amount::Amount;
 pub use certificate::*;
 pub use channel::*;
+pub use gateway::{SecureGateway, SecureGatewaySpec, SecureGatewayStatus};
 pub use tenant::*;
 pub use zone::*;
 

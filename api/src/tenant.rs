@@ -78,6 +78,28 @@ pub struct TenantSpec {
     #[schemars(length(max = 16))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["namespace", "name"]))]
     pub certificates: Vec<TenantCertificate>,
+
+    /// Services the department exposes with 国密 TLS (SecureGateway): TLCP, TLS 1.3 with SM
+    /// suites and, below 等保 level 4, standard TLS. Dropping one from the list deletes it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["namespace", "name"]))]
+    pub gateways: Vec<TenantGateway>,
+}
+
+/// A gateway a tenant's namespace gets: a SecureGateway named `name` in `<tenant>-<namespace>`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantGateway {
+    /// The SecureGateway's name.
+    #[schemars(length(min = 1, max = 48), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// The suffix of the tenant namespace it goes to (one of `spec.namespaces`).
+    #[schemars(length(min = 1, max = 61))]
+    pub namespace: String,
+    /// The gateway, as in a SecureGateway's spec.
+    #[serde(flatten)]
+    pub gateway: super::SecureGatewaySpec,
 }
 
 /// A certificate a tenant's namespace gets: an SmCertificate named `name` in `<tenant>-<namespace>`.

@@ -284,6 +284,7 @@ pub fn tenant(name: &str, suffixes: &[&str]) -> Tenant {
             deletion_policy: Default::default(),
             confirm_data_deletion: false,
             certificates: vec![],
+            gateways: vec![],
         },
     )
 }

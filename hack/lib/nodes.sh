@@ -160,7 +160,8 @@ _outside_network() {
     ip link set lo up && ip addr add $ZY_OUTSIDE_GW/24 dev eth0 && ip link set eth0 up &&
     ip addr add $ZY_OUTSIDE_IP/32 dev lo"
   for j in $(seq 1 "$ZY_NODE_COUNT"); do
-    nsenter --net="$od/netns" ip route add "$(_node_pods "$j")" via "$(_node_ip "$j")"
+    # From the outside network's own address, as a host on that network would connect.
+    nsenter --net="$od/netns" ip route add "$(_node_pods "$j")" via "$(_node_ip "$j")" src "$ZY_OUTSIDE_IP"
   done
   ip route add "$ZY_OUTSIDE_NET" via "$ZY_OUTSIDE_GW"
   _start "$dir" outside-probe env PROBE_NAME=outside nsenter --net="$od/netns" -- "$probe" serve 8080 9090

@@ -32,6 +32,8 @@ pub struct Context {
     pub watches: Arc<crate::watch::Hub>,
     /// Secret contents for the certificate and issuer controllers, read once per change.
     pub secrets: crate::certificates::secrets::Secrets,
+    /// The zhengyun-gateway image SecureGateways run (`--gateway-image`); unset, none is served.
+    pub gateway_image: std::sync::OnceLock<String>,
 }
 
 impl Context {
@@ -48,6 +50,7 @@ impl Context {
             keys: Arc::new(SoftwareKeyStore),
             watches: watches.clone(),
             secrets: crate::certificates::secrets::Secrets::new(watches.secrets.handle()),
+            gateway_image: std::sync::OnceLock::new(),
         })
     }
 
@@ -61,5 +64,10 @@ impl Context {
 
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// On the way out: the Service stops sending this replica requests.
+    pub fn set_unready(&self) {
+        self.ready.store(false, Ordering::Relaxed);
     }
 }

@@ -15,6 +15,7 @@ pub mod channels;
 pub(crate) mod conditions;
 pub mod context;
 pub mod error;
+pub mod gateways;
 pub mod isolation;
 pub mod leader;
 pub mod metrics;

@@ -79,6 +79,15 @@ struct RunArgs {
     /// Seconds between renewals and retries.
     #[arg(long, default_value_t = 2)]
     lease_retry: u64,
+    /// Seconds between SIGTERM and closing the webhook: the replica reports not ready at once,
+    /// and keeps answering admissions while its endpoint leaves every node's Service rules (a
+    /// replica that closes first gets "connection refused" admissions during a rollout).
+    #[arg(long, default_value_t = 0)]
+    shutdown_delay: u64,
+    /// The zhengyun-gateway image SecureGateways run (the chart sets it); without it a
+    /// SecureGateway is reported unservable.
+    #[arg(long, env = "ZHENGYUN_GATEWAY_IMAGE")]
+    gateway_image: Option<String>,
     /// Serve the admission webhook on this address (every replica serves it).
     #[arg(long, env = "ZHENGYUN_WEBHOOK_ADDR")]
     webhook_addr: Option<SocketAddr>,
@@ -214,6 +223,9 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
         format!("{host}-{}", std::process::id())
     });
     let ctx = Context::new(client.clone(), &identity, metrics.clone(), &args.lease_namespace);
+    if let Some(image) = &args.gateway_image {
+        let _ = ctx.gateway_image.set(image.clone());
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let admin = tokio::spawn(admin::serve(args.admin_addr, ctx.clone(), reload, stop_rx.clone()));
@@ -284,11 +296,20 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     metrics.leader.with_label_values(&[&args.lease_name]).set(0);
     tracing::info!(%identity, lease = %args.lease_name, "waiting to lead");
 
+    let delay = Duration::from_secs(args.shutdown_delay);
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = term.recv() => {},
+        }
+        ctx.set_unready();
+        if !delay.is_zero() {
+            tracing::info!(
+                seconds = delay.as_secs(),
+                "stopping: not ready, still answering admissions for the shutdown delay"
+            );
+            tokio::time::sleep(delay).await;
         }
         Ok::<_, std::io::Error>(())
     };
@@ -329,6 +350,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
         tokio::spawn(issuers::run::<api::SmIssuer>(ctx.clone(), stopped(ctl_stop_rx.clone()))),
         tokio::spawn(issuers::run::<api::SmClusterIssuer>(ctx.clone(), stopped(ctl_stop_rx.clone()))),
         tokio::spawn(zhengyun::certificates::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
+        tokio::spawn(zhengyun::gateways::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
     ];
 
     let lost = async {

@@ -17,6 +17,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if eq .Release.Name "zhengyun" -}}zhengyun-operator{{- else -}}{{ printf "%s-zhengyun-operator" .Release.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
 {{- end -}}
 
+{{- define "zhengyun.gatewayImage" -}}
+{{- if .Values.gateway.image.repository -}}
+{{ .Values.gateway.image.repository }}:{{ .Values.gateway.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
+
 {{- define "zhengyun.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}

@@ -62,6 +62,7 @@ fn tenant(i: usize) -> Tenant {
             deletion_policy: Default::default(),
             confirm_data_deletion: false,
             certificates: vec![],
+            gateways: vec![],
         },
     )
 }

@@ -8,6 +8,7 @@ mod certificates;
 mod channels;
 mod deploy;
 mod faults;
+mod gateway;
 mod hardening;
 mod helm;
 mod lifecycle;

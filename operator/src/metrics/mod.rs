@@ -45,6 +45,8 @@ pub struct Metrics {
     issuer_times: std::sync::Mutex<std::collections::BTreeMap<(String, String, String), f64>>,
     pub certificate_issuances: IntCounterVec,
     pub certificate_failures: IntCounterVec,
+    /// SecureGateways that cannot be served, by reason.
+    pub gateway_problems: IntCounterVec,
     certificate_states: std::sync::Mutex<std::collections::BTreeMap<(String, String), String>>,
     /// Per certificate: (notAfter, renewal time) as Unix seconds; the gauges are computed from
     /// them at every scrape, so they are exact between reconciles.
@@ -179,8 +181,16 @@ impl Metrics {
             ),
             &["code", "method", "host"],
         ));
+        let gateway_problems = must(IntCounterVec::new(
+            Opts::new(
+                "zhengyun_securegateway_problems_total",
+                "SecureGateways found unservable (a reference missing or not ready, a forbidden protocol), by reason",
+            ),
+            &["reason"],
+        ));
         for c in [
-            Box::new(reconcile_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(gateway_problems.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reconcile_total.clone()),
             Box::new(reconcile_errors.clone()),
             Box::new(reconcile_error_categories.clone()),
             Box::new(child_apply_failures.clone()),
@@ -210,6 +220,7 @@ impl Metrics {
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         up_since.set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
         Metrics {
+            gateway_problems,
             registry,
             reconcile_total,
             reconcile_errors,

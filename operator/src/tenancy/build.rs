@@ -240,6 +240,24 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
 
 /// What owners may do in their namespaces: run workloads, read (not change) the rules the
 /// cloud sets for them. Written out instead of reusing `admin`, which can edit NetworkPolicies.
+/// The tenant's gateways that go to `namespace` (a full namespace name).
+pub fn gateways(t: &ValidatedTenant, namespace: &str) -> Vec<crate::api::SecureGateway> {
+    t.gateways
+        .iter()
+        .filter(|g| format!("{}-{}", t.name, g.namespace) == namespace)
+        .map(|g| crate::api::SecureGateway {
+            metadata: ObjectMeta {
+                name: Some(g.name.clone()),
+                namespace: Some(namespace.into()),
+                labels: Some(tenant_labels(t)),
+                ..Default::default()
+            },
+            spec: g.gateway.clone(),
+            status: None,
+        })
+        .collect()
+}
+
 /// The tenant's certificates that go to `namespace` (a full namespace name).
 pub fn certificates(t: &ValidatedTenant, namespace: &str) -> Vec<SmCertificate> {
     t.certificates
@@ -310,7 +328,7 @@ pub fn owner_cluster_role() -> ClusterRole {
             rule(&["networking.k8s.io"], &["networkpolicies"], ALL),
             rule(&["rbac.authorization.k8s.io"], &["rolebindings", "roles"], READ),
             // 国密 certificates of their own, from their namespace's or their department's CA.
-            rule(&["zhengyun.io"], &["smcertificates", "smissuers"], ALL),
+            rule(&["zhengyun.io"], &["smcertificates", "smissuers", "securegateways"], ALL),
         ]),
         ..Default::default()
     }

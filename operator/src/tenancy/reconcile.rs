@@ -164,6 +164,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .watches_shared_stream(hub.bindings.subscribe(), map_to_tenant)
         .watches_shared_stream(hub.policies.subscribe(), map_to_tenant)
         .watches_shared_stream(hub.certificates.subscribe(), map_to_tenant)
+        .watches_shared_stream(hub.gateways.subscribe(), map_to_tenant)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, state)
         .for_each(|res| async move {
@@ -534,6 +535,18 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
             );
         }
     }
+    for ns in &owned {
+        for g in build::gateways(&vt, ns) {
+            let name = format!("{ns}/{}", g.name_any());
+            let actual = cached(&s.gateways, ns, &g.name_any());
+            let actual = actual.as_ref().and_then(|a| a.0.as_ref().ok());
+            failed.note(
+                "SecureGateway",
+                &name,
+                apply::ensure_namespaced(client, memory, &g, Seen::Whole(actual)).await,
+            );
+        }
+    }
     let mut bound = 0;
     for ns in &owned {
         if isolated.contains(ns.as_str()) && bounded.contains(ns.as_str()) {
@@ -646,7 +659,9 @@ async fn sweep(ctx: &Tenants, tenant: &Tenant, vt: &ValidatedTenant, owned: &[St
     for np in children_in(&s.policies, owned) {
         let ns = np.namespace().unwrap_or_default();
         let name = np.name_any();
-        let channel = np.labels().contains_key(crate::channels::build::CHANNEL_LABEL);
+        // A channel's or a gateway's policy belongs to it, not to the tenant's own set.
+        let channel = np.labels().contains_key(crate::channels::build::CHANNEL_LABEL)
+            || np.labels().contains_key(crate::gateways::GATEWAY_LABEL);
         if owned_set.contains(ns.as_str()) && !channel && name != DENY_POLICY && name != ALLOW_POLICY {
             apply::delete_namespaced::<NetworkPolicy>(client, &ns, &name).await?;
         }
@@ -657,6 +672,12 @@ async fn sweep(ctx: &Tenants, tenant: &Tenant, vt: &ValidatedTenant, owned: &[St
         if owned_set.contains(ns.as_str()) && !build::certificates(vt, &ns).iter().any(|d| d.name_any() == c.name_any())
         {
             apply::delete_namespaced::<SmCertificate>(client, &ns, &c.name_any()).await?;
+        }
+    }
+    for g in labelled(&s.gateways, &vt.name) {
+        let ns = g.namespace().unwrap_or_default();
+        if owned_set.contains(ns.as_str()) && !build::gateways(vt, &ns).iter().any(|d| d.name_any() == g.name_any()) {
+            apply::delete_namespaced::<crate::api::SecureGateway>(client, &ns, &g.name_any()).await?;
         }
     }
     for rb in children_in(&s.bindings, owned) {

@@ -69,6 +69,7 @@ pub struct ValidatedTenant {
     pub deletion_policy: DeletionPolicy,
     pub confirm_data_deletion: bool,
     pub certificates: Vec<crate::api::TenantCertificate>,
+    pub gateways: Vec<crate::api::TenantGateway>,
 }
 
 /// Why a spec cannot be reconciled. Each message names the field.
@@ -96,6 +97,8 @@ pub enum ValidationError {
     ZoneMissing(String),
     #[error("spec.securityLevel: zone '{zone}' accepts tenants of 等保 level {min} and above, not {level}")]
     ZoneLevel { zone: String, min: u8, level: u8 },
+    #[error("spec.gateways[{index}].{field}: {reason}")]
+    Gateway { index: usize, field: &'static str, reason: String },
 }
 
 impl ValidationError {
@@ -193,6 +196,7 @@ pub fn validate(tenant: &Tenant) -> Result<ValidatedTenant, ValidationError> {
     }
 
     let limits = spec.limits.as_ref().map(parse_limits).transpose()?;
+    gateways(spec, level)?;
 
     Ok(ValidatedTenant {
         name,
@@ -206,7 +210,40 @@ pub fn validate(tenant: &Tenant) -> Result<ValidatedTenant, ValidationError> {
         deletion_policy: spec.deletion_policy,
         confirm_data_deletion: spec.confirm_data_deletion,
         certificates: spec.certificates.clone(),
+        gateways: spec.gateways.clone(),
     })
+}
+
+/// What a gateway may not say: a namespace the tenant does not have, standard TLS at level 4
+/// or without its certificate (the same rules the SecureGateway CRD and policy enforce, checked
+/// here so a Tenant never half-applies).
+fn gateways(spec: &crate::api::TenantSpec, level: SecurityLevel) -> Result<(), ValidationError> {
+    use crate::api::gateway::GatewayProtocol;
+    for (index, g) in spec.gateways.iter().enumerate() {
+        let bad = |field: &'static str, reason: String| ValidationError::Gateway { index, field, reason };
+        if !spec.namespaces.iter().any(|n| n.suffix == g.namespace) {
+            return Err(bad("namespace", format!("'{}' is not one of spec.namespaces", g.namespace)));
+        }
+        if g.gateway.protocols.is_empty() {
+            return Err(bad("protocols", "name at least one of TLCP, TLS13-SM, TLS".into()));
+        }
+        let standard = g.gateway.protocols.contains(&GatewayProtocol::Tls);
+        if standard && level == SecurityLevel::L4 {
+            return Err(bad(
+                "protocols",
+                "standard TLS is not allowed at 等保 level 4; serve TLCP or TLS13-SM only".into(),
+            ));
+        }
+        if standard != g.gateway.standard_certificate.is_some() {
+            return Err(bad("standardCertificate", "is set exactly when protocols includes TLS".into()));
+        }
+        if g.gateway.client_auth_mode() != crate::api::gateway::ClientAuthMode::None
+            && g.gateway.client_auth.as_ref().and_then(|c| c.ca_issuer.as_ref()).is_none()
+        {
+            return Err(bad("clientAuth.caIssuer", "is required when clients present certificates".into()));
+        }
+    }
+    Ok(())
 }
 
 /// Owners that would hand the tenant to everyone: `system:` groups hold every authenticated
@@ -317,6 +354,7 @@ pub(crate) mod tests {
                 deletion_policy: DeletionPolicy::Retain,
                 confirm_data_deletion: false,
                 certificates: vec![],
+                gateways: vec![],
             },
         )
     }

@@ -14,7 +14,8 @@ use std::{
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::{
-    core::v1::{LimitRange, Namespace, Node, Pod, ResourceQuota, Secret, Service},
+    apps::v1::Deployment,
+    core::v1::{ConfigMap, LimitRange, Namespace, Node, Pod, ResourceQuota, Secret, Service},
     networking::v1::NetworkPolicy,
     rbac::v1::RoleBinding,
 };
@@ -30,7 +31,7 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::api::{ExchangeChannel, SmCertificate, SmClusterIssuer, SmIssuer, Tenant, Zone};
+use crate::api::{ExchangeChannel, SecureGateway, SmCertificate, SmClusterIssuer, SmIssuer, Tenant, Zone};
 use futures::channel::mpsc;
 
 mod metas;
@@ -353,16 +354,24 @@ pub struct Hub {
     pub secrets: Shared<PartialObjectMeta<Secret>>,
     pub issuers: Shared<DeserializeGuard<SmIssuer>>,
     pub cluster_issuers: Shared<DeserializeGuard<SmClusterIssuer>>,
+    pub gateways: Shared<DeserializeGuard<SecureGateway>>,
+    /// The gateways' Deployments (their status says how many replicas serve) and ConfigMaps,
+    /// by the gateway label only.
+    pub gateway_deployments: Shared<Deployment>,
+    pub gateway_configmaps: Metas<ConfigMap>,
 }
 
+/// Of a managed child's labels, those that say it belongs to a channel or a gateway rather than
+/// to its tenant (the tenant's sweep leaves those alone).
 fn channel_only(label: &str) -> bool {
-    label == crate::channels::build::CHANNEL_LABEL
+    label == crate::channels::build::CHANNEL_LABEL || label == crate::gateways::GATEWAY_LABEL
 }
 
 impl Hub {
     pub fn new(client: &Client) -> Self {
         let all = || watcher::Config::default();
         let managed = || watcher::Config::default().labels(&crate::labels::managed_selector());
+        let gateway = || watcher::Config::default().labels(crate::gateways::GATEWAY_LABEL);
         let tenant = Some(tenant_of as KeyFn<_>);
         fn in_ns<K: Resource>() -> Option<KeyFn<K>> {
             Some(namespace_of as KeyFn<K>)
@@ -387,6 +396,9 @@ impl Hub {
             secrets: Shared::new(Api::all(client.clone()), all(), None),
             issuers: Shared::new(Api::all(client.clone()), all(), None),
             cluster_issuers: Shared::new(Api::all(client.clone()), all(), None),
+            gateways: Shared::new(Api::all(client.clone()), all(), Some(tenant_of as KeyFn<_>)),
+            gateway_deployments: Shared::new(Api::all(client.clone()), gateway(), None),
+            gateway_configmaps: Metas::new(Api::all(client.clone()), gateway(), IndexBy::Namespace, |_| false),
         }
     }
 }

@@ -1,0 +1,457 @@
+//! The SecureGateway controller: resolves what a gateway names (its tenant's zone, the
+//! certificate, the client CA, the backend Service), refuses what the tenant's level forbids,
+//! applies the policy first and the workload last, tells running replicas when their
+//! certificate Secret changed, and reports what is served.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{ConfigMap, Pod, Secret, Service},
+    networking::v1::NetworkPolicy,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{ListParams, PartialObjectMeta, Patch, PatchParams},
+    core::DeserializeGuard,
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType},
+        reflector::{ObjectRef, Store},
+    },
+};
+use tracing::{info, info_span, warn};
+
+use super::{
+    GATEWAY_LABEL, SECRETS_ANNOTATION,
+    build::{self, Resolved},
+};
+use crate::{
+    api::{
+        IssuerKind, Pair, SecureGateway, SecureGatewayStatus, SmCertificate, SmIssuer, Zone,
+        gateway::{ClientAuthMode, GatewayProtocol},
+    },
+    apply,
+    conditions::{self, Observed},
+    context::Context,
+    error::Result,
+    labels,
+};
+
+pub const CONTROLLER: &str = "securegateway";
+
+type Guarded = DeserializeGuard<SecureGateway>;
+
+/// What the controller keeps between rounds.
+struct Gateways {
+    ctx: Arc<Context>,
+    applied: apply::Memory,
+    /// Per gateway, the Secret versions its pods were last told about.
+    told: std::sync::Mutex<HashMap<(String, String), String>>,
+}
+
+/// The gateways of a namespace for which `pick` holds.
+fn those(store: &Store<Guarded>, ns: &str, pick: impl Fn(&SecureGateway) -> bool) -> Vec<ObjectRef<Guarded>> {
+    store
+        .state()
+        .iter()
+        .filter(|g| g.namespace().as_deref() == Some(ns) && g.0.as_ref().is_ok_and(&pick))
+        .map(|g| ObjectRef::from_obj(g.as_ref()))
+        .collect()
+}
+
+/// The Secret names a gateway's pods mount: its certificate's and the standard one.
+fn secrets_of(g: &SecureGateway, certificates: &Store<DeserializeGuard<SmCertificate>>) -> Vec<String> {
+    let ns = g.namespace().unwrap_or_default();
+    let mut out = Vec::new();
+    if let Some(c) = certificates.get(&ObjectRef::new(&g.spec.certificate.name).within(&ns))
+        && let Ok(c) = &c.0
+    {
+        out.push(c.spec.secret_name.clone());
+    }
+    if let Some(s) = &g.spec.standard_certificate {
+        out.push(s.secret_name.clone());
+    }
+    out
+}
+
+pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let hub = ctx.watches.clone();
+    let store = hub.gateways.store();
+    let certificates = hub.certificates.store();
+    let state = Arc::new(Gateways { ctx: ctx.clone(), applied: apply::Memory::default(), told: Default::default() });
+    let (s1, s2, s3, s4, s5) = (store.clone(), store.clone(), store.clone(), store.clone(), store.clone());
+    let metrics = ctx.metrics.clone();
+    Controller::for_shared_stream(hub.gateways.subscribe(), store)
+        // The backend Service (its cluster IP, port and selector) and the gateway's own Service.
+        .watches_shared_stream(hub.services.subscribe(), move |svc: Arc<Service>| {
+            let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
+            those(&s1, &ns, |g| g.spec.backend.service == name || build::child_name(&g.name_any()) == name)
+        })
+        .watches_shared_stream(hub.certificates.subscribe(), move |c: Arc<DeserializeGuard<SmCertificate>>| {
+            let (ns, name) = (c.namespace().unwrap_or_default(), c.name_any());
+            those(&s2, &ns, |g| g.spec.certificate.name == name)
+        })
+        // A rotated certificate: the pods are told so their volumes refresh now.
+        .watches_shared_stream(hub.secrets.subscribe(), move |s: Arc<PartialObjectMeta<Secret>>| {
+            let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
+            those(&s3, &ns, |g| secrets_of(g, &certificates).contains(&name))
+        })
+        .watches_shared_stream(hub.issuers.subscribe(), move |i: Arc<DeserializeGuard<SmIssuer>>| {
+            let (ns, name) = (i.namespace().unwrap_or_default(), i.name_any());
+            those(&s4, &ns, |g| g.spec.client_auth.as_ref().and_then(|c| c.ca_issuer.as_deref()) == Some(&name))
+        })
+        .watches_shared_stream(hub.gateway_deployments.subscribe(), move |d: Arc<Deployment>| {
+            let ns = d.namespace().unwrap_or_default();
+            d.labels().get(GATEWAY_LABEL).map(|g| ObjectRef::new(g).within(&ns)).into_iter().collect::<Vec<_>>()
+        })
+        // A zone's declared networks are the gateway's allowed clients.
+        .watches_shared_stream(hub.zones.subscribe(), move |_z: Arc<DeserializeGuard<Zone>>| {
+            s5.state().iter().map(|g| ObjectRef::from_obj(g.as_ref())).collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(5)), state)
+        .for_each(|res| {
+            let metrics = metrics.clone();
+            async move {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "gateway reconcile");
+                    let _ = &metrics;
+                }
+            }
+        })
+        .await;
+}
+
+async fn reconcile(obj: Arc<Guarded>, state: Arc<Gateways>) -> Result<Action> {
+    let g = match &obj.0 {
+        Ok(g) => g,
+        Err(e) => {
+            warn!(error = %e, "skipping a SecureGateway that does not deserialize");
+            return Ok(Action::await_change());
+        }
+    };
+    let h = &state.ctx.watches;
+    crate::watch::all_ready(&[&h.gateways, &h.certificates, &h.services, &h.zones, &h.issuers, &h.gateway_deployments])
+        .await;
+    crate::watch::all_ready(&[&h.namespaces, &h.policies, &h.gateway_configmaps]).await;
+    let (ns, name) = (g.namespace().unwrap_or_default(), g.name_any());
+    let span = info_span!("reconcile", controller = CONTROLLER, namespace = %ns, gateway = %name);
+    crate::metrics::instrumented(&state.ctx.metrics, CONTROLLER, span, reconcile_inner(g, &state)).await
+}
+
+type Problem = (&'static str, String);
+
+/// Resolves everything the gateway names, or says what is wrong, naming the field.
+async fn resolve(g: &SecureGateway, ctx: &Context) -> Result<std::result::Result<(Resolved, SmCertificate), Problem>> {
+    let ns = g.namespace().unwrap_or_default();
+    let hub = &ctx.watches;
+    let s = &g.spec;
+    macro_rules! refuse {
+        ($reason:expr, $($msg:tt)*) => { return Ok(Err(($reason, format!($($msg)*)))) };
+    }
+    if let Some(other) = &s.certificate.namespace
+        && other != &ns
+    {
+        refuse!(
+            "CertificateInOtherNamespace",
+            "spec.certificate.namespace: a gateway serves only a certificate of its own namespace ({ns}), not {other}'s"
+        );
+    }
+    let Some(namespace) = hub.namespaces.get(&ObjectRef::new(&ns)) else {
+        refuse!("NotATenantNamespace", "namespace {ns} is not known yet");
+    };
+    let (Some(tenant), Some(zone_name)) =
+        (namespace.labels().get(labels::TENANT).cloned(), namespace.labels().get(labels::ZONE).cloned())
+    else {
+        refuse!(
+            "NotATenantNamespace",
+            "namespace {ns} belongs to no tenant: SecureGateways serve tenants' Services, placed in their zone"
+        );
+    };
+    let level = namespace.labels().get(labels::SECURITY_LEVEL).cloned().unwrap_or_default();
+    if level == "4" && s.protocols.contains(&GatewayProtocol::Tls) {
+        refuse!(
+            "StandardTlsForbidden",
+            "spec.protocols: standard TLS is not allowed at 等保 level 4 (namespace {ns}); serve TLCP or TLS13-SM only"
+        );
+    }
+    let Some(zone) = hub.zones.get(&ObjectRef::new(&zone_name)) else {
+        refuse!("ZoneNotFound", "the tenant's zone {zone_name} does not exist");
+    };
+    let Ok(zone) = &zone.0 else { refuse!("ZoneNotFound", "zone {zone_name} does not match its schema") };
+    let Some(image) = ctx.gateway_image.get().cloned() else {
+        refuse!(
+            "NoGatewayImage",
+            "the operator runs without --gateway-image (chart value gateway.image): no gateway can be deployed"
+        );
+    };
+
+    let cert_name = &s.certificate.name;
+    let Some(cert) = hub.certificates.get(&ObjectRef::new(cert_name).within(&ns)) else {
+        refuse!("CertificateNotFound", "spec.certificate: SmCertificate {ns}/{cert_name} does not exist");
+    };
+    let Ok(cert) = &cert.0 else {
+        refuse!("CertificateNotFound", "SmCertificate {ns}/{cert_name} does not match its schema")
+    };
+    if s.protocols.contains(&GatewayProtocol::Tlcp) && cert.spec.pair != Pair::Tlcp {
+        refuse!(
+            "CertificateNotTlcp",
+            "spec.certificate: TLCP needs a sign + enc pair, and SmCertificate {cert_name} has spec.pair Single"
+        );
+    }
+    if !cert.spec.usages().0 {
+        refuse!("CertificateNotForServers", "spec.certificate: SmCertificate {cert_name} lacks the server usage");
+    }
+    let ready = cert.status.as_ref().is_some_and(|st| {
+        st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") && st.serial_number.is_some()
+    });
+    if !ready {
+        refuse!("CertificateNotReady", "spec.certificate: SmCertificate {cert_name} is not Ready yet");
+    }
+    if let Some(std) = &s.standard_certificate
+        && hub.secrets.get(&ObjectRef::new(&std.secret_name).within(&ns)).is_none()
+    {
+        refuse!(
+            "StandardCertificateMissing",
+            "spec.standardCertificate: Secret {ns}/{} does not exist",
+            std.secret_name
+        );
+    }
+
+    let client_ca = match (s.client_auth_mode(), s.client_auth.as_ref().and_then(|c| c.ca_issuer.clone())) {
+        (ClientAuthMode::None, _) => None,
+        (_, None) => {
+            refuse!("ClientCaMissing", "spec.clientAuth.caIssuer is required when clients present certificates")
+        }
+        (_, Some(issuer)) => {
+            let Some(i) = hub.issuers.get(&ObjectRef::new(&issuer).within(&ns)) else {
+                refuse!("ClientCaMissing", "spec.clientAuth.caIssuer: SmIssuer {ns}/{issuer} does not exist");
+            };
+            let Ok(i) = &i.0 else { refuse!("ClientCaMissing", "SmIssuer {issuer} does not match its schema") };
+            match crate::certificates::issuers::load_ca(&ctx.client, i, ctx, Timestamp::now()).await? {
+                Ok(ca) => Some(ca.root_pem),
+                Err((_, why)) => {
+                    refuse!("ClientCaNotReady", "spec.clientAuth.caIssuer: SmIssuer {issuer} cannot be used: {why}")
+                }
+            }
+        }
+    };
+    let _ = IssuerKind::SmIssuer;
+
+    let backend = &s.backend.service;
+    let Some(svc) = hub.services.get(&ObjectRef::new(backend).within(&ns)) else {
+        refuse!("BackendNotFound", "spec.backend.service: Service {ns}/{backend} does not exist");
+    };
+    let spec = svc.spec.clone().unwrap_or_default();
+    let ip = spec.cluster_ip.clone().unwrap_or_default();
+    if ip.is_empty() || ip == "None" {
+        refuse!("BackendHeadless", "spec.backend.service: Service {backend} has no cluster IP (headless)");
+    }
+    let selector = spec.selector.clone().unwrap_or_default();
+    if selector.is_empty() {
+        refuse!(
+            "BackendWithoutSelector",
+            "spec.backend.service: Service {backend} selects no pods, so no policy can name them"
+        );
+    }
+    let Some(port) = spec.ports.unwrap_or_default().into_iter().find(|p| p.port == i32::from(s.backend.port)) else {
+        refuse!("BackendPortNotFound", "spec.backend.port: Service {backend} has no port {}", s.backend.port);
+    };
+    let target = port.target_port.unwrap_or(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port.port));
+    Ok(Ok((
+        Resolved {
+            tenant,
+            zone_ingress: zone.spec.ingress.clone(),
+            backend_ip: ip,
+            backend_pods: selector,
+            backend_target_port: target,
+            certificate_secret: cert.spec.secret_name.clone(),
+            client_ca,
+            image,
+        },
+        cert.clone(),
+    )))
+}
+
+async fn reconcile_inner(g: &SecureGateway, state: &Gateways) -> Result<Action> {
+    let ctx = &state.ctx;
+    let (ns, name) = (g.namespace().unwrap_or_default(), g.name_any());
+    let now = Timestamp::now();
+    let (r, cert) = match resolve(g, ctx).await? {
+        Ok(x) => x,
+        Err((reason, why)) => return fail(g, ctx, reason, why, now).await,
+    };
+    let client = &ctx.client;
+    let hub = &ctx.watches;
+    let child = build::child_name(&name);
+    // The policy first: a gateway never runs before its traffic is bounded.
+    let np = build::network_policy(g, &r);
+    let seen = hub.policies.get(&ObjectRef::new(&child).within(&ns));
+    write(
+        ctx,
+        "NetworkPolicy",
+        apply::ensure_namespaced::<NetworkPolicy>(client, &state.applied, &np, apply::Seen::meta(seen.as_deref()))
+            .await,
+    )?;
+    if let Some(cm) = build::client_ca(g, &r) {
+        let seen = hub.gateway_configmaps.get(&ObjectRef::new(&cm.name_any()).within(&ns));
+        write(
+            ctx,
+            "ConfigMap",
+            apply::ensure_namespaced::<ConfigMap>(client, &state.applied, &cm, apply::Seen::meta(seen.as_deref()))
+                .await,
+        )?;
+    }
+    let svc = build::service(g, &r);
+    let seen_svc = hub.services.get(&ObjectRef::new(&child).within(&ns));
+    write(
+        ctx,
+        "Service",
+        apply::ensure_namespaced::<Service>(client, &state.applied, &svc, apply::Seen::Whole(seen_svc.as_deref()))
+            .await,
+    )?;
+    let dep = build::deployment(g, &r);
+    let seen_dep = hub.gateway_deployments.get(&ObjectRef::new(&child).within(&ns));
+    write(
+        ctx,
+        "Deployment",
+        apply::ensure_namespaced::<Deployment>(client, &state.applied, &dep, apply::Seen::Whole(seen_dep.as_deref()))
+            .await,
+    )?;
+
+    tell_pods(g, state, &ns, &name).await?;
+
+    let cert_status = cert.status.clone().unwrap_or_default();
+    let (protocols, suites) = build::suites(g);
+    let ready_replicas = seen_dep.as_ref().and_then(|d| d.status.as_ref()).and_then(|s| s.ready_replicas).unwrap_or(0);
+    let updated = seen_dep.as_ref().and_then(|d| d.status.as_ref()).is_some_and(|s| {
+        s.observed_generation == d_generation(seen_dep.as_deref()) && s.updated_replicas.unwrap_or(0) >= g.spec.replicas
+    });
+    let mut endpoints = vec![format!("{child}.{ns}.svc:{}", g.spec.port)];
+    if let Some(ip) = seen_svc.as_ref().and_then(|s| s.spec.as_ref()).and_then(|s| s.cluster_ip.clone()) {
+        endpoints.push(format!("{ip}:{}", g.spec.port));
+    }
+    let ready = if ready_replicas >= g.spec.replicas && updated {
+        Observed::new("Ready", true, "Serving", format!("{ready_replicas} replica(s) serve {}", protocols.join(", ")))
+    } else {
+        Observed::new(
+            "Ready",
+            false,
+            "ReplicasNotReady",
+            format!("{ready_replicas} of {} replica(s) ready", g.spec.replicas),
+        )
+    };
+    let previous = g.status.clone().unwrap_or_default();
+    let status = SecureGatewayStatus {
+        observed_generation: g.metadata.generation,
+        protocols,
+        suites,
+        sign_serial: cert_status.serial_number.clone(),
+        enc_serial: cert_status.enc_serial_number.clone(),
+        not_after: cert_status.not_after.clone(),
+        endpoints,
+        ready_replicas: Some(ready_replicas),
+        conditions: conditions::merge(&previous.conditions, &[ready], g.metadata.generation, now),
+    };
+    let mut without = status.clone();
+    without.conditions = previous.conditions.clone();
+    if !(conditions::same(&previous.conditions, &status.conditions) && without == previous) {
+        let api = Api::<SecureGateway>::namespaced(client.clone(), &ns);
+        crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+fn d_generation(d: Option<&Deployment>) -> Option<i64> {
+    d.and_then(|d| d.metadata.generation)
+}
+
+fn write(ctx: &Context, kind: &str, r: std::result::Result<bool, kube::Error>) -> Result<()> {
+    match r {
+        Ok(true) => {
+            ctx.metrics.child_writes.with_label_values(&[CONTROLLER, kind]).inc();
+            Ok(())
+        }
+        Ok(false) => Ok(()),
+        Err(e) => {
+            ctx.metrics.child_apply_failures.with_label_values(&[CONTROLLER, kind]).inc();
+            Err(e.into())
+        }
+    }
+}
+
+/// Annotates the gateway's pods with the versions of the Secrets they mount, when those moved:
+/// an update to a pod makes its kubelet refresh the pod's Secret volumes now, not at its next
+/// periodic sync (up to a minute or more), and the gateway reloads the files within a second.
+async fn tell_pods(g: &SecureGateway, state: &Gateways, ns: &str, name: &str) -> Result<()> {
+    let ctx = &state.ctx;
+    let hub = &ctx.watches;
+    let mut versions: Vec<String> = secrets_of(g, &hub.certificates.store())
+        .into_iter()
+        .map(|s| {
+            let v = hub.secrets.get(&ObjectRef::new(&s).within(ns)).and_then(|m| m.resource_version());
+            format!("{s}={}", v.unwrap_or_default())
+        })
+        .collect();
+    versions.sort();
+    let versions = versions.join(",");
+    let key = (ns.to_string(), name.to_string());
+    if state.told.lock().ok().and_then(|t| t.get(&key).cloned()).as_deref() == Some(versions.as_str()) {
+        return Ok(());
+    }
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+    let listed = pods.list_metadata(&ListParams::default().labels(&format!("{GATEWAY_LABEL}={name}"))).await?;
+    for p in listed.items {
+        if p.annotations().get(SECRETS_ANNOTATION) == Some(&versions) || p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let patch = serde_json::json!({"metadata": {"annotations": {SECRETS_ANNOTATION: versions}}});
+        match pods.patch(&p.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+        info!(namespace = %ns, gateway = %name, pod = %p.name_any(), secrets = %versions, "told a gateway pod its certificate changed");
+    }
+    if let Ok(mut t) = state.told.lock() {
+        t.insert(key, versions);
+    }
+    Ok(())
+}
+
+/// Reports why the gateway cannot be served. What already runs stays: a gateway serving the
+/// last good certificate is better than none, and the condition says what to fix.
+async fn fail(g: &SecureGateway, ctx: &Context, reason: &'static str, why: String, now: Timestamp) -> Result<Action> {
+    let (ns, name) = (g.namespace().unwrap_or_default(), g.name_any());
+    let previous = g.status.clone().unwrap_or_default();
+    let already = previous.conditions.iter().any(|x| x.type_ == "Ready" && x.reason == reason && x.message == why);
+    if !already {
+        warn!(namespace = %ns, gateway = %name, %reason, problem = %why, "cannot serve");
+        ctx.metrics.gateway_problems.with_label_values(&[reason]).inc();
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(why.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &g.object_ref(&())).await {
+            tracing::debug!(error = %e, "event not recorded");
+        }
+        let merged = conditions::merge(
+            &previous.conditions,
+            &[Observed::new("Ready", false, reason, why)],
+            g.metadata.generation,
+            now,
+        );
+        let fields = serde_json::json!({"observedGeneration": g.metadata.generation, "conditions": merged});
+        let api = Api::<SecureGateway>::namespaced(ctx.client.clone(), &ns);
+        crate::status::write::<_, ()>(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Fields(fields))
+            .await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(30)))
+}
