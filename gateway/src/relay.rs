@@ -49,18 +49,25 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            // Half-close: the other direction may still be answering.
-            let _ = to.shutdown().await;
-            return Ok(());
+    let copied = loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
+        if let Err(e) = to.write_all(&buf[..n]).await {
+            break Err(e);
         }
-        to.write_all(&buf[..n]).await?;
         activity.touch();
         counted.inc_by(n as u64);
         total.fetch_add(n as u64, Ordering::Relaxed);
-    }
+    };
+    // However this direction ended, the other side learns it (for TLS, close_notify): after
+    // EOF as a half-close, and after a reset too, since what the backend sent before it was
+    // relayed in full. Backends that answer and close without reading what they were sent
+    // reset rather than close, and their clients must not see a truncated session.
+    let _ = to.shutdown().await;
+    copied
 }
 
 /// Relays until both directions end, one fails, or the connection is idle for `idle`.
@@ -73,10 +80,25 @@ where
     let (br, bw) = tokio::io::split(backend);
     let activity = Activity { start: Instant::now(), last_ms: AtomicU64::new(0) };
     let (bytes_in, bytes_out) = (AtomicU64::new(0), AtomicU64::new(0));
-    let both = futures::future::try_join(
-        pump(cr, bw, &activity, counters[0], &bytes_in),
-        pump(br, cw, &activity, counters[1], &bytes_out),
-    );
+    // Each direction runs to its own end: a backend that closes while the client is still
+    // sending fails only the client-to-backend copy, and the answer already on its way still
+    // reaches the client. A backend that fails (a reset) ends the connection: nothing more
+    // can come from it.
+    let both = async {
+        let up = pump(cr, bw, &activity, counters[0], &bytes_in);
+        let down = pump(br, cw, &activity, counters[1], &bytes_out);
+        tokio::pin!(up, down);
+        tokio::select! {
+            d = &mut down => match d {
+                Err(e) => Err(e),
+                Ok(()) => up.await,
+            },
+            u = &mut up => {
+                let d = down.await;
+                u.and(d)
+            }
+        }
+    };
     let watchdog = async {
         loop {
             let quiet = activity.idle_for();

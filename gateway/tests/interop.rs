@@ -280,3 +280,29 @@ fn tls13_sm_suites_with_openssl4() {
     }
     assert_eq!(s.gw.metric("zhengyun_gateway_handshakes_total", &[("protocol", "tls13-sm"), ("result", "ok")]), 2.0);
 }
+
+#[test]
+fn a_backend_that_closes_first_still_gets_its_answer_closed_with_close_notify() {
+    let tmp = tempdir::new("greeter");
+    let pki = Pki::new(&tmp.0.join("ca"), "greeter test root");
+    let server = tmp.0.join("server");
+    pki.pair(&server, "localhost", true);
+    let args = [
+        format!("--backend={}", greeter_backend()),
+        "--protocols=tlcp,tls13-sm".to_string(),
+        format!("--sm-cert-dir={}", server.display()),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let gw = Gateway::start(&args, &tmp.0.join("gateway.log"));
+    // The client keeps sending after the backend has gone: its copy to the backend fails, the
+    // answer still arrives, and the TLS session ends cleanly (no "unexpected eof").
+    for _ in 0..10 {
+        let mut c = Command::new(tongsuo());
+        c.args(["s_client", "-quiet", "-ign_eof", "-enable_ntls", "-ntls", "-cipher", "ECC-SM2-SM4-GCM-SM3"]);
+        c.arg("-connect").arg(format!("127.0.0.1:{}", gw.port));
+        let out = client(&mut c, b"one\ntwo\nthree\n");
+        let text_out = text(&out);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("hello from the backend"), "{text_out}");
+        assert!(!text_out.contains("unexpected eof"), "closed without close_notify: {text_out}");
+    }
+}

@@ -215,3 +215,15 @@ pub fn http_backend() -> SocketAddr {
     });
     addr
 }
+
+/// A backend that greets each connection and closes it at once, reading nothing.
+pub fn greeter_backend() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for mut conn in l.incoming().flatten() {
+            let _ = conn.write_all(b"hello from the backend\n");
+        }
+    });
+    addr
+}
