@@ -17,8 +17,8 @@ use kube::{
 use serde_json::json;
 use zhengyun::api::{SecureGateway, SmCertificate, Zone};
 use zhengyun_e2e::{
-    SECONDS, apply_tenant, client, events_about, must, node_tenant, nodes_here, operator_with_webhook_env, refused,
-    repo_path, run_tool, tenant, wait_for, wait_ready, workdir,
+    SECONDS, apply_tenant, as_user, client, events_about, must, node_tenant, nodes_here, operator_with_webhook_env,
+    refused, repo_path, run_tool, tenant, wait_for, wait_ready, workdir,
 };
 
 const PROBE: &str = "localhost/zhengyun/probe:0.1.0";
@@ -335,6 +335,13 @@ async fn gateway_a_tenants_securegateway_serves_tlcp_and_tls13_sm_from_the_zone_
     assert_eq!(spec.node_name.as_deref(), Some("zy-intranet"));
     assert_eq!(spec.automount_service_account_token, Some(false));
     let pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("pod IP");
+    // The department's owner runs workloads in the namespace, but not this one: another image
+    // would hold the department's keys.
+    let owner = as_user("sgw-owner", &[]).await;
+    let theirs: Api<Deployment> = Api::namespaced(owner, ns);
+    let swap = json!({"spec": {"template": {"spec": {"containers": [{"name": "gateway", "image": "registry.example/evil:1"}]}}}});
+    refused(theirs.patch("sgw-portal", &PatchParams::default(), &Patch::Strategic(&swap)).await, "managed by zhengyun");
+    refused(theirs.delete("sgw-portal", &DeleteParams::default()).await, "managed by zhengyun");
     let target = format!("{pod_ip}:8443");
 
     // The department's CA, as a client from the zone's network trusts it.

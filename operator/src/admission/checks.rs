@@ -14,6 +14,9 @@ use crate::{
     zones::ZonePlacement,
 };
 
+/// The deployment controller, as kube-controller-manager names it with per-controller credentials.
+pub const DEPLOYMENT_CONTROLLER: &str = "system:serviceaccount:kube-system:deployment-controller";
+
 /// Controllers of Kubernetes itself that must be able to delete what we own (namespace
 /// deletion, garbage collection).
 pub const SYSTEM_CONTROLLERS: &[&str] = &[

@@ -122,6 +122,17 @@ pub fn validating(endpoint: &Endpoint, ca_bundle: &str, operator_user: &str) -> 
                 managed(),
                 None,
             ),
+            // A gateway's Deployment and client-CA ConfigMap: only objects that carry (or would
+            // carry) the managed label are sent, so tenants' own workloads never wait on us.
+            hook(
+                "gateway-owned",
+                vec![
+                    rule(&[""], &["configmaps"], &["CREATE", "UPDATE", "DELETE"]),
+                    rule(&["apps"], &["deployments"], &["CREATE", "UPDATE", "DELETE"]),
+                ],
+                managed(),
+                managed(),
+            ),
             hook("tenants", vec![rule(&["zhengyun.io"], &["tenants"], &["CREATE", "UPDATE"])], None, None),
             hook(
                 "smcertificates",

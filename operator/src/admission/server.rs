@@ -328,8 +328,12 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
                 if checks::SYSTEM_CONTROLLERS.contains(&user.as_str()) && req.operation == Operation::Delete {
                     return Ok(());
                 }
+                // The deployment controller records its rollout on the Deployment it runs.
+                if kind == "Deployment" && user == checks::DEPLOYMENT_CONTROLLER && req.operation == Operation::Update {
+                    return Ok(());
+                }
                 return Err(format!(
-                    "{kind} {namespace}/{} is managed by zhengyun: change the Tenant or ExchangeChannel instead",
+                    "{kind} {namespace}/{} is managed by zhengyun: change the Tenant, ExchangeChannel or SecureGateway instead",
                     req.name
                 ));
             }

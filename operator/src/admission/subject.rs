@@ -5,7 +5,8 @@
 //! edited by hand must not turn into an open door).
 
 use k8s_openapi::api::{
-    core::v1::{LimitRange, Namespace, Pod, ResourceQuota, Service},
+    apps::v1::Deployment,
+    core::v1::{ConfigMap, LimitRange, Namespace, Pod, ResourceQuota, Service},
     networking::v1::NetworkPolicy,
     rbac::v1::RoleBinding,
 };
@@ -28,8 +29,8 @@ pub enum Subject {
         old: Box<Namespace>,
         new: Box<Namespace>,
     },
-    /// A ResourceQuota, LimitRange, NetworkPolicy or RoleBinding: zhengyun's own when either
-    /// version carries the managed label.
+    /// A ResourceQuota, LimitRange, NetworkPolicy, RoleBinding, or a gateway's Deployment or
+    /// ConfigMap: zhengyun's own when either version carries the managed label.
     Owned {
         kind: &'static str,
         managed: bool,
@@ -102,6 +103,16 @@ pub fn parse(req: &AdmissionRequest<DynamicObject>) -> Result<Subject, String> {
             let (managed, policy) = owned::<NetworkPolicy>(req, "NetworkPolicy")?;
             Subject::Owned { kind: "NetworkPolicy", managed, policy }
         }
+        // A gateway's workload and its client CA: a tenant that could edit them could run
+        // another image with the department's keys, or trust client certificates of its own.
+        ("apps", "Deployment") => {
+            let (managed, _) = owned::<Deployment>(req, "Deployment")?;
+            Subject::Owned { kind: "Deployment", managed, policy: None }
+        }
+        ("", "ConfigMap") => {
+            let (managed, _) = owned::<ConfigMap>(req, "ConfigMap")?;
+            Subject::Owned { kind: "ConfigMap", managed, policy: None }
+        }
         ("rbac.authorization.k8s.io", "RoleBinding") => {
             let (managed, _) = owned::<RoleBinding>(req, "RoleBinding")?;
             Subject::Owned { kind: "RoleBinding", managed, policy: None }
@@ -161,9 +172,19 @@ mod tests {
 
     #[test]
     fn an_unregistered_kind_is_refused() {
-        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
-        let err = parse(&request("", "ConfigMap", cm, None)).expect_err("refused");
-        assert!(err.contains("does not handle /ConfigMap"), "{err}");
+        let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}});
+        let err = parse(&request("", "Secret", secret, None)).expect_err("refused");
+        assert!(err.contains("does not handle /Secret"), "{err}");
+    }
+
+    #[test]
+    fn a_gateways_deployment_and_client_ca_are_owned() {
+        let dep = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "sgw-a", "labels": {labels::MANAGED_BY: labels::MANAGER}}});
+        let s = parse(&request("apps", "Deployment", dep, None)).expect("parses");
+        assert!(matches!(s, Subject::Owned { kind: "Deployment", managed: true, .. }), "{s:?}");
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "own"}});
+        let s = parse(&request("", "ConfigMap", cm, None)).expect("parses");
+        assert!(matches!(s, Subject::Owned { kind: "ConfigMap", managed: false, .. }), "{s:?}");
     }
 
     #[test]
