@@ -121,14 +121,41 @@ fn key(pem: &str, file: &'static str) -> Result<PKey<Private>, BuildError> {
     PKey::private_key_from_pem(pem.as_bytes()).map_err(|e| BuildError::Material { file, why: e.to_string() })
 }
 
+/// Escapes an attribute value as RFC 4514 does, so `CN=a,O=b` cannot be forged by a CN.
+pub fn escape_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let last = v.chars().count().saturating_sub(1);
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A certificate subject as `TYPE=value,...` in the certificate's order, every attribute kept:
+/// an unnamed type by its OID, a value that is not text as `#` and its hex.
+pub fn subject_of(name: &tongsuo::x509::X509NameRef) -> String {
+    name.entries()
+        .map(|e| {
+            let ty = e.object().nid().short_name().map(str::to_string).unwrap_or_else(|_| e.object().to_string());
+            let value = match e.data().as_utf8() {
+                Ok(v) => escape_value(&v),
+                Err(_) => format!("#{}", e.data().as_slice().iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            };
+            format!("{ty}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn served(role: &'static str, cert: &X509) -> Served {
     let serial = cert.serial_number().to_bn().ok().and_then(|b| b.to_hex_str().ok()).map(|s| s.to_string());
-    let subject = cert
-        .subject_name()
-        .entries()
-        .filter_map(|e| Some(format!("{}={}", e.object().nid().short_name().ok()?, e.data().as_utf8().ok()?)))
-        .collect::<Vec<_>>()
-        .join(",");
+    let subject = subject_of(cert.subject_name());
     let not_after = tongsuo::asn1::Asn1Time::from_unix(0)
         .ok()
         .and_then(|epoch| epoch.diff(cert.not_after()).ok())
@@ -149,17 +176,34 @@ fn client_auth(b: &mut SslContextBuilder, policy: &Policy, m: &Material) -> Resu
     for ca in chain(pem, "client CA bundle")? {
         store.add_cert(ca)?;
     }
+    // The bundle is the issuing CA itself, which may be an intermediate: it is the trust
+    // anchor, so certificates of its sibling CAs under the same root do not pass.
+    store.set_flags(tongsuo::x509::verify::X509VerifyFlags::PARTIAL_CHAIN)?;
     b.set_verify_cert_store(store.build())?;
     b.set_verify(mode);
     b.set_verify_depth(4);
     Ok(())
 }
 
-fn common(b: &mut SslContextBuilder) {
+fn common(b: &mut SslContextBuilder, protocol: Protocol) -> Result<(), BuildError> {
     // Renegotiation is a known DoS lever; nothing we serve needs it. No session tickets: a
     // rotated key must not be undone by resumption of sessions from the old one.
     b.set_options(SslOptions::NO_RENEGOTIATION | SslOptions::NO_TICKET | SslOptions::CIPHER_SERVER_PREFERENCE);
     b.set_mode(SslMode::RELEASE_BUFFERS);
+    // Resumed sessions are only accepted into the context that made them; with client
+    // certificates, a resumption without this context is a fatal error in the TLS stack.
+    b.set_session_id_context(format!("zhengyun-gateway/{protocol}").as_bytes())?;
+    Ok(())
+}
+
+/// A key must be the one of its certificate, checked before a rotation replaces what works.
+fn matching(cert: &X509, key: &PKey<Private>, file: &'static str) -> Result<(), BuildError> {
+    let public = cert.public_key()?;
+    if public.public_eq(key) {
+        Ok(())
+    } else {
+        Err(BuildError::Material { file, why: "the key does not match its certificate".into() })
+    }
 }
 
 fn tlcp(policy: &Policy, m: &Material) -> Result<(SslContext, Vec<Served>), BuildError> {
@@ -167,18 +211,20 @@ fn tlcp(policy: &Policy, m: &Material) -> Result<(SslContext, Vec<Served>), Buil
     let enc_pem = m.enc_cert.as_deref().ok_or(BuildError::Missing(Protocol::Tlcp, "enc.crt"))?;
     let enc = chain(enc_pem, "enc.crt")?;
     let enc_key = key(m.enc_key.as_deref().ok_or(BuildError::Missing(Protocol::Tlcp, "enc.key"))?, "enc.key")?;
+    let sign_key = key(&m.sign_key, "tls.key")?;
+    matching(&sign[0], &sign_key, "tls.key")?;
+    matching(&enc[0], &enc_key, "enc.key")?;
     let mut b = SslContextBuilder::new(SslMethod::ntls_server())?;
     // The NTLS state machine runs only with this flag; the context is reached only by hellos
     // that are TLCP (see `hello`), which keeps clear of the crash it causes on TLS streams.
     b.enable_ntls();
-    common(&mut b);
+    common(&mut b, Protocol::Tlcp)?;
     let suites = match policy.client_auth {
         ClientAuth::None => TLCP_ECC.to_string(),
         _ => format!("{TLCP_ECC}:{TLCP_ECDHE}"),
     };
     b.set_cipher_list(&suites)?;
     b.set_sign_certificate(&sign[0])?;
-    let sign_key = key(&m.sign_key, "tls.key")?;
     b.set_sign_private_key(&sign_key)?;
     b.set_enc_certificate(&enc[0])?;
     b.set_enc_private_key(&enc_key)?;
@@ -192,7 +238,7 @@ fn tlcp(policy: &Policy, m: &Material) -> Result<(SslContext, Vec<Served>), Buil
 fn tls13_sm(policy: &Policy, m: &Material) -> Result<(SslContext, Served), BuildError> {
     let sign = chain(&m.sign_chain, "tls.crt")?;
     let mut b = SslContextBuilder::new(SslMethod::tls_server())?;
-    common(&mut b);
+    common(&mut b, Protocol::Tls13Sm)?;
     b.set_min_proto_version(Some(SslVersion::TLS1_3))?;
     b.set_max_proto_version(Some(SslVersion::TLS1_3))?;
     b.set_ciphersuites(TLS13_SM)?;
@@ -218,7 +264,7 @@ fn tls(policy: &Policy, m: &Material) -> Result<(SslContext, Served), BuildError
         "standard tls.key",
     )?;
     let mut b = SslContextBuilder::new(SslMethod::tls_server())?;
-    common(&mut b);
+    common(&mut b, Protocol::Tls)?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
     b.set_cipher_list("ECDHE+AESGCM:ECDHE+CHACHA20")?;
     b.set_ciphersuites("TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256")?;
@@ -254,4 +300,16 @@ pub fn build(policy: &Policy, m: &Material) -> Result<Contexts, BuildError> {
         out.served.push(s);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_common_name_cannot_forge_another_attribute() {
+        assert_eq!(escape_value("alice,O=admins"), "alice\\,O\\=admins");
+        assert_eq!(escape_value(" #lead"), "\\ #lead");
+        assert_eq!(escape_value("市大数据局"), "市大数据局");
+    }
 }

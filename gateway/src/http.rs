@@ -34,18 +34,30 @@ use crate::relay::Relayed;
 /// The header carrying a verified client certificate's subject.
 pub const CLIENT_SUBJECT: &str = "x-client-subject";
 
-/// Headers that describe one hop, not the request (RFC 9110 §7.6.1), and ours.
-const DROPPED: [&str; 9] = [
+/// Headers that describe one hop, not the request (RFC 9110 §7.6.1), and every header that
+/// says who the client is or how it came, which only the gateway may set.
+const DROPPED: [&str; 14] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "te",
     "trailer",
     "upgrade",
+    "forwarded",
     "x-forwarded-for",
     "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-real-ip",
+    "x-client-ip",
     CLIENT_SUBJECT,
 ];
+
+/// A header name as CGI-style backends see it: `X_Client_Subject` and `x-client-subject` are the
+/// same variable to them, so both are ours.
+fn normalized(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
 
 /// Who is asking, as the handshake established it.
 #[derive(Debug, Clone)]
@@ -143,7 +155,24 @@ impl Upstream {
 /// Rewrites a client's request for the backend.
 pub fn forwarded<B>(mut req: Request<B>, client: &Client) -> Request<B> {
     let h = req.headers_mut();
-    for name in DROPPED {
+    // Headers the client names in `Connection` are hop-by-hop too.
+    let listed: Vec<String> = h
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| normalized(n.trim()))
+        .filter(|n| !n.is_empty())
+        .collect();
+    let drop: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| {
+            let n = normalized(k.as_str());
+            DROPPED.contains(&n.as_str()) || listed.contains(&n)
+        })
+        .cloned()
+        .collect();
+    for name in drop {
         h.remove(name);
     }
     if let Ok(v) = HeaderValue::from_str(&client.address) {
@@ -151,7 +180,7 @@ pub fn forwarded<B>(mut req: Request<B>, client: &Client) -> Request<B> {
     }
     h.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("https"));
     if !client.subject.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&client.subject)
+        && let Ok(v) = HeaderValue::from_str(&header_safe(&client.subject))
     {
         h.insert(HeaderName::from_static(CLIENT_SUBJECT), v);
     }
@@ -201,6 +230,9 @@ where
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(idle)
+        // Request heads above 64 KiB are refused: a client cannot hold hyper's default
+        // (about 400 KB) per connection.
+        .max_buf_size(64 * 1024)
         .keep_alive(true)
         .serve_connection(io, service);
     let watchdog = async {
@@ -221,6 +253,20 @@ where
     m.bytes.with_label_values(&["in"]).inc_by(bytes_in);
     m.bytes.with_label_values(&["out"]).inc_by(bytes_out);
     Relayed { bytes_in, bytes_out, ended }
+}
+
+/// A subject as a header value: bytes outside visible ASCII (a Chinese CN, say) and `%` are
+/// percent-encoded as UTF-8, so the value is always sent and decodes to the exact subject.
+pub fn header_safe(subject: &str) -> String {
+    let mut out = String::with_capacity(subject.len());
+    for b in subject.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Response bodies of our own: empty, or the backend's.
@@ -291,5 +337,23 @@ mod tests {
         assert_eq!(h.get("accept").unwrap(), "*/*");
         let out = forwarded(Request::new(()), &Client { address: "192.0.2.7".into(), subject: "CN=a,O=b".into() });
         assert_eq!(out.headers().get(CLIENT_SUBJECT).unwrap(), "CN=a,O=b");
+        // Underscore spellings, the Forwarded family and headers named in Connection go too.
+        let req = Request::builder()
+            .header("X_Client_Subject", "CN=admin")
+            .header("forwarded", "for=10.0.0.1")
+            .header("x-real-ip", "10.0.0.1")
+            .header("connection", "keep-alive, X-Secret")
+            .header("x-secret", "hop")
+            .body(())
+            .unwrap();
+        let out = forwarded(req, &Client { address: "192.0.2.7".into(), subject: String::new() });
+        let names: Vec<_> = out.headers().keys().map(|k| k.as_str().to_string()).collect();
+        assert_eq!(names, ["x-forwarded-for", "x-forwarded-proto"], "{names:?}");
+        // A Chinese subject is sent, percent-encoded.
+        let out = forwarded(Request::new(()), &Client { address: "a".into(), subject: "CN=市大数据局,O=100%".into() });
+        assert_eq!(
+            out.headers().get(CLIENT_SUBJECT).unwrap(),
+            "CN=%E5%B8%82%E5%A4%A7%E6%95%B0%E6%8D%AE%E5%B1%80,O=100%25"
+        );
     }
 }

@@ -54,7 +54,11 @@ struct Args {
     /// How often the certificate files are checked for a rotation.
     #[arg(long, env = "ZHENGYUN_GATEWAY_RELOAD_MS", default_value_t = 1_000)]
     reload_ms: u64,
-    /// Seconds open connections get to finish after SIGTERM.
+    /// After SIGTERM: milliseconds of reporting not ready while still accepting, so the
+    /// Service stops sending new clients before the listener closes.
+    #[arg(long, env = "ZHENGYUN_GATEWAY_SHUTDOWN_DELAY_MS", default_value_t = 5_000)]
+    shutdown_delay_ms: u64,
+    /// Seconds open connections get to finish after the listener closes.
     #[arg(long, env = "ZHENGYUN_GATEWAY_DRAIN_SECONDS", default_value_t = 20)]
     drain_seconds: u64,
 }
@@ -114,10 +118,21 @@ async fn main() -> anyhow::Result<()> {
     let served: Vec<_> = gw.policy.protocols.iter().map(|p| p.label()).collect();
     tracing::info!(listen = %args.listen, admin = %args.admin, backend = %args.backend, protocols = ?served, "serving");
 
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let readyz = {
+        let ready = ready.clone();
+        move || async move {
+            if ready.load(std::sync::atomic::Ordering::Relaxed) {
+                (axum::http::StatusCode::OK, "ready")
+            } else {
+                (axum::http::StatusCode::SERVICE_UNAVAILABLE, "stopping")
+            }
+        }
+    };
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/readyz", get(readyz))
         .with_state(gw.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(admin, app).await {
@@ -129,6 +144,9 @@ async fn main() -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(serve::serve(gw.clone(), listener, stop_rx));
     shutdown_signal().await;
+    ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(ms = args.shutdown_delay_ms, "stopping: not ready, still accepting for the shutdown delay");
+    tokio::time::sleep(Duration::from_millis(args.shutdown_delay_ms)).await;
     tracing::info!("stopping: no new connections; draining open ones");
     let _ = stop_tx.send(true);
     let _ = server.await;

@@ -210,11 +210,7 @@ async fn handshake(gw: &Gateway, mut conn: TcpStream, line: &mut Line) -> Result
 
 fn subject(tls: &Tls) -> String {
     let Some(cert) = tls.ssl().peer_certificate() else { return String::new() };
-    cert.subject_name()
-        .entries()
-        .filter_map(|e| Some(format!("{}={}", e.object().nid().short_name().ok()?, e.data().as_utf8().ok()?)))
-        .collect::<Vec<_>>()
-        .join(",")
+    crate::contexts::subject_of(cert.subject_name())
 }
 
 async fn connection(gw: &Gateway, conn: TcpStream, peer: SocketAddr) -> Line {

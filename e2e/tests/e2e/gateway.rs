@@ -338,10 +338,22 @@ async fn gateway_a_tenants_securegateway_serves_tlcp_and_tls13_sm_from_the_zone_
     // The department's owner runs workloads in the namespace, but not this one: another image
     // would hold the department's keys.
     let owner = as_user("sgw-owner", &[]).await;
-    let theirs: Api<Deployment> = Api::namespaced(owner, ns);
+    let theirs: Api<Deployment> = Api::namespaced(owner.clone(), ns);
     let swap = json!({"spec": {"template": {"spec": {"containers": [{"name": "gateway", "image": "registry.example/evil:1"}]}}}});
     refused(theirs.patch("sgw-portal", &PatchParams::default(), &Patch::Strategic(&swap)).await, "managed by zhengyun");
     refused(theirs.delete("sgw-portal", &DeleteParams::default()).await, "managed by zhengyun");
+    // Nor may a pod of theirs wear the gateway's label: the gateway's policy would open it to
+    // the zone's networks.
+    let mut impostor = backend.clone();
+    impostor.metadata.name = Some("impostor".into());
+    impostor.metadata.labels = Some(
+        [("app.kubernetes.io/name", "zhengyun-gateway"), ("zhengyun.io/securegateway", "portal")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    let their_pods: Api<Pod> = Api::namespaced(owner, ns);
+    refused(their_pods.create(&PostParams::default(), &impostor).await, "belongs to zhengyun's gateway portal");
     let target = format!("{pod_ip}:8443");
 
     // The department's CA, as a client from the zone's network trusts it.

@@ -54,8 +54,18 @@ impl Caches {
             &h.pods,
             &h.issuers,
             &h.cluster_issuers,
+            &h.gateway_deployments,
         ])
         .await;
+    }
+
+    /// A gateway's Deployment, as the gateway controller's watch holds it.
+    pub fn gateway_deployment(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<k8s_openapi::api::apps::v1::Deployment>> {
+        self.hub.gateway_deployments.get(&ObjectRef::new(name).within(namespace))
     }
 
     pub fn namespace(&self, name: &str) -> Option<Arc<PartialObjectMeta<Namespace>>> {

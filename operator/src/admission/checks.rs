@@ -16,6 +16,48 @@ use crate::{
 
 /// The deployment controller, as kube-controller-manager names it with per-controller credentials.
 pub const DEPLOYMENT_CONTROLLER: &str = "system:serviceaccount:kube-system:deployment-controller";
+/// The ReplicaSet controller, likewise.
+pub const REPLICASET_CONTROLLER: &str = "system:serviceaccount:kube-system:replicaset-controller";
+/// kube-controller-manager without per-controller credentials.
+pub const CONTROLLER_MANAGER: &str = "system:kube-controller-manager";
+
+/// A pod or ReplicaSet labelled as a gateway's: the gateway's NetworkPolicy and Service select
+/// by that label, so a tenant who could set it on a workload of its own would open that
+/// workload to the zone's networks. Only Kubernetes' controllers may write such a workload,
+/// and only for the gateway's own Deployment (`deployment(name)` says whether the named
+/// Deployment is a zhengyun-managed one of that gateway): a pod's owner is the ReplicaSet
+/// `<deployment>-<hash>`, a ReplicaSet's owner the Deployment.
+pub fn check_gateway_workload(
+    kind: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    user: &str,
+    deployment: impl Fn(&str, &str) -> bool,
+) -> Result<(), String> {
+    let Some(gateway) = meta.labels.as_ref().and_then(|l| l.get(crate::gateways::GATEWAY_LABEL)) else {
+        return Ok(());
+    };
+    let name = meta.name.clone().or_else(|| meta.generate_name.clone()).unwrap_or_default();
+    let writer = match kind {
+        "Pod" => REPLICASET_CONTROLLER,
+        _ => DEPLOYMENT_CONTROLLER,
+    };
+    if user != writer && user != CONTROLLER_MANAGER && !SYSTEM_CONTROLLERS.contains(&user) {
+        return Err(format!(
+            "{kind} {name}: the label {} belongs to zhengyun's gateway {gateway}; only its Deployment's controllers set it",
+            crate::gateways::GATEWAY_LABEL
+        ));
+    }
+    let owner = meta.owner_references.as_ref().and_then(|o| o.iter().find(|r| r.controller == Some(true)));
+    let deployment_name = match (kind, owner) {
+        ("Pod", Some(o)) if o.kind == "ReplicaSet" => o.name.rsplit_once('-').map(|(d, _)| d.to_string()),
+        ("ReplicaSet", Some(o)) if o.kind == "Deployment" => Some(o.name.clone()),
+        _ => None,
+    };
+    match deployment_name {
+        Some(d) if deployment(&d, gateway) => Ok(()),
+        _ => Err(format!("{kind} {name}: labelled as gateway {gateway}'s but not made for its Deployment")),
+    }
+}
 
 /// Controllers of Kubernetes itself that must be able to delete what we own (namespace
 /// deletion, garbage collection).
@@ -396,5 +438,48 @@ mod tests {
             let err = check_tenant_network_policy(&np(bad), "edu").expect_err(field);
             assert!(err.contains(field), "{err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod gateway_workload_tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+    fn meta(owner_kind: &str, owner: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some("x".into()),
+            labels: Some([(crate::gateways::GATEWAY_LABEL.to_string(), "portal".to_string())].into()),
+            owner_references: Some(vec![OwnerReference {
+                kind: owner_kind.into(),
+                name: owner.into(),
+                controller: Some(true),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_the_gateways_controllers_make_its_workloads() {
+        let ours = |d: &str, g: &str| d == "sgw-portal" && g == "portal";
+        assert!(
+            check_gateway_workload("Pod", &meta("ReplicaSet", "sgw-portal-5d9f"), REPLICASET_CONTROLLER, ours).is_ok()
+        );
+        assert!(
+            check_gateway_workload("ReplicaSet", &meta("Deployment", "sgw-portal"), DEPLOYMENT_CONTROLLER, ours)
+                .is_ok()
+        );
+        // A tenant labelling its own pod, or its own Deployment's pods.
+        let err = check_gateway_workload("Pod", &meta("ReplicaSet", "sgw-portal-5d9f"), "alice", ours).unwrap_err();
+        assert!(err.contains("only its Deployment's controllers"), "{err}");
+        let err = check_gateway_workload("Pod", &meta("ReplicaSet", "sgw-portal-x-5d9f"), REPLICASET_CONTROLLER, ours)
+            .unwrap_err();
+        assert!(err.contains("not made for its Deployment"), "{err}");
+        assert!(
+            check_gateway_workload("ReplicaSet", &meta("Deployment", "mine"), DEPLOYMENT_CONTROLLER, ours).is_err()
+        );
+        // Unlabelled workloads are none of this check's business.
+        assert!(check_gateway_workload("Pod", &ObjectMeta::default(), "alice", ours).is_ok());
     }
 }

@@ -133,6 +133,23 @@ pub fn validating(endpoint: &Endpoint, ca_bundle: &str, operator_user: &str) -> 
                 managed(),
                 managed(),
             ),
+            // ReplicaSets labelled as a gateway's: only the gateway Deployment's controller
+            // makes them (pods with the label go through the pods hook above).
+            hook(
+                "gateway-workloads",
+                vec![rule(&["apps"], &["replicasets"], &["CREATE", "UPDATE"])],
+                managed(),
+                Some(LabelSelector {
+                    match_expressions: Some(vec![
+                        k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
+                            key: crate::gateways::GATEWAY_LABEL.into(),
+                            operator: "Exists".into(),
+                            values: None,
+                        },
+                    ]),
+                    ..Default::default()
+                }),
+            ),
             hook("tenants", vec![rule(&["zhengyun.io"], &["tenants"], &["CREATE", "UPDATE"])], None, None),
             hook(
                 "smcertificates",

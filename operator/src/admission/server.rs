@@ -293,6 +293,15 @@ async fn certificate(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> (Res
     }
 }
 
+/// Whether `name` in `namespace` is the zhengyun-managed Deployment of gateway `gateway`.
+fn gateway_deployment(w: &Webhook, namespace: &str, name: &str, gateway: &str) -> bool {
+    w.caches.gateway_deployment(namespace, name).is_some_and(|d| {
+        let l = d.labels();
+        l.get(crate::labels::MANAGED_BY).map(String::as_str) == Some(crate::labels::MANAGER)
+            && l.get(crate::gateways::GATEWAY_LABEL).map(String::as_str) == Some(gateway)
+    })
+}
+
 async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<(), String> {
     let user = req.user_info.username.clone().unwrap_or_default();
     if user == w.operator_user {
@@ -303,6 +312,7 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
     let namespace = req.namespace.as_deref().unwrap_or_default();
     match subject {
         Subject::Pod(pod) => {
+            checks::check_gateway_workload("Pod", &pod.metadata, &user, |d, g| gateway_deployment(w, namespace, d, g))?;
             let Some(InZone { zone_name, placement, .. }) = namespace_zone(&w.caches, namespace)? else {
                 return Ok(());
             };
@@ -323,6 +333,9 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
             Ok(())
         }
         Subject::Namespace { old, new } => checks::check_namespace_update(&old, &new),
+        Subject::ReplicaSet(rs) => checks::check_gateway_workload("ReplicaSet", &rs.metadata, &user, |d, g| {
+            gateway_deployment(w, namespace, d, g)
+        }),
         Subject::Owned { kind, managed, policy } => {
             if managed {
                 if checks::SYSTEM_CONTROLLERS.contains(&user.as_str()) && req.operation == Operation::Delete {

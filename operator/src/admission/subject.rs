@@ -5,7 +5,7 @@
 //! edited by hand must not turn into an open door).
 
 use k8s_openapi::api::{
-    apps::v1::Deployment,
+    apps::v1::{Deployment, ReplicaSet},
     core::v1::{ConfigMap, LimitRange, Namespace, Pod, ResourceQuota, Service},
     networking::v1::NetworkPolicy,
     rbac::v1::RoleBinding,
@@ -38,6 +38,8 @@ pub enum Subject {
         policy: Option<Box<NetworkPolicy>>,
     },
     Service(Box<Service>),
+    /// A ReplicaSet labelled as a gateway's.
+    ReplicaSet(Box<ReplicaSet>),
     Zone(Box<Zone>),
     Tenant {
         new: Box<Tenant>,
@@ -105,6 +107,7 @@ pub fn parse(req: &AdmissionRequest<DynamicObject>) -> Result<Subject, String> {
         }
         // A gateway's workload and its client CA: a tenant that could edit them could run
         // another image with the department's keys, or trust client certificates of its own.
+        ("apps", "ReplicaSet") => Subject::ReplicaSet(required(body(new, kind)?, kind, "new")?),
         ("apps", "Deployment") => {
             let (managed, _) = owned::<Deployment>(req, "Deployment")?;
             Subject::Owned { kind: "Deployment", managed, policy: None }

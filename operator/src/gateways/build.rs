@@ -35,6 +35,9 @@ use crate::{
 /// The gateway's own ports inside its pods.
 pub const LISTEN_PORT: i32 = 8443;
 pub const ADMIN_PORT: i32 = 9090;
+/// Connections one replica holds open, and the memory that allows for.
+const MAX_CONNECTIONS: u32 = 2000;
+const MEMORY_LIMIT: &str = "256Mi";
 /// The uid and gid the gateway runs as (no root, no shell in the image).
 const RUN_AS: i64 = 65532;
 
@@ -110,6 +113,9 @@ pub fn args(g: &SecureGateway, r: &Resolved) -> Vec<String> {
         ),
         format!("--protocols={}", protocols.iter().map(|p| p.flag()).collect::<Vec<_>>().join(",")),
         "--sm-cert-dir=/etc/zhengyun/sm".to_string(),
+        // Bounded by the memory limit below: an open connection holds TLS state and buffers
+        // (tens of KiB), and a flood must meet the cap before the limit.
+        format!("--max-connections={MAX_CONNECTIONS}"),
     ];
     if s.standard_certificate.is_some() {
         a.push("--standard-cert-dir=/etc/zhengyun/standard".into());
@@ -201,7 +207,7 @@ pub fn deployment(g: &SecureGateway, r: &Resolved) -> Deployment {
         liveness_probe: Some(probe("/healthz")),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([("cpu".into(), q("50m")), ("memory".into(), q("32Mi"))])),
-            limits: Some(BTreeMap::from([("cpu".into(), q("1")), ("memory".into(), q("128Mi"))])),
+            limits: Some(BTreeMap::from([("cpu".into(), q("1")), ("memory".into(), q(MEMORY_LIMIT))])),
             ..Default::default()
         }),
         security_context: Some(SecurityContext {

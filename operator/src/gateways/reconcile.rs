@@ -145,6 +145,26 @@ async fn reconcile(obj: Arc<Guarded>, state: Arc<Gateways>) -> Result<Action> {
 
 type Problem = (&'static str, String);
 
+/// Refusals that mean the gateway must not run at all, not merely that it cannot change now.
+const FORBIDDEN: [&str; 4] =
+    ["StandardTlsForbidden", "CertificateInOtherNamespace", "NotATenantNamespace", "ZoneNotFound"];
+
+/// Whether an object exists and is zhengyun's: `None` when absent, `Some(managed)` otherwise.
+/// A cached one is ours (the caches select by our labels); one the cache lacks is read.
+async fn cached_or_read<K>(ctx: &Context, ns: &str, name: &str, cached: bool) -> Result<Option<bool>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    if cached {
+        return Ok(Some(true));
+    }
+    let found = Api::<K>::namespaced(ctx.client.clone(), ns).get_opt(name).await?;
+    Ok(found.map(|o| o.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER)))
+}
+
 /// Resolves everything the gateway names, or says what is wrong, naming the field.
 async fn resolve(g: &SecureGateway, ctx: &Context) -> Result<std::result::Result<(Resolved, SmCertificate), Problem>> {
     let ns = g.namespace().unwrap_or_default();
@@ -233,7 +253,9 @@ async fn resolve(g: &SecureGateway, ctx: &Context) -> Result<std::result::Result
             };
             let Ok(i) = &i.0 else { refuse!("ClientCaMissing", "SmIssuer {issuer} does not match its schema") };
             match crate::certificates::issuers::load_ca(&ctx.client, i, ctx, Timestamp::now()).await? {
-                Ok(ca) => Some(ca.root_pem),
+                // The issuer's own certificate, not the root above it: a root would also admit
+                // clients of every other issuer under it (other departments').
+                Ok(ca) => Some(crate::pki::cert::pem("CERTIFICATE", &ca.cert.der)),
                 Err((_, why)) => {
                     refuse!("ClientCaNotReady", "spec.clientAuth.caIssuer: SmIssuer {issuer} cannot be used: {why}")
                 }
@@ -281,13 +303,40 @@ async fn reconcile_inner(g: &SecureGateway, state: &Gateways) -> Result<Action> 
     let ctx = &state.ctx;
     let (ns, name) = (g.namespace().unwrap_or_default(), g.name_any());
     let now = Timestamp::now();
-    let (r, cert) = match resolve(g, ctx).await? {
-        Ok(x) => x,
-        Err((reason, why)) => return fail(g, ctx, reason, why, now).await,
-    };
     let client = &ctx.client;
     let hub = &ctx.watches;
     let child = build::child_name(&name);
+    let (r, cert) = match resolve(g, ctx).await? {
+        Ok(x) => x,
+        Err((reason, why)) => {
+            // What the namespace forbids stops: a gateway that served standard TLS before its
+            // tenant went to level 4 does not keep serving it. Other problems (a certificate
+            // being renewed, a Service being replaced) leave the running gateway alone.
+            if FORBIDDEN.contains(&reason) && hub.gateway_deployments.get(&ObjectRef::new(&child).within(&ns)).is_some()
+            {
+                apply::delete_namespaced::<Deployment>(client, &ns, &child).await?;
+                warn!(namespace = %ns, gateway = %name, %reason, "stopped the gateway: it serves what its namespace forbids");
+            }
+            return fail(g, ctx, reason, why, now).await;
+        }
+    };
+    // A child of that name that zhengyun did not make is not taken over.
+    let here = ObjectRef::new(&child).within(&ns);
+    let dep_cached = hub.gateway_deployments.get(&here).is_some();
+    let svc_cached = hub
+        .services
+        .get(&ObjectRef::new(&child).within(&ns))
+        .is_some_and(|s| s.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER));
+    for (kind, exists) in [
+        ("Deployment", cached_or_read::<Deployment>(ctx, &ns, &child, dep_cached).await?),
+        ("Service", cached_or_read::<Service>(ctx, &ns, &child, svc_cached).await?),
+    ] {
+        if exists == Some(false) {
+            let why =
+                format!("a {kind} named {child} exists in {ns} and was not made by zhengyun: rename or remove it");
+            return fail(g, ctx, "ChildConflict", why, now).await;
+        }
+    }
     // The policy first: a gateway never runs before its traffic is bounded.
     let np = build::network_policy(g, &r);
     let seen = hub.policies.get(&ObjectRef::new(&child).within(&ns));
