@@ -458,10 +458,26 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     if quota::raises(&hards, &observed) {
         // Read fresh: an admission may have used room that the cached usage still shows free.
         // Raises happen while budget moves, never in a settled cluster.
+        // The quota's `status.used` is not enough either: kube-controller-manager recomputes it
+        // from its own pod cache, which can lag an admission and write a smaller count back
+        // (CI saw a fifth pod admitted against a budget of four). The pods the API server holds
+        // now are counted too, and the larger count is used (terminating pods included: a
+        // count too high only delays a raise).
         let mut fresh = Vec::with_capacity(owned.len());
         for ns in &owned {
             let q = Api::<ResourceQuota>::namespaced(client.clone(), ns).get_opt(CHILD_NAME).await?;
-            fresh.push(observe(q.as_ref()));
+            let mut o = observe(q.as_ref());
+            if vt.quota.contains_key("pods") {
+                let live = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns)
+                    .list_metadata(&ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed"))
+                    .await?
+                    .items
+                    .len();
+                let counted = crate::quantity::Milli::try_from(live).unwrap_or(0).saturating_mul(crate::quantity::UNIT);
+                let used = o.used.entry("pods".to_string()).or_insert(0);
+                *used = (*used).max(counted);
+            }
+            fresh.push(o);
         }
         (hards, settled) = quota::split(&vt.quota, &fresh);
         observed = fresh;
