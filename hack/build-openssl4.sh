@@ -12,21 +12,9 @@ if [ -x "$dest/bin/openssl" ]; then echo "$dest/bin/openssl"; exit 0; fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/fetch/src"
-cat >"$work/fetch/Cargo.toml" <<TOML
-[package]
-name = "fetch-openssl-src"
-version = "0.0.0"
-edition = "2021"
-[dependencies]
-openssl-src = "=$CRATE_VERSION"
-TOML
-echo 'fn main() {}' >"$work/fetch/src/main.rs"
-(cd "$work/fetch" && cargo fetch -q)
-src=$(cd "$work/fetch" && cargo metadata --format-version 1 | python3 -c '
-import json, sys
-m = json.load(sys.stdin)
-print(next(p["manifest_path"] for p in m["packages"] if p["name"] == "openssl-src").rsplit("/", 1)[0])')
+# shellcheck source=lib/crate-source.sh
+source "$(dirname "$0")/lib/crate-source.sh"
+src=$(crate_source openssl-src "$CRATE_VERSION" "$work")
 echo "building OpenSSL ${CRATE_VERSION#*+} from $src (a few minutes)" >&2
 cp -r "$src/openssl" "$work/openssl"
 cd "$work/openssl"

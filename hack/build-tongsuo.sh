@@ -12,22 +12,9 @@ if [ -x "$dest/bin/tongsuo" ]; then echo "$dest/bin/tongsuo"; exit 0; fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# Let cargo fetch (and checksum) the crate, as it would for any dependency.
-mkdir -p "$work/fetch/src"
-cat >"$work/fetch/Cargo.toml" <<TOML
-[package]
-name = "fetch-tongsuo-src"
-version = "0.0.0"
-edition = "2021"
-[dependencies]
-tongsuo-src = "=$CRATE_VERSION"
-TOML
-echo 'fn main() {}' >"$work/fetch/src/main.rs"
-(cd "$work/fetch" && cargo fetch -q)
-src=$(cd "$work/fetch" && cargo metadata --format-version 1 | python3 -c '
-import json, sys
-m = json.load(sys.stdin)
-print(next(p["manifest_path"] for p in m["packages"] if p["name"] == "tongsuo-src").rsplit("/", 1)[0])')
+# shellcheck source=lib/crate-source.sh
+source "$(dirname "$0")/lib/crate-source.sh"
+src=$(crate_source tongsuo-src "$CRATE_VERSION" "$work")
 echo "building Tongsuo ${CRATE_VERSION#*+} from $src (a few minutes)" >&2
 cp -r "$src/tongsuo" "$work/tongsuo"
 cd "$work/tongsuo"
