@@ -1,0 +1,88 @@
+//! Consolidation planning (集约化): which shared nodes a department's systems can move to, and
+//! how few nodes they need.
+//!
+//! A pure library: systems (each with replicas, a zone and an architecture) are packed onto
+//! nodes of the same zone and architecture, no node over its capacity times a headroom target,
+//! no two replicas of one system on one node. [`plan`] is the planner; [`first_fit_decreasing`]
+//! and [`best_fit_decreasing`] are the textbook baselines it is measured against, and
+//! [`lower_bound`] says how far from optimal any of them can be.
+
+#![forbid(unsafe_code)]
+
+pub mod fleet;
+pub mod pack;
+pub mod trace;
+
+pub use pack::{best_fit_decreasing, first_fit_decreasing, lower_bound, plan};
+
+/// Resources, in fixed units: millicores, MiB of memory, GiB of disk, thousandths of a GPU.
+pub const DIMS: usize = 4;
+pub const DIM_NAMES: [&str; DIMS] = ["cpu", "memory", "disk", "gpu"];
+
+/// An amount of each resource.
+pub type Res = [u64; DIMS];
+
+/// A CPU architecture (信创 servers are often arm64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Arch {
+    Amd64,
+    Arm64,
+}
+
+/// A node systems can be placed on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub capacity: Res,
+    pub arch: Arch,
+    pub zone: String,
+}
+
+/// A department's system: `replicas` copies of `need`, each on its own node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct System {
+    pub name: String,
+    pub department: String,
+    pub need: Res,
+    pub replicas: u32,
+    pub zone: String,
+    /// `None`: either architecture.
+    pub arch: Option<Arch>,
+}
+
+/// Planning options.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options {
+    /// The share of each node's capacity that may be used (0.7: 30% headroom).
+    pub headroom: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { headroom: 1.0 }
+    }
+}
+
+/// One replica placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub system: usize,
+    pub replica: u32,
+    pub node: usize,
+}
+
+/// One replica that could not be placed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unplaced {
+    pub system: usize,
+    pub replica: u32,
+    pub reason: String,
+}
+
+/// A plan: where each replica goes, what could not go anywhere, and how many nodes it uses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub placements: Vec<Placement>,
+    pub unplaced: Vec<Unplaced>,
+    pub nodes_used: usize,
+}

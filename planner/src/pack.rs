@@ -1,0 +1,562 @@
+//! Vector bin packing onto heterogeneous nodes, one zone at a time.
+//!
+//! The planner sorts replicas by their size weighted by how scarce each resource is in the zone
+//! (so the resource that runs out first counts most), opens the largest nodes first, puts each
+//! replica on the open node it fills best, and finally tries to empty the least-loaded nodes
+//! into the others. The baselines are first-fit and best-fit decreasing as textbooks state them:
+//! replicas by their largest normalized dimension, nodes in the order given.
+
+#![allow(clippy::needless_range_loop)] // resources are fixed-size vectors: loops over the dimension read as the arithmetic does
+
+use std::collections::BTreeMap;
+
+use crate::{Arch, DIMS, Node, Options, Placement, Plan, Res, System, Unplaced};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Planner,
+    FirstFit,
+    BestFit,
+}
+
+/// The GPU dimension.
+const GPU: usize = 3;
+
+/// How many of the most recently opened nodes the planner tries before opening another: with
+/// replicas in decreasing size, older nodes are full, and scanning them all costs O(n·m).
+const WINDOW: usize = 256;
+/// How many of the least-loaded nodes the planner tries to empty at the end (at least; a third
+/// of the nodes used in a larger fleet), and among how many of the least-loaded it looks for room.
+const EMPTY_TRIES: usize = 2000;
+const EMPTY_TARGETS: usize = 16384;
+
+#[derive(Debug, Clone)]
+struct Item {
+    system: usize,
+    replica: u32,
+    need: Res,
+    arch: Option<Arch>,
+}
+
+#[derive(Debug, Clone)]
+struct Bin {
+    node: usize,
+    free: Res,
+    cap: Res,
+    items: Vec<usize>,
+}
+
+fn capacity(n: &Node, o: &Options) -> Res {
+    let h = o.headroom.clamp(0.0, 1.0);
+    let mut c = [0; DIMS];
+    for (d, v) in c.iter_mut().enumerate() {
+        *v = (n.capacity[d] as f64 * h).floor() as u64;
+    }
+    c
+}
+
+fn fits(free: &Res, need: &Res) -> bool {
+    (0..DIMS).all(|d| need[d] <= free[d])
+}
+
+fn arch_ok(item: Option<Arch>, node: Arch) -> bool {
+    item.is_none_or(|a| a == node)
+}
+
+/// Zones in a stable order, each with its nodes and replicas.
+fn zones<'a>(nodes: &'a [Node], systems: &'a [System]) -> BTreeMap<&'a str, (Vec<usize>, Vec<Item>)> {
+    let mut z: BTreeMap<&str, (Vec<usize>, Vec<Item>)> = BTreeMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        z.entry(n.zone.as_str()).or_default().0.push(i);
+    }
+    for (s, sys) in systems.iter().enumerate() {
+        let e = z.entry(sys.zone.as_str()).or_default();
+        for r in 0..sys.replicas {
+            e.1.push(Item { system: s, replica: r, need: sys.need, arch: sys.arch });
+        }
+    }
+    z
+}
+
+/// The fewest nodes of `caps` whose capacity could hold `demand` in every dimension: taking
+/// the largest first, the smallest count whose summed capacity reaches the demand, for the
+/// dimension that needs most. Any packing must use at least that many nodes, since no set of
+/// k nodes has more capacity in a dimension than the k largest.
+fn dimension_bound(demand: &Res, caps: &[Res]) -> usize {
+    let mut worst = 0;
+    for d in 0..DIMS {
+        if demand[d] == 0 {
+            continue;
+        }
+        let mut c: Vec<u64> = caps.iter().map(|c| c[d]).collect();
+        c.sort_unstable_by(|a, b| b.cmp(a));
+        let mut sum = 0u128;
+        let mut k = c.len();
+        for (i, v) in c.iter().enumerate() {
+            sum += u128::from(*v);
+            if sum >= u128::from(demand[d]) {
+                k = i + 1;
+                break;
+            }
+        }
+        worst = worst.max(k);
+    }
+    worst
+}
+
+fn total(items: &[&Item]) -> Res {
+    let mut t = [0u64; DIMS];
+    for it in items {
+        for d in 0..DIMS {
+            t[d] = t[d].saturating_add(it.need[d]);
+        }
+    }
+    t
+}
+
+/// A lower bound on the nodes any valid plan uses, summed over zones: in each zone the largest
+/// of (a) the dimension bound over every replica and node, (b) the dimension bound of the
+/// amd64-only replicas on amd64 nodes plus that of the arm64-only ones on arm64 nodes (disjoint
+/// node sets), and (c) the most replicas of one system (each on its own node). Replicas that fit
+/// no node at all are left out, as a plan reports them unplaced.
+pub fn lower_bound(nodes: &[Node], systems: &[System], o: &Options) -> usize {
+    let mut lb = 0;
+    for (node_ix, items) in zones(nodes, systems).values() {
+        let caps: Vec<(Arch, Res)> = node_ix.iter().map(|&i| (nodes[i].arch, capacity(&nodes[i], o))).collect();
+        let placeable: Vec<&Item> =
+            items.iter().filter(|it| caps.iter().any(|(a, c)| arch_ok(it.arch, *a) && fits(c, &it.need))).collect();
+        let all: Vec<Res> = caps.iter().map(|c| c.1).collect();
+        let bound_all = dimension_bound(&total(&placeable), &all);
+        let per_arch = |arch: Arch| {
+            let only: Vec<&Item> = placeable.iter().copied().filter(|it| it.arch == Some(arch)).collect();
+            let c: Vec<Res> = caps.iter().filter(|(a, _)| *a == arch).map(|c| c.1).collect();
+            dimension_bound(&total(&only), &c)
+        };
+        let bound_arch = per_arch(Arch::Amd64) + per_arch(Arch::Arm64);
+        let spread = placeable.iter().map(|it| it.replica as usize + 1).max().unwrap_or(0);
+        lb += bound_all.max(bound_arch).max(spread);
+    }
+    lb
+}
+
+/// How scarce each resource is in a zone: demand over capacity (0 when nothing is asked).
+fn scarcity(items: &[Item], node_ix: &[usize], nodes: &[Node], o: &Options) -> [f64; DIMS] {
+    let demand = total(&items.iter().collect::<Vec<_>>());
+    let mut cap = [0u128; DIMS];
+    for &i in node_ix {
+        let c = capacity(&nodes[i], o);
+        for d in 0..DIMS {
+            cap[d] += u128::from(c[d]);
+        }
+    }
+    let mut w = [0.0; DIMS];
+    for d in 0..DIMS {
+        if cap[d] > 0 {
+            w[d] = demand[d] as f64 / cap[d] as f64;
+        }
+    }
+    w
+}
+
+/// A bin's free capacity, weighted: what best fit minimizes.
+fn slack(bin: &Bin, need: &Res, w: &[f64; DIMS]) -> f64 {
+    (0..DIMS)
+        .map(|d| if bin.cap[d] == 0 { 0.0 } else { w[d] * (bin.free[d] - need[d]) as f64 / bin.cap[d] as f64 })
+        .sum()
+}
+
+fn place(bin: &mut Bin, item_ix: usize, need: &Res) {
+    for d in 0..DIMS {
+        bin.free[d] -= need[d];
+    }
+    bin.items.push(item_ix);
+}
+
+fn has_system(bin: &Bin, items: &[Item], system: usize) -> bool {
+    bin.items.iter().any(|&i| items[i].system == system)
+}
+
+fn usable(bin: &Bin, items: &[Item], it: &Item, nodes: &[Node]) -> bool {
+    fits(&bin.free, &it.need) && arch_ok(it.arch, nodes[bin.node].arch) && !has_system(bin, items, it.system)
+}
+
+fn pack_zone(zone: &str, nodes: &[Node], node_ix: &[usize], items: &[Item], o: &Options, s: Method, plan: &mut Plan) {
+    let w = scarcity(items, node_ix, nodes, o);
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    let mut node_order: Vec<usize> = node_ix.to_vec();
+    let mut node_sizes: BTreeMap<usize, f64> = BTreeMap::new();
+    match s {
+        Method::Planner => {
+            let mut cap = [1u64; DIMS];
+            for &i in node_ix {
+                let c = capacity(&nodes[i], o);
+                for d in 0..DIMS {
+                    cap[d] = cap[d].max(c[d]);
+                }
+            }
+            let size = |r: &Res| -> f64 { (0..DIMS).map(|d| w[d] * r[d] as f64 / cap[d] as f64).sum() };
+            let sizes: Vec<f64> = items.iter().map(|it| size(&it.need)).collect();
+            // Replicas that need a GPU first: only GPU nodes take them.
+            let gpu = |i: usize| items[i].need[GPU] > 0;
+            order.sort_by(|&a, &b| {
+                gpu(b).cmp(&gpu(a)).then(sizes[b].total_cmp(&sizes[a])).then(items[a].system.cmp(&items[b].system))
+            });
+            node_sizes = node_ix.iter().map(|&i| (i, size(&capacity(&nodes[i], o)))).collect();
+            node_order.sort_by(|a, b| node_sizes[b].total_cmp(&node_sizes[a]).then(a.cmp(b)));
+        }
+        Method::FirstFit | Method::BestFit => {
+            let mut max = [1u64; DIMS];
+            for &i in node_ix {
+                for d in 0..DIMS {
+                    max[d] = max[d].max(capacity(&nodes[i], o)[d]);
+                }
+            }
+            let key = |it: &Item| -> f64 { (0..DIMS).map(|d| it.need[d] as f64 / max[d] as f64).fold(0.0, f64::max) };
+            let keys: Vec<f64> = items.iter().map(key).collect();
+            order.sort_by(|&a, &b| keys[b].total_cmp(&keys[a]).then(items[a].system.cmp(&items[b].system)));
+        }
+    }
+    let mut bins: Vec<Bin> = Vec::new();
+    let mut next_unused = vec![true; node_order.len()];
+    let caps: Vec<Res> = node_order.iter().map(|&n| capacity(&nodes[n], o)).collect();
+    let sizes_k: Vec<f64> = node_order.iter().map(|&n| node_sizes.get(&n).copied().unwrap_or(0.0)).collect();
+    // Unused nodes by class (architecture, with or without GPUs), in this strategy's order,
+    // each with a cursor past its used prefix: opening a node costs about O(1), not O(nodes).
+    let class = |n: usize| (usize::from(nodes[n].arch == Arch::Arm64), usize::from(nodes[n].capacity[GPU] > 0));
+    let mut lists: [[Vec<usize>; 2]; 2] = Default::default();
+    for (k, &n) in node_order.iter().enumerate() {
+        let (a, g) = class(n);
+        lists[a][g].push(k);
+    }
+    let mut cursors = [[0usize; 2]; 2];
+    for &ix in &order {
+        let it = &items[ix];
+        let chosen = match s {
+            Method::FirstFit => bins.iter().position(|b| usable(b, items, it, nodes)),
+            Method::BestFit => best(&bins, 0, items, it, nodes, &w),
+            Method::Planner => best(&bins, bins.len().saturating_sub(WINDOW), items, it, nodes, &w),
+        };
+        if let Some(b) = chosen {
+            place(&mut bins[b], ix, &it.need);
+            continue;
+        }
+        // The first unused node of a class that holds the replica, by position in the order.
+        let mut first_in = |a: usize, g: usize| -> Option<usize> {
+            let list = &lists[a][g];
+            while cursors[a][g] < list.len() && !next_unused[list[cursors[a][g]]] {
+                cursors[a][g] += 1;
+            }
+            list[cursors[a][g]..].iter().copied().find(|&k| next_unused[k] && fits(&caps[k], &it.need))
+        };
+        let archs: &[usize] = match it.arch {
+            Some(Arch::Amd64) => &[0],
+            Some(Arch::Arm64) => &[1],
+            None => &[0, 1],
+        };
+        let earliest = |found: &[Option<usize>]| found.iter().flatten().copied().min();
+        let plain: Vec<Option<usize>> = archs.iter().map(|&a| first_in(a, 0)).collect();
+        let gpu: Vec<Option<usize>> = archs.iter().map(|&a| first_in(a, 1)).collect();
+        let first = earliest(&[earliest(&plain), earliest(&gpu)]);
+        // Open the first unused node (in this strategy's order) that can hold the replica. The
+        // planner keeps GPU nodes for replicas that need a GPU while a node without GPUs nearly
+        // as large (90%) will do, without opening many small nodes where one large one would.
+        let open = match (s, first, earliest(&plain)) {
+            (Method::Planner, Some(f), Some(p)) if it.need[GPU] == 0 && p != f && sizes_k[p] >= 0.9 * sizes_k[f] => {
+                Some(p)
+            }
+            _ => first,
+        };
+        match open {
+            Some(k) => {
+                next_unused[k] = false;
+                let n = node_order[k];
+                let cap = caps[k];
+                let mut bin = Bin { node: n, free: cap, cap, items: Vec::new() };
+                place(&mut bin, ix, &it.need);
+                bins.push(bin);
+            }
+            None => {
+                let any =
+                    node_ix.iter().any(|&n| arch_ok(it.arch, nodes[n].arch) && fits(&capacity(&nodes[n], o), &it.need));
+                let reason = if node_ix.is_empty() {
+                    format!("zone {zone} has no nodes")
+                } else if !any {
+                    "larger than any node of its zone and architecture (after headroom)".to_string()
+                } else {
+                    "no node of its zone and architecture has room left".to_string()
+                };
+                plan.unplaced.push(Unplaced { system: it.system, replica: it.replica, reason });
+            }
+        }
+    }
+    if s == Method::Planner {
+        empty_least_loaded(&mut bins, items, nodes, &w);
+    }
+    for b in &bins {
+        if b.items.is_empty() {
+            continue;
+        }
+        plan.nodes_used += 1;
+        for &ix in &b.items {
+            plan.placements.push(Placement { system: items[ix].system, replica: items[ix].replica, node: b.node });
+        }
+    }
+}
+
+/// The usable bin (from `start` on) the replica fills best; a GPU node counts as fuller for a
+/// replica that needs no GPU, so its room goes to those that do.
+fn best(bins: &[Bin], start: usize, items: &[Item], it: &Item, nodes: &[Node], w: &[f64; DIMS]) -> Option<usize> {
+    let mut found: Option<(usize, f64)> = None;
+    for (b, bin) in bins.iter().enumerate().skip(start) {
+        if usable(bin, items, it, nodes) {
+            let penalty = 0.0;
+            let sl = slack(bin, &it.need, w) + penalty;
+            if found.is_none_or(|(_, s)| sl < s) {
+                found = Some((b, sl));
+            }
+        }
+    }
+    found.map(|(b, _)| b)
+}
+
+/// Tries to move every replica of the least-loaded nodes onto other used nodes; a node whose
+/// replicas all find room is freed.
+fn empty_least_loaded(bins: &mut [Bin], items: &[Item], nodes: &[Node], w: &[f64; DIMS]) {
+    let load = |b: &Bin| -> f64 {
+        (0..DIMS)
+            .map(|d| if b.cap[d] == 0 { 0.0 } else { w[d] * (b.cap[d] - b.free[d]) as f64 / b.cap[d] as f64 })
+            .sum()
+    };
+    let mut by_load: Vec<usize> = (0..bins.len()).collect();
+    by_load.sort_by(|&a, &b| load(&bins[a]).total_cmp(&load(&bins[b])));
+    // Replicas move to the least-loaded nodes (they have the room): scanning only those keeps
+    // the pass linear in the fleet.
+    let targets: Vec<usize> = by_load.iter().copied().take(EMPTY_TARGETS).collect();
+    for &victim in by_load.iter().take(EMPTY_TRIES.max(bins.len() / 3)) {
+        if bins[victim].items.is_empty() {
+            continue;
+        }
+        let moving = bins[victim].items.clone();
+        let mut moved: Vec<(usize, usize)> = Vec::new();
+        let mut ok = true;
+        for &ix in &moving {
+            let it = &items[ix];
+            let mut target: Option<(usize, f64)> = None;
+            for &b in &targets {
+                let bin = &bins[b];
+                if b == victim || bin.items.is_empty() || !usable(bin, items, it, nodes) {
+                    continue;
+                }
+                let sl = slack(bin, &it.need, w);
+                if target.is_none_or(|(_, s)| sl < s) {
+                    target = Some((b, sl));
+                }
+            }
+            match target {
+                Some((b, _)) => {
+                    place(&mut bins[b], ix, &it.need);
+                    moved.push((b, ix));
+                }
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok {
+            bins[victim].items.clear();
+            bins[victim].free = bins[victim].cap;
+        } else {
+            for (b, ix) in moved.into_iter().rev() {
+                let bin = &mut bins[b];
+                if let Some(p) = bin.items.iter().rposition(|&i| i == ix) {
+                    bin.items.remove(p);
+                }
+                for d in 0..DIMS {
+                    bin.free[d] += items[ix].need[d];
+                }
+            }
+        }
+    }
+}
+
+fn run(nodes: &[Node], systems: &[System], o: &Options, s: Method) -> Plan {
+    let mut plan = Plan::default();
+    for (zone, (node_ix, items)) in zones(nodes, systems) {
+        pack_zone(zone, nodes, &node_ix, &items, o, s, &mut plan);
+    }
+    plan
+}
+
+/// The planner.
+pub fn plan(nodes: &[Node], systems: &[System], o: &Options) -> Plan {
+    run(nodes, systems, o, Method::Planner)
+}
+
+/// First-fit decreasing: replicas by their largest normalized dimension, nodes in input order.
+pub fn first_fit_decreasing(nodes: &[Node], systems: &[System], o: &Options) -> Plan {
+    run(nodes, systems, o, Method::FirstFit)
+}
+
+/// Best-fit decreasing: as first fit, but onto the open node with the least room left.
+pub fn best_fit_decreasing(nodes: &[Node], systems: &[System], o: &Options) -> Plan {
+    run(nodes, systems, o, Method::BestFit)
+}
+
+/// Checks a plan: no node over capacity (after headroom), zones and architectures respected,
+/// no two replicas of a system on one node, every replica placed or reported once. Returns
+/// what is wrong.
+pub fn check(nodes: &[Node], systems: &[System], o: &Options, plan: &Plan) -> Result<(), String> {
+    let mut used: BTreeMap<usize, Res> = BTreeMap::new();
+    let mut seen: BTreeMap<(usize, u32), usize> = BTreeMap::new();
+    let mut on_node: BTreeMap<(usize, usize), u32> = BTreeMap::new();
+    for p in &plan.placements {
+        let (s, n) = (&systems[p.system], &nodes[p.node]);
+        if s.zone != n.zone {
+            return Err(format!(
+                "{} replica {} in zone {} on node {} of zone {}",
+                s.name, p.replica, s.zone, n.name, n.zone
+            ));
+        }
+        if !arch_ok(s.arch, n.arch) {
+            return Err(format!("{} needs {:?} and is on {} ({:?})", s.name, s.arch, n.name, n.arch));
+        }
+        let u = used.entry(p.node).or_default();
+        for d in 0..DIMS {
+            u[d] += s.need[d];
+        }
+        *seen.entry((p.system, p.replica)).or_default() += 1;
+        *on_node.entry((p.system, p.node)).or_default() += 1;
+    }
+    for (n, u) in &used {
+        let c = capacity(&nodes[*n], o);
+        if !fits(&c, u) {
+            return Err(format!("node {} over capacity: {u:?} > {c:?}", nodes[*n].name));
+        }
+    }
+    if let Some(((s, n), k)) = on_node.iter().find(|(_, k)| **k > 1) {
+        return Err(format!("{k} replicas of {} on node {}", systems[*s].name, nodes[*n].name));
+    }
+    for u in &plan.unplaced {
+        *seen.entry((u.system, u.replica)).or_default() += 1;
+    }
+    for (s, sys) in systems.iter().enumerate() {
+        for r in 0..sys.replicas {
+            match seen.get(&(s, r)) {
+                Some(1) => {}
+                other => return Err(format!("{} replica {r} accounted for {other:?} times", sys.name)),
+            }
+        }
+    }
+    if used.len() != plan.nodes_used {
+        return Err(format!("plan says {} nodes, uses {}", plan.nodes_used, used.len()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn node(name: &str, cpu: u64, mem: u64, zone: &str, arch: Arch) -> Node {
+        Node { name: name.into(), capacity: [cpu, mem, 1000, 0], arch, zone: zone.into() }
+    }
+
+    fn sys(name: &str, cpu: u64, mem: u64, replicas: u32, zone: &str, arch: Option<Arch>) -> System {
+        System { name: name.into(), department: "d".into(), need: [cpu, mem, 10, 0], replicas, zone: zone.into(), arch }
+    }
+
+    #[test]
+    fn a_known_optimum_is_found() {
+        // Six items of 50% of a node: three nodes, and the bound says three.
+        let nodes: Vec<Node> = (0..6).map(|i| node(&format!("n{i}"), 1000, 1000, "a", Arch::Amd64)).collect();
+        let systems: Vec<System> = (0..6).map(|i| sys(&format!("s{i}"), 500, 500, 1, "a", None)).collect();
+        let o = Options::default();
+        let p = plan(&nodes, &systems, &o);
+        check(&nodes, &systems, &o, &p).unwrap();
+        assert_eq!((p.nodes_used, lower_bound(&nodes, &systems, &o)), (3, 3));
+        // Complementary shapes pair up: cpu-heavy with memory-heavy.
+        let systems = vec![
+            sys("c1", 700, 300, 1, "a", None),
+            sys("m1", 300, 700, 1, "a", None),
+            sys("c2", 700, 300, 1, "a", None),
+            sys("m2", 300, 700, 1, "a", None),
+        ];
+        let p = plan(&nodes, &systems, &o);
+        check(&nodes, &systems, &o, &p).unwrap();
+        assert_eq!(p.nodes_used, 2);
+    }
+
+    #[test]
+    fn zones_architectures_replicas_and_headroom_are_kept() {
+        let nodes = vec![
+            node("x1", 1000, 1000, "intranet", Arch::Amd64),
+            node("x2", 1000, 1000, "intranet", Arch::Amd64),
+            node("k1", 1000, 1000, "intranet", Arch::Arm64),
+            node("e1", 1000, 1000, "extranet", Arch::Amd64),
+        ];
+        let systems = vec![
+            sys("web", 300, 300, 2, "intranet", Some(Arch::Amd64)),
+            sys("db", 300, 300, 1, "intranet", Some(Arch::Arm64)),
+            sys("portal", 300, 300, 1, "extranet", None),
+            sys("huge", 900, 100, 1, "intranet", None),
+            sys("nowhere", 100, 100, 1, "internet", None),
+        ];
+        let o = Options { headroom: 0.7 };
+        let p = plan(&nodes, &systems, &o);
+        check(&nodes, &systems, &o, &p).unwrap();
+        let reasons: Vec<_> = p.unplaced.iter().map(|u| (systems[u.system].name.as_str(), u.reason.clone())).collect();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(reasons.iter().any(|(n, r)| *n == "huge" && r.contains("larger than any node")), "{reasons:?}");
+        assert!(reasons.iter().any(|(n, r)| *n == "nowhere" && r.contains("no nodes")), "{reasons:?}");
+        // web's two replicas are on two amd64 nodes; db on the arm64 node.
+        assert_eq!(p.nodes_used, 4);
+    }
+
+    fn arb_fleet() -> impl Strategy<Value = (Vec<Node>, Vec<System>, f64)> {
+        let zones = ["a", "b"];
+        let nodes =
+            proptest::collection::vec((1u64..64, 1u64..256, 0usize..2, any::<bool>()), 1..12).prop_map(move |v| {
+                v.into_iter()
+                    .enumerate()
+                    .map(|(i, (c, m, z, arm))| Node {
+                        name: format!("n{i}"),
+                        capacity: [c * 1000, m * 1024, 500, 0],
+                        arch: if arm { Arch::Arm64 } else { Arch::Amd64 },
+                        zone: zones[z].into(),
+                    })
+                    .collect::<Vec<_>>()
+            });
+        let systems = proptest::collection::vec((1u64..32_000, 1u64..64 * 1024, 1u32..4, 0usize..2, 0u8..3), 0..40)
+            .prop_map(move |v| {
+                v.into_iter()
+                    .enumerate()
+                    .map(|(i, (c, m, r, z, a))| System {
+                        name: format!("s{i}"),
+                        department: "d".into(),
+                        need: [c, m, 10, 0],
+                        replicas: r,
+                        zone: zones[z].into(),
+                        arch: [None, Some(Arch::Amd64), Some(Arch::Arm64)][a as usize],
+                    })
+                    .collect::<Vec<_>>()
+            });
+        (nodes, systems, 0.5f64..1.0)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// Every plan is valid, and never below the bound for the replicas it placed.
+        #[test]
+        fn plans_are_valid_and_above_the_bound((nodes, systems, h) in arb_fleet()) {
+            let o = Options { headroom: h };
+            for p in [plan(&nodes, &systems, &o), first_fit_decreasing(&nodes, &systems, &o), best_fit_decreasing(&nodes, &systems, &o)] {
+                prop_assert_eq!(check(&nodes, &systems, &o, &p), Ok(()));
+                if p.unplaced.is_empty() {
+                    prop_assert!(p.nodes_used >= lower_bound(&nodes, &systems, &o));
+                }
+            }
+        }
+    }
+}
