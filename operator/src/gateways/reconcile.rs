@@ -84,7 +84,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let certificates = hub.certificates.store();
     let state = Arc::new(Gateways { ctx: ctx.clone(), applied: apply::Memory::default(), told: Default::default() });
     let (s1, s2, s3, s4, s5) = (store.clone(), store.clone(), store.clone(), store.clone(), store.clone());
-    let metrics = ctx.metrics.clone();
+    let forget = state.clone();
     Controller::for_shared_stream(hub.gateways.subscribe(), store)
         // The backend Service (its cluster IP, port and selector) and the gateway's own Service.
         .watches_shared_stream(hub.services.subscribe(), move |svc: Arc<Service>| {
@@ -115,11 +115,17 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .graceful_shutdown_on(shutdown)
         .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(5)), state)
         .for_each(|res| {
-            let metrics = metrics.clone();
+            let forget = forget.clone();
             async move {
-                if let Err(e) = res {
-                    tracing::debug!(error = %e, "gateway reconcile");
-                    let _ = &metrics;
+                match res {
+                    // A deleted gateway: what its pods were told goes with it.
+                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                        if let Ok(mut t) = forget.told.lock() {
+                            t.remove(&(obj.namespace.clone().unwrap_or_default(), obj.name.clone()));
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "gateway reconcile"),
+                    Ok(_) => {}
                 }
             }
         })
@@ -477,7 +483,8 @@ async fn tell_pods(g: &SecureGateway, state: &Gateways, ns: &str, name: &str) ->
 async fn fail(g: &SecureGateway, ctx: &Context, reason: &'static str, why: String, now: Timestamp) -> Result<Action> {
     let (ns, name) = (g.namespace().unwrap_or_default(), g.name_any());
     let previous = g.status.clone().unwrap_or_default();
-    let already = previous.conditions.iter().any(|x| x.type_ == "Ready" && x.reason == reason && x.message == why);
+    let already = previous.observed_generation == g.metadata.generation
+        && previous.conditions.iter().any(|x| x.type_ == "Ready" && x.reason == reason && x.message == why);
     if !already {
         warn!(namespace = %ns, gateway = %name, %reason, problem = %why, "cannot serve");
         ctx.metrics.gateway_problems.with_label_values(&[reason]).inc();
