@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod fleet;
+pub mod inventory;
 pub mod pack;
 pub mod trace;
 

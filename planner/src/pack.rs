@@ -276,12 +276,18 @@ fn pack_zone(zone: &str, nodes: &[Node], node_ix: &[usize], items: &[Item], o: &
                 bins.push(bin);
             }
             None => {
-                let any =
-                    node_ix.iter().any(|&n| arch_ok(it.arch, nodes[n].arch) && fits(&capacity(&nodes[n], o), &it.need));
+                let able = node_ix
+                    .iter()
+                    .filter(|&&n| arch_ok(it.arch, nodes[n].arch) && fits(&capacity(&nodes[n], o), &it.need))
+                    .count();
                 let reason = if node_ix.is_empty() {
                     format!("zone {zone} has no nodes")
-                } else if !any {
+                } else if able == 0 {
                     "larger than any node of its zone and architecture (after headroom)".to_string()
+                } else if able <= it.replica as usize {
+                    format!(
+                        "only {able} node(s) of its zone and architecture can hold it, and its replicas must be on different nodes"
+                    )
                 } else {
                     "no node of its zone and architecture has room left".to_string()
                 };
