@@ -31,7 +31,7 @@ use super::{
 };
 use crate::{
     api::{
-        IssuerKind, Pair, SecureGateway, SecureGatewayStatus, SmCertificate, SmIssuer, Zone,
+        Pair, SecureGateway, SecureGatewayStatus, SmCertificate, SmIssuer, Zone,
         gateway::{ClientAuthMode, GatewayProtocol},
     },
     apply,
@@ -268,7 +268,6 @@ async fn resolve(g: &SecureGateway, ctx: &Context) -> Result<std::result::Result
             }
         }
     };
-    let _ = IssuerKind::SmIssuer;
 
     let backend = &s.backend.service;
     let Some(svc) = hub.services.get(&ObjectRef::new(backend).within(&ns)) else {
