@@ -27,28 +27,62 @@ nodes_prepare
 "$root/hack/down.sh" >/dev/null 2>&1 || true
 rm -rf "$dir"
 mkdir -p "$dir"
+# Until the cloud is up, a failure anywhere stops what was started (no process, netns or route
+# left behind); after that, Ctrl-C or hack/down.sh does.
+up_done=0
+trap '[ "$up_done" = 1 ] || "$root/hack/down.sh" >/dev/null 2>&1 || true' EXIT
 
 echo "== starting the local control plane"
 cluster_up "$dir"
 # shellcheck disable=SC1091
 source "$dir/env"
-if [ "${ZHENGYUN_NODES:-0}" = 1 ]; then
+if [ "$ZHENGYUN_NODES" = 1 ]; then
   echo "== starting the nodes zy-intranet and zy-extranet"
-  nodes_up "$dir"
+  # In a subshell of its own with errexit on: inside an `if`, bash would ignore its failures.
+  set +e
+  (set -e; nodes_up "$dir")
+  nodes_rc=$?
+  set -e
+  if [ "$nodes_rc" != 0 ]; then
+    echo "the nodes did not come up (logs in $dir/nodes/): the control plane runs without them" >&2
+    nodes_down "$dir" || true
+    export ZHENGYUN_NODES=0
+  fi
 fi
 kubectl apply --server-side -f crds/ >/dev/null
 kubectl wait --for condition=established crd/tenants.zhengyun.io --timeout=60s >/dev/null
 kubectl create namespace zhengyun-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 
-# The operator runs as its own ServiceAccount, as in a cluster, so the admission webhook can
-# tell its writes from a cloud admin's.
-operator_kubeconfig "$dir"
-webhook=127.0.0.1:${ZHENGYUN_WEBHOOK_PORT:-$(free_port)}
-echo "== starting the operator (admin port $admin, webhook $webhook, logs in $dir/logs/operator.log)"
-KUBECONFIG=$dir/operator.kubeconfig setsid "$CARGO_TARGET_DIR/debug/zhengyun-operator" run \
-  --admin-addr "$admin" --webhook-addr "$webhook" --webhook-url "https://$webhook" --log-format text \
-  >"$dir/logs/operator.log" 2>&1 </dev/null &
-echo $! >"$dir/pids/operator"
+if [ "$ZHENGYUN_NODES" = 1 ]; then
+  # As docs/admin-guide.md installs it: the image the Containerfile describes, on the nodes,
+  # from the chart (two replicas electing a leader, the webhook behind its Service).
+  echo "== the operator's image (static build; several minutes the first time) and helm install charts/zhengyun"
+  tools=$(hack/build-tools.sh)
+  mapfile -t operator_images < <(hack/build-operator-image.sh)
+  nodes_import "$dir" "${operator_images[@]}"
+  version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+  "$tools/helm" install zhengyun charts/zhengyun -n zhengyun-system --set crds.install=false \
+    --set image.repository=localhost/zhengyun/zhengyun-operator --set image.tag="$version" \
+    --set image.pullPolicy=Never \
+    --set 'tolerations[0].key=zhengyun.io/zone,tolerations[0].operator=Exists,tolerations[0].effect=NoSchedule' \
+    --wait --timeout 180s >/dev/null
+  echo "helm" >"$dir/operator-mode"
+  leader=$(kubectl -n zhengyun-system get lease zhengyun-operator -o jsonpath='{.spec.holderIdentity}')
+  admin=$(kubectl -n zhengyun-system get pod "$leader" -o jsonpath='{.status.podIP}'):8080
+  echo "== the operator runs as pods; leader $leader (admin $admin)"
+  operator_bin=$CARGO_TARGET_DIR/debug/zhengyun-operator
+else
+  # Without nodes, as a host process; it runs as its own ServiceAccount, as in a cluster, so
+  # the admission webhook can tell its writes from a cloud admin's.
+  operator_kubeconfig "$dir"
+  webhook=127.0.0.1:${ZHENGYUN_WEBHOOK_PORT:-$(free_port)}
+  echo "== starting the operator (admin port $admin, webhook $webhook, logs in $dir/logs/operator.log)"
+  KUBECONFIG=$dir/operator.kubeconfig setsid "$CARGO_TARGET_DIR/debug/zhengyun-operator" run \
+    --admin-addr "$admin" --webhook-addr "$webhook" --webhook-url "https://$webhook" --log-format text \
+    >"$dir/logs/operator.log" 2>&1 </dev/null &
+  echo $! >"$dir/pids/operator"
+  operator_bin=$CARGO_TARGET_DIR/debug/zhengyun-operator
+fi
 for _ in $(seq 1 100); do kubectl get validatingwebhookconfiguration zhengyun >/dev/null 2>&1 && break; sleep 0.2; done
 
 echo "== applying the sample zones, the cloud's SM2 CA and tenants from docs/examples/"
@@ -57,17 +91,22 @@ kubectl apply -f docs/examples/pki/cloud-ca.yaml
 kubectl apply -f docs/examples/tenants/
 if ! kubectl wait --for=condition=Ready tenant --all --timeout=90s >/dev/null; then
   echo "tenants did not become Ready; operator log:" >&2
-  tail -30 "$dir/logs/operator.log" >&2
+  if [ "$ZHENGYUN_NODES" = 1 ]; then
+    kubectl -n zhengyun-system logs deploy/zhengyun-operator --tail=30 >&2 || true
+  else
+    tail -30 "$dir/logs/operator.log" >&2
+  fi
   exit 1
 fi
 kubectl apply -f docs/examples/channels/
 kubectl wait --for=condition=Ready smcertificate --all -A --timeout=60s >/dev/null || true
 kubectl get zones
 kubectl get tenants -o wide
-[ "${ZHENGYUN_NODES:-0}" = 1 ] && kubectl get nodes -o wide
+[ "$ZHENGYUN_NODES" = 1 ] && kubectl get nodes -o wide
 kubectl get exchangechannels
 kubectl get smclusterissuers,smcertificates -A
-if [ "${ZHENGYUN_NODES:-0}" = 1 ]; then
+if [ "$ZHENGYUN_NODES" = 1 ]; then
+  kubectl -n zhengyun-system get pods -o wide
   # A workload per zone, on the real nodes: the webhook places each on its zone's node.
   for ns in bigdata-portal police-analytics; do
     kubectl -n "$ns" apply -f - >/dev/null <<DEPLOY
@@ -108,18 +147,23 @@ The local cloud is up. Look around:
   kubectl auth can-i patch resourcequota -n police-analytics --as x --as-group police-platform
   curl -s http://$admin/metrics | grep '^zhengyun_'
   kubectl get zones,exchangechannels                 # 安全区域 and 数据共享交换
-  $CARGO_TARGET_DIR/debug/zhengyun-operator reachability   # who can reach whom, from the policies in force
+  $operator_bin reachability   # who can reach whom, from the policies in force
   kubectl label namespace police-analytics zhengyun.io/zone=extranet --overwrite   # refused by the webhook
   kubectl get smci,smcert -A -o wide                 # 国密 CAs and certificates (docs/pki.md)
   kubectl get secret -n bigdata-portal portal-tls -o jsonpath='{.data.enc\.crt}' | base64 -d   # the TLCP enc certificate
 MSG
 
 if [ "$detach" = 1 ]; then
+  up_done=1
   echo "Stop everything with: hack/down.sh"
   exit 0
 fi
+up_done=1
 echo "Press Ctrl-C to stop the operator and the control plane."
 trap '"$root/hack/down.sh"; exit 0' INT TERM
+if [ "$ZHENGYUN_NODES" = 1 ]; then
+  while true; do sleep 1; done
+fi
 while kill -0 "$(cat "$dir/pids/operator")" 2>/dev/null; do sleep 1; done
 echo "the operator exited; log: $dir/logs/operator.log" >&2
 "$root/hack/down.sh"

@@ -30,7 +30,8 @@ ZY_CGROUP_CONTROLLERS="cpu cpuacct cpuset memory pids blkio devices freezer syst
 ZY_KERNEL_TUNABLES="vm/overcommit_memory=1 vm/panic_on_oom=0 kernel/panic=10 kernel/panic_on_oops=1 kernel/keys/root_maxkeys=1000000 kernel/keys/root_maxbytes=25000000"
 
 # The zones' outside network: a network namespace on the bridge standing for the external
-# network the intranet zone declares (docs/examples/zones/, the e2e zones: 10.200.0.0/24), with
+# network the e2e tests' intranet zone declares (10.200.0.0/24; docs/examples/zones/ declares
+# 10.10.0.0/16 instead, so under hack/up.sh this network belongs to no zone), with
 # a probe listening at 10.200.0.10. Nodes and the host route it there, so whether a pod reaches
 # it is the policies' decision, and no packet for it leaves the machine.
 ZY_OUTSIDE_NET=10.200.0.0/24
@@ -70,6 +71,12 @@ nodes_preflight() {
     iptables -A FORWARD -m conntrack --ctstate INVALID -j DROP || { echo "iptables: conntrack match missing"; exit 1; }
     ipset create zyp hash:ip || { echo "ipset hash:ip unusable"; exit 1; }
     iptables -A INPUT -m set --match-set zyp src -j ACCEPT || { echo "iptables: set match missing"; exit 1; }
+    # What kube-router writes (log, rate-limit, comment and mark its drops) and kube-proxy
+    # matches (local addresses): a kernel without one would fail only once the nodes run.
+    iptables -N ZYPF || { echo "iptables filter table unusable"; exit 1; }
+    iptables -A ZYPF -m limit --limit 10/minute --limit-burst 10 -j NFLOG --nflog-group 100 || { echo "iptables: limit match or NFLOG target missing"; exit 1; }
+    iptables -A ZYPF -m comment --comment zy -m mark ! --mark 0x10000/0x10000 -j MARK --set-xmark 0x10000/0x10000 || { echo "iptables: comment or mark match, or MARK target, missing"; exit 1; }
+    iptables -A ZYPF -m addrtype --dst-type LOCAL -j RETURN || { echo "iptables: addrtype match missing"; exit 1; }
   ' 2>&1); then
     echo "${out:-cannot create a network namespace}" | tail -1
     return 1
@@ -78,21 +85,32 @@ nodes_preflight() {
 }
 
 nodes_prepare() {
+  export ZHENGYUN_NODES_WHY=""
   if [ "${ZHENGYUN_NODES:-1}" != 1 ]; then
-    export ZHENGYUN_NODES=0
+    export ZHENGYUN_NODES=0 ZHENGYUN_NODES_WHY="ZHENGYUN_NODES=0 was set"
     return 0
   fi
-  "$HACK_DIR/node-deps.sh"
-  "$HACK_DIR/build-node.sh" >/dev/null
-  "$HACK_DIR/build-kube-router.sh" >/dev/null
-  "$HACK_DIR/build-images.sh" >/dev/null
-  local why
-  if why=$(nodes_preflight); then
-    export ZHENGYUN_NODES=1
-  else
-    echo "no local nodes on this machine ($why): the control plane runs without them" >&2
-    export ZHENGYUN_NODES=0
+  # Root first: without it nothing below can work, and the package step would ask for sudo.
+  if [ "$(id -u)" != 0 ]; then
+    _nodes_skip "nodes need root (network namespaces, cgroups, mounts)"
+    return 0
   fi
+  "$HACK_DIR/node-deps.sh" || { _nodes_skip "installing iptables, ipset, conntrack and libseccomp-dev failed"; return 0; }
+  local why
+  # The kernel's features before the builds: a machine that cannot run nodes says so at once.
+  if ! why=$(nodes_preflight); then
+    _nodes_skip "$why"
+    return 0
+  fi
+  "$HACK_DIR/build-node.sh" >/dev/null || { _nodes_skip "building containerd, runc and the CNI plugins failed (output above)"; return 0; }
+  "$HACK_DIR/build-kube-router.sh" >/dev/null || { _nodes_skip "building kube-router failed (output above)"; return 0; }
+  "$HACK_DIR/build-images.sh" >/dev/null || { _nodes_skip "building the pause and probe images failed (output above)"; return 0; }
+  export ZHENGYUN_NODES=1
+}
+
+_nodes_skip() {
+  echo "no local nodes on this machine ($1): the control plane runs without them" >&2
+  export ZHENGYUN_NODES=0 ZHENGYUN_NODES_WHY="$1"
 }
 
 _node_cert() { # pki dir name subject san(optional, makes a serving cert)
