@@ -1,7 +1,7 @@
 //! `zhengyun-operator`: runs the controllers, or prints the CRDs.
 #![forbid(unsafe_code)]
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use clap::{Parser, Subcommand};
 use k8s_openapi::api::rbac::v1::ClusterRole;
@@ -56,6 +56,22 @@ enum Command {
         /// Explain one verdict: the source group (a tenant, `ns/NAME` or `(outside)`) ...
         #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
         explain: Option<Vec<String>>,
+        /// The cluster's network plugin enforces ClusterNetworkPolicy (as the operator's flag
+        /// of that name): only then are they part of the verdict. Served but not declared
+        /// enforced, they are left out, and this says so.
+        #[arg(long, env = "ZHENGYUN_CLUSTER_NETWORK_POLICY_ENFORCED", default_value_t = false)]
+        cluster_network_policy_enforced: bool,
+        /// Instead of the matrix between groups, the verdict for every pair of the running pods
+        /// (outside `kube-*` namespaces) and these outside addresses, on `--ports`, as JSON lines
+        /// `{"from", "to", "port", "allowed"}` (pods named `namespace/name`).
+        #[arg(long)]
+        pods: bool,
+        /// Outside addresses for `--pods`.
+        #[arg(long, value_delimiter = ',')]
+        outside: Vec<std::net::IpAddr>,
+        /// TCP ports for `--pods`.
+        #[arg(long, value_delimiter = ',', default_value = "8080")]
+        ports: Vec<u16>,
     },
 }
 
@@ -97,6 +113,11 @@ struct RunArgs {
     /// Register the webhook as this Service, `namespace/name:port` (in a cluster).
     #[arg(long, env = "ZHENGYUN_WEBHOOK_SERVICE")]
     webhook_service: Option<String>,
+    /// The ClusterRole (the chart's own) that owns the webhook registrations, so that deleting
+    /// the release deletes them too: they fail closed, and would otherwise block every guarded
+    /// change once no operator answers.
+    #[arg(long, env = "ZHENGYUN_REGISTRATION_OWNER")]
+    registration_owner: Option<String>,
     /// Log format: `json` (production) or `text`.
     #[arg(long, env = "ZHENGYUN_LOG_FORMAT", default_value = "json")]
     log_format: String,
@@ -135,7 +156,10 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&api::crd::tenant_values_schema())?);
             return Ok(());
         }
-        Some(Command::Reachability { explain }) => return reachability(explain).await,
+        Some(Command::Reachability { explain, cluster_network_policy_enforced, pods, outside, ports }) => {
+            let world = policies_in_force(cluster_network_policy_enforced).await?;
+            return if pods { pod_verdicts(world, &outside, &ports).await } else { reachability(world, explain).await };
+        }
         Some(Command::BenchSm2 { seconds }) => {
             let (signs, verifies) = zhengyun::pki::keystore::bench(Duration::from_secs(seconds))?;
             println!("zhengyun sm2 sign/s {signs:.0} verify/s {verifies:.0}");
@@ -152,12 +176,85 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads namespaces, NetworkPolicies and (where served) ClusterNetworkPolicies, and prints
-/// the matrix or explains one verdict.
-async fn reachability(explain: Option<Vec<String>>) -> anyhow::Result<()> {
-    use k8s_openapi::api::{core::v1::Namespace, networking::v1::NetworkPolicy};
-    use zhengyun::reachability::{self, World};
+/// The policies in force: NetworkPolicies, and ClusterNetworkPolicies when served and declared
+/// enforced. The operator relies on them only then, and so does this view.
+async fn policies_in_force(cnp_enforced: bool) -> anyhow::Result<(kube::Client, zhengyun::reachability::World)> {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
     let client = kube::Client::try_default().await?;
+    let network_policies = Api::<NetworkPolicy>::all(client.clone()).list(&ListParams::default()).await?.items;
+    let served = zhengyun::isolation::served(&client).await;
+    let cluster_policies = match (served, cnp_enforced) {
+        (true, true) => zhengyun::isolation::list(&client).await?,
+        (true, false) => {
+            eprintln!(
+                "note: ClusterNetworkPolicy is served but not declared enforced \
+                 (--cluster-network-policy-enforced): left out, as the operator leaves it out"
+            );
+            Vec::new()
+        }
+        (false, _) => Vec::new(),
+    };
+    Ok((client, zhengyun::reachability::World { network_policies, cluster_policies }))
+}
+
+/// Every running pod and outside address against every other, as JSON lines.
+async fn pod_verdicts(
+    (client, world): (kube::Client, zhengyun::reachability::World),
+    outside: &[std::net::IpAddr],
+    ports: &[u16],
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use zhengyun::reachability::{self, Endpoint, PodRef, Port};
+    let namespaces: BTreeMap<String, BTreeMap<String, String>> = Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|n| (n.metadata.name.unwrap_or_default(), n.metadata.labels.unwrap_or_default()))
+        .collect();
+    let mut ends: Vec<(String, Endpoint)> = Vec::new();
+    for p in Api::<Pod>::all(client.clone()).list(&ListParams::default()).await?.items {
+        let ns = p.metadata.namespace.clone().unwrap_or_default();
+        let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        if ns.starts_with("kube-") || !running {
+            continue;
+        }
+        let named_ports = p
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter())
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter_map(|cp| Some((cp.name.clone()?, u16::try_from(cp.container_port).ok()?)))
+            .collect();
+        let name = format!("{ns}/{}", p.metadata.name.clone().unwrap_or_default());
+        let pod = PodRef {
+            namespace_labels: namespaces.get(&ns).cloned().unwrap_or_default(),
+            namespace: ns,
+            labels: p.metadata.labels.clone().unwrap_or_default(),
+            named_ports,
+        };
+        ends.push((name, Endpoint::Pod(pod)));
+    }
+    ends.extend(outside.iter().map(|ip| (ip.to_string(), Endpoint::External(*ip))));
+    for (from, src) in &ends {
+        for (to, dst) in ends.iter().filter(|(to, _)| to != from) {
+            for port in ports {
+                let v = reachability::evaluate(&world, src, dst, &Port { protocol: "TCP".into(), number: *port });
+                let line = serde_json::json!({"from": from, "to": to, "port": port, "allowed": v.allowed});
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints the matrix between groups (tenants, namespaces, outside), or explains one verdict.
+async fn reachability(
+    (client, world): (kube::Client, zhengyun::reachability::World),
+    explain: Option<Vec<String>>,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use zhengyun::reachability;
     let namespaces = Api::<Namespace>::all(client.clone()).list(&ListParams::default()).await?;
     let namespaces = namespaces
         .items
@@ -165,10 +262,6 @@ async fn reachability(explain: Option<Vec<String>>) -> anyhow::Result<()> {
         .filter(|n| !n.metadata.name.as_deref().unwrap_or("").starts_with("kube-"))
         .map(|n| (n.metadata.name.clone().unwrap_or_default(), n.metadata.labels.clone().unwrap_or_default()))
         .collect();
-    let network_policies = Api::<NetworkPolicy>::all(client.clone()).list(&ListParams::default()).await?.items;
-    let cluster_policies =
-        if zhengyun::isolation::served(&client).await { zhengyun::isolation::list(&client).await? } else { Vec::new() };
-    let world = World { network_policies, cluster_policies };
     let m = reachability::matrix(&world, &namespaces);
     match explain.as_deref() {
         Some([from, to]) => match m.get(&(from.clone(), to.clone())) {
@@ -333,7 +426,12 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     metrics.leader.with_label_values(&[&args.lease_name]).set(1);
 
     if let Some(running) = webhook {
-        tokio::spawn(zhengyun::admission::run::register(client.clone(), running, stop_rx.clone()));
+        tokio::spawn(zhengyun::admission::run::register(
+            client.clone(),
+            running,
+            args.registration_owner.clone(),
+            stop_rx.clone(),
+        ));
     }
 
     // The owners' ClusterRole is shared by every tenant; the leader keeps it in shape.

@@ -1,7 +1,8 @@
 //! The operator as docs/admin-guide.md installs it: its image (built as the Containerfile says,
 //! hack/build-operator-image.sh) on the real nodes, `helm install charts/zhengyun`, replicas
-//! electing a leader across pods, the webhook reached through its Service, and `helm upgrade`
-//! to a new image while the webhook keeps answering.
+//! electing a leader across pods, the webhook reached through its Service, `helm upgrade` to a
+//! new image while the webhook keeps answering, and `helm uninstall` taking the webhook
+//! registrations with it.
 
 use std::{
     sync::{
@@ -192,6 +193,17 @@ async fn deploy_the_operator_runs_from_its_chart_on_the_nodes_and_an_upgrade_kee
     Api::<Tenant>::all(client.clone()).delete("deployed", &DeleteParams::default()).await.expect("delete tenant");
     wait_for("tenant deployed gone", Duration::from_secs(60), || async {
         Api::<Tenant>::all(client.clone()).get_opt("deployed").await.ok()?.is_none().then_some(())
+    })
+    .await;
+
+    // Uninstall, as the guide says: the registrations go with the release (they are owned by
+    // its ClusterRole), so nothing is left failing closed with no operator behind it.
+    must("helm uninstall", helm(&["uninstall", "zhengyun", "-n", NS, "--wait", "--timeout", "120s"]));
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    wait_for("the webhook registrations gone with the release", Duration::from_secs(60), || async {
+        let v = validating.get_opt("zhengyun").await.ok()?;
+        let m = mutating.get_opt("zhengyun").await.ok()?;
+        (v.is_none() && m.is_none()).then_some(())
     })
     .await;
 }

@@ -6,7 +6,9 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use k8s_openapi::api::{
     admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
     authentication::v1::SelfSubjectReview,
+    rbac::v1::ClusterRole,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Api, Client, api::PostParams};
 
 use super::{
@@ -100,15 +102,50 @@ pub async fn start(
     Ok(Running { endpoint, ca_bundle: bundle_rx, operator_user })
 }
 
-/// Keeps the webhook registrations in place with the current CA bundle (leader only).
-pub async fn register(client: Client, mut running: Running, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// The ClusterRole that owns the registrations, when the operator was installed by a chart:
+/// `helm uninstall` deletes that role, and Kubernetes' garbage collector then deletes the
+/// registrations, which would otherwise fail closed with no operator behind them.
+async fn owner(client: &Client, role: &str) -> Result<Option<OwnerReference>, kube::Error> {
+    let found = Api::<ClusterRole>::all(client.clone()).get_opt(role).await?;
+    Ok(found.and_then(|r| {
+        Some(OwnerReference {
+            api_version: "rbac.authorization.k8s.io/v1".into(),
+            kind: "ClusterRole".into(),
+            name: role.into(),
+            uid: r.metadata.uid?,
+            controller: Some(false),
+            block_owner_deletion: Some(false),
+        })
+    }))
+}
+
+/// Keeps the webhook registrations in place with the current CA bundle (leader only). With
+/// `owner_role`, they are owned by that ClusterRole, and not registered while it is gone (the
+/// release is being uninstalled).
+pub async fn register(
+    client: Client,
+    mut running: Running,
+    owner_role: Option<String>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         let bundle = running.ca_bundle.borrow_and_update().clone();
-        let v = config::validating(&running.endpoint, &bundle, &running.operator_user);
-        let m = config::mutating(&running.endpoint, &bundle, &running.operator_user);
+        let mut v = config::validating(&running.endpoint, &bundle, &running.operator_user);
+        let mut m = config::mutating(&running.endpoint, &bundle, &running.operator_user);
         let result = async {
+            if let Some(role) = &owner_role {
+                let Some(owner) = owner(&client, role).await? else {
+                    tracing::warn!(
+                        role,
+                        "the ClusterRole that owns the webhook registrations is gone: not registering"
+                    );
+                    return Ok(());
+                };
+                v.metadata.owner_references = Some(vec![owner.clone()]);
+                m.metadata.owner_references = Some(vec![owner]);
+            }
             apply::cluster::<ValidatingWebhookConfiguration>(&client, &v).await?;
-            apply::cluster::<MutatingWebhookConfiguration>(&client, &m).await
+            apply::cluster::<MutatingWebhookConfiguration>(&client, &m).await.map(|_| ())
         }
         .await;
         match result {
