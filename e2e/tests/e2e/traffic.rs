@@ -25,8 +25,8 @@ use serde_json::{Value, json};
 use zhengyun::api::{ChannelPhase, ExchangeChannel};
 use zhengyun::reachability::{self, Endpoint, PodRef, Port, World};
 use zhengyun_e2e::{
-    SECONDS, apply_tenant, as_user, client, grant_channels, node_tenant, nodes_here, operator_with_webhook, refused,
-    run_tool, wait_for, wait_ready, workdir,
+    SECONDS, apply_tenant, as_user, client, grant_channels, must, node_tenant, nodes_here, operator_with_webhook,
+    refused, run_tool, wait_for, wait_ready, workdir,
 };
 
 const PROBE: &str = "localhost/zhengyun/probe:0.1.0";
@@ -189,10 +189,42 @@ async fn world(client: &Client) -> World {
     World { network_policies: nps, cluster_policies: vec![] }
 }
 
+/// What `zhengyun-operator reachability --pods` says of every pair of running pods and the
+/// outside address: the command a cloud admin runs, beside the library the test calls.
+fn cli_verdicts(probes: &[Probe]) -> BTreeMap<(String, String, u16), bool> {
+    let bin = std::env::var("ZHENGYUN_OPERATOR_BIN").expect("ZHENGYUN_OPERATOR_BIN (hack/test.sh sets it)");
+    let outside: Vec<String> =
+        probes.iter().filter(|p| matches!(p.runs, Runs::Netns { .. })).map(|p| p.ip.clone()).collect();
+    let ports = PORTS.map(|p| p.to_string()).join(",");
+    let mut args = vec!["reachability", "--pods", "--ports", &ports];
+    let outside = outside.join(",");
+    if !outside.is_empty() {
+        args.extend(["--outside", &outside]);
+    }
+    let out = must("zhengyun-operator reachability --pods", run_tool(&bin, &args, None));
+    // The command names pods `namespace/name` and outside addresses by IP; the test by name.
+    let name_of = |key: &str| {
+        probes
+            .iter()
+            .find(|p| if p.namespace.is_empty() { p.ip == key } else { format!("{}/{}", p.namespace, p.name) == key })
+            .map(|p| p.name.clone())
+    };
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| {
+            let from = name_of(v["from"].as_str()?)?;
+            let to = name_of(v["to"].as_str()?)?;
+            Some(((from, to, u16::try_from(v["port"].as_u64()?).ok()?), v["allowed"].as_bool()?))
+        })
+        .collect()
+}
+
 /// Every probe against every other probe on both ports: observed beside the model's verdict.
 struct Matrix {
     /// (from, to, port) -> (observed, predicted, latency in ms)
     cells: BTreeMap<(String, String, u16), (Tried, bool)>,
+    /// The same cells as `zhengyun-operator reachability --pods` judged them.
+    cli: BTreeMap<(String, String, u16), bool>,
 }
 
 impl Matrix {
@@ -253,13 +285,20 @@ impl Matrix {
     }
 
     fn mismatches(&self) -> Vec<String> {
-        self.cells
-            .iter()
-            .filter(|(_, (t, predicted))| t.ok != *predicted)
-            .map(|((f, to, port), (t, predicted))| {
+        let observed = self.cells.iter().filter(|(_, (t, predicted))| t.ok != *predicted).map(
+            |((f, to, port), (t, predicted))| {
                 format!("{f} -> {to}:{port}: observed {} ({}), model says {}", t.ok, t.detail, predicted)
-            })
-            .collect()
+            },
+        );
+        let cli = self.cells.iter().filter(|(k, (_, predicted))| self.cli.get(*k) != Some(predicted)).map(
+            |((f, to, port), (_, predicted))| {
+                let said = self.cli.get(&(f.clone(), to.clone(), *port));
+                format!(
+                    "{f} -> {to}:{port}: `zhengyun-operator reachability --pods` says {said:?}, the model {predicted}"
+                )
+            },
+        );
+        observed.chain(cli).collect()
     }
 }
 
@@ -290,7 +329,8 @@ async fn measure(client: &Client, probes: &[Probe]) -> Matrix {
             }
         }
     }
-    Matrix { cells }
+    let cli = cli_verdicts(probes);
+    Matrix { cells, cli }
 }
 
 /// Measures, prints and keeps the matrix (under the e2e logs), and requires it to equal the
