@@ -38,6 +38,10 @@ pub struct Metrics {
     pub channel_expiry: GaugeVec,
     channel_phases: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     pub certificates: IntGaugeVec,
+    /// Every certificate whose renewal is overdue, and every one expired: the alerts' totals,
+    /// which the name-capped series beside them cannot give.
+    pub certificates_overdue: IntGauge,
+    pub certificates_expired: IntGauge,
     pub certificate_expiry: GaugeVec,
     pub certificate_renewal: GaugeVec,
     pub issuer_expiry: GaugeVec,
@@ -142,6 +146,14 @@ impl Metrics {
             Opts::new("zhengyun_certificates", "SM2 certificates (SmCertificate) by state: Ready or Failed"),
             &["state"],
         ));
+        let certificates_overdue = must(IntGauge::new(
+            "zhengyun_certificates_renewal_overdue",
+            "Certificates whose renewal is overdue (all of them; the named series show the most urgent)",
+        ));
+        let certificates_expired = must(IntGauge::new(
+            "zhengyun_certificates_expired",
+            "Certificates whose Secret holds an expired certificate (all of them)",
+        ));
         let certificate_expiry = must(GaugeVec::new(
             Opts::new(
                 "zhengyun_certificate_expiry_seconds",
@@ -209,6 +221,8 @@ impl Metrics {
             Box::new(channels.clone()),
             Box::new(channel_expiry.clone()),
             Box::new(certificates.clone()),
+            Box::new(certificates_overdue.clone()),
+            Box::new(certificates_expired.clone()),
             Box::new(certificate_expiry.clone()),
             Box::new(certificate_renewal.clone()),
             Box::new(issuer_expiry.clone()),
@@ -241,6 +255,8 @@ impl Metrics {
             channel_expiry,
             channel_phases: Default::default(),
             certificates,
+            certificates_overdue,
+            certificates_expired,
             certificate_expiry,
             certificate_renewal,
             issuer_expiry,
@@ -361,18 +377,29 @@ impl Metrics {
         }
     }
 
+    /// Sets the name-labelled expiry series, at scrape. Tenant owners create certificates and
+    /// issuers in their own namespaces, so their number is theirs to choose: only the
+    /// [`NAMED_SERIES`] most urgent of each family carry a name (what an SRE acts on first), and
+    /// the totals below them count every one.
     fn refresh_certificate_times(&self) {
         let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
         if let Ok(all) = self.issuer_times.lock() {
-            for ((kind, ns, name), not_after) in all.iter() {
+            self.issuer_expiry.reset();
+            for ((kind, ns, name), not_after) in most_urgent(all.iter().map(|(k, v)| (k, *v))) {
                 self.issuer_expiry.with_label_values(&[kind, ns, name]).set((not_after - now).round());
             }
         }
         if let Ok(all) = self.certificate_times.lock() {
-            for ((ns, name), (not_after, renewal)) in all.iter() {
+            self.certificate_expiry.reset();
+            self.certificate_renewal.reset();
+            for ((ns, name), not_after) in most_urgent(all.iter().map(|(k, v)| (k, v.0))) {
                 self.certificate_expiry.with_label_values(&[ns, name]).set((not_after - now).round());
+            }
+            for ((ns, name), renewal) in most_urgent(all.iter().map(|(k, v)| (k, v.1))) {
                 self.certificate_renewal.with_label_values(&[ns, name]).set((renewal - now).round());
             }
+            self.certificates_overdue.set(all.values().filter(|(_, renewal)| *renewal < now).count() as i64);
+            self.certificates_expired.set(all.values().filter(|(not_after, _)| *not_after < now).count() as i64);
         }
     }
 
@@ -388,6 +415,17 @@ impl Metrics {
         self.count_conditions(&before, -1);
         self.tenants.set(count as i64);
     }
+}
+
+/// How many certificates (and issuers) carry their names in the expiry series.
+pub const NAMED_SERIES: usize = 100;
+
+/// The [`NAMED_SERIES`] entries due soonest.
+fn most_urgent<K>(all: impl Iterator<Item = (K, f64)>) -> Vec<(K, f64)> {
+    let mut v: Vec<(K, f64)> = all.collect();
+    v.sort_by(|a, b| a.1.total_cmp(&b.1));
+    v.truncate(NAMED_SERIES);
+    v
 }
 
 /// One gauge series (labels in name order), for collectors that build their families at scrape.
@@ -467,6 +505,28 @@ pub async fn instrumented<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenant_with_many_certificates_adds_at_most_the_capped_named_series() {
+        let m = Metrics::new();
+        let now = jiff::Timestamp::now();
+        // 250 certificates, one an hour apart; the first 10 overdue and 3 expired.
+        for i in 0..250i64 {
+            let half = jiff::SignedDuration::from_mins(30);
+            let renewal = now + jiff::SignedDuration::from_hours(i - 10) + half;
+            let not_after = now + jiff::SignedDuration::from_hours(i - 3) + half;
+            m.observe_certificate("flood", &format!("c{i:03}"), "Ready", Some((not_after, renewal)));
+        }
+        let text = m.render();
+        let named = |family: &str| text.lines().filter(|l| l.starts_with(&format!("{family}{{"))).count();
+        assert_eq!(named("zhengyun_certificate_expiry_seconds"), NAMED_SERIES);
+        assert_eq!(named("zhengyun_certificate_renewal_seconds"), NAMED_SERIES);
+        // The most urgent are the ones named; the totals count all.
+        assert!(text.contains("name=\"c000\""), "{text}");
+        assert!(!text.contains("name=\"c249\""));
+        assert!(text.contains("zhengyun_certificates_renewal_overdue 10"), "{text}");
+        assert!(text.contains("zhengyun_certificates_expired 3"), "{text}");
+    }
 
     #[test]
     fn renders_controller_runtime_names() {
