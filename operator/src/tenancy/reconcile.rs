@@ -305,6 +305,9 @@ async fn publish(ctx: &Context, tenant: &Tenant, type_: EventType, reason: &str,
 #[derive(Debug)]
 enum Claim {
     Owned,
+    /// Created by this round: the namespace as the API server stored it (the cache has yet to
+    /// see it).
+    Created(Box<Namespace>),
     Conflict(String),
     /// Being deleted, or created by someone else a moment ago: look again next round.
     NotYet,
@@ -340,10 +343,14 @@ async fn claim(ctx: &Tenants, vt: &ValidatedTenant, name: &str) -> Result<Claim>
             // Create, not apply: if two tenants race for one name, the loser gets AlreadyExists
             // instead of silently taking over the winner's namespace.
             let pp = PostParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..Default::default() };
-            match api.create(&pp, &build::namespace(vt, name)).await {
-                Ok(_) => {
+            let desired = build::namespace(vt, name);
+            match api.create(&pp, &desired).await {
+                Ok(created) => {
                     info!(namespace = name, "created namespace");
-                    Ok(Claim::Owned)
+                    // The create wrote exactly what an apply would: the same round's apply of
+                    // this namespace is then a no-op, not a second write.
+                    ctx.applied.remember(&desired, &created);
+                    Ok(Claim::Created(Box::new(created)))
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(Claim::NotYet),
                 Err(e) => Err(e.into()),
@@ -402,9 +409,14 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     let mut owned = Vec::new();
     let mut conflicts = Vec::new();
     let mut pending = Vec::new();
+    let mut created: BTreeMap<String, Box<Namespace>> = BTreeMap::new();
     for name in &vt.namespaces {
         match claim(ctx, &vt, name).await? {
             Claim::Owned => owned.push(name.clone()),
+            Claim::Created(ns) => {
+                owned.push(name.clone());
+                created.insert(name.clone(), ns);
+            }
             Claim::Conflict(why) => conflicts.push(why),
             Claim::NotYet => pending.push(name.clone()),
         }
@@ -420,7 +432,11 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     for name in &owned {
         let ns = build::namespace(&vt, name);
         let actual = s.namespaces.get(&ObjectRef::new(name));
-        failed.note("Namespace", name, apply::ensure_cluster(client, memory, &ns, Seen::meta(actual.as_deref())).await);
+        let seen = match created.get(name) {
+            Some(c) => Seen::Version(Some(&c.metadata)),
+            None => Seen::meta(actual.as_deref()),
+        };
+        failed.note("Namespace", name, apply::ensure_cluster(client, memory, &ns, seen).await);
     }
     let mut isolated: BTreeSet<&str> = BTreeSet::new();
     for ns in &owned {
