@@ -14,6 +14,10 @@ pub const ZONE: &str = "zhengyun.io/zone";
 pub const SECURITY_LEVEL: &str = "zhengyun.io/security-level";
 /// Set to `"true"` on namespaces a deleted `Retain` tenant left behind.
 pub const ORPHANED: &str = "zhengyun.io/orphaned";
+/// On an exchange channel's policies: the channel they belong to.
+pub const CHANNEL: &str = "zhengyun.io/channel";
+/// On every object of a SecureGateway: the gateway's name.
+pub const SECURE_GATEWAY: &str = "zhengyun.io/securegateway";
 
 /// The field manager of every write the operator makes (Server-Side Apply and status).
 pub const FIELD_MANAGER: &str = "zhengyun-operator";

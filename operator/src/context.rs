@@ -31,7 +31,7 @@ pub struct Context {
     /// One watch per kind for the whole process: controllers and the webhook read from it.
     pub watches: Arc<crate::watch::Hub>,
     /// Secret contents for the certificate and issuer controllers, read once per change.
-    pub secrets: crate::certificates::secrets::Secrets,
+    pub secrets: crate::watch::secrets::Secrets,
     /// The zhengyun-gateway image SecureGateways run (`--gateway-image`); unset, none is served.
     pub gateway_image: std::sync::OnceLock<String>,
 }
@@ -49,7 +49,7 @@ impl Context {
             cluster_resource_namespace: cluster_resource_namespace.into(),
             keys: Arc::new(SoftwareKeyStore),
             watches: watches.clone(),
-            secrets: crate::certificates::secrets::Secrets::new(watches.secrets.handle()),
+            secrets: crate::watch::secrets::Secrets::new(watches.secrets.handle()),
             gateway_image: std::sync::OnceLock::new(),
         })
     }

@@ -7,10 +7,10 @@
 //! exchange channels with the reconcilers' own validation code. `checks` is pure; `server`
 //! does the I/O; `tls` keeps the serving certificate; `config` registers the webhooks.
 
-pub mod cache;
-pub mod checks;
+pub(crate) mod cache;
+pub(crate) mod checks;
 pub mod config;
 pub mod run;
-pub mod server;
-pub mod subject;
-pub mod tls;
+pub(crate) mod server;
+pub(crate) mod subject;
+pub(crate) mod tls;

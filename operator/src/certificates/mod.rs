@@ -2,10 +2,9 @@
 //! SmClusterIssuer) and the SmCertificate controller. Key generation and signing go through
 //! the context's [`crate::pki::keystore::KeyStore`], the seam a GM/T 0018 cipher machine fills.
 
-pub mod build;
+pub(crate) mod build;
 pub mod issuers;
 pub mod reconcile;
-pub mod secrets;
 
 /// Whether a department's SmClusterIssuer may sign for a namespace: an issuer without a
 /// department signs for all; one with a department only for namespaces of that department's

@@ -18,7 +18,7 @@ use crate::isolation::{self as cnp, CHANNEL_PRIORITY, ClusterNetworkPolicy, CnpP
 use crate::{api::ExchangeChannel, labels};
 
 /// Label naming the channel a policy belongs to.
-pub const CHANNEL_LABEL: &str = "zhengyun.io/channel";
+pub use labels::CHANNEL as CHANNEL_LABEL;
 
 /// What the channel's ends resolve to in the cluster.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,9 +4,9 @@
 //! namespaces, ingress in front of the target Service) without I/O; `phase` decides what state a
 //! channel is in; `reconcile` applies and removes the policies and keeps the status.
 
-pub mod approval;
+pub(crate) mod approval;
 pub mod build;
-pub mod gateway;
+pub(crate) mod gateway;
 pub mod reconcile;
 
 use jiff::Timestamp;

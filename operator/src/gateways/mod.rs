@@ -8,10 +8,10 @@
 //! annotation on each gateway pod, which makes the kubelet refresh the pod's volumes at once
 //! instead of at its next periodic sync, and the gateway reloads the files it watches.
 
-pub mod build;
+pub(crate) mod build;
 pub mod reconcile;
 
 /// Labels every object of a gateway with its name.
-pub const GATEWAY_LABEL: &str = "zhengyun.io/securegateway";
+pub use crate::labels::SECURE_GATEWAY as GATEWAY_LABEL;
 /// On gateway pods: the certificate Secret versions they were last told about.
 pub const SECRETS_ANNOTATION: &str = "zhengyun.io/secret-versions";

@@ -8,7 +8,7 @@
 pub mod build;
 pub mod quota;
 pub mod reconcile;
-pub mod status;
+pub(crate) mod status;
 pub mod validate;
 
 pub use validate::{ValidatedTenant, validate};

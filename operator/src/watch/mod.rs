@@ -35,6 +35,7 @@ use crate::api::{ExchangeChannel, SecureGateway, SmCertificate, SmClusterIssuer,
 use futures::channel::mpsc;
 
 mod metas;
+pub mod secrets;
 pub use metas::{IndexBy, Metas};
 
 /// What a kind must be to be watched here.
@@ -123,6 +124,13 @@ pub fn trim<K: Resource>(obj: &mut K) {
         labels: labels.filter(|l| !l.is_empty()),
         ..ObjectMeta::default()
     };
+}
+
+/// For kinds anyone may create in numbers (Secrets, Services in tenants' namespaces): their
+/// annotations, which a tenant owner can fill with up to 256 KiB each and which nothing here
+/// reads, are not kept.
+pub fn no_annotations<K: Resource>(obj: &mut K) {
+    obj.meta_mut().annotations = None;
 }
 
 impl<K: Watched> Shared<K> {
@@ -350,7 +358,7 @@ pub struct Hub {
     /// Metadata, no label, by namespace: the webhook counts pods, it never reads them.
     pub pods: Metas<Pod>,
     /// Metadata only: which Secrets exist and at which version; contents are read on change
-    /// ([`crate::certificates::secrets`]).
+    /// ([`secrets`]).
     pub secrets: Shared<PartialObjectMeta<Secret>>,
     pub issuers: Shared<DeserializeGuard<SmIssuer>>,
     pub cluster_issuers: Shared<DeserializeGuard<SmClusterIssuer>>,
@@ -364,14 +372,14 @@ pub struct Hub {
 /// Of a managed child's labels, those that say it belongs to a channel or a gateway rather than
 /// to its tenant (the tenant's sweep leaves those alone).
 fn channel_only(label: &str) -> bool {
-    label == crate::channels::build::CHANNEL_LABEL || label == crate::gateways::GATEWAY_LABEL
+    label == crate::labels::CHANNEL || label == crate::labels::SECURE_GATEWAY
 }
 
 impl Hub {
     pub fn new(client: &Client) -> Self {
         let all = || watcher::Config::default();
         let managed = || watcher::Config::default().labels(&crate::labels::managed_selector());
-        let gateway = || watcher::Config::default().labels(crate::gateways::GATEWAY_LABEL);
+        let gateway = || watcher::Config::default().labels(crate::labels::SECURE_GATEWAY);
         let tenant = Some(tenant_of as KeyFn<_>);
         fn in_ns<K: Resource>() -> Option<KeyFn<K>> {
             Some(namespace_of as KeyFn<K>)
@@ -390,10 +398,13 @@ impl Hub {
             bindings: Metas::new(Api::all(client.clone()), managed(), IndexBy::Namespace, channel_only),
             certificates: Shared::new(Api::all(client.clone()), all(), tenant),
             channels: Shared::new(Api::all(client.clone()), all(), None),
-            services: Shared::new(Api::all(client.clone()), all(), None),
+            // Whole (a gateway's own Service is compared with what it applies), less annotations.
+            services: Shared::keeping(Api::all(client.clone()), all(), None, no_annotations),
             nodes: Shared::new(Api::all(client.clone()), all(), None),
             pods: Metas::new(Api::all(client.clone()), all(), IndexBy::Namespace, |_| false),
-            secrets: Shared::new(Api::all(client.clone()), all(), None),
+            // Of every Secret only what says which one it is and at which version: tenants own
+            // Secrets in any number, with whatever labels and annotations they like.
+            secrets: Shared::keeping(Api::all(client.clone()), all(), None, trim),
             issuers: Shared::new(Api::all(client.clone()), all(), None),
             cluster_issuers: Shared::new(Api::all(client.clone()), all(), None),
             gateways: Shared::new(Api::all(client.clone()), all(), Some(tenant_of as KeyFn<_>)),

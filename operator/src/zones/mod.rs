@@ -26,7 +26,7 @@ use crate::{
     quantity::{self, Kind, Milli},
 };
 
-pub mod validate;
+pub(crate) mod validate;
 
 /// What a tenant gets from its zone: where its pods run and which outside networks it reaches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
