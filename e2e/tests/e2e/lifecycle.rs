@@ -19,7 +19,7 @@ use zhengyun::{
     quantity,
 };
 use zhengyun_e2e::{
-    Operator, SECONDS, SYSTEM_NAMESPACE, apply_tenant, client, condition, tenant, wait_for, wait_ready,
+    Operator, SECONDS, SYSTEM_NAMESPACE, apply_tenant, as_user, client, condition, tenant, wait_for, wait_ready,
 };
 
 fn quota_sum(quotas: &[ResourceQuota], resource: &str, enforced: bool) -> i128 {
@@ -303,7 +303,24 @@ async fn deleting_a_retain_tenant_keeps_the_departments_data() {
         assert!(!l.contains_key("app.kubernetes.io/managed-by"), "{l:?}");
         let q = Api::<ResourceQuota>::namespaced(client.clone(), ns).get("zhengyun-tenant").await.expect("quota kept");
         assert!(!q.labels().contains_key("app.kubernetes.io/managed-by"));
+        // No longer guarded by the webhook, so no longer the former owners' to change: their
+        // binding is gone, and with it their rights there.
+        let bindings =
+            Api::<RoleBinding>::namespaced(client.clone(), ns).list(&Default::default()).await.expect("list");
+        assert!(
+            bindings.items.is_empty(),
+            "{ns}: {:?}",
+            bindings.items.iter().map(|b| b.name_any()).collect::<Vec<_>>()
+        );
     }
+    let owner = as_user("keep-owner", &[]).await;
+    let denied = Api::<NetworkPolicy>::namespaced(owner, "keep-apps")
+        .delete("zhengyun-default-deny", &DeleteParams::default())
+        .await;
+    assert!(
+        matches!(denied, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "a former owner may not lift the isolation: {denied:?}"
+    );
     assert!(Api::<ConfigMap>::namespaced(client.clone(), "keep-apps").get_opt("records").await.expect("get").is_some());
     assert!(
         Api::<PersistentVolumeClaim>::namespaced(client.clone(), "keep-data")
@@ -319,6 +336,11 @@ async fn deleting_a_retain_tenant_keeps_the_departments_data() {
     let l = labels_of(&nsapi.get("keep-apps").await.expect("exists"));
     assert!(!l.contains_key("zhengyun.io/orphaned"), "{l:?}");
     assert_eq!(l.get("app.kubernetes.io/managed-by").map(String::as_str), Some("zhengyun"));
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), "keep-apps");
+    wait_for("the owners bound again", SECONDS, || async {
+        (!bindings.list(&Default::default()).await.ok()?.items.is_empty()).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

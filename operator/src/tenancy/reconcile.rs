@@ -692,8 +692,8 @@ async fn sweep(ctx: &Tenants, tenant: &Tenant, vt: &ValidatedTenant, owned: &[St
         let ns = np.namespace().unwrap_or_default();
         let name = np.name_any();
         // A channel's or a gateway's policy belongs to it, not to the tenant's own set.
-        let channel = np.labels().contains_key(crate::channels::build::CHANNEL_LABEL)
-            || np.labels().contains_key(crate::gateways::GATEWAY_LABEL);
+        let channel =
+            np.labels().contains_key(crate::labels::CHANNEL) || np.labels().contains_key(crate::labels::SECURE_GATEWAY);
         if owned_set.contains(ns.as_str()) && !channel && name != DENY_POLICY && name != ALLOW_POLICY {
             apply::delete_namespaced::<NetworkPolicy>(client, &ns, &name).await?;
         }
@@ -747,6 +747,16 @@ async fn release_namespaces(
     match policy {
         DeletionPolicy::Retain => {
             for name in names {
+                // The owners' access goes first: once our label is off, the webhook no longer
+                // guards the namespace, and a former owner could lift its isolation or move its
+                // pods onto another zone's nodes. The data and the workloads stay; what becomes
+                // of them is a cloud admin's call, or the department's when it re-creates the
+                // tenant (which binds its owners again).
+                let bindings = Api::<RoleBinding>::namespaced(client.clone(), name);
+                let ours = ListParams::default().labels(&labels::managed_selector());
+                for b in bindings.list(&ours).await?.items {
+                    apply::delete_namespaced::<RoleBinding>(client, name, &b.name_any()).await?;
+                }
                 // Strip our ownership from the children too, so nothing maps back to a tenant.
                 let orphan = serde_json::json!({ labels::MANAGED_BY: null, labels::ORPHANED: "true" });
                 relabel_children(client, name, &labels::managed_selector(), orphan).await?;
@@ -762,7 +772,10 @@ async fn release_namespaces(
                     tenant,
                     EventType::Normal,
                     "NamespaceRetained",
-                    format!("namespace {name} kept with its contents and labelled {}=true", labels::ORPHANED),
+                    format!(
+                        "namespace {name} kept with its contents and labelled {}=true; the owners' access to it was removed",
+                        labels::ORPHANED
+                    ),
                 )
                 .await;
             }
