@@ -50,6 +50,10 @@ pub enum Subject {
         old: Option<Box<ExchangeChannel>>,
     },
     Certificate(Box<SmCertificate>),
+    /// A Tenant stored malformed (under an older, looser schema) that is being deleted, whose
+    /// update leaves its spec alone: an admin removing its finalizer by hand, as the operator
+    /// cannot run its cleanup on a spec it cannot read.
+    MalformedTenantLetGo,
 }
 
 /// Reads one version of the object as `T`; `None` when the request carries none.
@@ -80,6 +84,15 @@ fn owned<K: Resource + DeserializeOwned>(
         return Err(format!("the request carries no {kind}"));
     }
     Ok((managed(&new) || managed(&old), new))
+}
+
+/// An update of a Tenant being deleted that was already stored malformed and whose spec it
+/// leaves as it was (only metadata, such as finalizers, changes).
+fn letting_go_of_malformed(req: &AdmissionRequest<DynamicObject>) -> bool {
+    let (Some(new), Some(old)) = (&req.object, &req.old_object) else { return false };
+    new.metadata.deletion_timestamp.is_some()
+        && body::<Tenant>(&req.old_object, "Tenant").is_err()
+        && new.data.get("spec") == old.data.get("spec")
 }
 
 /// The typed subject of a request, or why it cannot be read.
@@ -121,9 +134,11 @@ pub fn parse(req: &AdmissionRequest<DynamicObject>) -> Result<Subject, String> {
             Subject::Owned { kind: "RoleBinding", managed, policy: None }
         }
         ("zhengyun.io", "Zone") => Subject::Zone(required(body(new, kind)?, kind, "new")?),
-        ("zhengyun.io", "Tenant") => {
-            Subject::Tenant { new: required(body(new, kind)?, kind, "new")?, old: body(&req.old_object, kind)? }
-        }
+        ("zhengyun.io", "Tenant") => match body::<Tenant>(new, kind) {
+            Ok(parsed) => Subject::Tenant { new: required(parsed, kind, "new")?, old: body(&req.old_object, kind)? },
+            Err(_) if letting_go_of_malformed(req) => Subject::MalformedTenantLetGo,
+            Err(why) => return Err(why),
+        },
         ("zhengyun.io", "ExchangeChannel") => {
             Subject::Channel { new: required(body(new, kind)?, kind, "new")?, old: body(&req.old_object, kind)? }
         }
@@ -171,6 +186,27 @@ mod tests {
         assert!(err.starts_with("the Pod does not parse"), "{err}");
         let tenant = serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "Tenant", "metadata": {"name": "x"}, "spec": {"namespaces": 7}});
         assert!(parse(&request("zhengyun.io", "Tenant", tenant, None)).is_err());
+    }
+
+    #[test]
+    fn a_malformed_tenant_being_deleted_may_lose_its_finalizer_and_nothing_else() {
+        let stored = serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "x", "finalizers": ["zhengyun.io/tenant-protection"], "deletionTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"namespaces": 7}});
+        let mut let_go = stored.clone();
+        let_go["metadata"]["finalizers"] = serde_json::json!([]);
+        assert!(matches!(
+            parse(&request("zhengyun.io", "Tenant", let_go.clone(), Some(stored.clone()))),
+            Ok(Subject::MalformedTenantLetGo)
+        ));
+        // The spec changed: still refused with the parse error.
+        let mut edited = let_go.clone();
+        edited["spec"]["namespaces"] = serde_json::json!(8);
+        assert!(parse(&request("zhengyun.io", "Tenant", edited, Some(stored.clone()))).is_err());
+        // Not being deleted: refused.
+        let mut live = let_go;
+        live["metadata"].as_object_mut().map(|m| m.remove("deletionTimestamp"));
+        assert!(parse(&request("zhengyun.io", "Tenant", live, Some(stored))).is_err());
     }
 
     #[test]
