@@ -9,11 +9,20 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use super::{ExchangeChannel, SecureGateway, SmCertificate, SmClusterIssuer, SmIssuer, Tenant, Zone};
+use super::{ComputerRoom, ExchangeChannel, SecureGateway, SmCertificate, SmClusterIssuer, SmIssuer, Tenant, Zone};
 
 /// Every CRD the operator serves, in the order `crds/` lists them.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![tenant(), zone(), exchange_channel(), sm_cluster_issuer(), sm_issuer(), sm_certificate(), secure_gateway()]
+    vec![
+        tenant(),
+        zone(),
+        exchange_channel(),
+        sm_cluster_issuer(),
+        sm_issuer(),
+        sm_certificate(),
+        secure_gateway(),
+        computer_room(),
+    ]
 }
 
 fn issuer_columns() -> Vec<CustomResourceColumnDefinition> {
@@ -164,6 +173,51 @@ pub fn zone() -> CustomResourceDefinition {
         if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
             schema.description =
                 Some("A security zone (安全区域): its nodes, taint, outside networks and lowest 等保 level.".into());
+        }
+    }
+    reflow(crd)
+}
+
+/// The `computerrooms.zhengyun.io` CRD.
+pub fn computer_room() -> CustomResourceDefinition {
+    let mut crd = ComputerRoom::crd();
+    for version in &mut crd.spec.versions {
+        version.additional_printer_columns = Some(vec![
+            column("Department", "string", ".spec.department", "The department that owns the room", 0),
+            column("Zone", "string", ".spec.zone", "The zone its servers serve", 0),
+            column("Phase", "string", ".status.phase", "Planned, Migrating, Consolidated or Retired", 0),
+            column("Nodes", "string", ".status.nodes", "The room's nodes", 0),
+            column("CPU-%", "integer", ".status.utilisationPercent.cpu", "Requested over allocatable CPU", 0),
+            column("Memory-%", "integer", ".status.utilisationPercent.memory", "Requested over allocatable memory", 0),
+            column("Servers-Left", "integer", ".status.inventory.servers", "Servers still to migrate", 0),
+            column(
+                "Retirable",
+                "integer",
+                ".status.plan.retirableServers",
+                "Servers whose systems fit on the shared nodes now",
+                0,
+            ),
+            column(
+                "Ready",
+                "string",
+                ".status.conditions[?(@.type==\"Ready\")].status",
+                "Whether the room's nodes carry its labels and taint",
+                0,
+            ),
+            column(
+                "Reason",
+                "string",
+                ".status.conditions[?(@.type==\"Ready\")].message",
+                "Why the room is or is not ready",
+                1,
+            ),
+            column("Tenants", "string", ".status.tenants", "Tenants with pods on the room's nodes", 1),
+            column("Age", "date", ".metadata.creationTimestamp", "", 0),
+        ]);
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            schema.description = Some(
+                "A department's computer room (机房) joining the shared cloud: its nodes, its zone, and the servers still to migrate.".into(),
+            );
         }
     }
     reflow(crd)

@@ -14,6 +14,17 @@ pub const ZONE: &str = "zhengyun.io/zone";
 pub const SECURITY_LEVEL: &str = "zhengyun.io/security-level";
 /// Set to `"true"` on namespaces a deleted `Retain` tenant left behind.
 pub const ORPHANED: &str = "zhengyun.io/orphaned";
+/// On a node: the computer room (机房) it is a server of.
+pub const ROOM: &str = "zhengyun.io/room";
+/// On a node: the department that owns its computer room.
+pub const ROOM_DEPARTMENT: &str = "zhengyun.io/room-department";
+/// On a node: its architecture, as the room checked it; on a namespace: the architecture its
+/// tenant's pods need.
+pub const ARCH: &str = "zhengyun.io/arch";
+/// The node label the kubelet sets to the node's architecture.
+pub const KUBE_ARCH: &str = "kubernetes.io/arch";
+/// On a node: the labels and taint a room added (so letting it go removes those and no other).
+pub const ROOM_ADDED: &str = "zhengyun.io/room-added";
 /// On an exchange channel's policies: the channel they belong to.
 pub const CHANNEL: &str = "zhengyun.io/channel";
 /// On every object of a SecureGateway: the gateway's name.

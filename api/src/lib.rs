@@ -14,6 +14,7 @@ pub mod crd;
 pub mod gateway;
 pub mod labels;
 pub mod quantity;
+pub mod room;
 pub mod tenant;
 pub mod zone;
 
@@ -21,6 +22,7 @@ pub use amount::Amount;
 pub use certificate::*;
 pub use channel::*;
 pub use gateway::{SecureGateway, SecureGatewaySpec, SecureGatewayStatus};
+pub use room::*;
 pub use tenant::*;
 pub use zone::*;
 

@@ -37,6 +37,11 @@ pub struct TenantSpec {
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub zone: String,
 
+    /// The CPU architecture the tenant's pods need (信创): `amd64` or `arm64`. Left out: either,
+    /// as the scheduler finds room. The zone must have nodes of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<super::Arch>,
+
     /// Who administers the tenant's workloads. Owners may run workloads in every namespace of
     /// the tenant, but may not change its quota, limits, network policies or namespace labels.
     #[schemars(length(min = 1, max = 64))]

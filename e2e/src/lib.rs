@@ -271,6 +271,7 @@ pub fn tenant(name: &str, suffixes: &[&str]) -> Tenant {
                 name_zh: Some("测试局".into()),
             },
             zone: "extranet".into(),
+            arch: None,
             owners: vec![Owner { kind: OwnerKind::User, name: format!("{name}-owner") }],
             namespaces: suffixes.iter().map(|s| TenantNamespace { suffix: (*s).into() }).collect(),
             quota: TenantQuota {

@@ -21,6 +21,7 @@ pub mod leader;
 pub mod metrics;
 pub mod reachability;
 pub mod rest_metrics;
+pub mod rooms;
 pub(crate) mod status;
 pub mod tenancy;
 pub mod watch;

@@ -449,6 +449,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
         tokio::spawn(issuers::run::<api::SmClusterIssuer>(ctx.clone(), stopped(ctl_stop_rx.clone()))),
         tokio::spawn(zhengyun::certificates::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
         tokio::spawn(zhengyun::gateways::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
+        tokio::spawn(zhengyun::rooms::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
     ];
 
     let lost = async {

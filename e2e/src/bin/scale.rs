@@ -45,6 +45,7 @@ fn tenant(i: usize) -> Tenant {
         TenantSpec {
             department: Department { code: format!("D{i:05}"), name: format!("Department {i}"), name_zh: None },
             zone: "extranet".into(),
+            arch: None,
             owners: vec![Owner { kind: OwnerKind::Group, name: format!("dept-{i:05}") }],
             namespaces: vec![TenantNamespace { suffix: "apps".into() }, TenantNamespace { suffix: "data".into() }],
             quota: TenantQuota {

@@ -41,6 +41,11 @@ pub struct Metrics {
     /// Every certificate whose renewal is overdue, and every one expired: the alerts' totals,
     /// which the name-capped series beside them cannot give.
     pub certificates_overdue: IntGauge,
+    /// Computer rooms refused (two rooms, another architecture or zone, ...), by reason.
+    pub room_problems: IntCounterVec,
+    /// Per room and resource: allocatable and requested on its nodes (showback, 以租代建).
+    pub room_allocatable: GaugeVec,
+    pub room_requested: GaugeVec,
     pub certificates_expired: IntGauge,
     pub certificate_expiry: GaugeVec,
     pub certificate_renewal: GaugeVec,
@@ -146,6 +151,27 @@ impl Metrics {
             Opts::new("zhengyun_certificates", "SM2 certificates (SmCertificate) by state: Ready or Failed"),
             &["state"],
         ));
+        let room_problems = must(IntCounterVec::new(
+            Opts::new(
+                "zhengyun_computer_room_problems_total",
+                "Times a computer room labelled none of its nodes, by reason (NodeInTwoRooms, ArchMismatch, ZoneMismatch, ZoneNotFound, InvalidSpec)",
+            ),
+            &["reason"],
+        ));
+        let room_allocatable = must(GaugeVec::new(
+            Opts::new(
+                "zhengyun_room_allocatable",
+                "Allocatable capacity of a computer room's nodes (cores, bytes, count)",
+            ),
+            &["room", "resource"],
+        ));
+        let room_requested = must(GaugeVec::new(
+            Opts::new(
+                "zhengyun_room_requested",
+                "Requests of the pods on a computer room's nodes (cores, bytes, count)",
+            ),
+            &["room", "resource"],
+        ));
         let certificates_overdue = must(IntGauge::new(
             "zhengyun_certificates_renewal_overdue",
             "Certificates whose renewal is overdue (all of them; the named series show the most urgent)",
@@ -222,6 +248,9 @@ impl Metrics {
             Box::new(channel_expiry.clone()),
             Box::new(certificates.clone()),
             Box::new(certificates_overdue.clone()),
+            Box::new(room_problems.clone()),
+            Box::new(room_allocatable.clone()),
+            Box::new(room_requested.clone()),
             Box::new(certificates_expired.clone()),
             Box::new(certificate_expiry.clone()),
             Box::new(certificate_renewal.clone()),
@@ -256,6 +285,9 @@ impl Metrics {
             channel_phases: Default::default(),
             certificates,
             certificates_overdue,
+            room_problems,
+            room_allocatable,
+            room_requested,
             certificates_expired,
             certificate_expiry,
             certificate_renewal,
@@ -406,6 +438,37 @@ impl Metrics {
     fn count_certificates(&self, states: &std::collections::BTreeMap<(String, String), String>) {
         for state in ["Ready", "Failed"] {
             self.certificates.with_label_values(&[state]).set(states.values().filter(|s| *s == state).count() as i64);
+        }
+    }
+
+    /// Records what a room's nodes hold, by resource (quantities in thousandths, as parsed).
+    pub fn observe_room(
+        &self,
+        room: &str,
+        allocatable: &std::collections::BTreeMap<String, i128>,
+        requested: &std::collections::BTreeMap<String, i128>,
+    ) {
+        self.forget_room(room);
+        for (k, v) in allocatable {
+            self.room_allocatable.with_label_values(&[room, k]).set(*v as f64 / 1000.0);
+            let r = requested.get(k).copied().unwrap_or(0);
+            self.room_requested.with_label_values(&[room, k]).set(r as f64 / 1000.0);
+        }
+    }
+
+    /// Forgets a deleted room's series.
+    pub fn forget_room(&self, room: &str) {
+        use prometheus::core::Collector;
+        for g in [&self.room_allocatable, &self.room_requested] {
+            let stale: Vec<String> = Collector::collect(g)
+                .iter()
+                .flat_map(|f| f.get_metric().iter())
+                .filter(|m| m.get_label().iter().any(|l| l.name() == "room" && l.value() == room))
+                .filter_map(|m| m.get_label().iter().find(|l| l.name() == "resource").map(|l| l.value().to_string()))
+                .collect();
+            for resource in stale {
+                let _ = g.remove_label_values(&[room, &resource]);
+            }
         }
     }
 

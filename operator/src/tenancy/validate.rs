@@ -341,6 +341,7 @@ pub(crate) mod tests {
                     name_zh: Some("市教育局".into()),
                 },
                 zone: "extranet".into(),
+                arch: None,
                 owners: vec![Owner { kind: OwnerKind::User, name: "alice".into() }],
                 namespaces: vec![TenantNamespace { suffix: "apps".into() }, TenantNamespace { suffix: "data".into() }],
                 quota: TenantQuota {

@@ -15,7 +15,10 @@ use std::{
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{ConfigMap, LimitRange, Namespace, Node, Pod, ResourceQuota, Secret, Service},
+    core::v1::{
+        ConfigMap, Container, LimitRange, Namespace, Node, Pod, PodSpec, PodStatus, ResourceQuota,
+        ResourceRequirements, Secret, Service,
+    },
     networking::v1::NetworkPolicy,
     rbac::v1::RoleBinding,
 };
@@ -31,7 +34,9 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::api::{ExchangeChannel, SecureGateway, SmCertificate, SmClusterIssuer, SmIssuer, Tenant, Zone};
+use crate::api::{
+    ComputerRoom, ExchangeChannel, SecureGateway, SmCertificate, SmClusterIssuer, SmIssuer, Tenant, Zone,
+};
 use futures::channel::mpsc;
 
 mod metas;
@@ -131,6 +136,36 @@ pub fn trim<K: Resource>(obj: &mut K) {
 /// reads, are not kept.
 pub fn no_annotations<K: Resource>(obj: &mut K) {
     obj.meta_mut().annotations = None;
+}
+
+/// For pods on nodes: only where a pod runs and what it requests (what a computer room's
+/// utilisation is made of); the rest of a pod (images, env, volumes) is never read here.
+pub fn placement_only(p: &mut Pod) {
+    trim(p);
+    p.metadata.labels = None;
+    let slim = |c: &Container| Container {
+        name: c.name.clone(),
+        resources: c
+            .resources
+            .as_ref()
+            .map(|r| ResourceRequirements { requests: r.requests.clone(), ..Default::default() }),
+        ..Default::default()
+    };
+    if let Some(spec) = p.spec.as_mut() {
+        *spec = PodSpec {
+            node_name: spec.node_name.take(),
+            containers: spec.containers.iter().map(slim).collect(),
+            init_containers: spec.init_containers.as_ref().map(|v| v.iter().map(slim).collect()),
+            overhead: spec.overhead.take(),
+            ..Default::default()
+        };
+    }
+    p.status = p.status.take().map(|s| PodStatus { phase: s.phase, ..Default::default() });
+}
+
+/// The node a pod runs on, for indexing pods by node.
+pub fn node_of(p: &Pod) -> Option<String> {
+    p.spec.as_ref().and_then(|s| s.node_name.clone())
 }
 
 impl<K: Watched> Shared<K> {
@@ -357,6 +392,10 @@ pub struct Hub {
     pub nodes: Shared<Node>,
     /// Metadata, no label, by namespace: the webhook counts pods, it never reads them.
     pub pods: Metas<Pod>,
+    /// Pods bound to a node and not finished, by node: where each runs and what it requests
+    /// ([`placement_only`]), for the computer rooms' utilisation and the departments' showback.
+    pub placed_pods: Shared<Pod>,
+    pub rooms: Shared<DeserializeGuard<ComputerRoom>>,
     /// Metadata only: which Secrets exist and at which version; contents are read on change
     /// ([`secrets`]).
     pub secrets: Shared<PartialObjectMeta<Secret>>,
@@ -402,6 +441,13 @@ impl Hub {
             services: Shared::keeping(Api::all(client.clone()), all(), None, no_annotations),
             nodes: Shared::new(Api::all(client.clone()), all(), None),
             pods: Metas::new(Api::all(client.clone()), all(), IndexBy::Namespace, |_| false),
+            placed_pods: Shared::keeping(
+                Api::all(client.clone()),
+                all().fields("spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"),
+                Some(node_of as KeyFn<_>),
+                placement_only,
+            ),
+            rooms: Shared::new(Api::all(client.clone()), all(), None),
             // Of every Secret only what says which one it is and at which version: tenants own
             // Secrets in any number, with whatever labels and annotations they like.
             secrets: Shared::keeping(Api::all(client.clone()), all(), None, trim),

@@ -1,0 +1,260 @@
+//! Computer rooms (机房) joining the shared cloud: the controller that labels and taints each
+//! room's nodes (room, owning department, architecture, the zone's labels and taint), keeps
+//! them consistent, lets nodes go, and reports what the room holds and what the planner says of
+//! its inventory.
+//!
+//! A room that would put a node in two rooms, a node of another architecture or of another zone
+//! labels no node at all: a condition, an Event and a metric say why, and nothing is half
+//! applied.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    core::DeserializeGuard,
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType},
+        reflector::{ObjectRef, Store},
+    },
+};
+use serde_json::json;
+use tracing::{info, info_span, warn};
+
+use crate::{
+    api::{ComputerRoom, ComputerRoomStatus, Zone},
+    conditions::{self, Observed},
+    context::Context,
+    error::Result,
+    labels,
+    quantity::Milli,
+};
+
+pub(crate) mod build;
+pub(crate) mod plan;
+
+pub const CONTROLLER: &str = "computerroom";
+/// Lets a deleted room give its nodes back before it goes.
+pub const FINALIZER: &str = "zhengyun.io/room-protection";
+
+/// The rooms a node concerns: those that select it and the one whose label it carries.
+fn rooms_of_node(
+    rooms: &Store<DeserializeGuard<ComputerRoom>>,
+    node: &Node,
+) -> Vec<ObjectRef<DeserializeGuard<ComputerRoom>>> {
+    let held = node.labels().get(labels::ROOM).cloned();
+    rooms
+        .state()
+        .iter()
+        .filter(|r| Some(r.name_any()) == held || r.0.as_ref().is_ok_and(|r| build::selects(&r.spec, node)))
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let hub = ctx.watches.clone();
+    let rooms = hub.rooms.store();
+    let (for_nodes, for_zones) = (rooms.clone(), rooms.clone());
+    let hub_for_pods = hub.clone();
+    let forget = ctx.clone();
+    Controller::for_shared_stream(hub.rooms.subscribe(), rooms)
+        // Pods come and go all the time: one status write a few seconds, not one per pod.
+        .with_config(kube::runtime::controller::Config::default().debounce(Duration::from_secs(2)))
+        .watches_shared_stream(hub.nodes.subscribe(), move |node: Arc<Node>| rooms_of_node(&for_nodes, &node))
+        .watches_shared_stream(hub.zones.subscribe(), move |_z: Arc<DeserializeGuard<Zone>>| {
+            for_zones.state().iter().map(|r| ObjectRef::from_obj(r.as_ref())).collect::<Vec<_>>()
+        })
+        // A pod on a room's node changes what the room holds.
+        .watches_shared_stream(hub.placed_pods.subscribe(), move |pod: Arc<Pod>| {
+            let node = crate::watch::node_of(&pod);
+            node.and_then(|n| hub_for_pods.nodes.get(&ObjectRef::new(&n)))
+                .and_then(|n| n.labels().get(labels::ROOM).cloned())
+                .map(|room: String| ObjectRef::<DeserializeGuard<ComputerRoom>>::new(&room))
+                .into_iter()
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(10)), ctx)
+        .for_each(|res| {
+            let forget = forget.clone();
+            async move {
+                match res {
+                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => forget.metrics.forget_room(&obj.name),
+                    Err(e) => tracing::debug!(error = %e, "room reconcile"),
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+}
+
+async fn publish(ctx: &Context, room: &ComputerRoom, type_: EventType, reason: &str, note: String) {
+    let ev = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&ev, &room.object_ref(&())).await {
+        warn!(error = %e, "publishing an event failed");
+    }
+}
+
+fn params() -> PatchParams {
+    PatchParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..Default::default() }
+}
+
+/// Gives back every node that carries this room's label but is not `keep`.
+async fn release(ctx: &Context, name: &str, keep: &[String]) -> Result<()> {
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    for node in ctx.watches.nodes.state() {
+        if node.labels().get(labels::ROOM).map(String::as_str) != Some(name) || keep.contains(&node.name_any()) {
+            continue;
+        }
+        api.patch(&node.name_any(), &params(), &Patch::Merge(&build::release_patch(&node))).await?;
+        info!(node = %node.name_any(), room = name, "node let go by its room");
+    }
+    Ok(())
+}
+
+async fn reconcile(obj: Arc<DeserializeGuard<ComputerRoom>>, ctx: Arc<Context>) -> Result<Action> {
+    let room = match &obj.0 {
+        Ok(r) => r,
+        Err(e) => {
+            // A room stored under an older, looser schema must not stall the others.
+            warn!(error = %e, "skipping a ComputerRoom that does not deserialize");
+            return Ok(Action::await_change());
+        }
+    };
+    let name = room.name_any();
+    let span = info_span!("reconcile", controller = CONTROLLER, room = %name);
+    crate::watch::all_ready(&[&ctx.watches.nodes, &ctx.watches.zones, &ctx.watches.rooms, &ctx.watches.placed_pods])
+        .await;
+    let round = async {
+        let api: Api<ComputerRoom> = Api::all(ctx.client.clone());
+        let finalizers = room.finalizers().to_vec();
+        if room.metadata.deletion_timestamp.is_some() {
+            release(&ctx, &name, &[]).await?;
+            if finalizers.iter().any(|f| f == FINALIZER) {
+                let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+                let patch = json!({"metadata": {"resourceVersion": room.resource_version(), "finalizers": rest}});
+                api.patch(&name, &params(), &Patch::Merge(&patch)).await?;
+            }
+            ctx.metrics.forget_room(&name);
+            return Ok(Action::await_change());
+        }
+        if !finalizers.iter().any(|f| f == FINALIZER) {
+            let mut all = finalizers.clone();
+            all.push(FINALIZER.into());
+            let patch = json!({"metadata": {"resourceVersion": room.resource_version(), "finalizers": all}});
+            api.patch(&name, &params(), &Patch::Merge(&patch)).await?;
+            return Ok(Action::requeue(Duration::from_millis(200)));
+        }
+
+        let nodes = ctx.watches.nodes.state();
+        let mut mine: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).filter(|n| build::selects(&room.spec, n)).collect();
+        mine.sort_by_key(|n| n.name_any());
+        let zones = ctx.watches.zones.state();
+        let zones: Vec<&Zone> = zones.iter().filter_map(|z| z.0.as_ref().ok()).collect();
+        let rooms = ctx.watches.rooms.state();
+        let rooms: Vec<&ComputerRoom> = rooms.iter().filter_map(|r| r.0.as_ref().ok()).collect();
+
+        // Decided before anything is written: one refusal and no node is touched.
+        let verdict = build::validate(&room.spec).and_then(|()| {
+            let zone = zones.iter().find(|z| z.name_any() == room.spec.zone).ok_or_else(|| build::Refusal {
+                reason: "ZoneNotFound",
+                message: format!("spec.zone: zone {} does not exist; no node was labelled", room.spec.zone),
+            })?;
+            build::check(&name, &room.spec, &mine, &rooms, zone, &zones)?;
+            Ok(*zone)
+        });
+        let mut labelled: Vec<String> = Vec::new();
+        let observed = match &verdict {
+            Ok(zone) => {
+                let node_api: Api<Node> = Api::all(ctx.client.clone());
+                for n in &mine {
+                    if let Some(patch) = build::label_patch(&name, &room.spec, zone, n) {
+                        node_api.patch(&n.name_any(), &params(), &Patch::Merge(&patch)).await?;
+                        ctx.metrics.child_writes.with_label_values(&[CONTROLLER, "Node"]).inc();
+                        info!(node = %n.name_any(), "node labelled and tainted for its room");
+                    }
+                    labelled.push(n.name_any());
+                }
+                // Nodes the room no longer selects go back.
+                release(&ctx, &name, &labelled).await?;
+                let message =
+                    format!("{} node(s) carry the room's labels and zone {}'s taint", mine.len(), room.spec.zone);
+                Observed::new("Ready", true, "NodesLabelled", message)
+            }
+            Err(refusal) => Observed::new("Ready", false, refusal.reason, refusal.message.clone()),
+        };
+
+        // Status, from what the caches show of the room's nodes and their pods.
+        let held: Vec<&Node> = if verdict.is_ok() { mine.clone() } else { Vec::new() };
+        let allocatable = build::allocatable(&held);
+        let mut requested: BTreeMap<String, Milli> = BTreeMap::new();
+        let mut tenants = std::collections::BTreeSet::new();
+        for n in &held {
+            for pod in ctx.watches.placed_pods.by_key(&n.name_any()) {
+                for (k, v) in build::pod_requests(&pod) {
+                    *requested.entry(k).or_default() += v;
+                }
+                let ns = pod.namespace().unwrap_or_default();
+                let meta = ctx.watches.namespaces.get(&ObjectRef::new(&ns));
+                if let Some(t) = meta.as_ref().and_then(|m| m.labels().get(labels::TENANT).cloned()) {
+                    tenants.insert(t);
+                }
+            }
+        }
+        let requested_of = |node: &str| {
+            let mut sum: BTreeMap<String, Milli> = BTreeMap::new();
+            for pod in ctx.watches.placed_pods.by_key(node) {
+                for (k, v) in build::pod_requests(&pod) {
+                    *sum.entry(k).or_default() += v;
+                }
+            }
+            sum
+        };
+        let shared = plan::shared_nodes(&nodes.iter().map(|n| n.as_ref()).collect::<Vec<_>>(), &zones, requested_of);
+        let previous = room.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+        let status = ComputerRoomStatus {
+            observed_generation: room.metadata.generation,
+            conditions: conditions::merge(
+                previous,
+                std::slice::from_ref(&observed),
+                room.metadata.generation,
+                jiff::Timestamp::now(),
+            ),
+            phase: Some(build::phase(!held.is_empty(), !room.spec.inventory.is_empty())),
+            nodes: held.iter().map(|n| n.name_any()).collect(),
+            allocatable: build::format_sums(&allocatable),
+            requested: build::format_sums(&requested),
+            utilisation_percent: build::utilisation(&requested, &allocatable),
+            tenants: tenants.into_iter().collect(),
+            inventory: build::inventory(&room.spec),
+            plan: if verdict.is_ok() { plan::summary(&room.spec, &shared) } else { None },
+        };
+        ctx.metrics.observe_room(&name, &allocatable, &requested);
+
+        let was = room.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+        let changed_verdict = was.is_none_or(|c| c.reason != observed.reason || c.message != observed.message);
+        if let (Err(refusal), true) = (&verdict, changed_verdict) {
+            ctx.metrics.room_problems.with_label_values(&[refusal.reason]).inc();
+            publish(&ctx, room, EventType::Warning, refusal.reason, refusal.message.clone()).await;
+        }
+        // Unchanged (condition times aside): no write, so no event and no loop.
+        let unchanged = room.status.as_ref().is_some_and(|s| {
+            let mut times_aside = s.clone();
+            times_aside.conditions = status.conditions.clone();
+            times_aside == status && conditions::same(&s.conditions, &status.conditions)
+        });
+        if !unchanged {
+            crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
+        }
+        Ok(if verdict.is_ok() {
+            Action::requeue(Duration::from_secs(300))
+        } else {
+            Action::requeue(Duration::from_secs(30))
+        })
+    };
+    crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, round).await
+}
