@@ -74,6 +74,7 @@ pub fn protected_label(key: &str) -> bool {
         || key == labels::ZONE
         || key == labels::SECURITY_LEVEL
         || key == labels::ORPHANED
+        || key == labels::ARCH
         || key.starts_with("pod-security.kubernetes.io/")
 }
 
@@ -119,6 +120,14 @@ pub fn check_pod(
                 "spec.nodeSelector: {k}={v} asks for another zone's nodes; this namespace runs in zone {zone_name}"
             ));
         }
+        if let Some(arch) = &zone.arch
+            && k == crate::labels::KUBE_ARCH
+            && v != arch
+        {
+            return Err(format!(
+                "spec.nodeSelector: {k}={v}, but this tenant's pods run on {arch} nodes (its spec.arch)"
+            ));
+        }
     }
     for t in spec.tolerations.iter().flatten() {
         for (other, taint) in other_zones {
@@ -148,8 +157,11 @@ fn tolerates(t: &Toleration, taint: &ZoneTaint) -> bool {
 pub fn placement_patch(pod: &Pod, zone: &ZonePlacement) -> Vec<Value> {
     let mut ops = Vec::new();
     let spec = pod.spec.clone().unwrap_or_default();
-    let zone_exprs: Vec<Value> =
+    let mut zone_exprs: Vec<Value> =
         zone.node_selector.iter().map(|(k, v)| json!({"key": k, "operator": "In", "values": [v]})).collect();
+    if let Some(arch) = &zone.arch {
+        zone_exprs.push(json!({"key": crate::labels::KUBE_ARCH, "operator": "In", "values": [arch]}));
+    }
     if !zone_exprs.is_empty() {
         let required = spec
             .affinity
@@ -351,6 +363,19 @@ mod tests {
             let err = check_pod(&pod(bad), "extranet", &placement(), &others()).expect_err(field);
             assert!(err.contains(field), "{err}");
         }
+    }
+
+    #[test]
+    fn a_tenant_that_needs_an_architecture_gets_it_in_its_affinity_and_may_not_ask_for_another() {
+        let arm = ZonePlacement { arch: Some("arm64".into()), ..placement() };
+        let ops = placement_patch(&pod(json!({"spec": {"containers": []}})), &arm);
+        let exprs = &ops[0]["value"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            [0]["matchExpressions"];
+        assert_eq!(exprs[1], json!({"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]}));
+        let x86 = pod(json!({"spec": {"nodeSelector": {"kubernetes.io/arch": "amd64"}, "containers": []}}));
+        let err = check_pod(&x86, "extranet", &arm, &others()).expect_err("another arch");
+        assert!(err.contains("spec.nodeSelector") && err.contains("arm64"), "{err}");
+        assert!(check_pod(&x86, "extranet", &placement(), &others()).is_ok(), "no arch asked: any");
     }
 
     #[test]

@@ -142,7 +142,8 @@ fn namespace_zone(caches: &Caches, namespace: &str) -> Result<Option<InZone>, St
     let Some(zone) = caches.zone(zone_name) else {
         return Err(format!("zone {zone_name} of tenant {tenant} does not exist: pods cannot be placed"));
     };
-    let placement = crate::zones::placement(&zone);
+    let mut placement = crate::zones::placement(&zone);
+    placement.arch = l.get(labels::ARCH).cloned();
     Ok(Some(InZone { tenant: tenant.clone(), zone_name: zone_name.clone(), placement, zone }))
 }
 
@@ -328,6 +329,27 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
                 let labels = w.caches.node(&node_name).map(|n| n.labels().clone()).unwrap_or_default();
                 if !crate::zones::selects(&placement.node_selector, &labels) {
                     return Err(format!("spec.nodeName: node {node_name} is not in zone {zone_name}"));
+                }
+                if let Some(arch) = &placement.arch
+                    && labels.get(labels::KUBE_ARCH) != Some(arch)
+                {
+                    return Err(format!(
+                        "spec.nodeName: node {node_name} is not an {arch} node (the tenant's spec.arch)"
+                    ));
+                }
+            }
+            // A tenant that asks for an architecture its zone has no node of: the pod would
+            // wait forever; say why now, in the words of the tenant's condition.
+            if let (Some(arch), Some(InZone { zone, .. })) = (&placement.arch, namespace_zone(&w.caches, namespace)?) {
+                let nodes = w.caches.nodes.state();
+                let nodes: Vec<&k8s_openapi::api::core::v1::Node> = nodes.iter().map(|n| n.as_ref()).collect();
+                let wanted = match arch.as_str() {
+                    "arm64" => Some(crate::api::Arch::Arm64),
+                    "amd64" => Some(crate::api::Arch::Amd64),
+                    _ => None,
+                };
+                if let Err(e) = crate::tenancy::validate::check_arch(wanted, &zone, &nodes) {
+                    return Err(e.to_string());
                 }
             }
             Ok(())

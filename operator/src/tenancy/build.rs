@@ -62,6 +62,9 @@ pub fn namespace(t: &ValidatedTenant, name: &str) -> Namespace {
     l.insert(labels::DEPARTMENT.into(), t.department_code.clone());
     l.insert(labels::ZONE.into(), t.zone.clone());
     l.insert(labels::SECURITY_LEVEL.into(), t.level.number().to_string());
+    if let Some(arch) = t.arch {
+        l.insert(labels::ARCH.into(), arch.as_str().into());
+    }
     for mode in ["enforce", "audit", "warn"] {
         l.insert(format!("pod-security.kubernetes.io/{mode}"), pss.into());
         l.insert(format!("pod-security.kubernetes.io/{mode}-version"), "latest".into());

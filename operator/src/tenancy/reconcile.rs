@@ -251,6 +251,8 @@ async fn reconcile(obj: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Tenants>) -> Res
         &h.policies,
         &h.bindings,
         &h.certificates,
+        // Whether the zone has nodes of the architecture a tenant asks for.
+        &h.nodes,
     ])
     .await;
     let tenant = match &obj.0 {
@@ -401,6 +403,13 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
         Ok(p) => (p, None),
         Err(e) => (crate::zones::ZonePlacement::default(), Some(e)),
     };
+    // An architecture the zone has no node of: the tenant's pods could never run (the webhook
+    // refuses them with the same words). Its networking and quota are still put in place.
+    let zone_problem = zone_problem.or_else(|| {
+        let nodes = ctx.watches.nodes.state();
+        let nodes: Vec<&k8s_openapi::api::core::v1::Node> = nodes.iter().map(|n| n.as_ref()).collect();
+        zone.and_then(|z| crate::tenancy::validate::check_arch(vt.arch, z, &nodes).err())
+    });
     if let Some(e) = &zone_problem {
         publish(ctx, tenant, EventType::Warning, e.reason(), e.to_string()).await;
     }

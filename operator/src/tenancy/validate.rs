@@ -59,6 +59,8 @@ pub struct ValidatedTenant {
     pub name: String,
     pub department_code: String,
     pub zone: String,
+    /// The architecture its pods need, if one.
+    pub arch: Option<crate::api::Arch>,
     pub level: SecurityLevel,
     /// Full namespace names, in spec order.
     pub namespaces: Vec<String>,
@@ -97,6 +99,10 @@ pub enum ValidationError {
     ZoneMissing(String),
     #[error("spec.securityLevel: zone '{zone}' accepts tenants of 等保 level {min} and above, not {level}")]
     ZoneLevel { zone: String, min: u8, level: u8 },
+    #[error(
+        "spec.arch: zone '{zone}' has no {arch} node, so the tenant's pods cannot run: add {arch} nodes to the zone (a ComputerRoom of {arch} servers) or change spec.arch"
+    )]
+    NoNodesForArch { zone: String, arch: &'static str },
     #[error("spec.gateways[{index}].{field}: {reason}")]
     Gateway { index: usize, field: &'static str, reason: String },
 }
@@ -107,6 +113,7 @@ impl ValidationError {
         match self {
             ValidationError::ZoneMissing(_) => "ZoneMissing",
             ValidationError::ZoneLevel { .. } => "ZoneLevelTooLow",
+            ValidationError::NoNodesForArch { .. } => "NoNodesForArch",
             _ => "InvalidSpec",
         }
     }
@@ -202,6 +209,7 @@ pub fn validate(tenant: &Tenant) -> Result<ValidatedTenant, ValidationError> {
         name,
         department_code: spec.department.code.clone(),
         zone: spec.zone.clone(),
+        arch: spec.arch,
         level,
         namespaces,
         owners: spec.owners.clone(),
@@ -273,6 +281,28 @@ pub fn check_zone(
         return Err(ValidationError::ZoneLevel { zone: zone_name.into(), min: zone.spec.min_security_level, level });
     }
     Ok(crate::zones::placement(zone))
+}
+
+/// Whether the zone has a node of the architecture a tenant asks for (信创).
+pub fn check_arch(
+    arch: Option<crate::api::Arch>,
+    zone: &crate::api::Zone,
+    nodes: &[&k8s_openapi::api::core::v1::Node],
+) -> Result<(), ValidationError> {
+    let Some(arch) = arch else { return Ok(()) };
+    let has = nodes.iter().any(|n| {
+        use kube::ResourceExt;
+        crate::zones::selects(&zone.spec.node_selector, n.labels())
+            && n.labels().get(crate::labels::KUBE_ARCH).map(String::as_str) == Some(arch.as_str())
+    });
+    if has {
+        Ok(())
+    } else {
+        Err(ValidationError::NoNodesForArch {
+            zone: zone.metadata.name.clone().unwrap_or_default(),
+            arch: arch.as_str(),
+        })
+    }
 }
 
 fn non_negative(field: &str, amount: &Amount) -> Result<Milli, ValidationError> {

@@ -35,6 +35,8 @@ pub struct ZonePlacement {
     pub taint: Option<crate::api::ZoneTaint>,
     pub egress: Vec<String>,
     pub ingress: Vec<String>,
+    /// The architecture the tenant's pods need (信创), from its namespace's label.
+    pub arch: Option<String>,
 }
 
 /// Where a zone puts its tenants' pods and which outside networks they reach.
@@ -44,6 +46,7 @@ pub fn placement(zone: &Zone) -> ZonePlacement {
         taint: Some(zone.effective_taint()),
         egress: zone.spec.egress.clone(),
         ingress: zone.spec.ingress.clone(),
+        arch: None,
     }
 }
 
