@@ -18,6 +18,7 @@ mod operator;
 mod pki;
 mod quota;
 mod reachability;
+mod rooms;
 mod traffic;
 mod validation;
 mod zones;
