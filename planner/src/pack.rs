@@ -31,6 +31,8 @@ enum Method {
 /// The GPU dimension.
 const GPU: usize = 3;
 
+/// How many of the commonest node shapes of a zone the bound mixes resources over.
+const SHAPES: usize = 32;
 /// How many of the least-loaded nodes the planner tries to empty at the end.
 const EMPTY_TRIES: usize = 1024;
 /// How many replicas of a bucket, from its largest, the planner looks at for one that fits.
@@ -111,32 +113,6 @@ fn zones<'a>(nodes: &'a [Node], systems: &'a [System]) -> BTreeMap<&'a str, (Vec
     z
 }
 
-/// The fewest nodes of `caps` whose capacity could hold `demand` in every dimension: taking
-/// the largest first, the smallest count whose summed capacity reaches the demand, for the
-/// dimension that needs most. Any packing must use at least that many nodes, since no set of
-/// k nodes has more capacity in a dimension than the k largest.
-fn dimension_bound(demand: &Res, caps: &[Res]) -> usize {
-    let mut worst = 0;
-    for d in 0..DIMS {
-        if demand[d] == 0 {
-            continue;
-        }
-        let mut c: Vec<u64> = caps.iter().map(|c| c[d]).collect();
-        c.sort_unstable_by(|a, b| b.cmp(a));
-        let mut sum = 0u128;
-        let mut k = c.len();
-        for (i, v) in c.iter().enumerate() {
-            sum += u128::from(*v);
-            if sum >= u128::from(demand[d]) {
-                k = i + 1;
-                break;
-            }
-        }
-        worst = worst.max(k);
-    }
-    worst
-}
-
 fn total(items: &[&Item]) -> Res {
     let mut t = [0u64; DIMS];
     for it in items {
@@ -147,29 +123,180 @@ fn total(items: &[&Item]) -> Res {
     t
 }
 
-/// A lower bound on the nodes any valid plan uses, summed over zones: in each zone the largest
-/// of (a) the dimension bound over every replica and node, (b) the dimension bound of the
-/// amd64-only replicas on amd64 nodes plus that of the arm64-only ones on arm64 nodes (disjoint
-/// node sets), and (c) the most replicas of one system (each on its own node). Replicas that fit
-/// no node at all are left out, as a plan reports them unplaced.
+/// A lower bound on the nodes any valid plan uses (one that places every replica some node of
+/// its zone and architecture can hold; those no node can hold are left out, as every plan
+/// reports them unplaced), summed over zones. In a zone, let A and R be the amd64 and arm64
+/// nodes, `a` and `r` how many of each a plan uses, and D_amd, D_arm, D_all the summed needs of
+/// the amd64-only replicas, the arm64-only ones and all of them. The bound is the least `a + r`
+/// that passes every test below; the plan's own `(a, r)` passes them all, so it is at least that:
+///
+/// - **Covers, per architecture and together, in every direction at once.** For a weighting
+///   λ ≥ 0 of the resources, write λ·x for the weighted sum of a vector x, and P_A(k) for the sum
+///   of λ·capacity over the k nodes of A largest by it (P_R likewise). The amd64 nodes a plan
+///   uses hold every amd64-only replica, so their capacities add up to D_amd or more in each
+///   resource, hence in λ·; and no k nodes of A weigh more than the k heaviest, so
+///   P_A(a) ≥ λ·D_amd. Likewise P_R(r) ≥ λ·D_arm and P_A(a) + P_R(r) ≥ λ·D_all (replicas that
+///   take either architecture may go to either). The weightings tried ([`directions`]) are each
+///   resource alone and, for pairs of resources, those where two node shapes weigh the same:
+///   one resource alone misses that the nodes rich in cpu and those rich in GPUs (the Alibaba
+///   trace) or in memory are not the same nodes. Integer weights, so the sums are exact.
+/// - **Replicas that cannot share a node** ([`clique_limits`]): a system's replicas each need
+///   their own node; and two replicas that each need more than half of resource d of the largest
+///   node their architecture allows cannot share a node (together they exceed every node both
+///   may use). Each such set counted in A alone (amd64-only replicas), in R alone, and overall
+///   gives a least `a`, `r` and `a + r`.
+///
+/// It ignores how replicas fragment the room on each node, and that replicas needing a GPU
+/// only go where the GPUs are (beyond the GPU resource itself).
 pub fn lower_bound(nodes: &[Node], systems: &[System], o: &Options) -> usize {
-    let mut lb = 0;
-    for (node_ix, items) in zones(nodes, systems).values() {
-        let caps: Vec<(Arch, Res)> = node_ix.iter().map(|&i| (nodes[i].arch, capacity(&nodes[i], o))).collect();
-        let placeable: Vec<&Item> =
-            items.iter().filter(|it| caps.iter().any(|(a, c)| arch_ok(it.arch, *a) && fits(c, &it.need))).collect();
-        let all: Vec<Res> = caps.iter().map(|c| c.1).collect();
-        let bound_all = dimension_bound(&total(&placeable), &all);
-        let per_arch = |arch: Arch| {
-            let only: Vec<&Item> = placeable.iter().copied().filter(|it| it.arch == Some(arch)).collect();
-            let c: Vec<Res> = caps.iter().filter(|(a, _)| *a == arch).map(|c| c.1).collect();
-            dimension_bound(&total(&only), &c)
-        };
-        let bound_arch = per_arch(Arch::Amd64) + per_arch(Arch::Arm64);
-        let spread = placeable.iter().map(|it| it.replica as usize + 1).max().unwrap_or(0);
-        lb += bound_all.max(bound_arch).max(spread);
+    zones(nodes, systems).values().map(|(node_ix, items)| zone_bound(nodes, node_ix, items, o)).sum()
+}
+
+/// [`lower_bound`] for one zone.
+fn zone_bound(nodes: &[Node], node_ix: &[usize], items: &[Item], o: &Options) -> usize {
+    let fronts = largest_capacities(nodes, node_ix, o);
+    let placeable: Vec<&Item> = items.iter().filter(|it| holds_some(&fronts, it.arch, &it.need)).collect();
+    let caps = |arch: Arch| -> Vec<Res> {
+        node_ix.iter().filter(|&&n| nodes[n].arch == arch).map(|&n| capacity(&nodes[n], o)).collect()
+    };
+    let (caps_a, caps_r) = (caps(Arch::Amd64), caps(Arch::Arm64));
+    let only = |arch: Arch| -> Vec<&Item> { placeable.iter().copied().filter(|it| it.arch == Some(arch)).collect() };
+    let (d_amd, d_arm, d_all) = (total(&only(Arch::Amd64)), total(&only(Arch::Arm64)), total(&placeable));
+    let [min_a, min_r, min_all] = clique_limits(&placeable, &caps_a, &caps_r);
+    let dirs = directions(&[caps_a.as_slice(), caps_r.as_slice()].concat(), &d_all);
+    let prefix = |caps: &[Res], l: &[u128; DIMS]| -> Vec<u128> {
+        let mut v: Vec<u128> = caps.iter().map(|c| weigh(l, c)).collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        let mut p = Vec::with_capacity(v.len() + 1);
+        p.push(0u128);
+        for x in v {
+            p.push(p[p.len() - 1] + x);
+        }
+        p
+    };
+    let p_a: Vec<Vec<u128>> = dirs.iter().map(|l| prefix(&caps_a, l)).collect();
+    let p_r: Vec<Vec<u128>> = dirs.iter().map(|l| prefix(&caps_r, l)).collect();
+    // The fewest of the heaviest nodes whose weights reach `need` (one more than there are when
+    // they never do).
+    let least = |p: &[u128], need: u128| p.partition_point(|&s| s < need);
+    let (n_a, n_r) = (caps_a.len(), caps_r.len());
+    let mut a0 = min_a;
+    let mut r0 = min_r;
+    for (i, l) in dirs.iter().enumerate() {
+        a0 = a0.max(least(&p_a[i], weigh(l, &d_amd)));
+        r0 = r0.max(least(&p_r[i], weigh(l, &d_arm)));
     }
-    lb
+    let mut best = usize::MAX;
+    for a in a0..=n_a {
+        if a + r0 >= best {
+            break; // r is never below r0: larger a cannot do better
+        }
+        let mut r = r0;
+        for (i, l) in dirs.iter().enumerate() {
+            r = r.max(least(&p_r[i], weigh(l, &d_all).saturating_sub(p_a[i][a])));
+        }
+        if r <= n_r {
+            best = best.min((a + r).max(min_all));
+        }
+    }
+    // When no plan places every replica (the zone lacks room), the covers say no more than the
+    // nodes there are.
+    best.min(n_a + n_r).max(min_all)
+}
+
+/// λ·x: the weighted sum.
+fn weigh(l: &[u128; DIMS], x: &Res) -> u128 {
+    (0..DIMS).map(|d| l[d] * u128::from(x[d])).sum()
+}
+
+/// The weightings [`lower_bound`] tries: each resource alone, and for each pair of resources
+/// d and e and each two node shapes i and j where i has more of d and j more of e, the weighting
+/// under which i and j weigh the same (d weighed by j's surplus of e, e by i's surplus of d).
+/// Those are where the order of the nodes by weight changes, so where the best mix of two
+/// resources lies. Shapes are the [`SHAPES`] commonest capacities; weights are scaled below
+/// 2^32 so every sum is exact in u128 (any weighting ≥ 0 is valid, so rounding costs nothing).
+fn directions(caps: &[Res], demand: &Res) -> Vec<[u128; DIMS]> {
+    let mut count: BTreeMap<Res, usize> = BTreeMap::new();
+    for c in caps {
+        *count.entry(*c).or_default() += 1;
+    }
+    let mut shapes: Vec<(Res, usize)> = count.into_iter().collect();
+    shapes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    shapes.truncate(SHAPES);
+    let mut out: std::collections::BTreeSet<[u128; DIMS]> = std::collections::BTreeSet::new();
+    for d in 0..DIMS {
+        if demand[d] == 0 {
+            continue;
+        }
+        let mut l = [0u128; DIMS];
+        l[d] = 1;
+        out.insert(l);
+        for e in d + 1..DIMS {
+            if demand[e] == 0 {
+                continue;
+            }
+            for (i, _) in &shapes {
+                for (j, _) in &shapes {
+                    if i[d] <= j[d] || i[e] >= j[e] {
+                        continue;
+                    }
+                    let (mut wd, mut we) = (u128::from(j[e] - i[e]), u128::from(i[d] - j[d]));
+                    while wd.max(we) >= 1 << 32 {
+                        wd >>= 1;
+                        we >>= 1;
+                    }
+                    let g = gcd(wd, we).max(1);
+                    let mut l = [0u128; DIMS];
+                    l[d] = wd / g;
+                    l[e] = we / g;
+                    out.insert(l);
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn gcd(a: u128, b: u128) -> u128 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The least number of amd64 nodes, arm64 nodes and nodes overall a plan uses because some
+/// replicas cannot share a node: a system's replicas, and, for each resource d, the replicas
+/// that need more than half of d of the largest node of their architecture (for either
+/// architecture, the largest of both). Two of the latter cannot share a node n: n is allowed to
+/// both, so neither largest is below n's capacity, and their needs add up to more than it.
+fn clique_limits(items: &[&Item], caps_a: &[Res], caps_r: &[Res]) -> [usize; 3] {
+    let largest = |caps: &[Res]| -> Res {
+        let mut m = [0u64; DIMS];
+        for c in caps {
+            for d in 0..DIMS {
+                m[d] = m[d].max(c[d]);
+            }
+        }
+        m
+    };
+    let (max_a, max_r) = (largest(caps_a), largest(caps_r));
+    let mut max_e = max_a;
+    for d in 0..DIMS {
+        max_e[d] = max_e[d].max(max_r[d]);
+    }
+    // By class (amd64 only, arm64 only, either): replicas big in each resource, most replicas.
+    let mut big = [[0usize; DIMS]; 3];
+    let mut spread = [0usize; 3];
+    for it in items {
+        let c = class_of(it.arch);
+        let m = [&max_a, &max_r, &max_e][c];
+        for d in 0..DIMS {
+            if it.need[d] > 0 && 2 * u128::from(it.need[d]) > u128::from(m[d]) {
+                big[c][d] += 1;
+            }
+        }
+        spread[c] = spread[c].max(it.replica as usize + 1);
+    }
+    let most = |c: usize| big[c].iter().copied().max().unwrap_or(0).max(spread[c]);
+    let all_big = (0..DIMS).map(|d| big[0][d] + big[1][d] + big[2][d]).max().unwrap_or(0);
+    [most(0), most(1), all_big.max(spread.iter().copied().max().unwrap_or(0))]
 }
 
 /// How scarce each resource is in a zone: demand over capacity (0 when nothing is asked).
@@ -716,6 +843,210 @@ mod tests {
         System { name: name.into(), department: "d".into(), need: [cpu, mem, 10, 0], replicas, zone: zone.into(), arch }
     }
 
+    /// The bound before it mixed resources and architectures (kept to show the new one is never
+    /// weaker): per zone, the largest of the per-resource bound over all replicas, the per-arch
+    /// ones added, and the most replicas of one system.
+    fn simple_bound(nodes: &[Node], systems: &[System], o: &Options) -> usize {
+        let dimension_bound = |demand: &Res, caps: &[Res]| -> usize {
+            let mut worst = 0;
+            for d in 0..DIMS {
+                if demand[d] == 0 {
+                    continue;
+                }
+                let mut c: Vec<u64> = caps.iter().map(|c| c[d]).collect();
+                c.sort_unstable_by(|a, b| b.cmp(a));
+                let mut sum = 0u128;
+                let mut k = c.len();
+                for (i, v) in c.iter().enumerate() {
+                    sum += u128::from(*v);
+                    if sum >= u128::from(demand[d]) {
+                        k = i + 1;
+                        break;
+                    }
+                }
+                worst = worst.max(k);
+            }
+            worst
+        };
+        let mut lb = 0;
+        for (node_ix, items) in zones(nodes, systems).values() {
+            let caps: Vec<(Arch, Res)> = node_ix.iter().map(|&i| (nodes[i].arch, capacity(&nodes[i], o))).collect();
+            let placeable: Vec<&Item> =
+                items.iter().filter(|it| caps.iter().any(|(a, c)| arch_ok(it.arch, *a) && fits(c, &it.need))).collect();
+            let all: Vec<Res> = caps.iter().map(|c| c.1).collect();
+            let bound_all = dimension_bound(&total(&placeable), &all);
+            let per_arch = |arch: Arch| {
+                let only: Vec<&Item> = placeable.iter().copied().filter(|it| it.arch == Some(arch)).collect();
+                let c: Vec<Res> = caps.iter().filter(|(a, _)| *a == arch).map(|c| c.1).collect();
+                dimension_bound(&total(&only), &c)
+            };
+            let bound_arch = per_arch(Arch::Amd64) + per_arch(Arch::Arm64);
+            let spread = placeable.iter().map(|it| it.replica as usize + 1).max().unwrap_or(0);
+            lb += bound_all.max(bound_arch).max(spread);
+        }
+        lb
+    }
+
+    /// The fewest nodes a plan placing every replica can use, by trying every placement (tiny
+    /// fleets only); `None` when no plan places them all.
+    fn optimum(nodes: &[Node], systems: &[System], o: &Options) -> Option<usize> {
+        let reps: Vec<(usize, &System)> =
+            systems.iter().enumerate().flat_map(|(s, sys)| (0..sys.replicas).map(move |_| (s, sys))).collect();
+        let caps: Vec<Res> = nodes.iter().map(|n| capacity(n, o)).collect();
+        fn go(
+            k: usize,
+            reps: &[(usize, &System)],
+            nodes: &[Node],
+            free: &mut Vec<Res>,
+            on: &mut Vec<Vec<usize>>,
+            used: usize,
+            best: &mut Option<usize>,
+        ) {
+            if best.is_some_and(|b| used >= b) {
+                return;
+            }
+            let Some(&(s, sys)) = reps.get(k) else {
+                *best = Some(used);
+                return;
+            };
+            for n in 0..nodes.len() {
+                if nodes[n].zone != sys.zone || !arch_ok(sys.arch, nodes[n].arch) || !fits(&free[n], &sys.need) {
+                    continue;
+                }
+                if on[n].contains(&s) {
+                    continue;
+                }
+                let opened = on[n].is_empty();
+                for d in 0..DIMS {
+                    free[n][d] -= sys.need[d];
+                }
+                on[n].push(s);
+                go(k + 1, reps, nodes, free, on, used + usize::from(opened), best);
+                on[n].pop();
+                for d in 0..DIMS {
+                    free[n][d] += sys.need[d];
+                }
+            }
+        }
+        let mut best = None;
+        go(0, &reps, nodes, &mut caps.clone(), &mut vec![Vec::new(); nodes.len()], 0, &mut best);
+        best
+    }
+
+    fn shaped(name: &str, cap: Res, arch: Arch) -> Node {
+        Node { name: name.into(), capacity: cap, arch, zone: "a".into() }
+    }
+
+    fn needs(name: &str, need: Res, arch: Option<Arch>) -> System {
+        System { name: name.into(), department: "d".into(), need, replicas: 1, zone: "a".into(), arch }
+    }
+
+    #[test]
+    fn the_bound_mixes_resources_when_nodes_are_rich_in_different_ones() {
+        // Two cpu-rich and two memory-rich nodes; two cpu-heavy and two memory-heavy replicas.
+        // Each resource alone fits on one node (1,000 of 1,000), but no node has 1,000 of both:
+        // weighing cpu and memory alike, every node weighs 1,100 and the replicas 2,000.
+        let nodes = vec![
+            shaped("c1", [1000, 100, 0, 0], Arch::Amd64),
+            shaped("c2", [1000, 100, 0, 0], Arch::Amd64),
+            shaped("m1", [100, 1000, 0, 0], Arch::Amd64),
+            shaped("m2", [100, 1000, 0, 0], Arch::Amd64),
+        ];
+        let systems = vec![
+            needs("cpu1", [450, 50, 0, 0], None),
+            needs("cpu2", [450, 50, 0, 0], None),
+            needs("mem1", [50, 450, 0, 0], None),
+            needs("mem2", [50, 450, 0, 0], None),
+        ];
+        let o = Options::default();
+        let p = plan(&nodes, &systems, &o);
+        check(&nodes, &systems, &o, &p).unwrap();
+        assert_eq!(optimum(&nodes, &systems, &o), Some(2));
+        assert_eq!((simple_bound(&nodes, &systems, &o), lower_bound(&nodes, &systems, &o), p.nodes_used), (1, 2, 2));
+    }
+
+    #[test]
+    fn the_bound_counts_either_architecture_in_every_resource_with_the_arch_only_replicas() {
+        // amd64 nodes are rich in cpu, arm64 ones in memory. The amd64-only replicas need both
+        // amd64 nodes for cpu; the replicas that take either need memory only arm64 nodes have.
+        // Per resource over all nodes: 2; per architecture: 2 amd64 + 0 arm64. Both at once: 4.
+        let nodes = vec![
+            shaped("x1", [1000, 100, 0, 0], Arch::Amd64),
+            shaped("x2", [1000, 100, 0, 0], Arch::Amd64),
+            shaped("k1", [100, 1000, 0, 0], Arch::Arm64),
+            shaped("k2", [100, 1000, 0, 0], Arch::Arm64),
+        ];
+        let systems = vec![
+            needs("x-only1", [900, 50, 0, 0], Some(Arch::Amd64)),
+            needs("x-only2", [900, 50, 0, 0], Some(Arch::Amd64)),
+            needs("any1", [50, 900, 0, 0], None),
+            needs("any2", [50, 900, 0, 0], None),
+        ];
+        let o = Options::default();
+        let p = plan(&nodes, &systems, &o);
+        check(&nodes, &systems, &o, &p).unwrap();
+        assert_eq!(optimum(&nodes, &systems, &o), Some(4));
+        assert_eq!((simple_bound(&nodes, &systems, &o), lower_bound(&nodes, &systems, &o), p.nodes_used), (2, 4, 4));
+    }
+
+    #[test]
+    fn replicas_over_half_the_largest_node_each_need_their_own() {
+        // Three replicas of 60% of the cpu of the largest amd64 node: 1,800 of cpu fits on two
+        // nodes by volume, but no two share a node. Two arm64-only replicas of more than half
+        // the memory of the largest arm64 node need two more: 3 + 2 (by volume, 2 + 2).
+        let mut nodes: Vec<Node> = (0..4).map(|i| shaped(&format!("x{i}"), [1000, 1000, 0, 0], Arch::Amd64)).collect();
+        nodes.push(shaped("x-small", [500, 500, 0, 0], Arch::Amd64));
+        nodes.extend((0..3).map(|i| shaped(&format!("k{i}"), [800, 800, 0, 0], Arch::Arm64)));
+        let mut systems: Vec<System> =
+            (0..3).map(|i| needs(&format!("big{i}"), [600, 100, 0, 0], Some(Arch::Amd64))).collect();
+        systems.extend((0..2).map(|i| needs(&format!("wide{i}"), [100, 500, 0, 0], Some(Arch::Arm64))));
+        let o = Options::default();
+        let p = plan(&nodes, &systems, &o);
+        check(&nodes, &systems, &o, &p).unwrap();
+        assert_eq!(optimum(&nodes, &systems, &o), Some(5));
+        assert_eq!((simple_bound(&nodes, &systems, &o), lower_bound(&nodes, &systems, &o), p.nodes_used), (4, 5, 5));
+    }
+
+    #[test]
+    fn the_bound_says_nothing_beyond_the_nodes_there_are() {
+        // More demand than the zone holds: no plan places it all, and the covers stop at the
+        // zone's two nodes.
+        let nodes = vec![shaped("x1", [1000, 1000, 0, 0], Arch::Amd64), shaped("x2", [1000, 1000, 0, 0], Arch::Amd64)];
+        let systems: Vec<System> = (0..6).map(|i| needs(&format!("s{i}"), [400, 100, 0, 0], None)).collect();
+        assert_eq!(lower_bound(&nodes, &systems, &Options::default()), 2);
+    }
+
+    fn arb_tiny() -> impl Strategy<Value = (Vec<Node>, Vec<System>, f64)> {
+        let nodes =
+            proptest::collection::vec((1u64..9, 1u64..9, 0u64..3, any::<bool>(), 0usize..2), 1..6).prop_map(|v| {
+                v.into_iter()
+                    .enumerate()
+                    .map(|(i, (c, m, g, arm, z))| Node {
+                        name: format!("n{i}"),
+                        capacity: [c * 1000, m * 1000, 100, g * 1000],
+                        arch: if arm { Arch::Arm64 } else { Arch::Amd64 },
+                        zone: ["a", "b"][z].into(),
+                    })
+                    .collect::<Vec<_>>()
+            });
+        let systems =
+            proptest::collection::vec((1u64..6000, 1u64..6000, 0u64..60, 0u64..3, 1u32..3, 0u8..3, 0usize..2), 0..6)
+                .prop_map(|v| {
+                    v.into_iter()
+                        .enumerate()
+                        .map(|(i, (c, m, k, g, r, a, z))| System {
+                            name: format!("s{i}"),
+                            department: "d".into(),
+                            need: [c, m, k, g * 500],
+                            replicas: r,
+                            zone: ["a", "b"][z].into(),
+                            arch: [None, Some(Arch::Amd64), Some(Arch::Arm64)][a as usize],
+                        })
+                        .collect::<Vec<_>>()
+                });
+        (nodes, systems, 0.5f64..1.0)
+    }
+
     #[test]
     fn a_known_optimum_is_found() {
         // Six items of 50% of a node: three nodes, and the bound says three.
@@ -795,7 +1126,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(300))]
+        #![proptest_config(ProptestConfig::with_cases(500))]
         /// Every plan is valid, and never below the bound for the replicas it placed.
         #[test]
         fn plans_are_valid_and_above_the_bound((nodes, systems, h) in arb_fleet()) {
@@ -804,6 +1135,28 @@ mod tests {
                 prop_assert_eq!(check(&nodes, &systems, &o, &p), Ok(()));
                 if p.unplaced.is_empty() {
                     prop_assert!(p.nodes_used >= lower_bound(&nodes, &systems, &o));
+                }
+            }
+        }
+
+        /// The bound is never weaker than the per-resource one it replaced.
+        #[test]
+        fn the_bound_is_at_least_the_simple_one((nodes, systems, h) in arb_fleet()) {
+            let o = Options { headroom: h };
+            prop_assert!(lower_bound(&nodes, &systems, &o) >= simple_bound(&nodes, &systems, &o));
+        }
+
+        /// On fleets small enough to try every placement, the bound is at most the optimum, and
+        /// the planner, when it places everything, at least the optimum.
+        #[test]
+        fn the_bound_is_at_most_the_optimum((nodes, systems, h) in arb_tiny()) {
+            let o = Options { headroom: h };
+            if let Some(opt) = optimum(&nodes, &systems, &o) {
+                prop_assert!(lower_bound(&nodes, &systems, &o) <= opt);
+                let p = plan(&nodes, &systems, &o);
+                prop_assert_eq!(check(&nodes, &systems, &o, &p), Ok(()));
+                if p.unplaced.is_empty() {
+                    prop_assert!(p.nodes_used >= opt);
                 }
             }
         }
