@@ -1,20 +1,23 @@
 //! Vector bin packing onto heterogeneous nodes, one zone at a time.
 //!
-//! The planner fills one node at a time, largest first. It first works out how full each
-//! resource of the nodes it will use can be on the whole (`rho`: the zone's demand over the
-//! capacity of the largest nodes, as many as the tightest resource needs; on the generated
-//! fleets disk is about 1.0 and memory about 0.7). Each node then takes, again and again, the
-//! replica that fits whose need has the largest dot product with the room left below that
-//! target, both relative to the node's capacity: a node whose memory is already past its share
-//! takes disk-heavy replicas, so every node fills its tight resource and no node is left with
-//! memory full and disk to spare (the earlier best-fit-decreasing planner filled the largest
-//! nodes with the largest, memory-heavy replicas and ended 5–7% over the bound for that). GPU
-//! nodes take replicas that need a GPU first; amd64 nodes are filled while amd64-only replicas
-//! are left, then arm64 nodes, then either architecture. Replicas wait in buckets of similar
-//! shape (each resource within a factor √2) so a choice looks at a few thousand buckets, not at
-//! every replica. Finally the least-loaded nodes are emptied into the others where everything
-//! fits. The baselines are first-fit and best-fit decreasing as textbooks state them: replicas
-//! by their largest normalized dimension, nodes in the order given.
+//! The planner fills one node at a time. Nodes are opened in the order a greedy cover of the
+//! zone's demand picks them (again and again the node that covers most of what is left, each
+//! resource as a share of its demand; past the cover, largest first): on the Alibaba trace that
+//! mixes GPU-rich and cpu-rich nodes where largest first took only the former. The planner also
+//! works out how full each resource of the nodes it uses can be on the whole (`rho`: the demand
+//! over the capacity of the cover; on the generated fleets disk is about 1.0 and memory about
+//! 0.7). Each node then takes, again and again, the replica that fits whose need has the
+//! largest dot product with the room left below that target, both relative to the node's
+//! capacity: a node whose memory is already past its share takes disk-heavy replicas, so every
+//! node fills its tight resource and no node is left with memory full and disk to spare (the
+//! earlier best-fit-decreasing planner filled the largest nodes with the largest,
+//! memory-heavy replicas and ended 5–7% over the bound for that). GPU nodes take replicas that
+//! need a GPU first; amd64 nodes are filled while amd64-only replicas are left, then arm64
+//! nodes, then either architecture. Replicas wait in buckets of similar shape (each resource
+//! within a factor √2) so a choice looks at a few thousand buckets, not at every replica.
+//! Finally the least-loaded nodes are emptied into the others where everything fits. The
+//! baselines are first-fit and best-fit decreasing as textbooks state them: replicas by their
+//! largest normalized dimension, nodes in the order given.
 
 #![allow(clippy::needless_range_loop)] // resources are fixed-size vectors: loops over the dimension read as the arithmetic does
 
@@ -33,6 +36,10 @@ const GPU: usize = 3;
 
 /// How many of the commonest node shapes of a zone the bound mixes resources over.
 const SHAPES: usize = 32;
+/// With more different node capacities than this in a zone and architecture, the planner's
+/// cover takes the largest nodes first rather than the greedy choice (which looks at each
+/// capacity for each node it takes).
+const COVER_SHAPES: usize = 64;
 /// How many of the least-loaded nodes the planner tries to empty at the end.
 const EMPTY_TRIES: usize = 1024;
 /// How many replicas of a bucket, from its largest, the planner looks at for one that fits.
@@ -330,6 +337,86 @@ fn place(bin: &mut Bin, item_ix: usize, need: &Res) {
         bin.free[d] -= need[d];
     }
     bin.items.push(item_ix);
+}
+
+/// A node not used yet: its capacity (after headroom), its size (weighted by how scarce each
+/// resource is) and its place in the greedy cover, if the cover took it.
+#[derive(Debug, Clone, Copy)]
+struct Unused {
+    node: usize,
+    cap: Res,
+    size: f64,
+    rank: Option<usize>,
+}
+
+impl Unused {
+    /// Whether `self` is opened before `other` (`Less`): the cover's nodes first, in its order,
+    /// then the largest.
+    fn opens_before(&self, other: &Unused) -> std::cmp::Ordering {
+        match (self.rank, other.rank) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => other.size.total_cmp(&self.size).then(self.node.cmp(&other.node)),
+        }
+    }
+}
+
+/// Ranks nodes by a greedy cover of `demand`: again and again the node whose capacity covers
+/// most of what is left to cover, each resource counted as a share of its demand (the textbook
+/// greedy for covering problems), until every resource is covered. On the Alibaba trace it
+/// takes GPU-rich nodes while GPUs are left to cover and cpu-rich ones after, where largest
+/// first took only the former. Nodes are grouped by capacity; with more than [`COVER_SHAPES`]
+/// different capacities the cover takes the largest first instead.
+fn cover(mut nodes: Vec<Unused>, demand: &Res) -> Vec<Unused> {
+    let mut shapes: BTreeMap<Res, Vec<usize>> = BTreeMap::new();
+    for (i, u) in nodes.iter().enumerate() {
+        shapes.entry(u.cap).or_default().push(i);
+    }
+    let mut left: Vec<f64> = demand.iter().map(|&x| x as f64).collect();
+    let value = |c: &Res, left: &[f64]| -> f64 {
+        (0..DIMS).filter(|&d| demand[d] > 0).map(|d| (c[d] as f64).min(left[d]) / demand[d] as f64).sum()
+    };
+    let take = |i: usize, nodes: &mut [Unused], left: &mut [f64], rank: &mut usize| {
+        for d in 0..DIMS {
+            left[d] = (left[d] - nodes[i].cap[d] as f64).max(0.0);
+        }
+        nodes[i].rank = Some(*rank);
+        *rank += 1;
+    };
+    let mut rank = 0;
+    if shapes.len() > COVER_SHAPES {
+        let mut order: Vec<usize> = (0..nodes.len()).collect();
+        order.sort_by(|&a, &b| nodes[b].size.total_cmp(&nodes[a].size).then(nodes[a].node.cmp(&nodes[b].node)));
+        for i in order {
+            if value(&nodes[i].cap, &left) <= 0.0 {
+                break;
+            }
+            take(i, &mut nodes, &mut left, &mut rank);
+        }
+        return nodes;
+    }
+    let mut shapes: Vec<Vec<usize>> = shapes.into_values().collect();
+    for v in shapes.iter_mut() {
+        v.sort_by(|&a, &b| nodes[b].node.cmp(&nodes[a].node)); // popped from the end
+    }
+    loop {
+        let mut best: Option<(f64, f64, usize)> = None;
+        for (s, v) in shapes.iter().enumerate() {
+            let Some(&i) = v.last() else { continue };
+            let x = (value(&nodes[i].cap, &left), nodes[i].size);
+            if best.is_none_or(|(bv, bs, _)| x > (bv, bs)) {
+                best = Some((x.0, x.1, s));
+            }
+        }
+        let Some((v, _, s)) = best else { break };
+        let Some(i) = shapes[s].pop() else { break };
+        if v <= 0.0 {
+            break;
+        }
+        take(i, &mut nodes, &mut left, &mut rank);
+    }
+    nodes
 }
 
 /// Why a replica found no node.
@@ -666,34 +753,47 @@ fn fill_zone(zone: &str, nodes: &[Node], node_ix: &[usize], items: &[Item], o: &
     let size = |c: &Res| -> f64 {
         (0..DIMS).map(|d| if maxcap[d] == 0 { 0.0 } else { w[d] * c[d] as f64 / maxcap[d] as f64 }).sum()
     };
-    // Unused nodes by architecture and GPU, largest first.
-    let mut lists: [[Vec<(usize, Res, f64)>; 2]; 2] = Default::default();
-    for &n in node_ix {
-        let c = capacity(&nodes[n], o);
-        lists[usize::from(nodes[n].arch == Arch::Arm64)][usize::from(c[GPU] > 0)].push((n, c, size(&c)));
-    }
-    for l in lists.iter_mut().flatten() {
-        l.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
-        l.reverse(); // popped from the end
+    // Unused nodes by architecture and GPU, in the order they are opened: first those a greedy
+    // cover of the demand picks (per architecture: amd64 for the amd64-only replicas and those
+    // that take either, arm64 for the arm64-only ones), in the cover's order, then the others,
+    // largest first.
+    let mut lists: [[Vec<Unused>; 2]; 2] = Default::default();
+    let mut covered = [0u128; DIMS];
+    for (a, arch) in [Arch::Amd64, Arch::Arm64].into_iter().enumerate() {
+        let mine: Vec<Unused> = node_ix
+            .iter()
+            .filter(|&&n| nodes[n].arch == arch)
+            .map(|&n| {
+                let cap = capacity(&nodes[n], o);
+                Unused { node: n, cap, size: size(&cap), rank: None }
+            })
+            .collect();
+        let classes: &[usize] = if a == 0 { &[0, 2] } else { &[1] };
+        let demand = total(
+            &placeable.iter().map(|&i| &items[i]).filter(|it| classes.contains(&class_of(it.arch))).collect::<Vec<_>>(),
+        );
+        let mut mine = cover(mine, &demand);
+        for u in &mine {
+            if u.rank.is_some() {
+                for d in 0..DIMS {
+                    covered[d] += u128::from(u.cap[d]);
+                }
+            }
+        }
+        mine.sort_by(|x, y| y.opens_before(x)); // popped from the end
+        for u in mine {
+            let g = usize::from(u.cap[GPU] > 0);
+            lists[a][g].push(u);
+        }
     }
     // How full each resource of the nodes used will be, about: the demand over the capacity of
-    // the largest nodes, as many as the tightest resource needs.
+    // the nodes the cover picked.
     let rho = {
         let demand = total(&placeable.iter().map(|&i| &items[i]).collect::<Vec<_>>());
-        let mut all: Vec<(Res, f64)> = lists.iter().flatten().flatten().map(|x| (x.1, x.2)).collect();
-        all.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let mut sum = [0u128; DIMS];
-        let mut k = 0;
-        while k < all.len() && (0..DIMS).any(|d| sum[d] < u128::from(demand[d])) {
-            for d in 0..DIMS {
-                sum[d] += u128::from(all[k].0[d]);
-            }
-            k += 1;
-        }
         let mut rho = [0.0; DIMS];
         for d in 0..DIMS {
-            if sum[d] > 0 {
-                rho[d] = (demand[d] as f64 / sum[d] as f64).min(1.0);
+            if covered[d] > 0 {
+                rho[d] = (demand[d] as f64 / covered[d] as f64).min(1.0);
             }
         }
         rho
@@ -713,18 +813,28 @@ fn fill_zone(zone: &str, nodes: &[Node], node_ix: &[usize], items: &[Item], o: &
             if left == 0 {
                 break;
             }
+            // The next node to open, with or without GPUs; while replicas needing a GPU are
+            // left, a GPU node. Past the cover, a node without GPUs nearly as large (90%) is
+            // preferred, to keep GPU nodes for replicas that need one.
             let gpu_wanted = classes.iter().any(|&c| pool.gpu_left[c] > 0);
-            let next = |g: usize| -> Option<(usize, f64)> {
-                archs.iter().filter_map(|&a| lists[a][g].last().map(|x| (a, x.2))).max_by(|x, y| x.1.total_cmp(&y.1))
+            let next = |g: usize| -> Option<(usize, &Unused)> {
+                archs.iter().filter_map(|&a| lists[a][g].last().map(|u| (a, u))).min_by(|x, y| x.1.opens_before(y.1))
             };
             let pick = match (next(0), next(1)) {
                 (_, Some((a, _))) if gpu_wanted => (a, 1),
-                (Some((a, p)), Some((_, g))) if p >= 0.9 * g => (a, 0),
-                (_, Some((a, _))) => (a, 1),
+                (Some((a, p)), Some((b, g))) => {
+                    let plain = if p.rank.is_some() || g.rank.is_some() {
+                        p.opens_before(g).is_lt()
+                    } else {
+                        p.size >= 0.9 * g.size
+                    };
+                    if plain { (a, 0) } else { (b, 1) }
+                }
+                (None, Some((b, _))) => (b, 1),
                 (Some((a, _)), None) => (a, 0),
                 (None, None) => break,
             };
-            let Some((n, cap, _)) = lists[pick.0][pick.1].pop() else { break };
+            let Some(Unused { node: n, cap, .. }) = lists[pick.0][pick.1].pop() else { break };
             let mut bin = Bin { node: n, free: cap, cap, items: Vec::new() };
             let cl: Vec<usize> = classes.iter().copied().filter(|&c| c == 2 || c == pick.0).collect();
             pool.fill(&mut bin, &cl, items, &rho);
