@@ -25,11 +25,11 @@ fn main() {
         eprintln!("HEADROOM must be between 0.05 and 1 (the share of each node that may be used)");
         std::process::exit(2);
     }
-    let nodes = inventory::nodes(&read(&args[1])).unwrap_or_else(|e| {
+    let nodes = inventory::nodes(&args[1], &read(&args[1])).unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(1)
     });
-    let (systems, origins) = inventory::systems(&read(&args[2])).unwrap_or_else(|e| {
+    let (systems, origins) = inventory::systems(&args[2], &read(&args[2])).unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(1)
     });
