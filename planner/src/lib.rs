@@ -12,6 +12,7 @@
 pub mod fleet;
 pub mod inventory;
 pub mod pack;
+pub mod showback;
 pub mod trace;
 
 pub use pack::{best_fit_decreasing, first_fit_decreasing, lower_bound, plan};
