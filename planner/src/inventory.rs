@@ -13,9 +13,7 @@
 
 #![allow(clippy::needless_range_loop)] // resources are fixed-size vectors: loops over the dimension read as the arithmetic does
 
-use std::collections::BTreeMap;
-
-use crate::{Arch, Node, Plan, Res, System};
+use crate::{Arch, Node, Res, System};
 
 /// Where each system came from: its computer room and old server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,116 +129,6 @@ pub fn systems(f: &str, text: &str) -> Result<(Vec<System>, Vec<Origin>), InputE
     Ok(out)
 }
 
-/// What a plan means for the rooms: servers and rooms whose every system found a place can be
-/// retired; the rest stay, with the reason their systems did not move.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Summary {
-    pub systems: usize,
-    pub replicas: usize,
-    pub nodes_used: usize,
-    pub lower_bound: usize,
-    pub servers: usize,
-    pub servers_retired: usize,
-    pub rooms: Vec<(String, usize, usize)>,
-    pub unplaced: Vec<(String, String, String)>,
-    /// Per resource: requested over the capacity of the nodes used (after the plan).
-    pub utilisation: [f64; crate::DIMS],
-}
-
-pub fn summarize(nodes: &[Node], systems: &[System], origins: &[Origin], plan: &Plan, lower_bound: usize) -> Summary {
-    let stuck: std::collections::BTreeSet<usize> = plan.unplaced.iter().map(|u| u.system).collect();
-    let mut servers: BTreeMap<(&str, &str), bool> = BTreeMap::new();
-    for (s, o) in origins.iter().enumerate() {
-        let ok = servers.entry((o.room.as_str(), o.server.as_str())).or_insert(true);
-        *ok &= !stuck.contains(&s);
-    }
-    let mut rooms: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for ((room, _), ok) in &servers {
-        let e = rooms.entry(room).or_default();
-        e.0 += 1;
-        e.1 += usize::from(*ok);
-    }
-    let mut used_nodes = std::collections::BTreeSet::new();
-    let mut requested = [0u128; crate::DIMS];
-    for p in &plan.placements {
-        used_nodes.insert(p.node);
-        for d in 0..crate::DIMS {
-            requested[d] += u128::from(systems[p.system].need[d]);
-        }
-    }
-    let mut capacity = [0u128; crate::DIMS];
-    for &n in &used_nodes {
-        for d in 0..crate::DIMS {
-            capacity[d] += u128::from(nodes[n].capacity[d]);
-        }
-    }
-    let mut utilisation = [0.0; crate::DIMS];
-    for d in 0..crate::DIMS {
-        if capacity[d] > 0 {
-            utilisation[d] = requested[d] as f64 / capacity[d] as f64;
-        }
-    }
-    Summary {
-        systems: systems.len(),
-        replicas: systems.iter().map(|s| s.replicas as usize).sum(),
-        nodes_used: plan.nodes_used,
-        lower_bound,
-        servers: servers.len(),
-        servers_retired: servers.values().filter(|ok| **ok).count(),
-        rooms: rooms.into_iter().map(|(r, (n, ok))| (r.to_string(), n, ok)).collect(),
-        unplaced: plan
-            .unplaced
-            .iter()
-            .map(|u| (systems[u.system].name.clone(), systems[u.system].department.clone(), u.reason.clone()))
-            .collect(),
-        utilisation,
-    }
-}
-
-/// The summary as Markdown, for the cloud office.
-pub fn markdown(s: &Summary) -> String {
-    let mut out = String::from("# Consolidation plan\n\n");
-    out += &format!(
-        "{} systems ({} replicas) from {} servers in {} rooms go onto **{} shared nodes**",
-        s.systems,
-        s.replicas,
-        s.servers,
-        s.rooms.len(),
-        s.nodes_used
-    );
-    // The bound is about plans that place everything: with replicas left over, a plan can use
-    // fewer nodes than it.
-    if s.unplaced.is_empty() {
-        out += &format!(
-            " (lower bound {}: at most {:.1}% above the fewest possible).\n\n",
-            s.lower_bound,
-            (s.nodes_used as f64 / s.lower_bound.max(1) as f64 - 1.0) * 100.0
-        );
-    } else {
-        out += &format!("; {} replicas could not be placed (below).\n\n", s.unplaced.len());
-    }
-    out += &format!("**{} of {} old servers can be retired.**\n\n", s.servers_retired, s.servers);
-    out += "| room | servers | can be retired |\n|---|---|---|\n";
-    for (room, n, ok) in &s.rooms {
-        out += &format!("| {room} | {n} | {ok}{} |\n", if ok == n { " (the whole room)" } else { "" });
-    }
-    out += "\nUtilisation of the nodes used: ";
-    out += &crate::DIM_NAMES
-        .iter()
-        .zip(s.utilisation)
-        .map(|(n, u)| format!("{n} {:.0}%", u * 100.0))
-        .collect::<Vec<_>>()
-        .join(", ");
-    out += "\n";
-    if !s.unplaced.is_empty() {
-        out += "\n## Not placed\n\n| system | department | why |\n|---|---|---|\n";
-        for (name, dept, why) in &s.unplaced {
-            out += &format!("| {name} | {dept} | {why} |\n");
-        }
-    }
-    out
-}
-
 pub const SERVER_HEADER: [&str; 6] = ["room", "server", "cpu_cores", "memory_gib", "disk_gib", "gpus"];
 
 /// An old server, with its own capacity (what the department bought).
@@ -331,25 +219,5 @@ mod tests {
         let origins = [Origin { room: "r1".into(), server: "srv-3".into() }];
         let e = check_servers("servers.csv", &s, &origins).unwrap_err();
         assert!(e.0.contains("no line for server 'srv-3' of room 'r1'"), "{e}");
-    }
-
-    #[test]
-    fn servers_and_rooms_retire_when_all_their_systems_move() {
-        let n =
-            nodes("nodes.csv", "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,intranet,amd64,8,32,1000,0\n")
-                .unwrap();
-        let head = SYSTEM_HEADER.join(",");
-        let (s, o) = systems("systems.csv", &format!(
-            "{head}\n# a comment\na,d1,room-1,srv-1,intranet,any,2,4,10,0,1\nb,d1,room-1,srv-2,intranet,amd64,2,4,10,0,1\nhuge,d2,room-2,srv-3,intranet,any,64,4,10,0,1\n"
-        ))
-        .unwrap();
-        let opts = crate::Options::default();
-        let p = crate::plan(&n, &s, &opts);
-        let sum = summarize(&n, &s, &o, &p, crate::lower_bound(&n, &s, &opts));
-        assert_eq!((sum.servers, sum.servers_retired, sum.nodes_used), (3, 2, 1));
-        assert_eq!(sum.rooms, [("room-1".to_string(), 2, 2), ("room-2".to_string(), 1, 0)]);
-        let md = markdown(&sum);
-        assert!(md.contains("**2 of 3 old servers can be retired.**"), "{md}");
-        assert!(md.contains("| huge | d2 | larger than any node"), "{md}");
     }
 }
