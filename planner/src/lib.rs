@@ -6,7 +6,7 @@
 //! no two replicas of one system on one node. [`plan`] is the planner; [`first_fit_decreasing`]
 //! and [`best_fit_decreasing`] are the textbook baselines it is measured against, and
 //! [`lower_bound`] says how far from optimal any of them can be. [`inventory`] and [`showback`]
-//! read what a cloud office fills in (CSV); [`report`] turns a plan into JSON and Markdown.
+//! read what a cloud office fills in (CSV); [`report`] turns a plan into JSON, Markdown and HTML.
 
 #![forbid(unsafe_code)]
 

@@ -1,6 +1,6 @@
 //! `zhengyun-plan`: plans a consolidation from the CSV inventory a cloud office fills in
 //! offline (planner/src/inventory.rs and planner/src/showback.rs describe the columns) and
-//! writes the report as Markdown or JSON.
+//! writes the report as Markdown, JSON or a self-contained HTML page.
 
 #![forbid(unsafe_code)]
 
@@ -12,7 +12,7 @@ const USAGE: &str = "usage: zhengyun-plan [OPTIONS] NODES.csv SYSTEMS.csv [HEADR
 
   --headroom H        the share of each node that may be used, 0.05 to 1 (default 0.7: 30% kept free);
                       the third positional argument says the same
-  --format F          markdown (default) or json
+  --format F          markdown (default), json or html
   -o, --output FILE   write the report to FILE instead of standard output
   --servers FILE      the old servers' capacity, for utilisation before the move
                       (room,server,cpu_cores,memory_gib,disk_gib,gpus)
@@ -27,6 +27,7 @@ const USAGE: &str = "usage: zhengyun-plan [OPTIONS] NODES.csv SYSTEMS.csv [HEADR
 enum Format {
     Markdown,
     Json,
+    Html,
 }
 
 #[derive(Debug, Default)]
@@ -113,7 +114,8 @@ fn main() {
     let format = match a.format.as_deref().unwrap_or("markdown") {
         "markdown" | "md" => Format::Markdown,
         "json" => Format::Json,
-        f => usage_error(&format!("format '{f}' must be markdown or json")),
+        "html" => Format::Html,
+        f => usage_error(&format!("format '{f}' must be markdown, json or html")),
     };
 
     let nodes = or_exit(inventory::nodes(nodes_path, &read(nodes_path)));
@@ -145,6 +147,7 @@ fn main() {
     let text = match format {
         Format::Markdown => report::markdown(&r),
         Format::Json => r.to_json(),
+        Format::Html => report::html(&r),
     };
     match a.output {
         Some(path) => {

@@ -1,5 +1,6 @@
-//! The consolidation report: what a plan means for the cloud office, as one model rendered as
-//! JSON ([`Report::to_json`], schema below) and Markdown ([`markdown`]).
+//! The consolidation report: what a plan means for the cloud office, as one model rendered three
+//! ways — JSON ([`Report::to_json`], schema below), Markdown ([`markdown`]) and a self-contained
+//! HTML page ([`html`]).
 //!
 //! This module owns the report's content and its stable JSON schema. It does not plan (it takes
 //! a [`Plan`] and calls the public [`crate::lower_bound`]), and it does not read files (the
@@ -42,8 +43,10 @@
 
 #![allow(clippy::needless_range_loop)] // resources are fixed-size vectors: loops over the dimension read as the arithmetic does
 
+mod html;
 mod markdown;
 
+pub use html::html;
 pub use markdown::markdown;
 
 use std::collections::{BTreeMap, BTreeSet};

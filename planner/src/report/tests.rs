@@ -184,6 +184,19 @@ fn names_from_the_input_cannot_inject_markup() {
         quotas: Some(&quotas),
     };
     let r = report(&i);
+    let page = html(&r);
+    for bad in ["<script", "<img", "'&<b>", "onerror=alert(1)>"] {
+        assert!(!page.contains(bad), "{bad} reached the page");
+    }
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(page.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"));
+    assert!(page.contains("room&#39;&amp;&lt;b&gt;"));
+    // Self-contained: nothing fetched. The only URL is the SVG namespace, which is a name.
+    for fetch in ["<link", "src=\"", "url(", "@import", "<iframe", "<object"] {
+        assert!(!page.contains(fetch), "{fetch} in the page");
+    }
+    assert_eq!(page.matches("http").count(), page.matches("xmlns=\"http://www.w3.org/2000/svg\"").count());
+
     let md = markdown(&r);
     assert!(!md.contains("<script") && !md.contains("<img") && !md.contains("<b>"), "{md}");
     assert!(md.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{md}");
@@ -197,8 +210,8 @@ fn names_from_the_input_cannot_inject_markup() {
 fn without_a_prices_file_no_money_appears_anywhere() {
     let f = fleet(ROWS);
     let r = report(&input(&f));
-    let (md, json) = (markdown(&r), r.to_json());
-    for text in [&md] {
+    let (md, page, json) = (markdown(&r), html(&r), r.to_json());
+    for text in [&md, &page] {
         let lower = text.to_lowercase();
         for money in ["cost", "price", "¥", "￥", "元", "cny", "$", "€"] {
             assert!(!lower.contains(money), "'{money}' without prices");
@@ -229,6 +242,7 @@ fn with_prices_each_department_gets_a_monthly_cost_and_unpriced_resources_are_na
     let md = markdown(&r);
     assert!(md.contains("| health | 2 | 3 | 8 | 16 | 120 | 0 | 320.00 |"), "{md}");
     assert!(md.contains("Not priced, so not in the cost: disk, gpu."), "{md}");
+    assert!(html(&r).contains("<th class=\"n\">monthly cost</th>"));
 }
 
 #[test]
@@ -251,4 +265,5 @@ fn a_department_over_its_quota_is_flagged_and_one_with_a_quota_but_no_system_is_
     assert_eq!((by["culture"].systems, by["culture"].requested.cpu_cores), (0, 0.0));
     let md = markdown(&r);
     assert!(md.contains("| transport | 2 | 2 | 22 / 16 **over** | 16 / 64 | 20 / 1,000 | 0.5 / 1 |"), "{md}");
+    assert!(html(&r).contains("<td class=\"n over\">22 / 16</td>"));
 }
