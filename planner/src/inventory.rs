@@ -5,12 +5,15 @@
 //! `systems.csv`: `name,department,room,server,zone,arch,cpu_cores,memory_gib,disk_gib,gpus,replicas`
 //! — each system of each old server, per replica; `arch` is `amd64`, `arm64` or `any`; `gpus`
 //! may be fractional (a share of one GPU).
+//! `servers.csv` (optional): `room,server,cpu_cores,memory_gib,disk_gib,gpus` — the old servers'
+//! own capacity, for utilisation before the move; a server with no system is idle (retirable).
+//!
+//! Every reader takes the name of the file it reads, so an error names the file as the user
+//! gave it, then the line and the column (`systems.csv:12: arch 'sparc' must be ...`).
 
 #![allow(clippy::needless_range_loop)] // resources are fixed-size vectors: loops over the dimension read as the arithmetic does
 
-use std::collections::BTreeMap;
-
-use crate::{Arch, Node, Plan, System};
+use crate::{Arch, Node, Res, System};
 
 /// Where each system came from: its computer room and old server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +34,11 @@ impl std::fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
-fn rows<'a>(file: &'a str, text: &'a str, header: &[&str]) -> Result<Vec<(usize, Vec<&'a str>)>, InputError> {
+pub(crate) fn rows<'a>(
+    file: &'a str,
+    text: &'a str,
+    header: &[&str],
+) -> Result<Vec<(usize, Vec<&'a str>)>, InputError> {
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
     let Some((_, head)) = lines.next() else { return Err(InputError(format!("{file}: empty"))) };
     let got: Vec<&str> = head.split(',').map(str::trim).collect();
@@ -49,7 +56,7 @@ fn rows<'a>(file: &'a str, text: &'a str, header: &[&str]) -> Result<Vec<(usize,
         .collect()
 }
 
-fn number(file: &str, line: usize, column: &str, v: &str, max: f64) -> Result<f64, InputError> {
+pub(crate) fn number(file: &str, line: usize, column: &str, v: &str, max: f64) -> Result<f64, InputError> {
     let x: f64 = v.parse().map_err(|_| InputError(format!("{file}:{line}: {column} '{v}' is not a number")))?;
     if !x.is_finite() || x < 0.0 || x > max {
         return Err(InputError(format!("{file}:{line}: {column} {v} is out of range (0 to {max})")));
@@ -75,8 +82,7 @@ pub const SYSTEM_HEADER: [&str; 11] =
 
 /// Reads `nodes.csv`. Sizes above 4,096 cores, 64 TiB of memory, 1 PiB of disk or 64 GPUs are
 /// refused as typos.
-pub fn nodes(text: &str) -> Result<Vec<Node>, InputError> {
-    let f = "nodes.csv";
+pub fn nodes(f: &str, text: &str) -> Result<Vec<Node>, InputError> {
     rows(f, text, &NODE_HEADER)?
         .into_iter()
         .map(|(line, r)| {
@@ -97,8 +103,7 @@ pub fn nodes(text: &str) -> Result<Vec<Node>, InputError> {
 }
 
 /// Reads `systems.csv`, with where each system runs today.
-pub fn systems(text: &str) -> Result<(Vec<System>, Vec<Origin>), InputError> {
-    let f = "systems.csv";
+pub fn systems(f: &str, text: &str) -> Result<(Vec<System>, Vec<Origin>), InputError> {
     let mut out = (Vec::new(), Vec::new());
     for (line, r) in rows(f, text, &SYSTEM_HEADER)? {
         let n = |c: usize, max: f64| number(f, line, SYSTEM_HEADER[c], r[c], max);
@@ -124,114 +129,54 @@ pub fn systems(text: &str) -> Result<(Vec<System>, Vec<Origin>), InputError> {
     Ok(out)
 }
 
-/// What a plan means for the rooms: servers and rooms whose every system found a place can be
-/// retired; the rest stay, with the reason their systems did not move.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Summary {
-    pub systems: usize,
-    pub replicas: usize,
-    pub nodes_used: usize,
-    pub lower_bound: usize,
-    pub servers: usize,
-    pub servers_retired: usize,
-    pub rooms: Vec<(String, usize, usize)>,
-    pub unplaced: Vec<(String, String, String)>,
-    /// Per resource: requested over the capacity of the nodes used (after the plan).
-    pub utilisation: [f64; crate::DIMS],
+pub const SERVER_HEADER: [&str; 6] = ["room", "server", "cpu_cores", "memory_gib", "disk_gib", "gpus"];
+
+/// An old server, with its own capacity (what the department bought).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub room: String,
+    pub server: String,
+    pub capacity: Res,
 }
 
-pub fn summarize(nodes: &[Node], systems: &[System], origins: &[Origin], plan: &Plan, lower_bound: usize) -> Summary {
-    let stuck: std::collections::BTreeSet<usize> = plan.unplaced.iter().map(|u| u.system).collect();
-    let mut servers: BTreeMap<(&str, &str), bool> = BTreeMap::new();
-    for (s, o) in origins.iter().enumerate() {
-        let ok = servers.entry((o.room.as_str(), o.server.as_str())).or_insert(true);
-        *ok &= !stuck.contains(&s);
-    }
-    let mut rooms: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for ((room, _), ok) in &servers {
-        let e = rooms.entry(room).or_default();
-        e.0 += 1;
-        e.1 += usize::from(*ok);
-    }
-    let mut used_nodes = std::collections::BTreeSet::new();
-    let mut requested = [0u128; crate::DIMS];
-    for p in &plan.placements {
-        used_nodes.insert(p.node);
-        for d in 0..crate::DIMS {
-            requested[d] += u128::from(systems[p.system].need[d]);
+/// Reads `servers.csv`; a server listed twice is refused. Sizes are bounded as for nodes.
+pub fn servers(f: &str, text: &str) -> Result<Vec<Server>, InputError> {
+    let mut out: Vec<Server> = Vec::new();
+    let mut seen = std::collections::BTreeMap::new();
+    for (line, r) in rows(f, text, &SERVER_HEADER)? {
+        let n = |c: usize, max: f64| number(f, line, SERVER_HEADER[c], r[c], max);
+        if let Some(first) = seen.insert((r[0], r[1]), line) {
+            return Err(InputError(format!(
+                "{f}:{line}: server '{}' of room '{}' is already on line {first}",
+                r[1], r[0]
+            )));
         }
+        out.push(Server {
+            room: r[0].to_string(),
+            server: r[1].to_string(),
+            capacity: [
+                (n(2, 4096.0)? * 1000.0) as u64,
+                (n(3, 65536.0)? * 1024.0) as u64,
+                n(4, 1_048_576.0)? as u64,
+                (n(5, 64.0)? * 1000.0) as u64,
+            ],
+        });
     }
-    let mut capacity = [0u128; crate::DIMS];
-    for &n in &used_nodes {
-        for d in 0..crate::DIMS {
-            capacity[d] += u128::from(nodes[n].capacity[d]);
-        }
-    }
-    let mut utilisation = [0.0; crate::DIMS];
-    for d in 0..crate::DIMS {
-        if capacity[d] > 0 {
-            utilisation[d] = requested[d] as f64 / capacity[d] as f64;
-        }
-    }
-    Summary {
-        systems: systems.len(),
-        replicas: systems.iter().map(|s| s.replicas as usize).sum(),
-        nodes_used: plan.nodes_used,
-        lower_bound,
-        servers: servers.len(),
-        servers_retired: servers.values().filter(|ok| **ok).count(),
-        rooms: rooms.into_iter().map(|(r, (n, ok))| (r.to_string(), n, ok)).collect(),
-        unplaced: plan
-            .unplaced
-            .iter()
-            .map(|u| (systems[u.system].name.clone(), systems[u.system].department.clone(), u.reason.clone()))
-            .collect(),
-        utilisation,
-    }
+    Ok(out)
 }
 
-/// The summary as Markdown, for the cloud office.
-pub fn markdown(s: &Summary) -> String {
-    let mut out = String::from("# Consolidation plan\n\n");
-    out += &format!(
-        "{} systems ({} replicas) from {} servers in {} rooms go onto **{} shared nodes**",
-        s.systems,
-        s.replicas,
-        s.servers,
-        s.rooms.len(),
-        s.nodes_used
-    );
-    // The bound is about plans that place everything: with replicas left over, a plan can use
-    // fewer nodes than it.
-    if s.unplaced.is_empty() {
-        out += &format!(
-            " (lower bound {}: at most {:.1}% above the fewest possible).\n\n",
-            s.lower_bound,
-            (s.nodes_used as f64 / s.lower_bound.max(1) as f64 - 1.0) * 100.0
-        );
-    } else {
-        out += &format!("; {} replicas could not be placed (below).\n\n", s.unplaced.len());
+/// Every server `systems.csv` names must be in `servers.csv` when one is given: a missing
+/// capacity would make the utilisation before the move look higher than it was.
+pub fn check_servers(f: &str, servers: &[Server], origins: &[Origin]) -> Result<(), InputError> {
+    let known: std::collections::BTreeSet<(&str, &str)> =
+        servers.iter().map(|s| (s.room.as_str(), s.server.as_str())).collect();
+    match origins.iter().find(|o| !known.contains(&(o.room.as_str(), o.server.as_str()))) {
+        Some(o) => Err(InputError(format!(
+            "{f}: no line for server '{}' of room '{}' (systems.csv runs systems on it)",
+            o.server, o.room
+        ))),
+        None => Ok(()),
     }
-    out += &format!("**{} of {} old servers can be retired.**\n\n", s.servers_retired, s.servers);
-    out += "| room | servers | can be retired |\n|---|---|---|\n";
-    for (room, n, ok) in &s.rooms {
-        out += &format!("| {room} | {n} | {ok}{} |\n", if ok == n { " (the whole room)" } else { "" });
-    }
-    out += "\nUtilisation of the nodes used: ";
-    out += &crate::DIM_NAMES
-        .iter()
-        .zip(s.utilisation)
-        .map(|(n, u)| format!("{n} {:.0}%", u * 100.0))
-        .collect::<Vec<_>>()
-        .join(", ");
-    out += "\n";
-    if !s.unplaced.is_empty() {
-        out += "\n## Not placed\n\n| system | department | why |\n|---|---|---|\n";
-        for (name, dept, why) in &s.unplaced {
-            out += &format!("| {name} | {dept} | {why} |\n");
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -240,36 +185,39 @@ mod tests {
 
     #[test]
     fn bad_input_names_file_line_and_column() {
-        let e = nodes("name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,intranet,sparc,8,32,100,0\n").unwrap_err();
+        let e = nodes("nodes.csv", "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,intranet,sparc,8,32,100,0\n")
+            .unwrap_err();
         assert_eq!(e.0, "nodes.csv:2: arch 'sparc' must be amd64 or arm64");
         let e =
-            nodes("name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,intranet,amd64,-8,32,100,0\n").unwrap_err();
+            nodes("nodes.csv", "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,intranet,amd64,-8,32,100,0\n")
+                .unwrap_err();
         assert!(e.0.contains("cpu_cores -8 is out of range"), "{e}");
         let e =
-            nodes("name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,intranet,amd64,99999,32,100,0\n").unwrap_err();
+            nodes("nodes.csv", "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,intranet,amd64,99999,32,100,0\n")
+                .unwrap_err();
         assert!(e.0.contains("out of range"), "{e}");
         let head = SYSTEM_HEADER.join(",");
-        let e = systems(&format!("{head}\ns,d,r,srv,intranet,any,1,2,10,0,1.5\n")).unwrap_err();
+        let e = systems("systems.csv", &format!("{head}\ns,d,r,srv,intranet,any,1,2,10,0,1.5\n")).unwrap_err();
         assert!(e.0.contains("replicas '1.5' must be a whole number"), "{e}");
-        let e = systems("name,dept\n").unwrap_err();
+        let e = systems("systems.csv", "name,dept\n").unwrap_err();
         assert!(e.0.contains("the header must be"), "{e}");
+        let e =
+            nodes("/srv/office/pool.csv", "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,x,amd64,8,lots,1,0\n")
+                .unwrap_err();
+        assert_eq!(e.0, "/srv/office/pool.csv:2: memory_gib 'lots' is not a number");
     }
 
     #[test]
-    fn servers_and_rooms_retire_when_all_their_systems_move() {
-        let n = nodes("name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,intranet,amd64,8,32,1000,0\n").unwrap();
-        let head = SYSTEM_HEADER.join(",");
-        let (s, o) = systems(&format!(
-            "{head}\n# a comment\na,d1,room-1,srv-1,intranet,any,2,4,10,0,1\nb,d1,room-1,srv-2,intranet,amd64,2,4,10,0,1\nhuge,d2,room-2,srv-3,intranet,any,64,4,10,0,1\n"
-        ))
-        .unwrap();
-        let opts = crate::Options::default();
-        let p = crate::plan(&n, &s, &opts);
-        let sum = summarize(&n, &s, &o, &p, crate::lower_bound(&n, &s, &opts));
-        assert_eq!((sum.servers, sum.servers_retired, sum.nodes_used), (3, 2, 1));
-        assert_eq!(sum.rooms, [("room-1".to_string(), 2, 2), ("room-2".to_string(), 1, 0)]);
-        let md = markdown(&sum);
-        assert!(md.contains("**2 of 3 old servers can be retired.**"), "{md}");
-        assert!(md.contains("| huge | d2 | larger than any node"), "{md}");
+    fn old_servers_are_read_once_each_and_must_cover_the_systems() {
+        let head = SERVER_HEADER.join(",");
+        let s = servers("servers.csv", &format!("{head}\nr1,srv-1,16,64,1200,0\nr1,srv-2,32,128,2400,0.5\n")).unwrap();
+        assert_eq!(s[1].capacity, [32_000, 131_072, 2400, 500]);
+        let e = servers("servers.csv", &format!("{head}\nr1,srv-1,16,64,1200,0\nr1,srv-1,8,64,1200,0\n")).unwrap_err();
+        assert_eq!(e.0, "servers.csv:3: server 'srv-1' of room 'r1' is already on line 2");
+        let e = servers("servers.csv", &format!("{head}\nr1,srv-1,16,-64,1200,0\n")).unwrap_err();
+        assert!(e.0.starts_with("servers.csv:2: memory_gib -64 is out of range"), "{e}");
+        let origins = [Origin { room: "r1".into(), server: "srv-3".into() }];
+        let e = check_servers("servers.csv", &s, &origins).unwrap_err();
+        assert!(e.0.contains("no line for server 'srv-3' of room 'r1'"), "{e}");
     }
 }

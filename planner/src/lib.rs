@@ -5,13 +5,16 @@
 //! nodes of the same zone and architecture, no node over its capacity times a headroom target,
 //! no two replicas of one system on one node. [`plan`] is the planner; [`first_fit_decreasing`]
 //! and [`best_fit_decreasing`] are the textbook baselines it is measured against, and
-//! [`lower_bound`] says how far from optimal any of them can be.
+//! [`lower_bound`] says how far from optimal any of them can be. [`inventory`] and [`showback`]
+//! read what a cloud office fills in (CSV); [`report`] turns a plan into JSON, Markdown and HTML.
 
 #![forbid(unsafe_code)]
 
 pub mod fleet;
 pub mod inventory;
 pub mod pack;
+pub mod report;
+pub mod showback;
 pub mod trace;
 
 pub use pack::{best_fit_decreasing, first_fit_decreasing, lower_bound, plan};

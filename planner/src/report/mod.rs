@@ -1,0 +1,645 @@
+//! The consolidation report: what a plan means for the cloud office, as one model rendered three
+//! ways — JSON ([`Report::to_json`], schema below), Markdown ([`markdown`]) and a self-contained
+//! HTML page ([`html`]).
+//!
+//! This module owns the report's content and its stable JSON schema. It does not plan (it takes
+//! a [`Plan`] and calls the public [`crate::lower_bound`]), and it does not read files (the
+//! inventory and showback modules do).
+//!
+//! # JSON schema `zhengyun.io/consolidation-plan/v1`
+//!
+//! Quantities are objects `{cpu_cores, memory_gib, disk_gib, gpus}` (the CSV columns' units);
+//! ratios are objects `{cpu, memory, disk, gpu}` of fractions (0.39 is 39%), `null` where the
+//! capacity is zero. Lists are sorted by name (nodes: in the order of `nodes.csv`). Fields are
+//! only ever added within v1.
+//!
+//! - `schema`, `headroom` (the share of each node that may be used).
+//! - `summary`: `systems`, `replicas`, `replicas_placed`, `replicas_unplaced`, `servers`,
+//!   `servers_retirable`, `rooms`, `rooms_retirable`, `nodes_available`, `nodes_used`.
+//! - `lower_bound`: `nodes`, `name` (which bound), `statement` (a sentence: what it is and why
+//!   it is valid), `plan_complete` (every replica placed), `gap_percent` (`null` unless
+//!   complete: the bound is about plans that place everything), `zones` (`zone`,
+//!   `nodes_available`, `nodes_used`, `lower_bound`).
+//! - `utilisation`: `before` (`null` without `servers.csv`; else `servers`, `capacity` of the
+//!   old servers, `requested` by every system, `ratio`) and `after` (`nodes`, `capacity` of the
+//!   nodes used, `requested` by the replicas placed, `ratio`).
+//! - `rooms`: `room`, `departments`, `servers`, `servers_retirable`, `retirable` (the whole
+//!   room), `servers_detail` (`server`, `retirable`, `systems`, `capacity` or `null`,
+//!   `requested`, `blocked_by`: the replicas that cannot move, with `system`, `replica`,
+//!   `reason`).
+//! - `systems`: where each replica of each system goes: `system`, `department`, `room`,
+//!   `server`, `zone`, `arch` (`amd64`, `arm64`, `any`), `need` (one replica), `replicas`
+//!   (`replica`, `node` or `null`, `reason` or `null`).
+//! - `unplaced`: `system`, `department`, `room`, `server`, `replica`, `reason`.
+//! - `nodes_used`: `node`, `zone`, `arch`, `capacity`, `requested`, `ratio`, `replicas`,
+//!   `departments` (`department`, `requested` on this node).
+//! - `showback`: `prices` (`null`, or `resource`, `unit`, `price_per_month`), `unpriced`
+//!   (resources requested but not priced), `departments` (`department`, `systems`, `replicas`,
+//!   `requested`, `quota` or `null`, `over_quota`: resource names, `monthly_cost` or `null`),
+//!   `rooms` (`room`, `departments`, `systems`, `replicas`, `requested`), `total`
+//!   (`requested`, `monthly_cost` or `null`). `monthly_cost` is `{cpu, memory, disk, gpu,
+//!   total}`, a resource `null` when not priced. "Requested" is the systems' needs times their
+//!   replicas, placed or not.
+
+#![allow(clippy::needless_range_loop)] // resources are fixed-size vectors: loops over the dimension read as the arithmetic does
+
+mod html;
+mod markdown;
+
+pub use html::html;
+pub use markdown::markdown;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::inventory::{Origin, Server};
+use crate::showback::{self, Prices, Quota};
+use crate::{Arch, DIMS, Node, Options, Plan, Res, System};
+
+pub const SCHEMA: &str = "zhengyun.io/consolidation-plan/v1";
+
+/// What the report is made from: the inventory, the planning options, and the optional inputs.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub nodes: &'a [Node],
+    pub systems: &'a [System],
+    pub origins: &'a [Origin],
+    pub options: Options,
+    /// The old servers' capacity (`servers.csv`), for utilisation before the move.
+    pub servers: Option<&'a [Server]>,
+    pub prices: Option<&'a Prices>,
+    pub quotas: Option<&'a [Quota]>,
+}
+
+/// An amount of each resource in the units the CSV files use.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Quantities {
+    pub cpu_cores: f64,
+    pub memory_gib: f64,
+    pub disk_gib: f64,
+    pub gpus: f64,
+}
+
+impl Quantities {
+    fn of(r: &Res) -> Self {
+        let h = showback::human(r);
+        Quantities {
+            cpu_cores: round(h[0], 3),
+            memory_gib: round(h[1], 3),
+            disk_gib: round(h[2], 3),
+            gpus: round(h[3], 3),
+        }
+    }
+    pub fn get(&self, d: usize) -> f64 {
+        [self.cpu_cores, self.memory_gib, self.disk_gib, self.gpus][d]
+    }
+}
+
+/// A fraction of capacity per resource; `None` where there is no capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Ratios {
+    pub cpu: Option<f64>,
+    pub memory: Option<f64>,
+    pub disk: Option<f64>,
+    pub gpu: Option<f64>,
+}
+
+impl Ratios {
+    fn of(requested: &Res, capacity: &Res) -> Self {
+        let r = |d: usize| (capacity[d] > 0).then(|| round(requested[d] as f64 / capacity[d] as f64, 4));
+        Ratios { cpu: r(0), memory: r(1), disk: r(2), gpu: r(3) }
+    }
+    pub fn get(&self, d: usize) -> Option<f64> {
+        [self.cpu, self.memory, self.disk, self.gpu][d]
+    }
+}
+
+/// A monthly cost per resource (`None`: not priced) and its total.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Cost {
+    pub cpu: Option<f64>,
+    pub memory: Option<f64>,
+    pub disk: Option<f64>,
+    pub gpu: Option<f64>,
+    pub total: f64,
+}
+
+impl Cost {
+    fn of(prices: &Prices, requested: &Res) -> Self {
+        let c = showback::cost(prices, requested);
+        let r = |d: usize| c[d].map(|v| round(v, 2));
+        Cost { cpu: r(0), memory: r(1), disk: r(2), gpu: r(3), total: round(c.iter().flatten().sum(), 2) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub systems: usize,
+    pub replicas: usize,
+    pub replicas_placed: usize,
+    pub replicas_unplaced: usize,
+    pub servers: usize,
+    pub servers_retirable: usize,
+    pub rooms: usize,
+    pub rooms_retirable: usize,
+    pub nodes_available: usize,
+    pub nodes_used: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ZoneBound {
+    pub zone: String,
+    pub nodes_available: usize,
+    pub nodes_used: usize,
+    pub lower_bound: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LowerBound {
+    pub nodes: usize,
+    pub name: &'static str,
+    pub statement: String,
+    pub plan_complete: bool,
+    pub gap_percent: Option<f64>,
+    pub zones: Vec<ZoneBound>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Usage {
+    /// Old servers (before) or shared nodes (after) counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub servers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<usize>,
+    pub capacity: Quantities,
+    pub requested: Quantities,
+    pub ratio: Ratios,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Utilisation {
+    pub before: Option<Usage>,
+    pub after: Usage,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Blocker {
+    pub system: String,
+    pub replica: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerReport {
+    pub server: String,
+    pub retirable: bool,
+    pub systems: usize,
+    pub capacity: Option<Quantities>,
+    pub requested: Quantities,
+    pub blocked_by: Vec<Blocker>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoomReport {
+    pub room: String,
+    pub departments: Vec<String>,
+    pub servers: usize,
+    pub servers_retirable: usize,
+    pub retirable: bool,
+    pub servers_detail: Vec<ServerReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicaPlace {
+    pub replica: u32,
+    pub node: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SystemReport {
+    pub system: String,
+    pub department: String,
+    pub room: String,
+    pub server: String,
+    pub zone: String,
+    pub arch: &'static str,
+    pub need: Quantities,
+    pub replicas: Vec<ReplicaPlace>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnplacedReport {
+    pub system: String,
+    pub department: String,
+    pub room: String,
+    pub server: String,
+    pub replica: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DepartmentOnNode {
+    pub department: String,
+    pub requested: Quantities,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeReport {
+    pub node: String,
+    pub zone: String,
+    pub arch: &'static str,
+    pub capacity: Quantities,
+    pub requested: Quantities,
+    pub ratio: Ratios,
+    pub replicas: usize,
+    pub departments: Vec<DepartmentOnNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Price {
+    pub resource: &'static str,
+    pub unit: &'static str,
+    pub price_per_month: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DepartmentShowback {
+    pub department: String,
+    pub systems: usize,
+    pub replicas: usize,
+    pub requested: Quantities,
+    pub quota: Option<Quantities>,
+    pub over_quota: Vec<&'static str>,
+    pub monthly_cost: Option<Cost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoomShowback {
+    pub room: String,
+    pub departments: Vec<String>,
+    pub systems: usize,
+    pub replicas: usize,
+    pub requested: Quantities,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShowbackTotal {
+    pub requested: Quantities,
+    pub monthly_cost: Option<Cost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Showback {
+    pub prices: Option<Vec<Price>>,
+    pub unpriced: Vec<&'static str>,
+    pub departments: Vec<DepartmentShowback>,
+    pub rooms: Vec<RoomShowback>,
+    pub total: ShowbackTotal,
+}
+
+/// The whole report; its JSON form is the schema in the module documentation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub headroom: f64,
+    pub summary: Summary,
+    pub lower_bound: LowerBound,
+    pub utilisation: Utilisation,
+    pub rooms: Vec<RoomReport>,
+    pub systems: Vec<SystemReport>,
+    pub unplaced: Vec<UnplacedReport>,
+    pub nodes_used: Vec<NodeReport>,
+    pub showback: Showback,
+}
+
+/// Which bound [`crate::lower_bound`] computes, and why no valid plan can go below it.
+pub const BOUND_NAME: &str = "capacity, architecture and replica-spread bound, per zone";
+
+fn bound_statement(nodes: usize) -> String {
+    format!(
+        "No plan placing every replica that fits some node can use fewer than {nodes} nodes: in each zone it needs at least \
+         the largest of \
+         (a) for the resource that needs most, the fewest nodes whose largest capacities after headroom add up to the demand \
+         (no k nodes hold more than the k largest), (b) the same for amd64-only and arm64-only replicas on their own, \
+         disjoint node sets, added, and (c) the most replicas of one system, each on its own node; zones share no nodes, \
+         so the zones' bounds add up. It ignores how replicas fragment, so the fewest possible may be higher."
+    )
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let m = 10f64.powi(places);
+    (x * m).round() / m
+}
+
+fn add(a: &mut Res, b: &Res, times: u64) {
+    for d in 0..DIMS {
+        a[d] = a[d].saturating_add(b[d].saturating_mul(times));
+    }
+}
+
+fn arch_name(a: Option<Arch>) -> &'static str {
+    match a {
+        Some(Arch::Amd64) => "amd64",
+        Some(Arch::Arm64) => "arm64",
+        None => "any",
+    }
+}
+
+impl Report {
+    /// Builds the report of `plan` (a plan of `input`'s nodes and systems under its options).
+    pub fn new(input: &Input, plan: &Plan) -> Report {
+        let Input { nodes, systems, origins, options, .. } = *input;
+        let replicas: usize = systems.iter().map(|s| s.replicas as usize).sum();
+
+        // Per system and replica: the node, or why not.
+        let mut node_of: BTreeMap<(usize, u32), usize> = BTreeMap::new();
+        for p in &plan.placements {
+            node_of.insert((p.system, p.replica), p.node);
+        }
+        let mut why_not: BTreeMap<(usize, u32), &str> = BTreeMap::new();
+        for u in &plan.unplaced {
+            why_not.insert((u.system, u.replica), &u.reason);
+        }
+
+        // Servers and rooms: every (room, server) named by a system or by servers.csv.
+        let capacity_of: BTreeMap<(&str, &str), &Res> = input
+            .servers
+            .unwrap_or_default()
+            .iter()
+            .map(|s| ((s.room.as_str(), s.server.as_str()), &s.capacity))
+            .collect();
+        let mut on_server: BTreeMap<(&str, &str), Vec<usize>> = capacity_of.keys().map(|k| (*k, Vec::new())).collect();
+        for (s, o) in origins.iter().enumerate() {
+            on_server.entry((o.room.as_str(), o.server.as_str())).or_default().push(s);
+        }
+        let mut rooms: BTreeMap<&str, RoomReport> = BTreeMap::new();
+        for ((room, server), sys) in &on_server {
+            let mut requested = [0; DIMS];
+            let mut blocked_by = Vec::new();
+            for &s in sys {
+                add(&mut requested, &systems[s].need, u64::from(systems[s].replicas));
+                for r in 0..systems[s].replicas {
+                    if let Some(reason) = why_not.get(&(s, r)) {
+                        blocked_by.push(Blocker {
+                            system: systems[s].name.clone(),
+                            replica: r,
+                            reason: reason.to_string(),
+                        });
+                    }
+                }
+            }
+            let e = rooms.entry(room).or_insert_with(|| RoomReport {
+                room: room.to_string(),
+                departments: Vec::new(),
+                servers: 0,
+                servers_retirable: 0,
+                retirable: true,
+                servers_detail: Vec::new(),
+            });
+            for &s in sys {
+                if !e.departments.contains(&systems[s].department) {
+                    e.departments.push(systems[s].department.clone());
+                }
+            }
+            let retirable = blocked_by.is_empty();
+            e.servers += 1;
+            e.servers_retirable += usize::from(retirable);
+            e.retirable &= retirable;
+            e.servers_detail.push(ServerReport {
+                server: server.to_string(),
+                retirable,
+                systems: sys.len(),
+                capacity: capacity_of.get(&(*room, *server)).map(|c| Quantities::of(c)),
+                requested: Quantities::of(&requested),
+                blocked_by,
+            });
+        }
+        let mut rooms: Vec<RoomReport> = rooms.into_values().collect();
+        for r in &mut rooms {
+            r.departments.sort();
+        }
+
+        // Where each replica goes.
+        let mut system_reports: Vec<SystemReport> = systems
+            .iter()
+            .enumerate()
+            .map(|(s, sys)| SystemReport {
+                system: sys.name.clone(),
+                department: sys.department.clone(),
+                room: origins[s].room.clone(),
+                server: origins[s].server.clone(),
+                zone: sys.zone.clone(),
+                arch: arch_name(sys.arch),
+                need: Quantities::of(&sys.need),
+                replicas: (0..sys.replicas)
+                    .map(|r| ReplicaPlace {
+                        replica: r,
+                        node: node_of.get(&(s, r)).map(|&n| nodes[n].name.clone()),
+                        reason: why_not.get(&(s, r)).map(|w| w.to_string()),
+                    })
+                    .collect(),
+            })
+            .collect();
+        system_reports.sort_by(|a, b| (&a.system, &a.room, &a.server).cmp(&(&b.system, &b.room, &b.server)));
+        let mut unplaced: Vec<UnplacedReport> = plan
+            .unplaced
+            .iter()
+            .map(|u| UnplacedReport {
+                system: systems[u.system].name.clone(),
+                department: systems[u.system].department.clone(),
+                room: origins[u.system].room.clone(),
+                server: origins[u.system].server.clone(),
+                replica: u.replica,
+                reason: u.reason.clone(),
+            })
+            .collect();
+        unplaced.sort_by(|a, b| {
+            (&a.system, &a.room, &a.server, a.replica).cmp(&(&b.system, &b.room, &b.server, b.replica))
+        });
+
+        // The nodes used, in nodes.csv order, with each department's share.
+        let mut per_node: BTreeMap<usize, (Res, usize, BTreeMap<&str, Res>)> = BTreeMap::new();
+        for p in &plan.placements {
+            let sys = &systems[p.system];
+            let e = per_node.entry(p.node).or_default();
+            add(&mut e.0, &sys.need, 1);
+            e.1 += 1;
+            add(e.2.entry(sys.department.as_str()).or_default(), &sys.need, 1);
+        }
+        let mut after_req = [0; DIMS];
+        let mut after_cap = [0; DIMS];
+        let nodes_used: Vec<NodeReport> = per_node
+            .iter()
+            .map(|(&n, (req, count, depts))| {
+                add(&mut after_req, req, 1);
+                add(&mut after_cap, &nodes[n].capacity, 1);
+                NodeReport {
+                    node: nodes[n].name.clone(),
+                    zone: nodes[n].zone.clone(),
+                    arch: arch_name(Some(nodes[n].arch)),
+                    capacity: Quantities::of(&nodes[n].capacity),
+                    requested: Quantities::of(req),
+                    ratio: Ratios::of(req, &nodes[n].capacity),
+                    replicas: *count,
+                    departments: depts
+                        .iter()
+                        .map(|(d, r)| DepartmentOnNode { department: d.to_string(), requested: Quantities::of(r) })
+                        .collect(),
+                }
+            })
+            .collect();
+
+        let mut all_req = [0; DIMS];
+        for s in systems {
+            add(&mut all_req, &s.need, u64::from(s.replicas));
+        }
+        let before = input.servers.map(|servers| {
+            let mut cap = [0; DIMS];
+            for s in servers {
+                add(&mut cap, &s.capacity, 1);
+            }
+            Usage {
+                servers: Some(on_server.len()),
+                nodes: None,
+                capacity: Quantities::of(&cap),
+                requested: Quantities::of(&all_req),
+                ratio: Ratios::of(&all_req, &cap),
+            }
+        });
+        let after = Usage {
+            servers: None,
+            nodes: Some(plan.nodes_used),
+            capacity: Quantities::of(&after_cap),
+            requested: Quantities::of(&after_req),
+            ratio: Ratios::of(&after_req, &after_cap),
+        };
+
+        // The bound, overall and per zone (zones share no nodes).
+        let bound = crate::lower_bound(nodes, systems, &options);
+        let zone_names: BTreeSet<&str> =
+            nodes.iter().map(|n| n.zone.as_str()).chain(systems.iter().map(|s| s.zone.as_str())).collect();
+        let zones = zone_names
+            .into_iter()
+            .map(|z| {
+                let zn: Vec<Node> = nodes.iter().filter(|n| n.zone == z).cloned().collect();
+                let zs: Vec<System> = systems.iter().filter(|s| s.zone == z).cloned().collect();
+                ZoneBound {
+                    zone: z.to_string(),
+                    nodes_available: zn.len(),
+                    nodes_used: per_node.keys().filter(|&&n| nodes[n].zone == z).count(),
+                    lower_bound: crate::lower_bound(&zn, &zs, &options),
+                }
+            })
+            .collect();
+        let complete = plan.unplaced.is_empty();
+        let lower_bound = LowerBound {
+            nodes: bound,
+            name: BOUND_NAME,
+            statement: bound_statement(bound),
+            plan_complete: complete,
+            gap_percent: (complete && bound > 0)
+                .then(|| round((plan.nodes_used as f64 / bound as f64 - 1.0) * 100.0, 1)),
+            zones,
+        };
+
+        let summary = Summary {
+            systems: systems.len(),
+            replicas,
+            replicas_placed: plan.placements.len(),
+            replicas_unplaced: plan.unplaced.len(),
+            servers: on_server.len(),
+            servers_retirable: rooms.iter().map(|r| r.servers_retirable).sum(),
+            rooms: rooms.len(),
+            rooms_retirable: rooms.iter().filter(|r| r.retirable).count(),
+            nodes_available: nodes.len(),
+            nodes_used: plan.nodes_used,
+        };
+
+        Report {
+            schema: SCHEMA,
+            headroom: options.headroom,
+            summary,
+            lower_bound,
+            utilisation: Utilisation { before, after },
+            rooms,
+            systems: system_reports,
+            unplaced,
+            nodes_used,
+            showback: showback_of(input, &all_req),
+        }
+    }
+
+    /// The report as pretty-printed JSON (schema `zhengyun.io/consolidation-plan/v1`).
+    pub fn to_json(&self) -> String {
+        // Only strings, numbers, options and vectors: serialization cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+}
+
+fn showback_of(input: &Input, all_req: &Res) -> Showback {
+    let systems = input.systems;
+    let mut depts: BTreeMap<&str, (usize, usize, Res)> = BTreeMap::new();
+    let mut rooms: BTreeMap<&str, (BTreeSet<&str>, usize, usize, Res)> = BTreeMap::new();
+    for (s, sys) in systems.iter().enumerate() {
+        let d = depts.entry(sys.department.as_str()).or_default();
+        d.0 += 1;
+        d.1 += sys.replicas as usize;
+        add(&mut d.2, &sys.need, u64::from(sys.replicas));
+        let r = rooms.entry(input.origins[s].room.as_str()).or_default();
+        r.0.insert(sys.department.as_str());
+        r.1 += 1;
+        r.2 += sys.replicas as usize;
+        add(&mut r.3, &sys.need, u64::from(sys.replicas));
+    }
+    let quota_of: BTreeMap<&str, &Res> =
+        input.quotas.unwrap_or_default().iter().map(|q| (q.department.as_str(), &q.limit)).collect();
+    for d in quota_of.keys() {
+        depts.entry(d).or_default();
+    }
+    let prices = input.prices;
+    Showback {
+        prices: prices.map(|p| {
+            (0..DIMS)
+                .filter_map(|d| {
+                    p.0[d].map(|v| Price {
+                        resource: crate::DIM_NAMES[d],
+                        unit: showback::PRICE_UNITS[d].0,
+                        price_per_month: v,
+                    })
+                })
+                .collect()
+        }),
+        unpriced: match prices {
+            Some(p) => (0..DIMS).filter(|&d| p.0[d].is_none() && all_req[d] > 0).map(|d| crate::DIM_NAMES[d]).collect(),
+            None => Vec::new(),
+        },
+        departments: depts
+            .into_iter()
+            .map(|(d, (n, r, req))| DepartmentShowback {
+                department: d.to_string(),
+                systems: n,
+                replicas: r,
+                requested: Quantities::of(&req),
+                quota: quota_of.get(d).map(|q| Quantities::of(q)),
+                over_quota: quota_of.get(d).map(|q| showback::over(&req, q)).unwrap_or_default(),
+                monthly_cost: prices.map(|p| Cost::of(p, &req)),
+            })
+            .collect(),
+        rooms: rooms
+            .into_iter()
+            .map(|(room, (d, n, r, req))| RoomShowback {
+                room: room.to_string(),
+                departments: d.into_iter().map(str::to_string).collect(),
+                systems: n,
+                replicas: r,
+                requested: Quantities::of(&req),
+            })
+            .collect(),
+        total: ShowbackTotal { requested: Quantities::of(all_req), monthly_cost: prices.map(|p| Cost::of(p, all_req)) },
+    }
+}
+
+#[cfg(test)]
+mod tests;
