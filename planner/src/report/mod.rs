@@ -315,16 +315,18 @@ pub struct Report {
 }
 
 /// Which bound [`crate::lower_bound`] computes, and why no valid plan can go below it.
-pub const BOUND_NAME: &str = "capacity, architecture and replica-spread bound, per zone";
+pub const BOUND_NAME: &str = "weighted capacity cover per architecture, with replicas that cannot share a node, per zone";
 
 fn bound_statement(nodes: usize) -> String {
     format!(
-        "No plan placing every replica that fits some node can use fewer than {nodes} nodes: in each zone it needs at least \
-         the largest of \
-         (a) for the resource that needs most, the fewest nodes whose largest capacities after headroom add up to the demand \
-         (no k nodes hold more than the k largest), (b) the same for amd64-only and arm64-only replicas on their own, \
-         disjoint node sets, added, and (c) the most replicas of one system, each on its own node; zones share no nodes, \
-         so the zones' bounds add up. It ignores how replicas fragment, so the fewest possible may be higher."
+        "No plan placing every replica that fits some node can use fewer than {nodes} nodes. In each zone, a plan's amd64 \
+         nodes must hold the amd64-only replicas, its arm64 nodes the arm64-only ones, and both together all of them; so \
+         for every weighting of the resources tried (each resource alone, and pairs weighted where two node shapes weigh \
+         the same), the heaviest a amd64 and r arm64 nodes after headroom must cover those demands (no k nodes weigh more \
+         than the k heaviest), and a, r and a + r are at least the number of replicas that cannot share a node (one \
+         system's replicas; replicas each needing over half of a resource of the largest node they may use). The bound \
+         is the least a + r passing every test; zones share no nodes, so the zones' bounds add up. It ignores how \
+         replicas fragment a node, so the fewest possible may be higher (planner/src/pack.rs, lower_bound)."
     )
 }
 
