@@ -51,6 +51,22 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
+    /// Plan the consolidation of every ComputerRoom's inventory onto the free capacity of the
+    /// cluster's zone nodes, as `zhengyun-plan` does from CSV files (same report, same formats).
+    Plan {
+        /// markdown, json or html.
+        #[arg(long, default_value = "markdown")]
+        format: String,
+        /// Write the report here instead of standard output.
+        #[arg(short, long)]
+        output: Option<String>,
+        /// The share of each node's free capacity that may be used (0.7 keeps 30% free).
+        #[arg(long, default_value_t = zhengyun::rooms::plan::HEADROOM)]
+        headroom: f64,
+        /// Monthly prices (planner's prices.csv format); without them no money appears.
+        #[arg(long)]
+        prices: Option<String>,
+    },
     /// Print who can reach whom, from the policies in force in the current cluster.
     Reachability {
         /// Explain one verdict: the source group (a tenant, `ns/NAME` or `(outside)`) ...
@@ -156,6 +172,9 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&api::crd::tenant_values_schema())?);
             return Ok(());
         }
+        Some(Command::Plan { format, output, headroom, prices }) => {
+            return plan(&format, output.as_deref(), headroom, prices.as_deref()).await;
+        }
         Some(Command::Reachability { explain, cluster_network_policy_enforced, pods, outside, ports }) => {
             let world = policies_in_force(cluster_network_policy_enforced).await?;
             return if pods { pod_verdicts(world, &outside, &ports).await } else { reachability(world, explain).await };
@@ -172,6 +191,72 @@ async fn main() -> anyhow::Result<()> {
     if let Err(e) = run(args, reload).await {
         tracing::error!(error = %e, "operator stopped");
         return Err(e);
+    }
+    Ok(())
+}
+
+/// Reads the rooms, zones, nodes, their pods and the tenants from the cluster and writes the
+/// planner's report.
+async fn plan(format: &str, output: Option<&str>, headroom: f64, prices: Option<&str>) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use zhengyun::{
+        api::{ComputerRoom, Tenant, Zone},
+        rooms::{build, plan},
+    };
+    use zhengyun_planner::{Options, report};
+    anyhow::ensure!((0.05..=1.0).contains(&headroom), "--headroom must be between 0.05 and 1");
+    let client = kube::Client::try_default().await?;
+    let lp = ListParams::default();
+    let rooms = Api::<ComputerRoom>::all(client.clone()).list(&lp).await?.items;
+    let zones = Api::<Zone>::all(client.clone()).list(&lp).await?.items;
+    let nodes = Api::<Node>::all(client.clone()).list(&lp).await?.items;
+    let tenants = Api::<Tenant>::all(client.clone()).list(&lp).await?.items;
+    let pods = Api::<Pod>::all(client.clone())
+        .list(&ListParams::default().fields("spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"))
+        .await?
+        .items;
+    let mut requested: BTreeMap<String, BTreeMap<String, i128>> = BTreeMap::new();
+    for p in &pods {
+        let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else { continue };
+        let e = requested.entry(node).or_default();
+        for (k, v) in build::pod_requests(p) {
+            *e.entry(k).or_default() += v;
+        }
+    }
+    let shared = plan::shared_nodes(&nodes.iter().collect::<Vec<_>>(), &zones.iter().collect::<Vec<_>>(), |n| {
+        requested.get(n).cloned().unwrap_or_default()
+    });
+    let (systems, origins, servers) = plan::inventories(&rooms.iter().collect::<Vec<_>>());
+    let quotas = plan::department_quotas(&tenants.iter().collect::<Vec<_>>());
+    let prices = match prices {
+        Some(f) => Some(
+            zhengyun_planner::showback::prices(f, &std::fs::read_to_string(f)?).map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        None => None,
+    };
+    let options = Options { headroom };
+    let p = zhengyun_planner::plan(&shared, &systems, &options);
+    zhengyun_planner::pack::check(&shared, &systems, &options, &p)
+        .map_err(|e| anyhow::anyhow!("the plan does not hold: {e}"))?;
+    let input = report::Input {
+        nodes: &shared,
+        systems: &systems,
+        origins: &origins,
+        options,
+        servers: Some(&servers),
+        prices: prices.as_ref(),
+        quotas: Some(&quotas),
+    };
+    let r = report::Report::new(&input, &p);
+    let text = match format {
+        "markdown" => report::markdown(&r),
+        "json" => r.to_json(),
+        "html" => report::html(&r),
+        other => anyhow::bail!("--format {other}: use markdown, json or html"),
+    };
+    match output {
+        Some(f) => std::fs::write(f, text)?,
+        None => print!("{text}"),
     }
     Ok(())
 }
@@ -450,6 +535,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
         tokio::spawn(zhengyun::certificates::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
         tokio::spawn(zhengyun::gateways::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
         tokio::spawn(zhengyun::rooms::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
+        tokio::spawn(zhengyun::rooms::showback::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
     ];
 
     let lost = async {

@@ -182,6 +182,23 @@ async fn rooms_label_their_nodes_refuse_conflicts_and_arch_aware_tenants_land_on
     assert!(plan.unplaced_reason.as_deref().is_some_and(|r| r.starts_with("old-2/huge")), "{plan:?}");
     assert_eq!(status.inventory.map(|i| (i.servers, i.systems)), Some((2, 3)));
 
+    // The cloud office's report, read from the cluster (the planner's JSON schema).
+    let bin = std::env::var("ZHENGYUN_OPERATOR_BIN").expect("ZHENGYUN_OPERATOR_BIN");
+    let out =
+        zhengyun_e2e::must("zhengyun-operator plan", zhengyun_e2e::run_tool(&bin, &["plan", "--format", "json"], None));
+    let report: Value = serde_json::from_str(&out).expect("the plan as JSON");
+    assert_eq!(report["schema"], "zhengyun.io/consolidation-plan/v1", "{report}");
+    assert_eq!(report["summary"]["servers"], 2, "{}", report["summary"]);
+    assert_eq!(report["summary"]["servers_retirable"], 1, "{}", report["summary"]);
+    assert!(report["showback"].to_string().contains("\"edu\""), "{}", report["showback"]);
+
+    // Showback: what the department's rooms brought, as a Prometheus gauge.
+    let series = "zhengyun_department_resources{department=\"edu\",kind=\"allocatable\",resource=\"cpu\"}";
+    wait_for("the department's allocatable cores shown back", Duration::from_secs(60), || async {
+        (_op.metric(series).await? == 32.0).then_some(())
+    })
+    .await;
+
     // A tenant's pod bound to a room node counts in what the room holds.
     apply_tenant(&client, &node_tenant("roomt", &["apps"], ZONE, 3)).await;
     zhengyun_e2e::wait_ready(&client, "roomt").await;

@@ -46,6 +46,9 @@ pub struct Metrics {
     /// Per room and resource: allocatable and requested on its nodes (showback, 以租代建).
     pub room_allocatable: GaugeVec,
     pub room_requested: GaugeVec,
+    /// Per department and resource: requested by its pods, its tenants' quota, and what its
+    /// computer rooms brought (showback).
+    pub department: GaugeVec,
     pub certificates_expired: IntGauge,
     pub certificate_expiry: GaugeVec,
     pub certificate_renewal: GaugeVec,
@@ -172,6 +175,13 @@ impl Metrics {
             ),
             &["room", "resource"],
         ));
+        let department = must(GaugeVec::new(
+            Opts::new(
+                "zhengyun_department_resources",
+                "Per department (its code) and resource (cpu in cores, memory in bytes): what its pods request, its tenants' quota, and the allocatable capacity of the computer rooms it owns",
+            ),
+            &["department", "resource", "kind"],
+        ));
         let certificates_overdue = must(IntGauge::new(
             "zhengyun_certificates_renewal_overdue",
             "Certificates whose renewal is overdue (all of them; the named series show the most urgent)",
@@ -251,6 +261,7 @@ impl Metrics {
             Box::new(room_problems.clone()),
             Box::new(room_allocatable.clone()),
             Box::new(room_requested.clone()),
+            Box::new(department.clone()),
             Box::new(certificates_expired.clone()),
             Box::new(certificate_expiry.clone()),
             Box::new(certificate_renewal.clone()),
@@ -288,6 +299,7 @@ impl Metrics {
             room_problems,
             room_allocatable,
             room_requested,
+            department,
             certificates_expired,
             certificate_expiry,
             certificate_renewal,
@@ -453,6 +465,16 @@ impl Metrics {
             self.room_allocatable.with_label_values(&[room, k]).set(*v as f64 / 1000.0);
             let r = requested.get(k).copied().unwrap_or(0);
             self.room_requested.with_label_values(&[room, k]).set(r as f64 / 1000.0);
+        }
+    }
+
+    /// Sets the showback gauges to `figures` (departments gone since the last call go too).
+    pub fn observe_showback(&self, figures: &crate::rooms::showback::Figures) {
+        self.department.reset();
+        for ((department, resource), values) in figures {
+            for (kind, v) in ["requested", "quota", "allocatable"].iter().zip(values) {
+                self.department.with_label_values(&[department.as_str(), resource.as_str(), kind]).set(*v);
+            }
         }
     }
 

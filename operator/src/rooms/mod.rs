@@ -34,8 +34,9 @@ use crate::{
     quantity::Milli,
 };
 
-pub(crate) mod build;
-pub(crate) mod plan;
+pub mod build;
+pub mod plan;
+pub mod showback;
 
 pub const CONTROLLER: &str = "computerroom";
 /// Lets a deleted room give its nodes back before it goes.

@@ -86,6 +86,50 @@ pub fn systems(spec: &ComputerRoomSpec) -> (Vec<planner::System>, Vec<usize>) {
     (systems, server_of)
 }
 
+/// Everything the rooms hold, as the planner's report reads it: their systems with where each
+/// comes from, and their servers' capacity. Rooms whose inventory is empty add nothing.
+pub fn inventories(
+    rooms: &[&crate::api::ComputerRoom],
+) -> (Vec<planner::System>, Vec<planner::inventory::Origin>, Vec<planner::inventory::Server>) {
+    let (mut systems, mut origins, mut servers) = (Vec::new(), Vec::new(), Vec::new());
+    for room in rooms {
+        let name = room.name_any();
+        let (s, server_of) = self::systems(&room.spec);
+        for (sys, i) in s.into_iter().zip(server_of) {
+            origins
+                .push(planner::inventory::Origin { room: name.clone(), server: room.spec.inventory[i].name.clone() });
+            systems.push(sys);
+        }
+        for server in &room.spec.inventory {
+            servers.push(planner::inventory::Server {
+                room: name.clone(),
+                server: server.name.clone(),
+                capacity: [
+                    u64::from(server.cores) * 1000,
+                    u64::from(server.memory_gib) * 1024,
+                    server.disk_gib,
+                    u64::from(server.gpus) * 1000,
+                ],
+            });
+        }
+    }
+    (systems, origins, servers)
+}
+
+/// Each department's quota, summed over its tenants (cpu and memory, what tenants state), in
+/// the planner's units.
+pub fn department_quotas(tenants: &[&crate::api::Tenant]) -> Vec<planner::showback::Quota> {
+    let mut by: BTreeMap<String, planner::Res> = BTreeMap::new();
+    for t in tenants {
+        let e = by.entry(t.spec.department.code.clone()).or_default();
+        let milli = |a: &Option<crate::api::Amount>| a.as_ref().and_then(|a| a.milli().ok()).unwrap_or(0).max(0);
+        e[0] += milli(&t.spec.quota.cpu) as u64;
+        e[1] += (milli(&t.spec.quota.memory) / (1024 * 1024 * 1000)) as u64;
+        e[2] += (milli(&t.spec.quota.storage) / (1024 * 1024 * 1024 * 1000)) as u64;
+    }
+    by.into_iter().map(|(department, limit)| planner::showback::Quota { department, limit }).collect()
+}
+
 /// The plan's summary for the room's status.
 pub fn summary(spec: &ComputerRoomSpec, nodes: &[planner::Node]) -> Option<RoomPlan> {
     if spec.inventory.is_empty() {

@@ -315,7 +315,8 @@ pub struct Report {
 }
 
 /// Which bound [`crate::lower_bound`] computes, and why no valid plan can go below it.
-pub const BOUND_NAME: &str = "weighted capacity cover per architecture, with replicas that cannot share a node, per zone";
+pub const BOUND_NAME: &str =
+    "weighted capacity cover per architecture, with replicas that cannot share a node, per zone";
 
 fn bound_statement(nodes: usize) -> String {
     format!(
