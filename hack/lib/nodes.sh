@@ -568,9 +568,15 @@ nodes_down() {
     done
   done
   for zone in $ZY_NODE_ZONES; do rm -f /var/lib/cni/results/zy-"$zone"-* 2>/dev/null || true; done
-  # Sockets of shims that were killed rather than stopped.
+  # Sockets of shims that were killed rather than stopped: only those made since the nodes
+  # started and that no process listens on any more (a host containerd's live shims share the
+  # directory and stay untouched).
   if [ -f "$dir/nodes/shim-sockets.before" ] && [ -d /run/containerd/s ]; then
-    comm -13 "$dir/nodes/shim-sockets.before" <(ls /run/containerd/s | sort) | while read -r s; do rm -f "/run/containerd/s/$s"; done
+    local listening
+    listening=$(ss -xlH 2>/dev/null | awk '{print $5}' | grep '^/run/containerd/s/' || true)
+    comm -13 "$dir/nodes/shim-sockets.before" <(ls /run/containerd/s | sort) | while read -r s; do
+      grep -qxF "/run/containerd/s/$s" <<<"$listening" || rm -f "/run/containerd/s/$s"
+    done
   fi
   rm -rf "$dir/nodes"
 }
