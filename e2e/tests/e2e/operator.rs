@@ -159,10 +159,11 @@ async fn of_two_replicas_only_the_leader_writes_and_the_other_takes_over_within_
     assert!(early.is_empty(), "the follower wrote before it led: {early:#?}");
     // The kill came while the leader wrote: its last write of a tenant's objects was that recent.
     let last_object = old_objects.last().expect("written");
-    let gap = killed_at.duration_since(last_object.received);
-    assert!(gap < jiff::SignedDuration::from_secs(1), "the leader's last object write came {gap:#} before the kill");
+    // Negative when a request in flight reached the API server after the kill was sent.
+    let gap = killed_at.duration_since(last_object.received).as_secs_f64();
+    assert!(gap < 2.0, "the leader's last object write came {gap:.3} s before the kill");
     println!(
-        "audit: the old leader wrote {} objects (last {gap:#} before the kill), the new one {} after taking over",
+        "audit: the old leader wrote {} objects (last {gap:.3} s before the kill), the new one {} after taking over",
         old_objects.len(),
         new_objects.len()
     );
