@@ -104,25 +104,85 @@ pub fn kubeconfig_for_service_account(namespace: &str, sa: &str, dir: &std::path
 /// test's admin user, so the admission webhook can tell the operator's writes from an admin's.
 fn operator_kubeconfig() -> String {
     static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| {
-        let sa = "zhengyun-e2e-operator";
-        let _ = run_tool("kubectl", &["create", "serviceaccount", sa, "-n", SYSTEM_NAMESPACE], None);
-        let _ = run_tool(
-            "kubectl",
-            &[
-                "create",
-                "clusterrolebinding",
-                sa,
-                "--clusterrole=cluster-admin",
-                &format!("--serviceaccount={SYSTEM_NAMESPACE}:{sa}"),
-            ],
-            None,
-        );
-        let dir = std::env::var_os("ZHENGYUN_E2E_LOGS").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        kubeconfig_for_service_account(SYSTEM_NAMESPACE, sa, &dir)
-    })
-    .clone()
+    PATH.get_or_init(|| cluster_admin_kubeconfig("zhengyun-e2e-operator")).clone()
+}
+
+/// The ServiceAccount whose writes the local control plane's audit log records
+/// (hack/lib/cluster.sh), and nobody else's.
+pub const AUDITED_SERVICE_ACCOUNT: &str = "zhengyun-audited";
+
+/// A kubeconfig for an operator whose writes the API server's audit log records: pass it as
+/// `KUBECONFIG` to [`Operator::start_with`], then read them with [`audited_writes`].
+pub fn audited_kubeconfig() -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| cluster_admin_kubeconfig(AUDITED_SERVICE_ACCOUNT)).clone()
+}
+
+fn cluster_admin_kubeconfig(sa: &str) -> String {
+    let _ = run_tool("kubectl", &["create", "serviceaccount", sa, "-n", SYSTEM_NAMESPACE], None);
+    let _ = run_tool(
+        "kubectl",
+        &[
+            "create",
+            "clusterrolebinding",
+            sa,
+            "--clusterrole=cluster-admin",
+            &format!("--serviceaccount={SYSTEM_NAMESPACE}:{sa}"),
+        ],
+        None,
+    );
+    let dir = std::env::var_os("ZHENGYUN_E2E_LOGS").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    kubeconfig_for_service_account(SYSTEM_NAMESPACE, sa, &dir)
+}
+
+/// One write the API server's audit log recorded.
+#[derive(Debug, Clone)]
+pub struct AuditedWrite {
+    pub user_agent: String,
+    pub verb: String,
+    /// `resource/namespace/name` (`namespace` empty for cluster objects).
+    pub object: String,
+    pub resource: String,
+    pub code: u16,
+    /// When the API server received the request.
+    pub received: jiff::Timestamp,
+    /// When it finished answering it.
+    pub completed: jiff::Timestamp,
+}
+
+/// The writes of [`AUDITED_SERVICE_ACCOUNT`] received since `since`, in the order received.
+pub fn audited_writes(since: jiff::Timestamp) -> Vec<AuditedWrite> {
+    let path = std::env::var("ZHENGYUN_AUDIT_LOG").expect(
+        "ZHENGYUN_AUDIT_LOG is not set: run the suite with hack/test.sh (hack/lib/cluster.sh turns on the audit log)",
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading the audit log {path}: {e}"));
+    let str_at = |v: &serde_json::Value, p: &str| v.pointer(p).and_then(|s| s.as_str()).unwrap_or_default().to_string();
+    let mut writes: Vec<AuditedWrite> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| str_at(e, "/stage") == "ResponseComplete")
+        .filter_map(|e| {
+            let time = |p: &str| str_at(&e, p).parse::<jiff::Timestamp>().ok();
+            Some(AuditedWrite {
+                user_agent: str_at(&e, "/userAgent"),
+                verb: str_at(&e, "/verb"),
+                object: format!(
+                    "{}/{}/{}",
+                    str_at(&e, "/objectRef/resource"),
+                    str_at(&e, "/objectRef/namespace"),
+                    str_at(&e, "/objectRef/name")
+                ),
+                resource: str_at(&e, "/objectRef/resource"),
+                code: e.pointer("/responseStatus/code").and_then(|c| c.as_u64()).unwrap_or(0) as u16,
+                received: time("/requestReceivedTimestamp")?,
+                completed: time("/stageTimestamp")?,
+            })
+        })
+        .filter(|w| w.received >= since)
+        .collect();
+    writes.sort_by_key(|w| w.received);
+    writes
 }
 
 /// Runs `kubectl` cleanup commands when dropped, so a test that fails leaves no cluster-wide
@@ -355,6 +415,11 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The lease the e2e operators compete for: valid this long without renewal ...
+pub const LEASE_DURATION: Duration = Duration::from_secs(4);
+/// ... renewed (by the holder) or tried (by the others) this often.
+pub const LEASE_RETRY: Duration = Duration::from_secs(1);
+
 /// A real operator process.
 pub struct Operator {
     child: Option<Child>,
@@ -392,9 +457,9 @@ impl Operator {
                 "--identity",
                 identity,
                 "--lease-duration",
-                "4",
+                &LEASE_DURATION.as_secs().to_string(),
                 "--lease-retry",
-                "1",
+                &LEASE_RETRY.as_secs().to_string(),
             ])
             .args(extra)
             .env("RUST_LOG", "info,zhengyun=debug,kube=warn")
@@ -625,4 +690,92 @@ pub async fn allowed(
         .ok()
         .and_then(|r| r.status)
         .is_some_and(|s| s.allowed)
+}
+
+/// Creates the tenants `make(0..n)` makes, 16 at a time (load, as many users at once would).
+pub async fn create_tenants(client: &Client, n: usize, make: impl Fn(usize) -> Tenant) {
+    use futures::StreamExt;
+    let api: Api<Tenant> = Api::all(client.clone());
+    let pp = PostParams::default();
+    futures::stream::iter((0..n).map(make))
+        .for_each_concurrent(16, |t| {
+            let (api, pp) = (api.clone(), pp.clone());
+            async move {
+                api.create(&pp, &t).await.unwrap_or_else(|e| panic!("creating tenant {}: {e}", t.name_any()));
+            }
+        })
+        .await;
+}
+
+/// How many tenants named `prefix*` are Ready for their current generation.
+pub async fn tenants_ready(client: &Client, prefix: &str) -> usize {
+    // Through DeserializeGuard: a malformed Tenant must not hide the others from a test either.
+    Api::<kube::core::DeserializeGuard<Tenant>>::all(client.clone())
+        .list(&kube::api::ListParams::default())
+        .await
+        .map(|l| {
+            l.items
+                .iter()
+                .filter_map(|t| t.0.as_ref().ok())
+                .filter(|t| t.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
+                .filter(|t| {
+                    t.status.as_ref().is_some_and(|s| {
+                        s.observed_generation == t.metadata.generation
+                            && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                    })
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until `n` tenants named `prefix*` are Ready.
+pub async fn wait_tenants_ready(client: &Client, prefix: &str, n: usize, within: Duration) {
+    wait_for(&format!("{n} {prefix}* tenants Ready"), within, || async {
+        (tenants_ready(client, prefix).await >= n).then_some(())
+    })
+    .await;
+}
+
+/// The names of the namespaces that start with `prefix`.
+pub async fn namespaces_named(client: &Client, prefix: &str) -> Vec<String> {
+    Api::<Namespace>::all(client.clone())
+        .list(&kube::api::ListParams::default())
+        .await
+        .map(|l| l.items.into_iter().filter_map(|n| n.metadata.name).filter(|n| n.starts_with(prefix)).collect())
+        .unwrap_or_default()
+}
+
+/// Deletes the tenants named `prefix*` (a running operator finalizes them) and waits until
+/// no namespace named `prefix*` is left: a tenant's policy Delete removes its namespaces, and
+/// `retained` namespaces (policy Retain) are deleted here once their tenants are gone.
+pub async fn remove_tenants(client: &Client, prefix: &str, retained: &[String]) {
+    delete_tenants(client, prefix).await;
+    let ns: Api<Namespace> = Api::all(client.clone());
+    for n in retained {
+        let _ = ns.delete(n, &Default::default()).await;
+    }
+    wait_for(&format!("{prefix}* namespaces gone"), Duration::from_secs(300), || async {
+        namespaces_named(client, prefix).await.is_empty().then_some(())
+    })
+    .await;
+}
+
+/// Deletes the tenants named `prefix*` and waits until they are gone (a running operator
+/// finalizes them).
+pub async fn delete_tenants(client: &Client, prefix: &str) {
+    let api: Api<Tenant> = Api::all(client.clone());
+    let names: Vec<String> = Api::<kube::core::DeserializeGuard<Tenant>>::all(client.clone())
+        .list(&kube::api::ListParams::default())
+        .await
+        .map(|l| l.items.iter().filter_map(|t| t.0.as_ref().ok()).filter_map(|t| t.metadata.name.clone()).collect())
+        .unwrap_or_default();
+    for n in names.iter().filter(|n| n.starts_with(prefix)) {
+        let _ = api.delete(n, &Default::default()).await;
+    }
+    wait_for(&format!("{prefix}* tenants gone"), Duration::from_secs(120), || async {
+        let left = api.list_metadata(&kube::api::ListParams::default()).await.ok()?;
+        (!left.items.iter().any(|t| t.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)))).then_some(())
+    })
+    .await;
 }

@@ -7,6 +7,9 @@
 #   cluster_down DIR    stop everything started from DIR, leaving no process behind
 #   cluster_restart DIR NAME   crash one component and start it again (fault tests)
 # Writes DIR/kubeconfig (admin) and DIR/env (the ports, KUBECONFIG and the directory, to source).
+# The API server's audit log, DIR/logs/audit.log, records the writes of one ServiceAccount only,
+# zhengyun-system/zhengyun-audited (user agent, verb, object, times): the e2e suite runs the two
+# replicas of its leader-election test as it, to tell which replica wrote what and when.
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -101,8 +104,19 @@ cluster_up() {
   local pki=$dir/pki
   _kubeconfig "$dir/kubeconfig" "$api_port" "$pki/admin.crt" "$pki/admin.key"
   _kubeconfig "$dir/kcm.kubeconfig" "$api_port" "$pki/kcm.crt" "$pki/kcm.key"
+  cat >"$dir/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  users: ["system:serviceaccount:zhengyun-system:zhengyun-audited"]
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+POLICY
   cat >"$dir/env" <<ENV
 export KUBECONFIG=$dir/kubeconfig
+export ZHENGYUN_AUDIT_LOG=$dir/logs/audit.log
 export ZHENGYUN_K8S_BIN=$bin
 export APISERVER_PORT=$api_port
 export PATH=$bin:\$PATH
@@ -137,6 +151,7 @@ ENV
     --service-account-issuer https://kubernetes.default.svc \
     --service-cluster-ip-range 10.0.0.0/24 \
     --allow-privileged=true \
+    --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/logs/audit.log" \
     --v 1
   local i
   for i in $(seq 1 120); do

@@ -14,7 +14,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
 };
 use kube::{Api, Client, api::PostParams};
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 
 /// How a replica takes part in the election.
 #[derive(Debug, Clone)]
@@ -127,44 +127,76 @@ pub async fn release(api: &Api<Lease>, cfg: &Config) -> Result<(), kube::Error> 
     Ok(())
 }
 
+/// How long the holder goes on writing after the send time of its last successful renewal:
+/// the others may take the lease over `lease_duration` after that, and what the holder already
+/// sent needs a moment to land before then.
+pub fn renew_deadline(lease_duration: Duration) -> Duration {
+    lease_duration.mul_f32(0.8)
+}
+
+/// Giving the lease up is a courtesy (it expires anyway): never worth a hung shutdown.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Runs the election until `stop` fires, publishing whether we lead on `tx`.
+///
+/// The holder steps down when [`renew_deadline`] has passed since it *sent* its last successful
+/// renewal, whether the renewal it is waiting for failed, hangs or has not been sent yet: a
+/// round's requests are bounded by that deadline, and the wait between rounds ends at it too.
 pub async fn run(client: Client, cfg: Config, tx: watch::Sender<bool>, mut stop: watch::Receiver<bool>) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
-    let mut last_renew: Option<tokio::time::Instant> = None;
+    // While we lead: the instant we must have stopped writing by.
+    let mut deadline: Option<Instant> = None;
+    let step_down = |deadline: &mut Option<Instant>, why: &str| {
+        *deadline = None;
+        if *tx.borrow() {
+            tracing::error!(identity = %cfg.identity, lease = %cfg.name, "{why}: stepping down");
+            let _ = tx.send(false);
+        }
+    };
     loop {
-        match try_acquire_or_renew(&api, &cfg).await {
-            Ok(true) => {
-                last_renew = Some(tokio::time::Instant::now());
+        let sent = Instant::now();
+        // A follower's round only delays its candidacy; the holder's must end in time.
+        let bound = deadline.map_or(cfg.lease_duration, |d| d.saturating_duration_since(sent));
+        let round = tokio::select! {
+            r = tokio::time::timeout(bound, try_acquire_or_renew(&api, &cfg)) => r,
+            _ = stop.changed() => break,
+        };
+        match round {
+            Ok(Ok(true)) => {
+                deadline = Some(sent + renew_deadline(cfg.lease_duration));
                 if !*tx.borrow() {
                     tracing::info!(identity = %cfg.identity, lease = %cfg.name, "became leader");
                 }
                 let _ = tx.send(true);
             }
-            Ok(false) => {
+            Ok(Ok(false)) => {
                 if *tx.borrow() {
                     tracing::warn!(identity = %cfg.identity, "lost the lease to another replica");
                 }
-                last_renew = None;
+                deadline = None;
                 let _ = tx.send(false);
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "leader election round failed");
-                // Keep leading only while the lease we hold is still valid.
-                let expired = last_renew.is_none_or(|t| t.elapsed() >= cfg.lease_duration.mul_f32(0.8));
-                if expired && *tx.borrow() {
-                    tracing::error!("could not renew the lease in time: stepping down");
-                    let _ = tx.send(false);
-                }
-            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "leader election round failed"),
+            Err(_) => tracing::warn!(seconds = bound.as_secs_f32(), "leader election round timed out"),
         }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            step_down(&mut deadline, "could not renew the lease in time");
+        }
+        // Until the next round, or the deadline if that comes first.
+        let next = Instant::now() + cfg.retry_period;
         tokio::select! {
-            _ = tokio::time::sleep(cfg.retry_period) => {}
+            _ = tokio::time::sleep_until(deadline.map_or(next, |d| d.min(next))) => {}
             _ = stop.changed() => break,
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            step_down(&mut deadline, "could not renew the lease in time");
         }
     }
     if *tx.borrow() {
-        if let Err(e) = release(&api, &cfg).await {
-            tracing::warn!(error = %e, "releasing the lease failed; it will expire on its own");
+        match tokio::time::timeout(RELEASE_TIMEOUT, release(&api, &cfg)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "releasing the lease failed; it will expire on its own"),
+            Err(_) => tracing::warn!("releasing the lease timed out; it will expire on its own"),
         }
         let _ = tx.send(false);
     }

@@ -392,14 +392,17 @@ fn webhook_endpoint(args: &RunArgs) -> anyhow::Result<Option<zhengyun::admission
 
 async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let config = kube::Config::infer().await?;
-    let host = config.cluster_url.host().unwrap_or("unknown").to_string();
-    let layer = zhengyun::rest_metrics::RestMetricsLayer { requests: metrics.rest_requests.clone(), host };
-    let client = kube::client::ClientBuilder::try_from(config)?.with_layer(&layer).build();
     let identity = args.identity.clone().unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "zhengyun".into());
         format!("{host}-{}", std::process::id())
     });
+    let mut config = kube::Config::infer().await?;
+    // The replica in the User-Agent: the API server's audit log then tells two replicas apart.
+    let agent = format!("zhengyun-operator/{} ({identity})", env!("CARGO_PKG_VERSION"));
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_str(&agent)?));
+    let host = config.cluster_url.host().unwrap_or("unknown").to_string();
+    let layer = zhengyun::rest_metrics::RestMetricsLayer { requests: metrics.rest_requests.clone(), host };
+    let client = kube::client::ClientBuilder::try_from(config)?.with_layer(&layer).build();
     let ctx = Context::new(client.clone(), &identity, metrics.clone(), &args.lease_namespace);
     if let Some(image) = &args.gateway_image {
         let _ = ctx.gateway_image.set(image.clone());
@@ -489,6 +492,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
             );
             tokio::time::sleep(delay).await;
         }
+        exit_by_deadline();
         Ok::<_, std::io::Error>(())
     };
     tokio::pin!(shutdown);
@@ -510,34 +514,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     }
     metrics.leader.with_label_values(&[&args.lease_name]).set(1);
 
-    if let Some(running) = webhook {
-        tokio::spawn(zhengyun::admission::run::register(
-            client.clone(),
-            running,
-            args.registration_owner.clone(),
-            stop_rx.clone(),
-        ));
-    }
-
-    // The owners' ClusterRole is shared by every tenant; the leader keeps it in shape.
-    apply::cluster::<ClusterRole>(&client, &tenancy::build::owner_cluster_role()).await?;
-
-    let (ctl_stop_tx, ctl_stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let controllers = [
-        tokio::spawn(tenancy::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
-        tokio::spawn(zhengyun::zones::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
-        tokio::spawn(zhengyun::channels::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
-        tokio::spawn(issuers::run::<api::SmIssuer>(ctx.clone(), stopped(ctl_stop_rx.clone()))),
-        tokio::spawn(issuers::run::<api::SmClusterIssuer>(ctx.clone(), stopped(ctl_stop_rx.clone()))),
-        tokio::spawn(zhengyun::certificates::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
-        tokio::spawn(zhengyun::gateways::reconcile::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
-        tokio::spawn(zhengyun::rooms::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
-        tokio::spawn(zhengyun::rooms::showback::run(ctx.clone(), stopped(ctl_stop_rx.clone()))),
-    ];
-
+    // Everything from here on writes, so it runs only while this replica leads.
     let lost = async {
         while lead_rx.changed().await.is_ok() {
             if !*lead_rx.borrow() {
@@ -545,22 +522,91 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
             }
         }
     };
-    let lost_lead = tokio::select! {
-        _ = lost => true,
-        _ = &mut shutdown => false,
-    };
-    // Stop writing before giving the lease away.
-    let _ = ctl_stop_tx.send(true);
-    for c in controllers {
-        let _ = c.await;
+    tokio::pin!(lost);
+    let mut registration = tokio::task::JoinSet::new();
+    if let Some(running) = webhook {
+        registration.spawn(zhengyun::admission::run::register(
+            client.clone(),
+            running,
+            args.registration_owner.clone(),
+            stop_rx.clone(),
+        ));
     }
+    let mut writers = tokio::task::JoinSet::new();
+    let (ctl_stop_tx, ctl_stop_rx) = watch::channel(false);
+    // The owners' ClusterRole is shared by every tenant; the leader keeps it in shape.
+    let owners = tenancy::build::owner_cluster_role();
+    let ended = tokio::select! {
+        r = apply::cluster::<ClusterRole>(&client, &owners) => {
+            if let Err(e) = r {
+                registration.shutdown().await;
+                return Err(e.into());
+            }
+            let stopped = |mut rx: watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            let stop = &ctl_stop_rx;
+            writers.spawn(tenancy::reconcile::run(ctx.clone(), stopped(stop.clone())));
+            writers.spawn(zhengyun::zones::run(ctx.clone(), stopped(stop.clone())));
+            writers.spawn(zhengyun::channels::reconcile::run(ctx.clone(), stopped(stop.clone())));
+            writers.spawn(issuers::run::<api::SmIssuer>(ctx.clone(), stopped(stop.clone())));
+            writers.spawn(issuers::run::<api::SmClusterIssuer>(ctx.clone(), stopped(stop.clone())));
+            writers.spawn(zhengyun::certificates::reconcile::run(ctx.clone(), stopped(stop.clone())));
+            writers.spawn(zhengyun::gateways::reconcile::run(ctx.clone(), stopped(stop.clone())));
+            writers.spawn(zhengyun::rooms::run(ctx.clone(), stopped(stop.clone())));
+            writers.spawn(zhengyun::rooms::showback::run(ctx.clone(), stopped(stop.clone())));
+            tokio::select! {
+                _ = &mut lost => Ended::LostLead,
+                _ = &mut shutdown => Ended::Signal,
+            }
+        }
+        _ = &mut lost => Ended::LostLead,
+        _ = &mut shutdown => Ended::Signal,
+    };
+    registration.shutdown().await;
+    if ended == Ended::Signal {
+        // Still the holder: the rounds in flight may finish, for a bounded time.
+        let _ = ctl_stop_tx.send(true);
+        let drained = tokio::time::timeout(DRAIN, async { while writers.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(seconds = DRAIN.as_secs(), "rounds still running after the drain time: cancelled");
+        }
+    }
+    // Lost: the lease may be another replica's already, so not one more write. Aborting drops
+    // the rounds in flight (kube-runtime cancels a controller's reconciles with it).
+    writers.shutdown().await;
     metrics.leader.with_label_values(&[&args.lease_name]).set(0);
+    // Stop writing before giving the lease away.
     let _ = stop_tx.send(true);
     let _ = election.await;
     let _ = admin.await;
-    if lost_lead {
+    if ended == Ended::LostLead {
         anyhow::bail!("lost leadership; exiting so a supervisor restarts this replica as a follower");
     }
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// How a leader's term ended.
+#[derive(PartialEq, Eq)]
+enum Ended {
+    LostLead,
+    Signal,
+}
+
+/// How long a leader told to stop lets the rounds in flight finish before cancelling them.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// How long after SIGTERM (and the shutdown delay) the process may take to stop; past it, it
+/// exits anyway. Kubernetes waits 30 s before SIGKILL; a rollout should not.
+const EXIT_DEADLINE: Duration = Duration::from_secs(9);
+
+/// Arms a deadline (on a thread of its own, so nothing stuck in the runtime can hold it up)
+/// after which the process exits whatever it is still doing.
+fn exit_by_deadline() {
+    std::thread::spawn(|| {
+        std::thread::sleep(EXIT_DEADLINE);
+        tracing::error!(seconds = EXIT_DEADLINE.as_secs(), "not stopped within the exit deadline: exiting now");
+        std::process::exit(1);
+    });
 }

@@ -2,8 +2,13 @@
 //! crashing under it, and a malformed Tenant stored in etcd. Afterwards every tenant has exactly
 //! its children, nothing is orphaned or deleted, and the operator recovered by itself.
 
-use std::time::Duration;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
+use futures::StreamExt;
 use k8s_openapi::{
     api::{
         core::v1::{LimitRange, Namespace, ResourceQuota},
@@ -15,17 +20,22 @@ use k8s_openapi::{
 use kube::{
     Api, Client, Resource,
     api::{ListParams, Patch, PatchParams, PostParams},
+    runtime::{WatchStreamExt, watcher},
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use zhengyun::api::{ContainerLimits, CpuMemory, Tenant};
-use zhengyun_e2e::{Operator, apply_tenant, client, repo_path, run_tool, tenant, wait_for};
+use zhengyun::api::{ContainerLimits, CpuMemory, DeletionPolicy, Tenant};
+use zhengyun_e2e::{
+    Operator, apply_tenant, client, create_tenants, delete_tenants, remove_tenants, repo_path, run_tool, tenant,
+    tenants_ready, wait_for, wait_tenants_ready,
+};
 
-fn faulty_tenant(name: &str) -> Tenant {
-    let mut t = tenant(name, &["apps", "data"]);
-    // Deleted with its namespaces when the test is done, so the tests after it (the
-    // reachability view of the whole cluster among them) do not carry hundreds of namespaces.
-    t.spec.deletion_policy = zhengyun::api::DeletionPolicy::Delete;
+/// The namespace suffixes of every tenant here.
+const SUFFIXES: [&str; 2] = ["apps", "data"];
+
+fn faulty_tenant(name: &str, policy: DeletionPolicy) -> Tenant {
+    let mut t = tenant(name, &SUFFIXES);
+    t.spec.deletion_policy = policy;
     t.spec.limits = Some(ContainerLimits {
         default_request: Some(CpuMemory { cpu: Some("100m".into()), memory: Some("64Mi".into()) }),
         ..Default::default()
@@ -33,94 +43,226 @@ fn faulty_tenant(name: &str) -> Tenant {
     t
 }
 
-async fn labelled<K>(client: &Client, prefix: &str) -> Vec<K>
+/// Where an object is (kind, namespace, name), as the checks below report it.
+type Place = (&'static str, String, String);
+
+/// Every object of kind `K` that belongs to a `prefix*` tenant by its label or by its name (its
+/// namespace's name), whatever else its labels say: an orphan that lost our labels is found by
+/// its name, one that lies outside the tenant's namespaces by its label.
+async fn children_of<K>(client: &Client, kind: &'static str, prefix: &str) -> Vec<(Place, BTreeMap<String, String>)>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
     Api::<K>::all(client.clone())
-        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=zhengyun"))
+        .list(&ListParams::default())
         .await
         .expect("list")
         .items
         .into_iter()
         .filter(|o| {
-            o.meta().labels.as_ref().and_then(|l| l.get("zhengyun.io/tenant")).is_some_and(|t| t.starts_with(prefix))
+            let by_label = o
+                .meta()
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("zhengyun.io/tenant"))
+                .is_some_and(|t| t.starts_with(prefix));
+            let by_name =
+                o.meta().namespace.as_deref().or(o.meta().name.as_deref()).is_some_and(|n| n.starts_with(prefix));
+            by_label || by_name
+        })
+        .map(|o| {
+            let m = o.meta();
+            let place = (kind, m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default());
+            (place, m.labels.clone().unwrap_or_default())
         })
         .collect()
 }
 
-async fn ready(client: &Client, prefix: &str) -> usize {
-    // Through DeserializeGuard: a malformed Tenant must not hide the others from the test either.
-    Api::<kube::core::DeserializeGuard<Tenant>>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .map(|l| {
-            l.items
-                .iter()
-                .filter_map(|t| t.0.as_ref().ok())
-                .filter(|t| t.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
-                .filter(|t| {
-                    t.status.as_ref().is_some_and(|s| {
-                        s.observed_generation == t.metadata.generation
-                            && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                    })
-                })
-                .count()
-        })
-        .unwrap_or(0)
-}
-
-/// Every tenant has exactly its children: two namespaces, each with one quota, one limit
-/// range, two policies and one binding, and nothing else labelled as its.
-async fn exactly_its_children(client: &Client, prefix: &str, n: usize) {
-    assert_eq!(labelled::<Namespace>(client, prefix).await.len(), 2 * n, "namespaces");
-    assert_eq!(labelled::<ResourceQuota>(client, prefix).await.len(), 2 * n, "quotas");
-    assert_eq!(labelled::<LimitRange>(client, prefix).await.len(), 2 * n, "limit ranges");
-    assert_eq!(labelled::<NetworkPolicy>(client, prefix).await.len(), 4 * n, "policies");
-    assert_eq!(labelled::<RoleBinding>(client, prefix).await.len(), 2 * n, "bindings");
-    let terminating =
-        labelled::<Namespace>(client, prefix).await.iter().filter(|n| n.metadata.deletion_timestamp.is_some()).count();
-    assert_eq!(terminating, 0, "no namespace is ever deleted");
-}
-
-/// Deletes the tenants (policy Delete) and waits until their namespaces are gone.
-async fn remove(client: &Client, prefix: &str) {
-    let api: Api<Tenant> = Api::all(client.clone());
-    let names: Vec<String> = Api::<kube::core::DeserializeGuard<Tenant>>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items.iter().filter_map(|t| t.0.as_ref().ok()).filter_map(|t| t.metadata.name.clone()).collect())
-        .unwrap_or_default();
-    for n in names.iter().filter(|n| n.starts_with(prefix)) {
-        let _ = api.delete(n, &Default::default()).await;
+/// Every tenant has exactly its children: two namespaces, each with one quota, one limit range,
+/// two policies and one binding, all labelled as the tenant's and ours; nothing is missing,
+/// nothing else is there (a duplicate or an orphan), and each tenant carries its finalizer once.
+async fn exactly_their_children(client: &Client, prefix: &str, tenants: &[String]) {
+    let mut expected: BTreeMap<Place, String> = BTreeMap::new();
+    for t in tenants {
+        for suffix in SUFFIXES {
+            let ns = format!("{t}-{suffix}");
+            expected.insert(("Namespace", String::new(), ns.clone()), t.clone());
+            for (kind, name) in [
+                ("ResourceQuota", "zhengyun-tenant"),
+                ("LimitRange", "zhengyun-tenant"),
+                ("NetworkPolicy", "zhengyun-default-deny"),
+                ("NetworkPolicy", "zhengyun-allow-tenant"),
+                ("RoleBinding", "zhengyun-tenant"),
+            ] {
+                expected.insert((kind, ns.clone(), name.into()), t.clone());
+            }
+        }
     }
-    wait_for(&format!("{prefix}* namespaces gone"), Duration::from_secs(300), || async {
-        let left = Api::<Namespace>::all(client.clone())
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .iter()
-            .filter(|n| n.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
-            .count();
-        (left == 0).then_some(())
-    })
-    .await;
+    let mut found = children_of::<Namespace>(client, "Namespace", prefix).await;
+    found.extend(children_of::<ResourceQuota>(client, "ResourceQuota", prefix).await);
+    found.extend(children_of::<LimitRange>(client, "LimitRange", prefix).await);
+    found.extend(children_of::<NetworkPolicy>(client, "NetworkPolicy", prefix).await);
+    found.extend(children_of::<RoleBinding>(client, "RoleBinding", prefix).await);
+    let mut problems = Vec::new();
+    let places: BTreeSet<&Place> = found.iter().map(|(p, _)| p).collect();
+    for place in expected.keys().filter(|p| !places.contains(p)) {
+        problems.push(format!("missing: {place:?}"));
+    }
+    for (place, labels) in &found {
+        let Some(owner) = expected.get(place) else {
+            problems.push(format!("not one of the tenants' children (a duplicate or an orphan): {place:?} {labels:?}"));
+            continue;
+        };
+        if labels.get("zhengyun.io/tenant") != Some(owner) {
+            problems.push(format!("labelled for another tenant than {owner}: {place:?} {labels:?}"));
+        }
+        if labels.get("app.kubernetes.io/managed-by").map(String::as_str) != Some("zhengyun") {
+            problems.push(format!("not managed by zhengyun (orphaned): {place:?} {labels:?}"));
+        }
+    }
+    let listed = Api::<Tenant>::all(client.clone()).list(&ListParams::default()).await.expect("tenants").items;
+    let listed: Vec<&Tenant> =
+        listed.iter().filter(|t| t.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix))).collect();
+    if listed.len() != tenants.len() {
+        problems.push(format!("{} {prefix}* tenants, expected {}", listed.len(), tenants.len()));
+    }
+    for t in listed {
+        let finalizers = t.metadata.finalizers.clone().unwrap_or_default();
+        if finalizers != ["zhengyun.io/tenant-protection"] {
+            problems.push(format!("tenant {:?} has finalizers {finalizers:?}", t.metadata.name));
+        }
+    }
+    let shown: Vec<&String> = problems.iter().take(20).collect();
+    assert!(
+        problems.is_empty(),
+        "{} problems with the children of {} tenants:\n{shown:#?}",
+        problems.len(),
+        tenants.len()
+    );
 }
 
-async fn create(client: &Client, prefix: &str, n: usize) {
-    let api: Api<Tenant> = Api::all(client.clone());
-    let pp = PostParams::default();
-    for i in 0..n {
-        api.create(&pp, &faulty_tenant(&format!("{prefix}{i:03}"))).await.expect("create");
+/// A watch on every namespace for the length of a test, recording each time one of the
+/// `retained` is deleted or marked for deletion (or is missing from a re-list).
+struct RetainedNamespaces {
+    retained: BTreeSet<String>,
+    seen: Arc<Mutex<BTreeSet<String>>>,
+    deleted: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RetainedNamespaces {
+    /// Starts watching, and returns once the watch has listed the namespaces there are.
+    async fn watch(client: &Client, retained: BTreeSet<String>) -> Self {
+        let (seen, deleted) = (Arc::new(Mutex::new(BTreeSet::new())), Arc::new(Mutex::new(Vec::new())));
+        let (listed_tx, mut listed_rx) = tokio::sync::watch::channel(false);
+        let task = {
+            let (retained, seen, deleted) = (retained.clone(), seen.clone(), deleted.clone());
+            let events = watcher(Api::<Namespace>::all(client.clone()), watcher::Config::default()).default_backoff();
+            tokio::spawn(async move {
+                let mut relisted = BTreeSet::new();
+                let mut events = std::pin::pin!(events);
+                while let Some(event) = events.next().await {
+                    let Ok(event) = event else { continue };
+                    let record = |what: &str, ns: &Namespace| {
+                        let name = ns.metadata.name.clone().unwrap_or_default();
+                        if retained.contains(&name) {
+                            let at = jiff::Timestamp::now();
+                            deleted.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{at}: {name} {what}"));
+                        }
+                    };
+                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    match event {
+                        watcher::Event::Init => relisted.clear(),
+                        watcher::Event::InitApply(ns) | watcher::Event::Apply(ns) => {
+                            let name = ns.metadata.name.clone().unwrap_or_default();
+                            if ns.metadata.deletion_timestamp.is_some() {
+                                record("marked for deletion", &ns);
+                            }
+                            if retained.contains(&name) {
+                                relisted.insert(name.clone());
+                                seen.insert(name);
+                            }
+                        }
+                        watcher::Event::Delete(ns) => record("deleted", &ns),
+                        watcher::Event::InitDone => {
+                            for gone in seen.difference(&relisted) {
+                                deleted
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .push(format!("{gone} gone at a re-list"));
+                            }
+                            *seen = std::mem::take(&mut relisted);
+                            listed_tx.send_replace(true);
+                        }
+                    }
+                }
+            })
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(30), listed_rx.wait_for(|l| *l)).await;
+        Self { retained, seen, deleted, task }
+    }
+
+    /// Stops watching; fails if a retained namespace was deleted or never seen.
+    fn stop(self) {
+        self.task.abort();
+        let deleted = self.deleted.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assert!(deleted.is_empty(), "Retain namespaces were deleted:\n{deleted:#?}");
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let unseen: Vec<&String> = self.retained.difference(&seen).collect();
+        assert!(unseen.is_empty(), "the watch never saw these Retain namespaces: {unseen:?}");
     }
 }
 
-async fn all_ready(client: &Client, prefix: &str, n: usize, within: Duration) {
-    wait_for(&format!("{n} {prefix}* tenants Ready"), within, || async {
-        (ready(client, prefix).await >= n).then_some(())
-    })
-    .await;
+#[tokio::test]
+async fn faults_an_operator_killed_again_and_again_converges_and_never_deletes_a_retained_namespace() {
+    let client = client().await;
+    let started = std::time::Instant::now();
+    let (prefix, n) = ("kill-", 300);
+    let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i:03}")).collect();
+    // A third keeps its namespaces when deleted; the rest take them along (the tests after this
+    // one, the reachability view of the whole cluster among them, need no hundreds of namespaces).
+    let policy = |i: usize| if i.is_multiple_of(3) { DeletionPolicy::Retain } else { DeletionPolicy::Delete };
+    let retained: BTreeSet<String> = (0..n)
+        .filter(|i| policy(*i) == DeletionPolicy::Retain)
+        .flat_map(|i| SUFFIXES.map(|s| format!("{}-{s}", names[i])))
+        .collect();
+    let guard = RetainedNamespaces::watch(&client, retained.clone()).await;
+
+    create_tenants(&client, n, |i| faulty_tenant(&names[i], policy(i))).await;
+    let lease = "lease-kill";
+    let mut mid_way = Vec::new();
+    for round in 0..5u64 {
+        let mut op = Operator::start(lease, &format!("op-kill-{round}")).await;
+        op.wait_leading(lease).await;
+        tokio::time::sleep(Duration::from_millis(1500 + 700 * round)).await;
+        let ready = tenants_ready(&client, prefix).await;
+        op.kill().await;
+        mid_way.push(ready);
+    }
+    println!("killed with {mid_way:?} of {n} tenants Ready ({:?} in)", started.elapsed());
+    assert!(mid_way.iter().filter(|r| **r < n).count() >= 3, "at least three kills hit mid-convergence: {mid_way:?}");
+    let mut op = Operator::start(lease, "op-kill-last").await;
+    wait_tenants_ready(&client, prefix, n, Duration::from_secs(240)).await;
+    println!("all {n} Ready after {:?}", started.elapsed());
+    exactly_their_children(&client, prefix, &names).await;
+    assert!(op.running());
+
+    // Deleting the tenants: the Delete ones' namespaces go, the Retain ones' stay, orphaned.
+    delete_tenants(&client, prefix).await;
+    let ns: Api<Namespace> = Api::all(client.clone());
+    for name in &retained {
+        let kept = ns.get(name).await.unwrap_or_else(|e| panic!("Retain namespace {name}: {e}"));
+        assert!(kept.metadata.deletion_timestamp.is_none(), "{name} is being deleted");
+        let labels = kept.metadata.labels.unwrap_or_default();
+        assert_eq!(labels.get("zhengyun.io/orphaned").map(String::as_str), Some("true"), "{name}: {labels:?}");
+        assert!(!labels.contains_key("app.kubernetes.io/managed-by"), "{name} is still ours: {labels:?}");
+    }
+    guard.stop();
+    println!("tenants deleted, Retain namespaces kept, after {:?}", started.elapsed());
+    let retained: Vec<String> = retained.into_iter().collect();
+    remove_tenants(&client, prefix, &retained).await;
+    println!("cleaned up after {:?}", started.elapsed());
+    assert_eq!(op.stop().await.map(|s| s.success()), Some(true));
 }
 
 fn restart(component: &str) {
@@ -137,32 +279,12 @@ async fn api_back(client: &Client) {
     .await;
 }
 
-#[tokio::test]
-async fn faults_an_operator_killed_again_and_again_converges_with_nothing_duplicated_or_lost() {
-    let client = client().await;
-    let n = 100;
-    create(&client, "kill-", n).await;
-    let lease = "lease-kill";
-    for round in 0..4u64 {
-        let mut op = Operator::start(lease, &format!("op-kill-{round}")).await;
-        op.wait_leading(lease).await;
-        tokio::time::sleep(Duration::from_millis(1500 + 700 * round)).await;
-        op.kill().await;
-    }
-    let mut op = Operator::start(lease, "op-kill-last").await;
-    all_ready(&client, "kill-", n, Duration::from_secs(240)).await;
-    exactly_its_children(&client, "kill-", n).await;
-    assert!(op.running());
-    remove(&client, "kill-").await;
-    assert_eq!(op.stop().await.map(|s| s.success()), Some(true));
-}
-
 /// Waits until `n` tenants are Ready, restarting the operator whenever it exits, as its
 /// Deployment would. Returns how many times it had to.
 async fn supervised_until_ready(client: &Client, op: &mut Operator, lease: &str, prefix: &str, n: usize) -> usize {
     let mut restarts = 0;
     let start = std::time::Instant::now();
-    while ready(client, prefix).await < n {
+    while tenants_ready(client, prefix).await < n {
         assert!(start.elapsed() < Duration::from_secs(240), "{prefix}* tenants not all Ready after 240 s");
         if !op.running() {
             let log = std::fs::read_to_string(&op.log).unwrap_or_default();
@@ -186,19 +308,20 @@ async fn faults_the_api_server_and_etcd_crash_mid_convergence_and_every_tenant_c
     let mut op = Operator::start(lease, "op-crashes").await;
     let n = 40;
     for (prefix, component) in [("crash-api-", "kube-apiserver"), ("crash-etcd-", "etcd")] {
-        create(&client, prefix, n).await;
+        let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i:03}")).collect();
+        create_tenants(&client, n, |i| faulty_tenant(&names[i], DeletionPolicy::Delete)).await;
         wait_for("some tenants Ready", Duration::from_secs(60), || async {
-            (ready(&client, prefix).await >= 5).then_some(())
+            (tenants_ready(&client, prefix).await >= 5).then_some(())
         })
         .await;
         restart(component);
         api_back(&client).await;
         let restarts = supervised_until_ready(&client, &mut op, lease, prefix, n).await;
         println!("{component} crashed: the operator was restarted {restarts} times");
-        exactly_its_children(&client, prefix, n).await;
+        exactly_their_children(&client, prefix, &names).await;
     }
     assert!(op.running());
-    remove(&client, "crash-").await;
+    remove_tenants(&client, "crash-", &[]).await;
     assert_eq!(op.stop().await.map(|s| s.success()), Some(true));
 }
 
@@ -230,7 +353,7 @@ async fn faults_a_malformed_tenant_in_etcd_stalls_nothing_else() {
     let client = zhengyun_e2e::client().await;
     let op = Operator::start("lease-malformed", "op-malformed").await;
     apply_tenant(&client, &tenant("after-malformed", &["apps"])).await;
-    all_ready(&client, "after-malformed", 1, Duration::from_secs(60)).await;
+    wait_tenants_ready(&client, "after-malformed", 1, Duration::from_secs(60)).await;
     let log = std::fs::read_to_string(&op.log).unwrap_or_default();
     assert!(log.contains("does not deserialize"), "the malformed tenant was noticed and skipped:\n{log}");
     let (_, _) = run_tool("kubectl", &["delete", "tenant", "malformed", "--wait=false"], None);

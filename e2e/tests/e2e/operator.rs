@@ -1,5 +1,6 @@
-//! The operator as a process: killed mid-way it converges with no duplicates, and of two
-//! replicas only the leader writes.
+//! The operator as a process: killed mid-way it converges with no duplicates; of two replicas
+//! only the leader writes, and the other takes over within the lease; told to stop under load,
+//! it exits within ten seconds.
 
 use k8s_openapi::api::{
     coordination::v1::Lease,
@@ -7,10 +8,16 @@ use k8s_openapi::api::{
     networking::v1::NetworkPolicy,
     rbac::v1::RoleBinding,
 };
+use std::time::Duration;
+
 use kube::{Api, Client, Resource, api::ListParams};
 use serde::de::DeserializeOwned;
 use zhengyun::api::Tenant;
-use zhengyun_e2e::{Operator, SECONDS, SYSTEM_NAMESPACE, apply_tenant, client, tenant, wait_for, wait_ready};
+use zhengyun_e2e::{
+    AuditedWrite, LEASE_DURATION, LEASE_RETRY, Operator, SECONDS, SYSTEM_NAMESPACE, apply_tenant, audited_kubeconfig,
+    audited_writes, client, create_tenants, must, remove_tenants, run_tool, tenant, tenants_ready, wait_for,
+    wait_ready, wait_tenants_ready,
+};
 
 async fn count<K>(client: &Client, tenant: &str) -> usize
 where
@@ -53,38 +60,203 @@ async fn an_operator_killed_mid_way_converges_on_restart_without_duplicates() {
     assert_eq!(second.stop().await.map(|s| s.success()), Some(true));
 }
 
+/// A tenant of the load the tests below put on the operator, deleted with its namespace.
+fn load_tenant(name: &str) -> Tenant {
+    let mut t = tenant(name, &["apps"]);
+    t.spec.deletion_policy = zhengyun::api::DeletionPolicy::Delete;
+    t
+}
+
+/// Waits until the operator is busy with the load: `at_least` `prefix*` tenants Ready, not all.
+async fn converging(client: &Client, prefix: &str, n: usize, at_least: usize) -> usize {
+    let ready = wait_for(&format!("{at_least} tenants Ready"), SECONDS, || async {
+        let r = tenants_ready(client, prefix).await;
+        (r >= at_least).then_some(r)
+    })
+    .await;
+    assert!(ready < n, "all {n} tenants were Ready before the operator could be stopped mid-way");
+    ready
+}
+
 #[tokio::test]
-async fn of_two_replicas_only_the_leader_writes() {
+async fn of_two_replicas_only_the_leader_writes_and_the_other_takes_over_within_the_lease() {
     let client = client().await;
+    let since = jiff::Timestamp::now();
     let lease = "lease-pair";
-    let mut a = Operator::start(lease, "op-pair-a").await;
-    let mut b = Operator::start(lease, "op-pair-b").await;
+    // Both replicas write as the ServiceAccount the API server audits; their user agents name
+    // them. New names each run, so an earlier run's records are not taken for this one's.
+    let kubeconfig = audited_kubeconfig();
+    let env = [("KUBECONFIG", kubeconfig.as_str())];
+    let run = std::process::id();
+    let mut a = Operator::start_with(lease, &format!("op-pair-a-{run}"), &env).await;
+    let mut b = Operator::start_with(lease, &format!("op-pair-b-{run}"), &env).await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
-    let holder =
-        wait_for("a lease holder", SECONDS, || async { leases.get_opt(lease).await.ok()??.spec?.holder_identity })
-            .await;
+    let holder = wait_for("a lease holder", SECONDS, || async {
+        let h = leases.get_opt(lease).await.ok()??.spec?.holder_identity?;
+        (h == a.identity || h == b.identity).then_some(h)
+    })
+    .await;
     let (leader, follower) = if holder == a.identity { (&mut a, &mut b) } else { (&mut b, &mut a) };
     leader.wait_leading(lease).await;
     let master = format!("leader_election_master_status{{name=\"{lease}\"}}");
     assert_eq!(follower.metric(&master).await, Some(0.0));
 
-    apply_tenant(&client, &tenant("pair", &["apps"])).await;
-    wait_ready(&client, "pair").await;
+    // Hundreds of tenants converging: the leader is killed while it writes.
+    let (prefix, n) = ("pair-", 200);
+    create_tenants(&client, n, |i| load_tenant(&format!("{prefix}{i:03}"))).await;
+    let ready = converging(&client, prefix, n, 10).await;
     let reconciles = "controller_runtime_reconcile_total{controller=\"tenant\",result=\"success\"}";
     assert!(leader.metric(reconciles).await.unwrap_or(0.0) > 0.0, "the leader reconciled");
     assert_eq!(follower.metric(reconciles).await, None, "the follower never reconciled");
-    assert!(follower.running());
-
-    // The leader dies; the follower takes over once the lease expires and carries on.
+    let killed_at = jiff::Timestamp::now();
+    let killed = std::time::Instant::now();
     leader.kill().await;
+
+    // The follower holds the lease once it has run out: at most the lease and one retry after
+    // the leader's last renewal, which came before the kill.
+    let bound = LEASE_DURATION + LEASE_RETRY + Duration::from_millis(1500);
+    wait_for("the follower to hold the lease", bound + SECONDS, || async {
+        let h = leases.get(lease).await.ok()?.spec?.holder_identity?;
+        (h == follower.identity).then_some(())
+    })
+    .await;
+    let took = killed.elapsed();
+    println!("killed with {ready} of {n} Ready; the follower held the lease {took:?} later");
+    assert!(took <= bound, "the follower took the lease {took:?} after the kill, more than {bound:?}");
     follower.wait_leading(lease).await;
-    let holder = leases.get(lease).await.expect("lease").spec.and_then(|s| s.holder_identity);
-    assert_eq!(holder.as_deref(), Some(follower.identity.as_str()));
-    apply_tenant(&client, &tenant("pair-next", &["apps"])).await;
-    wait_ready(&client, "pair-next").await;
+    wait_tenants_ready(&client, prefix, n, Duration::from_secs(120)).await;
     assert!(follower.metric(reconciles).await.unwrap_or(0.0) > 0.0);
-    let api: Api<Tenant> = Api::all(client.clone());
-    assert!(api.get_opt("pair-next").await.expect("get").is_some());
+
+    // Nothing was written by both: the old leader's last write was answered before the new one
+    // took the lease, and the new one wrote nothing before that.
+    let writes = audited_writes(since);
+    let by = |op: &Operator| -> Vec<AuditedWrite> {
+        let agent = format!("({})", op.identity);
+        writes.iter().filter(|w| w.user_agent.ends_with(&agent)).cloned().collect()
+    };
+    let (old, new) = (by(leader), by(follower));
+    let lease_object = format!("leases/{SYSTEM_NAMESPACE}/{lease}");
+    let takeover = new
+        .iter()
+        .find(|w| w.object == lease_object && w.code < 300)
+        .unwrap_or_else(|| panic!("no Lease write by the new leader in the audit log ({} of its writes)", new.len()));
+    let old_objects: Vec<&AuditedWrite> = old.iter().filter(|w| w.resource != "leases").collect();
+    let new_objects: Vec<&AuditedWrite> = new.iter().filter(|w| w.resource != "leases").collect();
+    assert!(
+        !old_objects.is_empty() && !new_objects.is_empty(),
+        "both replicas wrote: {} and {}",
+        old_objects.len(),
+        new_objects.len()
+    );
+    let last_old = old.last().expect("the old leader's writes");
+    assert!(
+        last_old.completed < takeover.received,
+        "the old leader wrote until {} (answered), the new one took the lease at {}: {last_old:?}",
+        last_old.completed,
+        takeover.received
+    );
+    let early: Vec<&AuditedWrite> = new.iter().filter(|w| w.received < takeover.received).collect();
+    assert!(early.is_empty(), "the follower wrote before it led: {early:#?}");
+    // The kill came while the leader wrote: its last write of a tenant's objects was that recent.
+    let last_object = old_objects.last().expect("written");
+    // Negative when a request in flight reached the API server after the kill was sent.
+    let gap = killed_at.duration_since(last_object.received).as_secs_f64();
+    assert!(gap < 2.0, "the leader's last object write came {gap:.3} s before the kill");
+    println!(
+        "audit: the old leader wrote {} objects (last {gap:.3} s before the kill), the new one {} after taking over",
+        old_objects.len(),
+        new_objects.len()
+    );
+
+    remove_tenants(&client, prefix, &[]).await;
+    assert_eq!(follower.stop().await.map(|s| s.success()), Some(true));
+}
+
+/// The local control plane's API server, stopped (SIGSTOP) until this is dropped: requests
+/// sent to it hang, as with an API server that stops answering.
+struct FrozenApiServer(String);
+
+impl FrozenApiServer {
+    fn freeze() -> Self {
+        let dir = std::env::var("ZHENGYUN_CLUSTER_DIR").expect("hack/test.sh sets ZHENGYUN_CLUSTER_DIR");
+        let pid = std::fs::read_to_string(format!("{dir}/pids/kube-apiserver")).expect("the API server's pid");
+        let pid = pid.trim().to_string();
+        must("kill -STOP", run_tool("kill", &["-STOP", &pid], None));
+        FrozenApiServer(pid)
+    }
+}
+
+impl Drop for FrozenApiServer {
+    fn drop(&mut self) {
+        let _ = run_tool("kill", &["-CONT", &self.0], None);
+    }
+}
+
+/// SIGTERM to a leader; asserts that it exits with success within ten seconds (the e2e
+/// operators run with no --shutdown-delay, so the ten seconds are all the operator's).
+async fn stops_within_ten_seconds(op: &mut Operator, what: &str) {
+    let asked = std::time::Instant::now();
+    let status = op.stop().await;
+    let took = asked.elapsed();
+    println!("{what}: exited {took:?} after SIGTERM, {status:?}");
+    assert_eq!(status.map(|s| s.success()), Some(true), "{what}: exit status");
+    assert!(took < Duration::from_secs(10), "{what}: exited {took:?} after SIGTERM");
+    let log = std::fs::read_to_string(&op.log).unwrap_or_default();
+    assert!(log.contains("shut down cleanly"), "{what}:\n{log}");
+}
+
+#[tokio::test]
+async fn a_leader_under_load_stops_in_time_when_told_to_and_when_the_api_server_hangs() {
+    let client = client().await;
+    let started = std::time::Instant::now();
+    let lease = "lease-sigterm";
+    let mut op = Operator::start(lease, "op-sigterm").await;
+    op.wait_leading(lease).await;
+    let (prefix, n) = ("sigterm-", 200);
+    create_tenants(&client, n, |i| load_tenant(&format!("{prefix}{i:03}"))).await;
+    let ready = converging(&client, prefix, n, 10).await;
+    stops_within_ten_seconds(&mut op, &format!("converging ({ready} of {n} Ready)")).await;
+
+    // Again, with the API server hanging with the rounds in flight: they are given up on.
+    let mut op = Operator::start(lease, "op-sigterm-hung").await;
+    op.wait_leading(lease).await;
+    let ready = converging(&client, prefix, n, ready + 10).await;
+    let frozen = FrozenApiServer::freeze();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stops_within_ten_seconds(&mut op, &format!("converging ({ready} of {n} Ready), API server hung")).await;
+    drop(frozen);
+    let log = std::fs::read_to_string(&op.log).unwrap_or_default();
+    assert!(log.contains("rounds still running after the drain time"), "rounds were in flight:\n{log}");
+
+    // The API server hangs under a leader, its renewals with it: the leader stops writing and
+    // exits (to be restarted as a follower) before its lease runs out, counted from its last
+    // renewal, which came before the freeze.
+    let mut op = Operator::start(lease, "op-sigterm-cut-off").await;
+    op.wait_leading(lease).await;
+    let ready = converging(&client, prefix, n, ready + 10).await;
+    let frozen = FrozenApiServer::freeze();
+    let cut_off = std::time::Instant::now();
+    while op.running() && cut_off.elapsed() < LEASE_DURATION + SECONDS {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = cut_off.elapsed();
+    drop(frozen);
+    println!("converging ({ready} of {n} Ready), API server hung: the leader exited {took:?} later");
+    assert!(
+        took < LEASE_DURATION,
+        "the leader went on for {took:?} with its lease unrenewed, lease {LEASE_DURATION:?}"
+    );
+    let log = std::fs::read_to_string(&op.log).unwrap_or_default();
+    assert!(log.contains("could not renew the lease in time: stepping down"), "{log}");
+    assert!(log.contains("lost leadership"), "{log}");
+
+    // What they left half done, the next leader finishes.
+    let mut op = Operator::start(lease, "op-sigterm-next").await;
+    wait_tenants_ready(&client, prefix, n, Duration::from_secs(180)).await;
+    println!("all {n} Ready {:?} after the start", started.elapsed());
+    remove_tenants(&client, prefix, &[]).await;
+    println!("cleaned up {:?} after the start", started.elapsed());
+    assert_eq!(op.stop().await.map(|s| s.success()), Some(true));
 }
 
 /// Sums every series of a metric whose labels contain `filter`.
