@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::{
     api::{ComputerRoom, ComputerRoomSpec, InventorySummary, MigrationPhase, Zone, ZoneTaint},
     labels,
-    quantity::{self, Kind, Milli},
+    quantity::{self, Milli},
 };
 
 /// Why a room labels none of its nodes this round.
@@ -273,32 +273,7 @@ pub fn pod_requests(pod: &Pod) -> BTreeMap<String, Milli> {
     sum
 }
 
-/// A resource's quantity kind, for formatting.
-pub fn kind_of(resource: &str) -> Kind {
-    match resource {
-        "cpu" => Kind::Cores,
-        "memory" | "ephemeral-storage" => Kind::Bytes,
-        _ => Kind::Count,
-    }
-}
-
-/// Sums quantities by resource and formats them.
-pub fn format_sums(sums: &BTreeMap<String, Milli>) -> BTreeMap<String, String> {
-    sums.iter().map(|(k, v)| (k.clone(), quantity::format(*v, kind_of(k)))).collect()
-}
-
-/// Allocatable capacity of nodes, summed by resource.
-pub fn allocatable(nodes: &[&Node]) -> BTreeMap<String, Milli> {
-    let mut sum: BTreeMap<String, Milli> = BTreeMap::new();
-    for n in nodes {
-        for (k, v) in n.status.as_ref().and_then(|s| s.allocatable.as_ref()).into_iter().flatten() {
-            if let Ok(m) = quantity::parse(&v.0) {
-                *sum.entry(k.clone()).or_default() += m;
-            }
-        }
-    }
-    sum
-}
+pub use crate::zones::{allocatable_milli as allocatable, format_sums};
 
 /// Requested over allocatable, in whole percent, for the resources both have.
 pub fn utilisation(

@@ -57,8 +57,8 @@ pub fn selects(selector: &BTreeMap<String, String>, node_labels: &BTreeMap<Strin
     selector.iter().all(|(k, v)| node_labels.get(k) == Some(v))
 }
 
-/// Sums allocatable capacity over nodes, by resource.
-pub fn allocatable(nodes: &[&Node]) -> BTreeMap<String, String> {
+/// Sums allocatable capacity over nodes, by resource, in thousandths (as parsed).
+pub fn allocatable_milli(nodes: &[&Node]) -> BTreeMap<String, Milli> {
     let mut sum: BTreeMap<String, Milli> = BTreeMap::new();
     for n in nodes {
         for (k, v) in n.status.as_ref().and_then(|s| s.allocatable.as_ref()).into_iter().flatten() {
@@ -67,16 +67,26 @@ pub fn allocatable(nodes: &[&Node]) -> BTreeMap<String, String> {
             }
         }
     }
-    sum.into_iter()
-        .map(|(k, v)| {
-            let kind = match k.as_str() {
-                "cpu" => Kind::Cores,
-                "memory" | "ephemeral-storage" => Kind::Bytes,
-                _ => Kind::Count,
-            };
-            (k, quantity::format(v, kind))
-        })
-        .collect()
+    sum
+}
+
+/// A resource's quantity kind, for formatting.
+pub fn kind_of(resource: &str) -> Kind {
+    match resource {
+        "cpu" => Kind::Cores,
+        "memory" | "ephemeral-storage" => Kind::Bytes,
+        _ => Kind::Count,
+    }
+}
+
+/// Quantities by resource, formatted as Kubernetes writes them.
+pub fn format_sums(sums: &BTreeMap<String, Milli>) -> BTreeMap<String, String> {
+    sums.iter().map(|(k, v)| (k.clone(), quantity::format(*v, kind_of(k)))).collect()
+}
+
+/// Sums allocatable capacity over nodes, by resource.
+pub fn allocatable(nodes: &[&Node]) -> BTreeMap<String, String> {
+    format_sums(&allocatable_milli(nodes))
 }
 
 /// The zone controller's state: the shared [`Context`], whose watches it reads.
