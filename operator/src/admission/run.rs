@@ -3,11 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use k8s_openapi::api::{
-    admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration},
-    authentication::v1::SelfSubjectReview,
-    rbac::v1::ClusterRole,
-};
+use k8s_openapi::api::{authentication::v1::SelfSubjectReview, rbac::v1::ClusterRole};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Api, Client, api::PostParams};
 
@@ -119,6 +115,28 @@ async fn owner(client: &Client, role: &str) -> Result<Option<OwnerReference>, ku
     }))
 }
 
+/// Applies a registration unless the API server already holds everything it says: the
+/// periodic check of a settled cluster then reads and writes nothing else.
+async fn ensure_registered<K>(client: &Client, desired: &K) -> Result<bool, kube::Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope, DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    use kube::ResourceExt;
+    let actual = Api::<K>::all(client.clone()).get_opt(&desired.name_any()).await?;
+    let in_place = actual.is_some_and(|a| match (serde_json::to_value(&a), serde_json::to_value(desired)) {
+        (Ok(a), Ok(d)) => apply::covers(&a, &d),
+        _ => false,
+    });
+    if !in_place {
+        apply::cluster(client, desired).await?;
+    }
+    Ok(!in_place)
+}
+
 /// Keeps the webhook registrations in place with the current CA bundle (leader only). With
 /// `owner_role`, they are owned by that ClusterRole, and not registered while it is gone (the
 /// release is being uninstalled).
@@ -132,24 +150,25 @@ pub async fn register(
         let bundle = running.ca_bundle.borrow_and_update().clone();
         let mut v = config::validating(&running.endpoint, &bundle, &running.operator_user);
         let mut m = config::mutating(&running.endpoint, &bundle, &running.operator_user);
-        let result = async {
+        let result: Result<bool, kube::Error> = async {
             if let Some(role) = &owner_role {
                 let Some(owner) = owner(&client, role).await? else {
                     tracing::warn!(
                         role,
                         "the ClusterRole that owns the webhook registrations is gone: not registering"
                     );
-                    return Ok(());
+                    return Ok(false);
                 };
                 v.metadata.owner_references = Some(vec![owner.clone()]);
                 m.metadata.owner_references = Some(vec![owner]);
             }
-            apply::cluster::<ValidatingWebhookConfiguration>(&client, &v).await?;
-            apply::cluster::<MutatingWebhookConfiguration>(&client, &m).await.map(|_| ())
+            let v = ensure_registered(&client, &v).await?;
+            Ok(ensure_registered(&client, &m).await? | v)
         }
         .await;
         match result {
-            Ok(_) => tracing::info!("admission webhooks registered"),
+            Ok(true) => tracing::info!("admission webhooks registered"),
+            Ok(false) => tracing::debug!("admission webhook registrations already in place"),
             Err(e) => tracing::warn!(error = %e, "registering the admission webhooks failed; retrying"),
         }
         tokio::select! {
