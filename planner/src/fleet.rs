@@ -102,6 +102,7 @@ pub fn generate(servers: usize, seed: u64) -> (Vec<Node>, Vec<System>) {
                     capacity: cap,
                     arch,
                     zone: zone.into(),
+                    price: None,
                 });
             }
         }

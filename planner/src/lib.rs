@@ -40,6 +40,10 @@ pub struct Node {
     pub capacity: Res,
     pub arch: Arch,
     pub zone: String,
+    /// What the node costs a month (`price_per_month` in `nodes.csv`), in whatever currency the
+    /// file's prices are; `None`: not priced. A zone whose every node is priced is planned for
+    /// least cost ([`plan`]); prices are never invented.
+    pub price: Option<f64>,
 }
 
 /// A department's system: `replicas` copies of `need`, each on its own node.

@@ -971,7 +971,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn node(name: &str, cpu: u64, mem: u64, zone: &str, arch: Arch) -> Node {
-        Node { name: name.into(), capacity: [cpu, mem, 1000, 0], arch, zone: zone.into() }
+        Node { name: name.into(), capacity: [cpu, mem, 1000, 0], arch, zone: zone.into(), price: None }
     }
 
     fn sys(name: &str, cpu: u64, mem: u64, replicas: u32, zone: &str, arch: Option<Arch>) -> System {
@@ -1069,7 +1069,7 @@ mod tests {
     }
 
     fn shaped(name: &str, cap: Res, arch: Arch) -> Node {
-        Node { name: name.into(), capacity: cap, arch, zone: "a".into() }
+        Node { name: name.into(), capacity: cap, arch, zone: "a".into(), price: None }
     }
 
     fn needs(name: &str, need: Res, arch: Option<Arch>) -> System {
@@ -1161,6 +1161,7 @@ mod tests {
                         capacity: [c * 1000, m * 1000, 100, g * 1000],
                         arch: if arm { Arch::Arm64 } else { Arch::Amd64 },
                         zone: ["a", "b"][z].into(),
+                        price: None,
                     })
                     .collect::<Vec<_>>()
             });
@@ -1240,6 +1241,7 @@ mod tests {
                         capacity: [c * 1000, m * 1024, 500, 0],
                         arch: if arm { Arch::Arm64 } else { Arch::Amd64 },
                         zone: zones[z].into(),
+                        price: None,
                     })
                     .collect::<Vec<_>>()
             });
