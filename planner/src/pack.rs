@@ -270,7 +270,7 @@ fn zone_bound(nodes: &[Node], node_ix: &[usize], items: &[Item], o: &Options) ->
 /// replica some node of its zone and architecture can hold, as for [`lower_bound`]), summed over
 /// zones; `None` when a zone with such replicas has a node without a price (an unpriced node may
 /// cost anything). In a zone, with the notation of [`lower_bound`] and p(n) the price of node n,
-/// it is the larger of two bounds, each valid, so their maximum is:
+/// it is the largest of three bounds, each valid, so their maximum is:
 ///
 /// - **Counts priced at the cheapest.** A plan's `a` amd64 and `r` arm64 nodes pass every test
 ///   of [`lower_bound`], so a ≥ a0, r is at least the least r those tests allow with `a`, and
@@ -287,6 +287,10 @@ fn zone_bound(nodes: &[Node], node_ix: &[usize], items: &[Item], o: &Options) ->
 ///   X (cheapest first), so the cheapest extra unit is always the one to buy. The weightings
 ///   are those of [`lower_bound`]. Where one resource is tight this is the tight resource's
 ///   demand at the lowest price per unit of it, limited to the nodes there are.
+/// - **Resources priced so that no node is worth much more than it costs** ([`resource_prices`]):
+///   every resource at once, where a weighting above sees one mix of them at a time. It is the
+///   dual of the relaxation above with all resources together, and on the priced generated
+///   fleets the strongest of the three (4–5% above the second).
 ///
 /// When no plan places every replica (the zone lacks room), the bound is what all the zone's
 /// nodes cost. Each zone's bound is lowered by one part in 10⁹ so that rounding in the sums of
