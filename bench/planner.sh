@@ -5,11 +5,14 @@
 # (bench/data/alibaba-openb-2023/, see its README for the source and citation): seconds, nodes
 # used and nodes used over the lower bound (planner/src/pack.rs says why the bound is valid).
 # Every plan is checked (capacity after headroom, zones, architectures, replicas apart) before
-# its row is printed.
+# its row is printed. Then a second table on priced fleets (generated, PRICED servers, default
+# 10,000, and the trace; node prices by planner/src/fleet.rs `price`: 30 a core, 5 a GiB, 1,000 a
+# GPU a month, arm64 20% less): the planner for least cost beside the same fleet planned for
+# fewest nodes and the baselines, monthly cost over the cost bound. PRICED= skips it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 # shellcheck source=../hack/lib/env.sh
 source hack/lib/env.sh
 cargo build -q --release -p zhengyun-planner --bin planner-bench
-"$CARGO_TARGET_DIR/release/planner-bench" bench/data/alibaba-openb-2023 "${SIZES:-1000,10000,100000}"
+"$CARGO_TARGET_DIR/release/planner-bench" bench/data/alibaba-openb-2023 "${SIZES:-1000,10000,100000}" 100000 "${PRICED-10000}"

@@ -7,6 +7,10 @@
 //! arm64 20%, either 10%. The shared pool has, per zone and architecture, enough nodes of four
 //! sizes (32c/128Gi, 64c/256Gi, 96c/384Gi, 128c/512Gi with a fifth of them holding 4 GPUs) to
 //! hold 2.5 times what is asked (with 70% headroom, 1.75 times).
+//!
+//! Priced fleets ([`price`]): a node costs 30 a core, 5 a GiB of memory and 1,000 a GPU a
+//! month, arm64 nodes 20% less (32c/128Gi amd64 1,600; 128c/512Gi with 4 GPUs 10,400; disk is
+//! not priced, so every node has its 4 TB at no charge).
 
 #![allow(clippy::needless_range_loop)] // resources are fixed-size vectors: loops over the dimension read as the arithmetic does
 
@@ -102,9 +106,18 @@ pub fn generate(servers: usize, seed: u64) -> (Vec<Node>, Vec<System>) {
                     capacity: cap,
                     arch,
                     zone: zone.into(),
+                    price: None,
                 });
             }
         }
     }
     (nodes, systems)
+}
+
+/// A node's monthly price in the priced fleets: 30 a core, 5 a GiB of memory and 1,000 a GPU,
+/// 20% less for arm64.
+pub fn price(n: &Node) -> f64 {
+    let c = &n.capacity;
+    let p = 30.0 * c[0] as f64 / 1000.0 + 5.0 * c[1] as f64 / 1024.0 + 1000.0 * c[3] as f64 / 1000.0;
+    if n.arch == Arch::Arm64 { 0.8 * p } else { p }
 }

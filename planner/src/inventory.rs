@@ -1,7 +1,9 @@
 //! The inventory a cloud office fills in offline, as two CSV files (docs/performance.md and
 //! docs/examples/consolidation/ show them), and the summary of a plan over it.
 //!
-//! `nodes.csv`: `name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus` — the shared nodes.
+//! `nodes.csv`: `name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus` — the shared nodes —
+//! optionally followed by `price_per_month` (what the node costs a month; an empty cell: not
+//! priced). A zone whose every node has a price is planned for least cost, not fewest nodes.
 //! `systems.csv`: `name,department,room,server,zone,arch,cpu_cores,memory_gib,disk_gib,gpus,replicas`
 //! — each system of each old server, per replica; `arch` is `amd64`, `arm64` or `any`; `gpus`
 //! may be fractional (a share of one GPU).
@@ -34,26 +36,50 @@ impl std::fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
-pub(crate) fn rows<'a>(
+/// The lines of a CSV file after its header: each line's number and its fields.
+pub(crate) type Rows<'a> = Vec<(usize, Vec<&'a str>)>;
+
+pub(crate) fn rows<'a>(file: &'a str, text: &'a str, header: &[&str]) -> Result<Rows<'a>, InputError> {
+    Ok(rows_optional(file, text, header, &[])?.1)
+}
+
+/// As [`rows`], where the header may go on with the first columns of `optional`, in that order:
+/// returns how many of them it has, and rows of that many more fields.
+pub(crate) fn rows_optional<'a>(
     file: &'a str,
     text: &'a str,
     header: &[&str],
-) -> Result<Vec<(usize, Vec<&'a str>)>, InputError> {
+    optional: &[&str],
+) -> Result<(usize, Rows<'a>), InputError> {
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
     let Some((_, head)) = lines.next() else { return Err(InputError(format!("{file}: empty"))) };
     let got: Vec<&str> = head.split(',').map(str::trim).collect();
-    if got != header {
-        return Err(InputError(format!("{file}: the header must be {}, not {}", header.join(","), got.join(","))));
+    let extra = got.len().saturating_sub(header.len());
+    if got[..got.len().min(header.len())] != *header
+        || extra > optional.len()
+        || got[header.len()..] != optional[..extra]
+    {
+        let optional = match optional {
+            [] => String::new(),
+            o => format!(" (optionally followed by ,{})", o.join(",")),
+        };
+        return Err(InputError(format!(
+            "{file}: the header must be {}{optional}, not {}",
+            header.join(","),
+            got.join(",")
+        )));
     }
-    lines
+    let width = header.len() + extra;
+    let rows = lines
         .map(|(i, l)| {
             let f: Vec<&str> = l.split(',').map(str::trim).collect();
-            if f.len() != header.len() {
-                return Err(InputError(format!("{file}:{}: {} fields, expected {}", i + 1, f.len(), header.len())));
+            if f.len() != width {
+                return Err(InputError(format!("{file}:{}: {} fields, expected {width}", i + 1, f.len())));
             }
             Ok((i + 1, f))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((extra, rows))
 }
 
 pub(crate) fn number(file: &str, line: usize, column: &str, v: &str, max: f64) -> Result<f64, InputError> {
@@ -77,14 +103,17 @@ fn arch(file: &str, line: usize, v: &str, any: bool) -> Result<Option<Arch>, Inp
 }
 
 pub const NODE_HEADER: [&str; 7] = ["name", "zone", "arch", "cpu_cores", "memory_gib", "disk_gib", "gpus"];
+/// The optional columns of `nodes.csv`, after [`NODE_HEADER`]: what the node costs a month.
+pub const NODE_OPTIONAL: [&str; 1] = ["price_per_month"];
 pub const SYSTEM_HEADER: [&str; 11] =
     ["name", "department", "room", "server", "zone", "arch", "cpu_cores", "memory_gib", "disk_gib", "gpus", "replicas"];
 
 /// Reads `nodes.csv`. Sizes above 4,096 cores, 64 TiB of memory, 1 PiB of disk or 64 GPUs are
-/// refused as typos.
+/// refused as typos. The header decides whether there is a `price_per_month` column; a price is
+/// a number from 0 to 10⁹ (in the file's currency), and an empty cell leaves the node unpriced.
 pub fn nodes(f: &str, text: &str) -> Result<Vec<Node>, InputError> {
-    rows(f, text, &NODE_HEADER)?
-        .into_iter()
+    let (priced, rows) = rows_optional(f, text, &NODE_HEADER, &NODE_OPTIONAL)?;
+    rows.into_iter()
         .map(|(line, r)| {
             let n = |c: usize, max: f64| number(f, line, NODE_HEADER[c], r[c], max);
             Ok(Node {
@@ -97,6 +126,10 @@ pub fn nodes(f: &str, text: &str) -> Result<Vec<Node>, InputError> {
                     n(5, 1_048_576.0)? as u64,
                     (n(6, 64.0)? * 1000.0) as u64,
                 ],
+                price: match r.get(NODE_HEADER.len()) {
+                    Some(v) if priced > 0 && !v.is_empty() => Some(number(f, line, NODE_OPTIONAL[0], v, 1e9)?),
+                    _ => None,
+                },
             })
         })
         .collect()
@@ -205,6 +238,52 @@ mod tests {
             nodes("/srv/office/pool.csv", "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,x,amd64,8,lots,1,0\n")
                 .unwrap_err();
         assert_eq!(e.0, "/srv/office/pool.csv:2: memory_gib 'lots' is not a number");
+    }
+
+    #[test]
+    fn a_nodes_file_without_prices_reads_as_before() {
+        let n =
+            nodes("nodes.csv", "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,intranet,arm64,8,32,100,0.5\n")
+                .unwrap();
+        assert_eq!(
+            n,
+            vec![Node {
+                name: "n1".into(),
+                zone: "intranet".into(),
+                arch: Arch::Arm64,
+                capacity: [8000, 32_768, 100, 500],
+                price: None,
+            }]
+        );
+    }
+
+    #[test]
+    fn node_prices_come_from_an_optional_column_and_bad_ones_name_the_line() {
+        let head = "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus,price_per_month";
+        let n = nodes(
+            "nodes.csv",
+            &format!("{head}\nn1,a,amd64,8,32,100,0,1250.5\nn2,a,amd64,8,32,100,0,\nn3,a,amd64,8,32,100,0,0\n"),
+        )
+        .unwrap();
+        assert_eq!(n.iter().map(|n| n.price).collect::<Vec<_>>(), [Some(1250.5), None, Some(0.0)]);
+        let e =
+            nodes("nodes.csv", &format!("{head}\nn1,a,amd64,8,32,100,0,1\nn2,a,amd64,8,32,100,0,-3\n")).unwrap_err();
+        assert_eq!(e.0, "nodes.csv:3: price_per_month -3 is out of range (0 to 1000000000)");
+        for bad in ["NaN", "inf", "2e9"] {
+            let e = nodes("nodes.csv", &format!("{head}\nn1,a,amd64,8,32,100,0,{bad}\n")).unwrap_err();
+            assert_eq!(e.0, format!("nodes.csv:2: price_per_month {bad} is out of range (0 to 1000000000)"));
+        }
+        let e = nodes("nodes.csv", &format!("{head}\nn1,a,amd64,8,32,100,0,cheap\n")).unwrap_err();
+        assert_eq!(e.0, "nodes.csv:2: price_per_month 'cheap' is not a number");
+        // A row without the price when the header has the column: the field count is wrong.
+        let e = nodes("nodes.csv", &format!("{head}\nn1,a,amd64,8,32,100,0\n")).unwrap_err();
+        assert_eq!(e.0, "nodes.csv:2: 7 fields, expected 8");
+        let e = nodes("nodes.csv", "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus,price\n").unwrap_err();
+        assert_eq!(
+            e.0,
+            "nodes.csv: the header must be name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus (optionally followed by \
+             ,price_per_month), not name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus,price"
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! nodes of the same zone and architecture, no node over its capacity times a headroom target,
 //! no two replicas of one system on one node. [`plan`] is the planner; [`first_fit_decreasing`]
 //! and [`best_fit_decreasing`] are the textbook baselines it is measured against, and
-//! [`lower_bound`] says how far from optimal any of them can be. [`inventory`] and [`showback`]
+//! [`lower_bound`] says how far from optimal any of them can be. When node prices are given, a
+//! zone whose every node is priced is planned for least cost instead, and [`cost_lower_bound`]
+//! says how far from the cheapest plan it is. [`inventory`] and [`showback`]
 //! read what a cloud office fills in (CSV); [`report`] turns a plan into JSON, Markdown and HTML.
 
 #![forbid(unsafe_code)]
@@ -17,7 +19,7 @@ pub mod report;
 pub mod showback;
 pub mod trace;
 
-pub use pack::{best_fit_decreasing, first_fit_decreasing, lower_bound, plan};
+pub use pack::{best_fit_decreasing, cost_lower_bound, first_fit_decreasing, lower_bound, plan};
 
 /// Resources, in fixed units: millicores, MiB of memory, GiB of disk, thousandths of a GPU.
 pub const DIMS: usize = 4;
@@ -40,6 +42,10 @@ pub struct Node {
     pub capacity: Res,
     pub arch: Arch,
     pub zone: String,
+    /// What the node costs a month (`price_per_month` in `nodes.csv`), in whatever currency the
+    /// file's prices are; `None`: not priced. A zone whose every node is priced is planned for
+    /// least cost ([`plan`]); prices are never invented.
+    pub price: Option<f64>,
 }
 
 /// A department's system: `replicas` copies of `need`, each on its own node.
@@ -89,4 +95,7 @@ pub struct Plan {
     pub placements: Vec<Placement>,
     pub unplaced: Vec<Unplaced>,
     pub nodes_used: usize,
+    /// What the nodes used cost a month: the sum of their prices, when every node used has one
+    /// (and some node of the input does); `None` otherwise.
+    pub cost: Option<f64>,
 }

@@ -24,6 +24,7 @@ pub fn nodes(csv: &str) -> Result<Vec<Node>, String> {
                 capacity: [num(1)?, num(2)?, 0, num(3)? * 1000],
                 arch: Arch::Amd64,
                 zone: "openb".into(),
+                price: None,
             })
         })
         .collect()

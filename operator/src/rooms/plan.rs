@@ -55,6 +55,7 @@ pub fn shared_nodes(
             capacity: free(&alloc, &requested(&n.name_any())),
             arch: a,
             zone: zone.name_any(),
+            price: None,
         });
     }
     out
@@ -217,6 +218,7 @@ mod tests {
             capacity: free(&alloc, &BTreeMap::new()),
             arch: planner::Arch::Amd64,
             zone: "intranet".into(),
+            price: None,
         }];
         assert_eq!(nodes[0].capacity, [16_000, 65_536, 500, 0]);
         let s = summary(&spec, &nodes).expect("a plan");

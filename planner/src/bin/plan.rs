@@ -10,6 +10,9 @@ use zhengyun_planner::{Options, pack, plan, showback};
 
 const USAGE: &str = "usage: zhengyun-plan [OPTIONS] NODES.csv SYSTEMS.csv [HEADROOM]
 
+  NODES.csv may end with a price_per_month column: a zone whose every node has a price is
+  planned for least cost instead of fewest nodes, and the report gives the cost and its bound.
+
   --headroom H        the share of each node that may be used, 0.05 to 1 (default 0.7: 30% kept free);
                       the third positional argument says the same
   --format F          markdown (default), json or html

@@ -86,10 +86,14 @@ pub fn html(r: &Report) -> String {
     unplaced(&mut o, r);
     showback(&mut o, r);
     systems(&mut o, r);
+    let cost = r
+        .node_cost
+        .as_ref()
+        .map_or_else(String::new, |c| format!("<p><b>Cost bound</b> ({}): {}</p>", esc(c.name), esc(&c.statement)));
     let _ = writeln!(
         o,
-        "<footer><p><b>Lower bound</b> ({}): {}</p><p>Schema {}; the same report is available as JSON and Markdown \
-         (<code>zhengyun-plan --format json|markdown</code>).</p></footer>",
+        "<footer><p><b>Lower bound</b> ({}): {}</p>{cost}<p>Schema {}; the same report is available as JSON and \
+         Markdown (<code>zhengyun-plan --format json|markdown</code>).</p></footer>",
         esc(r.lower_bound.name),
         esc(&r.lower_bound.statement),
         esc(r.schema)
@@ -115,6 +119,18 @@ fn cards(o: &mut String, r: &Report) {
         None => String::new(),
     };
     card(o, &b.nodes.to_string(), &format!("nodes: lower bound; {gap}"));
+    if let Some(c) = &r.node_cost {
+        let bound = match (c.lower_bound, c.gap_percent) {
+            (Some(lb), Some(g)) => format!("; cost bound {}, at most {g:.1}% above the cheapest possible", money(lb)),
+            (Some(lb), None) => format!("; cost bound {}", money(lb)),
+            (None, _) => "; no cost bound (not every node priced)".to_string(),
+        };
+        card(
+            o,
+            &c.monthly.map_or_else(|| "–".to_string(), money),
+            &format!("monthly cost of the nodes used (nodes.csv prices){bound}"),
+        );
+    }
     card(o, &format!("{} / {}", s.replicas_placed, s.replicas), "replicas placed");
     let t = &r.showback.total.requested;
     card(o, &num(t.cpu_cores), &format!("cores requested, with {} GiB of memory", num(t.memory_gib)));

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{Quantities, Ratios, Report};
+use super::{NodeCost, Quantities, Ratios, Report};
 use crate::DIMS;
 
 /// Names from the input, escaped for a Markdown table cell: Markdown punctuation gets a
@@ -120,9 +120,34 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     let _ = writeln!(o, "The bound ({}): {}\n", b.name, b.statement);
-    o += "| zone | nodes available | nodes used | lower bound |\n|---|---|---|---|\n";
-    for z in &b.zones {
-        let _ = writeln!(o, "| {} | {} | {} | {} |", esc(&z.zone), z.nodes_available, z.nodes_used, z.lower_bound);
+    if let Some(c) = &r.node_cost {
+        node_cost(&mut o, c, s.replicas_unplaced);
+    }
+    match &r.node_cost {
+        None => {
+            o += "| zone | nodes available | nodes used | lower bound |\n|---|---|---|---|\n";
+            for z in &b.zones {
+                let _ =
+                    writeln!(o, "| {} | {} | {} | {} |", esc(&z.zone), z.nodes_available, z.nodes_used, z.lower_bound);
+            }
+        }
+        Some(c) => {
+            o += "| zone | nodes available | nodes used | lower bound | planned for | monthly cost | cost bound |\n\
+                  |---|---|---|---|---|---|---|\n";
+            for (z, zc) in b.zones.iter().zip(&c.zones) {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    esc(&z.zone),
+                    z.nodes_available,
+                    z.nodes_used,
+                    z.lower_bound,
+                    if zc.least_cost { "least cost" } else { "fewest nodes" },
+                    zc.monthly.map_or_else(|| "–".to_string(), money),
+                    zc.lower_bound.map_or_else(|| "–".to_string(), money)
+                );
+            }
+        }
     }
 
     o += "\n## Utilisation\n\n| resource | before: needed / old servers' capacity | after: placed / capacity of the nodes used |\n|---|---|---|\n";
@@ -214,6 +239,37 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     o
+}
+
+/// The paragraph on what the nodes used cost (only when `nodes.csv` has prices).
+fn node_cost(o: &mut String, c: &NodeCost, unplaced: usize) {
+    *o += "Node prices (from nodes.csv, in its currency): ";
+    match c.monthly {
+        Some(m) => {
+            let _ = write!(o, "the nodes used cost **{} a month**", money(m));
+        }
+        None => *o += "some node used has no price, so what the nodes used cost is not known",
+    }
+    match (c.lower_bound, c.gap_percent) {
+        (Some(b), Some(g)) => {
+            let _ = write!(
+                o,
+                "; no plan costs less than **{}**, so this one is at most {g:.1}% above the cheapest possible.",
+                money(b)
+            );
+        }
+        (Some(b), None) if unplaced > 0 => {
+            let _ = write!(o, "; cost bound {} (no gap is stated: this plan leaves {unplaced} unplaced).", money(b));
+        }
+        (Some(b), None) => {
+            let _ = write!(o, "; cost bound {}.", money(b));
+        }
+        (None, _) => *o += ".",
+    }
+    if c.nodes_priced < c.nodes_available {
+        let _ = write!(o, " {} of {} nodes have a price.", c.nodes_priced, c.nodes_available);
+    }
+    let _ = writeln!(o, "\n\nThe cost bound ({}): {}\n", c.name, c.statement);
 }
 
 fn showback(o: &mut String, r: &Report) {

@@ -32,7 +32,15 @@
 //!   (`replica`, `node` or `null`, `reason` or `null`).
 //! - `unplaced`: `system`, `department`, `room`, `server`, `replica`, `reason`.
 //! - `nodes_used`: `node`, `zone`, `arch`, `capacity`, `requested`, `ratio`, `replicas`,
-//!   `departments` (`department`, `requested` on this node).
+//!   `departments` (`department`, `requested` on this node), and `price_per_month` when
+//!   `nodes.csv` gives the node a price.
+//! - `node_cost` (only when `nodes.csv` gives some node a price; absent otherwise, never
+//!   invented): `monthly` (what the nodes used cost a month, `null` when one of them has no
+//!   price), `lower_bound` (`null` when a zone with replicas has a node without a price), `name`,
+//!   `statement` (which bound and why it is valid), `gap_percent` (`null` unless the plan is
+//!   complete and both are known), `nodes_priced`, `nodes_available`, `zones` (`zone`,
+//!   `least_cost`: every node of the zone priced, so it was planned for least cost rather than
+//!   fewest nodes; `monthly`, `lower_bound`).
 //! - `showback`: `prices` (`null`, or `resource`, `unit`, `price_per_month`), `unpriced`
 //!   (resources requested but not priced), `departments` (`department`, `systems`, `replicas`,
 //!   `requested`, `quota` or `null`, `over_quota`: resource names, `monthly_cost` or `null`),
@@ -255,6 +263,29 @@ pub struct NodeReport {
     pub ratio: Ratios,
     pub replicas: usize,
     pub departments: Vec<DepartmentOnNode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_per_month: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ZoneCost {
+    pub zone: String,
+    pub least_cost: bool,
+    pub monthly: Option<f64>,
+    pub lower_bound: Option<f64>,
+}
+
+/// What the nodes used cost, from the prices in `nodes.csv`, and the bound on it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeCost {
+    pub monthly: Option<f64>,
+    pub lower_bound: Option<f64>,
+    pub name: &'static str,
+    pub statement: String,
+    pub gap_percent: Option<f64>,
+    pub nodes_priced: usize,
+    pub nodes_available: usize,
+    pub zones: Vec<ZoneCost>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -311,6 +342,8 @@ pub struct Report {
     pub systems: Vec<SystemReport>,
     pub unplaced: Vec<UnplacedReport>,
     pub nodes_used: Vec<NodeReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_cost: Option<NodeCost>,
     pub showback: Showback,
 }
 
@@ -329,6 +362,31 @@ fn bound_statement(nodes: usize) -> String {
          is the least a + r passing every test; zones share no nodes, so the zones' bounds add up. It ignores how \
          replicas fragment a node, so the fewest possible may be higher (planner/src/pack.rs, lower_bound)."
     )
+}
+
+/// Which bound [`crate::cost_lower_bound`] computes.
+pub const COST_BOUND_NAME: &str = "cheapest nodes for the node bound, capacity at the best price per unit, and resource \
+     prices (the linear relaxation's dual), per zone";
+
+fn cost_statement(bound: Option<f64>, unpriced: &[&str]) -> String {
+    match bound {
+        Some(b) => format!(
+            "No plan placing every replica that fits some node can cost less than {} a month. In each zone it is the \
+             largest of three bounds, each true of every such plan: the cheapest nodes of each architecture in the numbers \
+             the node bound allows; for each weighting of the resources, the demand's weight bought at the lowest price \
+             per unit of weight, a fraction of a node allowed (amd64-only demand on amd64 nodes, arm64-only on arm64, the \
+             rest on either); and, for a price put on each resource, the demand at those prices less what every node is \
+             worth beyond its own price (the nodes a plan uses are worth at least the demand they hold, and cost at least \
+             their worth less that excess). It ignores how replicas fragment a node, so the least possible may be higher \
+             (planner/src/pack.rs, cost_lower_bound).",
+            markdown::money(b)
+        ),
+        None => format!(
+            "No bound on cost: zone {} has replicas and a node without a price, which may cost anything. A zone is \
+             planned for least cost only when every node of it has a price.",
+            unpriced.join(", ")
+        ),
+    }
 }
 
 fn round(x: f64, places: i32) -> f64 {
@@ -490,6 +548,7 @@ impl Report {
                         .iter()
                         .map(|(d, r)| DepartmentOnNode { department: d.to_string(), requested: Quantities::of(r) })
                         .collect(),
+                    price_per_month: nodes[n].price,
                 }
             })
             .collect();
@@ -523,11 +582,22 @@ impl Report {
         let bound = crate::lower_bound(nodes, systems, &options);
         let zone_names: BTreeSet<&str> =
             nodes.iter().map(|n| n.zone.as_str()).chain(systems.iter().map(|s| s.zone.as_str())).collect();
+        let priced = nodes.iter().any(|n| n.price.is_some());
+        let mut zone_costs = Vec::new();
         let zones = zone_names
             .into_iter()
             .map(|z| {
                 let zn: Vec<Node> = nodes.iter().filter(|n| n.zone == z).cloned().collect();
                 let zs: Vec<System> = systems.iter().filter(|s| s.zone == z).cloned().collect();
+                if priced {
+                    let used: Vec<usize> = per_node.keys().copied().filter(|&n| nodes[n].zone == z).collect();
+                    zone_costs.push(ZoneCost {
+                        zone: z.to_string(),
+                        least_cost: !zn.is_empty() && zn.iter().all(|n| n.price.is_some()),
+                        monthly: used.iter().map(|&n| nodes[n].price).sum::<Option<f64>>().map(|c| round(c, 2)),
+                        lower_bound: crate::cost_lower_bound(&zn, &zs, &options).map(|b| round(b, 2)),
+                    });
+                }
                 ZoneBound {
                     zone: z.to_string(),
                     nodes_available: zn.len(),
@@ -546,6 +616,26 @@ impl Report {
                 .then(|| round((plan.nodes_used as f64 / bound as f64 - 1.0) * 100.0, 1)),
             zones,
         };
+
+        let node_cost = priced.then(|| {
+            let bound = crate::cost_lower_bound(nodes, systems, &options);
+            let unpriced: Vec<&str> =
+                zone_costs.iter().filter(|z| z.lower_bound.is_none()).map(|z| z.zone.as_str()).collect();
+            let monthly = plan.cost.map(|c| round(c, 2));
+            NodeCost {
+                monthly,
+                lower_bound: bound.map(|b| round(b, 2)),
+                name: COST_BOUND_NAME,
+                statement: cost_statement(bound, &unpriced),
+                gap_percent: match (complete, monthly, bound) {
+                    (true, Some(c), Some(b)) if b > 0.0 => Some(round((c / b - 1.0) * 100.0, 1)),
+                    _ => None,
+                },
+                nodes_priced: nodes.iter().filter(|n| n.price.is_some()).count(),
+                nodes_available: nodes.len(),
+                zones: zone_costs,
+            }
+        });
 
         let summary = Summary {
             systems: systems.len(),
@@ -570,6 +660,7 @@ impl Report {
             systems: system_reports,
             unplaced,
             nodes_used,
+            node_cost,
             showback: showback_of(input, &all_req),
         }
     }

@@ -267,3 +267,55 @@ fn a_department_over_its_quota_is_flagged_and_one_with_a_quota_but_no_system_is_
     assert!(md.contains("| transport | 2 | 2 | 22 / 16 **over** | 16 / 64 | 20 / 1,000 | 0.5 / 1 |"), "{md}");
     assert!(html(&r).contains("<td class=\"n over\">22 / 16</td>"));
 }
+
+const PRICED_NODES: &str = "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus,price_per_month\n\
+                            n1,intranet,amd64,10,40,1000,0,500\n\
+                            n2,intranet,amd64,10,40,1000,0,500\n\
+                            n3,intranet,arm64,10,40,1000,1,900\n";
+
+#[test]
+fn with_node_prices_the_report_gives_the_cost_of_the_nodes_used_and_its_bound() {
+    let mut f = fleet("a,d1,r1,s1,intranet,any,6,4,10,0,1\nb,d1,r1,s1,intranet,any,6,4,10,0,1\n");
+    f.0 = inventory::nodes("nodes.csv", PRICED_NODES).unwrap();
+    let r = report(&input(&f));
+    // 6 cores each, 7 usable per node: two nodes, the two amd64 ones at 500.
+    let c = r.node_cost.as_ref().unwrap();
+    assert_eq!((c.monthly, c.lower_bound, c.gap_percent), (Some(1000.0), Some(1000.0), Some(0.0)));
+    assert_eq!((c.nodes_priced, c.nodes_available), (3, 3));
+    assert!(
+        c.statement
+            .starts_with("No plan placing every replica that fits some node can cost less than 1,000.00 a month")
+    );
+    let j: Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(j["node_cost"]["zones"][0]["least_cost"], true);
+    assert_eq!(j["node_cost"]["zones"][0]["monthly"], 1000.0);
+    assert!(j["nodes_used"].as_array().unwrap().iter().all(|n| n["price_per_month"] == 500.0));
+    let md = markdown(&r);
+    assert!(
+        md.contains(
+            "Node prices (from nodes.csv, in its currency): the nodes used cost **1,000.00 a month**; no plan costs \
+             less than **1,000.00**, so this one is at most 0.0% above the cheapest possible."
+        ),
+        "{md}"
+    );
+    assert!(md.contains("| intranet | 3 | 2 | 2 | least cost | 1,000.00 | 1,000.00 |"), "{md}");
+    let page = html(&r);
+    assert!(page.contains("<div class=\"v\">1,000.00</div><div class=\"k\">monthly cost of the nodes used"), "{page}");
+    assert!(page.contains("<b>Cost bound</b>"));
+
+    // One node without a price: the zone is planned for fewest nodes, and no bound is claimed.
+    f.0[2].price = None;
+    let r = report(&input(&f));
+    let c = r.node_cost.as_ref().unwrap();
+    assert_eq!((c.lower_bound, c.gap_percent, c.nodes_priced), (None, None, 2));
+    assert!(c.statement.starts_with("No bound on cost: zone intranet has replicas and a node without a price"));
+    assert!(markdown(&r).contains("| intranet | 3 | 2 | 2 | fewest nodes |"));
+}
+
+#[test]
+fn without_node_prices_the_json_has_no_node_cost_at_all() {
+    let f = fleet(ROWS);
+    let j: Value = serde_json::from_str(&report(&input(&f)).to_json()).unwrap();
+    assert!(j.get("node_cost").is_none());
+    assert!(j["nodes_used"].as_array().unwrap().iter().all(|n| n.get("price_per_month").is_none()));
+}
