@@ -207,6 +207,14 @@ async fn rooms_label_their_nodes_refuse_conflicts_and_arch_aware_tenants_land_on
     let mut p = restricted_pod("bound", "localhost/zhengyun/pause:0.1.0");
     if let Some(s) = p.spec.as_mut() {
         s.node_name = Some("room-n1".into());
+        // These nodes have no kubelet: once the node lifecycle controller marks them
+        // unreachable (40 s), a pod that does not tolerate it is evicted at once (this control
+        // plane has no DefaultTolerationSeconds).
+        s.tolerations = serde_json::from_value(json!([
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"},
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}
+        ]))
+        .ok();
         s.containers[0].resources = serde_json::from_value(
             json!({"requests": {"cpu": "4", "memory": "1Gi"}, "limits": {"cpu": "4", "memory": "1Gi"}}),
         )
