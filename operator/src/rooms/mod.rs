@@ -42,6 +42,24 @@ pub const CONTROLLER: &str = "computerroom";
 /// Lets a deleted room give its nodes back before it goes.
 pub const FINALIZER: &str = "zhengyun.io/room-protection";
 
+/// How often a room's status may be rewritten for what its pods request alone: a busy room's
+/// pods come and go all the time. A change of condition is written at once.
+const USAGE_EVERY: Duration = Duration::from_secs(5);
+
+/// The room controller's state: the shared [`Context`], and when each room's status was last
+/// written.
+pub struct Rooms {
+    ctx: Arc<Context>,
+    written: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl std::ops::Deref for Rooms {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.ctx
+    }
+}
+
 /// The rooms a node concerns: those that select it and the one whose label it carries.
 fn rooms_of_node(
     rooms: &Store<DeserializeGuard<ComputerRoom>>,
@@ -60,14 +78,22 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let hub = ctx.watches.clone();
     let rooms = hub.rooms.store();
     let (for_nodes, for_zones) = (rooms.clone(), rooms.clone());
+    let state = Arc::new(Rooms { ctx: ctx.clone(), written: Default::default() });
     let hub_for_pods = hub.clone();
     let forget = ctx.clone();
     Controller::for_shared_stream(hub.rooms.subscribe(), rooms)
-        // Pods come and go all the time: one status write a few seconds, not one per pod.
-        .with_config(kube::runtime::controller::Config::default().debounce(Duration::from_secs(2)))
+        // No debounce: triggers that keep coming would put a round off for ever. Pods coming and
+        // going are absorbed by writing their sum at most every USAGE_EVERY instead.
         .watches_shared_stream(hub.nodes.subscribe(), move |node: Arc<Node>| rooms_of_node(&for_nodes, &node))
         .watches_shared_stream(hub.zones.subscribe(), move |_z: Arc<DeserializeGuard<Zone>>| {
-            for_zones.state().iter().map(|r| ObjectRef::from_obj(r.as_ref())).collect::<Vec<_>>()
+            // A zone's labels, taint or nodes concern the rooms that serve it.
+            let zone = _z.name_any();
+            for_zones
+                .state()
+                .iter()
+                .filter(|r| r.0.as_ref().is_ok_and(|r| r.spec.zone == zone))
+                .map(|r| ObjectRef::from_obj(r.as_ref()))
+                .collect::<Vec<_>>()
         })
         // A pod on a room's node changes what the room holds.
         .watches_shared_stream(hub.placed_pods.subscribe(), move |pod: Arc<Pod>| {
@@ -79,7 +105,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(10)), ctx)
+        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(10)), state)
         .for_each(|res| {
             let forget = forget.clone();
             async move {
@@ -117,7 +143,7 @@ async fn release(ctx: &Context, name: &str, keep: &[String]) -> Result<()> {
     Ok(())
 }
 
-async fn reconcile(obj: Arc<DeserializeGuard<ComputerRoom>>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile(obj: Arc<DeserializeGuard<ComputerRoom>>, ctx: Arc<Rooms>) -> Result<Action> {
     let room = match &obj.0 {
         Ok(r) => r,
         Err(e) => {
@@ -141,6 +167,9 @@ async fn reconcile(obj: Arc<DeserializeGuard<ComputerRoom>>, ctx: Arc<Context>) 
                 api.patch(&name, &params(), &Patch::Merge(&patch)).await?;
             }
             ctx.metrics.forget_room(&name);
+            if let Ok(mut w) = ctx.written.lock() {
+                w.remove(&name);
+            }
             return Ok(Action::await_change());
         }
         if !finalizers.iter().any(|f| f == FINALIZER) {
@@ -248,8 +277,20 @@ async fn reconcile(obj: Arc<DeserializeGuard<ComputerRoom>>, ctx: Arc<Context>) 
             times_aside.conditions = status.conditions.clone();
             times_aside == status && conditions::same(&s.conditions, &status.conditions)
         });
+        // Only what the pods request moved: written at most every USAGE_EVERY, and looked at
+        // again then.
+        let same_verdict = room.status.as_ref().is_some_and(|s| conditions::same(&s.conditions, &status.conditions));
+        let last = ctx.written.lock().ok().and_then(|w| w.get(&name).copied());
+        if let (false, true, Some(at)) = (unchanged, same_verdict, last)
+            && at.elapsed() < USAGE_EVERY
+        {
+            return Ok(Action::requeue(USAGE_EVERY - at.elapsed()));
+        }
         if !unchanged {
             crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
+            if let Ok(mut w) = ctx.written.lock() {
+                w.insert(name.clone(), std::time::Instant::now());
+            }
         }
         Ok(if verdict.is_ok() {
             Action::requeue(Duration::from_secs(300))
