@@ -16,6 +16,10 @@ export CARGO_TERM_COLOR=never
 
 step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
 
+step "disk: room for the builds"
+cache_room
+df -h "${ZHENGYUN_CACHE:-$HOME/.cache/zhengyun}" | tail -1
+
 step "Kubernetes ${K8S_VERSION:-} binaries (built once from the Go module proxy, then cached)"
 hack/build-k8s.sh
 

@@ -21,6 +21,7 @@ dir=${ZHENGYUN_LOCAL_DIR:-$root/.local/cluster}
 admin=${ZHENGYUN_ADMIN_ADDR:-127.0.0.1:8080}
 
 echo "== building (first run: Kubernetes from the Go module proxy and the operator, several minutes)"
+cache_room
 hack/build-k8s.sh >/dev/null
 cargo build -p zhengyun-operator --locked
 nodes_prepare
