@@ -558,6 +558,19 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
             tokio::select! {
                 _ = &mut lost => Ended::LostLead,
                 _ = &mut shutdown => Ended::Signal,
+                // A controller runs until told to stop: one that ended (a panic, most likely)
+                // would leave its objects unreconciled while everything else looks alive. The
+                // replica exits instead, and a supervisor restarts it.
+                Some(r) = writers.join_next() => {
+                    let why = match r {
+                        Err(e) if e.is_panic() => "panicked",
+                        Err(_) => "was cancelled",
+                        Ok(()) => "returned",
+                    };
+                    // No metric: the process is about to go; its restart count is the figure.
+                    tracing::error!(why, "a controller ended while this replica leads; exiting");
+                    Ended::ControllerStopped(why)
+                }
             }
         }
         _ = &mut lost => Ended::LostLead,
@@ -583,6 +596,9 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     if ended == Ended::LostLead {
         anyhow::bail!("lost leadership; exiting so a supervisor restarts this replica as a follower");
     }
+    if let Ended::ControllerStopped(why) = ended {
+        anyhow::bail!("a controller {why}; exiting so a supervisor restarts this replica");
+    }
     tracing::info!("shut down cleanly");
     Ok(())
 }
@@ -592,6 +608,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
 enum Ended {
     LostLead,
     Signal,
+    ControllerStopped(&'static str),
 }
 
 /// How long a leader told to stop lets the rounds in flight finish before cancelling them.
