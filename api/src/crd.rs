@@ -272,6 +272,7 @@ pub fn tenant() -> CustomResourceDefinition {
             ),
             column("Quota", "string", ".status.quotaSummary", "Quota used/hard over all namespaces", 1),
             column("Name", "string", ".spec.department.nameZh", "The department's Chinese name", 1),
+            column("Namespace-List", "string", ".status.namespaces", "The namespaces the tenant holds", 1),
             column(
                 "Reason",
                 "string",

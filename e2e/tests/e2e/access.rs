@@ -1,12 +1,18 @@
 //! Owners run workloads in their own namespaces, and nothing more.
 
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::ResourceQuota};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Namespace, ResourceQuota},
+};
 use kube::{
     Api,
     api::{Patch, PatchParams, PostParams},
 };
 use serde_json::json;
-use zhengyun_e2e::{Operator, allowed, apply_tenant, as_user, client, tenant, wait_ready};
+use zhengyun::api::Tenant;
+use zhengyun_e2e::{
+    Operator, SECONDS, allowed, apply_tenant, as_user, client, must, run_tool, tenant, wait_for, wait_ready,
+};
 
 #[tokio::test]
 async fn owners_run_workloads_but_cannot_change_the_rules_set_for_them() {
@@ -78,6 +84,34 @@ async fn owners_run_workloads_but_cannot_change_the_rules_set_for_them() {
     assert!(err.to_string().contains("forbidden"), "{err}");
     let err = Api::<ResourceQuota>::namespaced(as_owner.clone(), "acc-a-apps")
         .patch("zhengyun-tenant", &PatchParams::default(), &Patch::Merge(json!({"spec": {"hard": {"pods": "1000"}}})))
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("forbidden"), "{err}");
+
+    // Owners see their own tenant and its namespaces without a proxy: by name, and nothing else
+    // cluster-wide.
+    let tenants: Api<Tenant> = Api::all(as_owner.clone());
+    let namespaces: Api<Namespace> = Api::all(as_owner.clone());
+    let mine = wait_for("the owner reads its Tenant", SECONDS, || async { tenants.get("acc-a").await.ok() }).await;
+    assert_eq!(mine.status.map(|s| s.namespaces), Some(vec!["acc-a-apps".to_string()]));
+    wait_for("the owner reads its namespace", SECONDS, || async { namespaces.get("acc-a-apps").await.ok() }).await;
+    for err in [
+        tenants.get("acc-b").await.map(|_| ()).expect_err("another tenant"),
+        tenants.list(&Default::default()).await.map(|_| ()).expect_err("every tenant"),
+        namespaces.get("acc-b-apps").await.map(|_| ()).expect_err("another tenant's namespace"),
+        namespaces.list(&Default::default()).await.map(|_| ()).expect_err("every namespace"),
+    ] {
+        assert!(err.to_string().contains("forbidden"), "{err}");
+    }
+    // What the owner guide says to run.
+    let out = must(
+        "kubectl get tenant -o wide as the owner",
+        run_tool("kubectl", &["get", "tenant", "acc-a", "-o", "wide", "--as", owner], None),
+    );
+    assert!(out.contains("acc-a-apps"), "the namespaces are listed:\n{out}");
+    // Read only: the owner cannot change the tenant it can now see.
+    let err = tenants
+        .patch("acc-a", &PatchParams::default(), &Patch::Merge(json!({"spec": {"securityLevel": 2}})))
         .await
         .expect_err("refused");
     assert!(err.to_string().contains("forbidden"), "{err}");

@@ -12,11 +12,11 @@ use k8s_openapi::{
             IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
             NetworkPolicyPort, NetworkPolicySpec,
         },
-        rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject},
+        rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject},
     },
     apimachinery::pkg::{
         api::resource::Quantity,
-        apis::meta::v1::{LabelSelector, ObjectMeta},
+        apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
         util::intstr::IntOrString,
     },
 };
@@ -127,10 +127,8 @@ pub fn limit_range(t: &ValidatedTenant, namespace: &str) -> Option<LimitRange> {
     Some(LimitRange { metadata: meta(t, namespace, CHILD_NAME), spec: Some(LimitRangeSpec { limits: vec![item] }) })
 }
 
-/// The owners' access: the [`OWNER_ROLE`] ClusterRole, bound in this namespace.
-pub fn role_binding(t: &ValidatedTenant, namespace: &str) -> RoleBinding {
-    let subjects = t
-        .owners
+fn owner_subjects(t: &ValidatedTenant) -> Vec<Subject> {
+    t.owners
         .iter()
         .map(|o| Subject {
             kind: match o.kind {
@@ -141,7 +139,11 @@ pub fn role_binding(t: &ValidatedTenant, namespace: &str) -> RoleBinding {
             api_group: Some("rbac.authorization.k8s.io".into()),
             namespace: None,
         })
-        .collect();
+        .collect()
+}
+
+/// The owners' access: the [`OWNER_ROLE`] ClusterRole, bound in this namespace.
+pub fn role_binding(t: &ValidatedTenant, namespace: &str) -> RoleBinding {
     RoleBinding {
         metadata: meta(t, namespace, CHILD_NAME),
         role_ref: RoleRef {
@@ -149,8 +151,55 @@ pub fn role_binding(t: &ValidatedTenant, namespace: &str) -> RoleBinding {
             kind: "ClusterRole".into(),
             name: OWNER_ROLE.into(),
         },
-        subjects: Some(subjects),
+        subjects: Some(owner_subjects(t)),
     }
+}
+
+/// The name of the ClusterRole, and of its ClusterRoleBinding, that let a tenant's owners read
+/// the tenant.
+pub fn reader_name(tenant: &str) -> String {
+    format!("zhengyun-tenant-reader:{tenant}")
+}
+
+/// What a tenant's owners may read outside their namespaces, by name: the Tenant itself and
+/// the Namespace objects it holds. A RoleBinding cannot grant a cluster-scoped read, so this is
+/// a ClusterRole and a ClusterRoleBinding of the tenant's own, owned by the Tenant (they go
+/// with it).
+pub fn owner_reader(t: &ValidatedTenant, uid: &str, namespaces: &[String]) -> (ClusterRole, ClusterRoleBinding) {
+    const READ: &[&str] = &["get", "list", "watch"];
+    let name = reader_name(&t.name);
+    let metadata = ObjectMeta {
+        name: Some(name.clone()),
+        labels: Some(tenant_labels(t)),
+        owner_references: Some(vec![OwnerReference {
+            api_version: "zhengyun.io/v1alpha1".into(),
+            kind: "Tenant".into(),
+            name: t.name.clone(),
+            uid: uid.into(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        }]),
+        ..Default::default()
+    };
+    let by_name = |group: &str, resource: &str, names: &[String]| PolicyRule {
+        api_groups: Some(vec![group.into()]),
+        resources: Some(vec![resource.into()]),
+        resource_names: Some(names.to_vec()),
+        verbs: READ.iter().map(|v| v.to_string()).collect(),
+        non_resource_urls: None,
+    };
+    let mut rules = vec![by_name("zhengyun.io", "tenants", std::slice::from_ref(&t.name))];
+    // An empty resourceNames would mean every namespace: no rule until it holds one.
+    if !namespaces.is_empty() {
+        rules.push(by_name("", "namespaces", namespaces));
+    }
+    let role = ClusterRole { metadata: metadata.clone(), rules: Some(rules), aggregation_rule: None };
+    let binding = ClusterRoleBinding {
+        metadata,
+        role_ref: RoleRef { api_group: "rbac.authorization.k8s.io".into(), kind: "ClusterRole".into(), name },
+        subjects: Some(owner_subjects(t)),
+    };
+    (role, binding)
 }
 
 fn tenant_peer(t: &ValidatedTenant) -> NetworkPolicyPeer {
@@ -494,5 +543,28 @@ mod tests {
         let rb = role_binding(&vt(), "edu-apps");
         assert_eq!(rb.role_ref.name, OWNER_ROLE);
         assert_eq!(rb.subjects.unwrap_or_default()[0].name, "alice");
+    }
+
+    #[test]
+    fn owners_read_their_tenant_and_namespaces_by_name_and_nothing_else() {
+        let (role, binding) = owner_reader(&vt(), "uid-1", &["edu-apps".into()]);
+        let rules = role.rules.unwrap_or_default();
+        assert_eq!(rules.len(), 2);
+        for r in &rules {
+            assert!(r.verbs.iter().all(|v| ["get", "list", "watch"].contains(&v.as_str())), "read only: {r:?}");
+            assert!(r.resource_names.as_ref().is_some_and(|n| !n.is_empty()), "by name only: {r:?}");
+        }
+        assert_eq!(rules[0].resource_names, Some(vec![vt().name.clone()]));
+        assert_eq!(rules[1].resource_names, Some(vec!["edu-apps".to_string()]));
+        assert_eq!(binding.role_ref.name, reader_name(&vt().name));
+        assert_eq!(binding.subjects.unwrap_or_default()[0].name, "alice");
+        let owner = &role.metadata.owner_references.unwrap_or_default()[0];
+        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Tenant", "uid-1"));
+
+        // No namespace yet: no namespace rule at all (empty resourceNames would grant them all).
+        let (role, _) = owner_reader(&vt(), "uid-1", &[]);
+        let rules = role.rules.unwrap_or_default();
+        assert_eq!(rules.len(), 1);
+        assert!(rules.iter().all(|r| r.resources.as_deref() != Some(&["namespaces".to_string()][..])));
     }
 }

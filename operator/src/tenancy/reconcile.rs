@@ -162,6 +162,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .watches_shared_stream(hub.quotas.subscribe(), map_to_tenant)
         .watches_shared_stream(hub.limits.subscribe(), map_to_tenant)
         .watches_shared_stream(hub.bindings.subscribe(), map_to_tenant)
+        .watches_shared_stream(hub.reader_roles.subscribe(), map_to_tenant)
+        .watches_shared_stream(hub.reader_bindings.subscribe(), map_to_tenant)
         .watches_shared_stream(hub.policies.subscribe(), map_to_tenant)
         .watches_shared_stream(hub.certificates.subscribe(), map_to_tenant)
         .watches_shared_stream(hub.gateways.subscribe(), map_to_tenant)
@@ -250,6 +252,8 @@ async fn reconcile(obj: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Tenants>) -> Res
         &h.limits,
         &h.policies,
         &h.bindings,
+        &h.reader_roles,
+        &h.reader_bindings,
         &h.certificates,
         // Whether the zone has nodes of the architecture a tenant asks for.
         &h.nodes,
@@ -595,6 +599,23 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
             let actual = cached_meta(&s.bindings, ns, CHILD_NAME);
             let result = apply::ensure_namespaced(client, memory, &rb, Seen::meta(actual.as_deref())).await;
             bound += usize::from(failed.note("RoleBinding", &format!("{ns}/{CHILD_NAME}"), result));
+        }
+    }
+    // The owners read their Tenant and their namespaces by name (cluster-scoped reads, which
+    // no RoleBinding can grant): read-only, so after everything that keeps them in bounds.
+    if let Some(uid) = tenant.metadata.uid.as_deref() {
+        let (role, binding) = build::owner_reader(&vt, uid, &owned);
+        let name = build::reader_name(&vt.name);
+        let actual = s.reader_roles.get(&ObjectRef::new(&name));
+        let role_ok = failed.note(
+            "ClusterRole",
+            &name,
+            apply::ensure_cluster(client, memory, &role, Seen::meta(actual.as_deref())).await,
+        );
+        if role_ok {
+            let actual = s.reader_bindings.get(&ObjectRef::new(&name));
+            let result = apply::ensure_cluster(client, memory, &binding, Seen::meta(actual.as_deref())).await;
+            failed.note("ClusterRoleBinding", &name, result);
         }
     }
 

@@ -20,7 +20,7 @@ use k8s_openapi::api::{
         ResourceRequirements, Secret, Service,
     },
     networking::v1::NetworkPolicy,
-    rbac::v1::RoleBinding,
+    rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding},
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
@@ -385,6 +385,10 @@ pub struct Hub {
     /// Tenants' and channels' policies (both carry the managed label).
     pub policies: Metas<NetworkPolicy>,
     pub bindings: Metas<RoleBinding>,
+    /// The ClusterRoles and ClusterRoleBindings that let each tenant's owners read it (and the
+    /// owners' shared ClusterRole: it carries the managed label too).
+    pub reader_roles: Metas<ClusterRole>,
+    pub reader_bindings: Metas<ClusterRoleBinding>,
     /// Every certificate, tenants' and others'.
     pub certificates: Shared<DeserializeGuard<SmCertificate>>,
     pub channels: Shared<DeserializeGuard<ExchangeChannel>>,
@@ -435,6 +439,8 @@ impl Hub {
             limits: Metas::new(Api::all(client.clone()), managed(), IndexBy::Namespace, channel_only),
             policies: Metas::new(Api::all(client.clone()), managed(), IndexBy::Namespace, channel_only),
             bindings: Metas::new(Api::all(client.clone()), managed(), IndexBy::Namespace, channel_only),
+            reader_roles: Metas::new(Api::all(client.clone()), managed(), IndexBy::Namespace, |_| false),
+            reader_bindings: Metas::new(Api::all(client.clone()), managed(), IndexBy::Namespace, |_| false),
             certificates: Shared::new(Api::all(client.clone()), all(), tenant),
             channels: Shared::new(Api::all(client.clone()), all(), None),
             // Whole (a gateway's own Service is compared with what it applies), less annotations.
