@@ -22,6 +22,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         sm_certificate(),
         secure_gateway(),
         computer_room(),
+        department(),
     ]
 }
 
@@ -179,6 +180,52 @@ pub fn zone() -> CustomResourceDefinition {
 }
 
 /// The `computerrooms.zhengyun.io` CRD.
+/// The `departments.zhengyun.io` CRD.
+pub fn department() -> CustomResourceDefinition {
+    let mut crd = super::department::Department::crd();
+    for version in &mut crd.spec.versions {
+        version.additional_printer_columns = Some(vec![
+            column("Path", "string", ".status.path", "The codes from the top of the tree down to this one", 0),
+            column("Name", "string", ".spec.nameZh", "The department's Chinese name", 0),
+            column("Budget", "string", ".status.budgetSummary", "Handed down / budget, per budgeted resource", 0),
+            column(
+                "Ready",
+                "string",
+                ".status.conditions[?(@.type==\"Ready\")].status",
+                "Whether the parent exists and the budget holds what was handed down",
+                0,
+            ),
+            column("Tenants", "string", ".status.tenants", "The department's own tenants", 1),
+            column(
+                "Reason",
+                "string",
+                ".status.conditions[?(@.type==\"Ready\")].message",
+                "Why the department is or is not ready",
+                1,
+            ),
+            column("Age", "date", ".metadata.creationTimestamp", "", 0),
+        ]);
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            schema.description = Some(
+                "A department (部门) in the government's tree, with the budget handed down to it: its children's budgets and its own tenants' quotas stay within it.".into(),
+            );
+            schema.x_kubernetes_validations = Some(vec![
+                rule(
+                    "!has(oldSelf.spec) || self.spec.code == oldSelf.spec.code",
+                    "spec.code is immutable: tenants name the department by it",
+                    Some(".spec.code"),
+                ),
+                rule(
+                    "!has(self.spec.parent) || self.spec.parent != self.spec.code",
+                    "spec.parent: a department cannot be its own parent",
+                    Some(".spec.parent"),
+                ),
+            ]);
+        }
+    }
+    crd
+}
+
 pub fn computer_room() -> CustomResourceDefinition {
     let mut crd = ComputerRoom::crd();
     for version in &mut crd.spec.versions {

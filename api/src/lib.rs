@@ -11,6 +11,7 @@ pub mod certificate;
 pub mod channel;
 pub mod cidr;
 pub mod crd;
+pub mod department;
 pub mod gateway;
 pub mod labels;
 pub mod quantity;

@@ -14,6 +14,7 @@ pub mod certificates;
 pub mod channels;
 pub(crate) mod conditions;
 pub mod context;
+pub mod departments;
 pub mod error;
 pub mod gateways;
 pub mod isolation;

@@ -67,6 +67,9 @@ enum Command {
         #[arg(long)]
         prices: Option<String>,
     },
+    /// Print the department tree from the current cluster: each department's budget, what is
+    /// handed down from it, what its subtree uses, and its tenants.
+    Tree,
     /// Print who can reach whom, from the policies in force in the current cluster.
     Reachability {
         /// Explain one verdict: the source group (a tenant, `ns/NAME` or `(outside)`) ...
@@ -174,6 +177,20 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Plan { format, output, headroom, prices }) => {
             return plan(&format, output.as_deref(), headroom, prices.as_deref()).await;
+        }
+        Some(Command::Tree) => {
+            let client = kube::Client::try_default().await?;
+            let lp = ListParams::default();
+            let departments = Api::<api::department::Department>::all(client.clone()).list(&lp).await?.items;
+            let tenants = Api::<api::Tenant>::all(client).list(&lp).await?.items;
+            print!(
+                "{}",
+                zhengyun::departments::tree::render(
+                    &departments.iter().collect::<Vec<_>>(),
+                    &tenants.iter().collect::<Vec<_>>()
+                )
+            );
+            return Ok(());
         }
         Some(Command::Reachability { explain, cluster_network_policy_enforced, pods, outside, ports }) => {
             let world = policies_in_force(cluster_network_policy_enforced).await?;
@@ -555,6 +572,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
             writers.spawn(zhengyun::gateways::reconcile::run(ctx.clone(), stopped(stop.clone())));
             writers.spawn(zhengyun::rooms::run(ctx.clone(), stopped(stop.clone())));
             writers.spawn(zhengyun::rooms::showback::run(ctx.clone(), stopped(stop.clone())));
+            writers.spawn(zhengyun::departments::run(ctx.clone(), stopped(stop.clone())));
             tokio::select! {
                 _ = &mut lost => Ended::LostLead,
                 _ = &mut shutdown => Ended::Signal,

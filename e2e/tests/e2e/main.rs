@@ -6,6 +6,7 @@ mod access;
 mod audit;
 mod certificates;
 mod channels;
+mod departments;
 mod deploy;
 mod faults;
 mod gateway;

@@ -14,7 +14,7 @@ use kube::{
 };
 
 use crate::{
-    api::{SmClusterIssuer, SmIssuer, Tenant, Zone},
+    api::{SmClusterIssuer, SmIssuer, Tenant, Zone, department::Department},
     watch::Hub,
 };
 
@@ -28,6 +28,7 @@ pub struct Caches {
     pub nodes: Store<Node>,
     pub issuers: Store<DeserializeGuard<SmIssuer>>,
     pub cluster_issuers: Store<DeserializeGuard<SmClusterIssuer>>,
+    pub departments: Store<DeserializeGuard<Department>>,
 }
 
 impl Caches {
@@ -39,6 +40,7 @@ impl Caches {
             nodes: hub.nodes.store(),
             issuers: hub.issuers.store(),
             cluster_issuers: hub.cluster_issuers.store(),
+            departments: hub.departments.store(),
             hub,
         }
     }
@@ -55,6 +57,7 @@ impl Caches {
             &h.issuers,
             &h.cluster_issuers,
             &h.gateway_deployments,
+            &h.departments,
         ])
         .await;
     }

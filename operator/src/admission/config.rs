@@ -150,7 +150,20 @@ pub fn validating(endpoint: &Endpoint, ca_bundle: &str, operator_user: &str) -> 
                     ..Default::default()
                 }),
             ),
-            hook("tenants", vec![rule(&["zhengyun.io"], &["tenants"], &["CREATE", "UPDATE"])], None, None),
+            // Tenants and departments take from departments' budgets: the webhook records a
+            // reservation (never on a dry run), hence NoneOnDryRun.
+            ValidatingWebhook {
+                side_effects: "NoneOnDryRun".into(),
+                ..hook(
+                    "tenants",
+                    vec![
+                        rule(&["zhengyun.io"], &["tenants"], &["CREATE", "UPDATE"]),
+                        rule(&["zhengyun.io"], &["departments"], &["CREATE", "UPDATE"]),
+                    ],
+                    None,
+                    None,
+                )
+            },
             hook(
                 "smcertificates",
                 vec![rule(&["zhengyun.io"], &["smcertificates"], &["CREATE", "UPDATE"])],

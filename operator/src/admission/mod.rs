@@ -7,6 +7,7 @@
 //! exchange channels with the reconcilers' own validation code. `checks` is pure; `server`
 //! does the I/O; `tls` keeps the serving certificate; `config` registers the webhooks.
 
+pub(crate) mod budgets;
 pub(crate) mod cache;
 pub(crate) mod checks;
 pub mod config;

@@ -59,7 +59,12 @@ pub async fn start(
     let (cert, bundle) = tls::ensure(&client, &secret_namespace, &names).await?;
     let resolver = Resolver::new(&cert)?;
     let caches = super::cache::Caches::start(ctx.watches.clone());
-    let webhook = Arc::new(Webhook { caches, operator_user: operator_user.clone(), cluster_network_policy });
+    let webhook = Arc::new(Webhook {
+        caches,
+        operator_user: operator_user.clone(),
+        cluster_network_policy,
+        client: Some(client.clone()),
+    });
     let (resolver_for_server, stop_server) = (resolver.clone(), stop.clone());
     // Bound here, before anything is registered: an address that is taken (by the admin
     // port, say) stops the operator with that error instead of registering a URL that some

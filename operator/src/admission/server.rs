@@ -40,6 +40,9 @@ pub struct Webhook {
     /// A ClusterNetworkPolicy API enforces the tenant boundary, so tenant NetworkPolicies
     /// need not be restricted here.
     pub cluster_network_policy: bool,
+    /// For the one write an admission makes: a reservation against a department's budget
+    /// ([`crate::departments::ledger`]).
+    pub client: Option<kube::Client>,
 }
 
 /// Serves `/mutate` and `/validate` over TLS until `stop` fires.
@@ -399,7 +402,7 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
             }
             let zone = w.caches.zone(&tenant.spec.zone);
             check_zone(tenant.spec.security_level, &tenant.spec.zone, zone.as_ref()).map_err(|e| e.to_string())?;
-            if let Some(old) = old
+            if let Some(old) = old.as_deref()
                 && old.spec.zone != tenant.spec.zone
             {
                 let running: usize = old
@@ -416,8 +419,10 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
                     ));
                 }
             }
-            Ok(())
+            // Last: it records a reservation when the quota fits its department's budget.
+            super::budgets::tenant(w, req, &tenant, old.as_deref()).await
         }
+        Subject::Department { new, old } => super::budgets::department(w, req, &new, old.as_deref()).await,
         Subject::Channel { new: ch, old } => {
             let (user, groups) = caller(req);
             approval::check_record(old.as_deref(), &ch, approval::Caller { user: &user, groups: &groups })?;

@@ -17,7 +17,7 @@ use kube::{
 use serde::de::DeserializeOwned;
 
 use crate::{
-    api::{ExchangeChannel, SmCertificate, Tenant, Zone},
+    api::{ExchangeChannel, SmCertificate, Tenant, Zone, department::Department},
     labels,
 };
 
@@ -50,6 +50,10 @@ pub enum Subject {
         old: Option<Box<ExchangeChannel>>,
     },
     Certificate(Box<SmCertificate>),
+    Department {
+        new: Box<Department>,
+        old: Option<Box<Department>>,
+    },
     /// A Tenant stored malformed (under an older, looser schema) that is being deleted, whose
     /// update leaves its spec alone: an admin removing its finalizer by hand, as the operator
     /// cannot run its cleanup on a spec it cannot read.
@@ -143,6 +147,9 @@ pub fn parse(req: &AdmissionRequest<DynamicObject>) -> Result<Subject, String> {
             Subject::Channel { new: required(body(new, kind)?, kind, "new")?, old: body(&req.old_object, kind)? }
         }
         ("zhengyun.io", "SmCertificate") => Subject::Certificate(required(body(new, kind)?, kind, "new")?),
+        ("zhengyun.io", "Department") => {
+            Subject::Department { new: required(body(new, kind)?, kind, "new")?, old: body(&req.old_object, kind)? }
+        }
         _ => return Err(format!("zhengyun's webhook does not handle {group}/{kind}: check its registration")),
     })
 }

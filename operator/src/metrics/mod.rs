@@ -43,6 +43,8 @@ pub struct Metrics {
     pub certificates_overdue: IntGauge,
     /// Computer rooms refused (two rooms, another architecture or zone, ...), by reason.
     pub room_problems: IntCounterVec,
+    /// Departments found broken (a parent missing, a budget exceeded anyway), by reason.
+    pub department_problems: IntCounterVec,
     /// Per room and resource: allocatable and requested on its nodes (showback, 以租代建).
     pub room_allocatable: GaugeVec,
     pub room_requested: GaugeVec,
@@ -161,6 +163,13 @@ impl Metrics {
             ),
             &["reason"],
         ));
+        let department_problems = must(IntCounterVec::new(
+            Opts::new(
+                "zhengyun_department_problems_total",
+                "Times a department was found broken, by reason (ParentNotFound, OverBudget, DuplicateCode)",
+            ),
+            &["reason"],
+        ));
         let room_allocatable = must(GaugeVec::new(
             Opts::new(
                 "zhengyun_room_allocatable",
@@ -259,6 +268,7 @@ impl Metrics {
             Box::new(certificates.clone()),
             Box::new(certificates_overdue.clone()),
             Box::new(room_problems.clone()),
+            Box::new(department_problems.clone()),
             Box::new(room_allocatable.clone()),
             Box::new(room_requested.clone()),
             Box::new(department.clone()),
@@ -297,6 +307,7 @@ impl Metrics {
             certificates,
             certificates_overdue,
             room_problems,
+            department_problems,
             room_allocatable,
             room_requested,
             department,

@@ -129,6 +129,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let hub = ctx.watches.clone();
     let tenants = hub.tenants.store();
     let in_zone = tenants.clone();
+    let of_department = tenants.clone();
     let zones_now = hub.zones.store();
     // A zone's status changes whenever one of its tenants comes or goes; only a change of its
     // spec (a new generation) or its deletion concerns its tenants.
@@ -162,6 +163,19 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .watches_shared_stream(hub.quotas.subscribe(), map_to_tenant)
         .watches_shared_stream(hub.limits.subscribe(), map_to_tenant)
         .watches_shared_stream(hub.bindings.subscribe(), map_to_tenant)
+        // A department coming, going or changing its budget: its tenants' Department condition.
+        .watches_shared_stream(
+            hub.departments.subscribe(),
+            move |d: Arc<DeserializeGuard<crate::api::department::Department>>| {
+                let Ok(d) = d.0.as_ref() else { return Vec::new() };
+                of_department
+                    .state()
+                    .iter()
+                    .filter(|t| t.0.as_ref().is_ok_and(|t| t.spec.department.code == d.spec.code))
+                    .map(|t| ObjectRef::from_obj(t.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .watches_shared_stream(hub.reader_roles.subscribe(), map_to_tenant)
         .watches_shared_stream(hub.reader_bindings.subscribe(), map_to_tenant)
         .watches_shared_stream(hub.policies.subscribe(), map_to_tenant)
@@ -254,6 +268,7 @@ async fn reconcile(obj: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Tenants>) -> Res
         &h.bindings,
         &h.reader_roles,
         &h.reader_bindings,
+        &h.departments,
         &h.certificates,
         // Whether the zone has nodes of the architecture a tenant asks for.
         &h.nodes,
@@ -646,6 +661,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
         bound,
         failures: &failures,
         zone_problem: zone_problem.as_ref().map(|e| (e.reason(), e.to_string())),
+        department: department_condition(&ctx.watches, tenant),
     });
     let ready = outcome.ready;
     write_status(ctx, tenant, outcome.conditions, owned, Some((outcome.quota, &vt, &outcome.used))).await?;
@@ -660,6 +676,34 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
         Action::requeue(SOON)
     } else {
         Action::requeue(BACKSTOP)
+    })
+}
+
+/// The tenant's `Department` condition: its department exists and its budget holds what it
+/// hands down; `None` while the cloud keeps no department tree at all.
+fn department_condition(hub: &crate::watch::Hub, tenant: &Tenant) -> Option<Cond> {
+    use crate::departments::budget;
+    let departments = hub.departments.state();
+    let departments: Vec<&crate::api::department::Department> =
+        departments.iter().filter_map(|d| d.0.as_ref().ok()).collect();
+    if departments.is_empty() {
+        return None;
+    }
+    let code = tenant.spec.department.code.as_str();
+    let Some(d) = departments.iter().find(|d| d.spec.code == code) else {
+        return Some(Cond::new(
+            "Department",
+            false,
+            "DepartmentNotFound",
+            format!("spec.department.code: no Department has code {code}"),
+        ));
+    };
+    let tenants = hub.tenants.state();
+    let tenants: Vec<&Tenant> = tenants.iter().filter_map(|t| t.0.as_ref().ok()).collect();
+    let takers = budget::takers(code, &departments, &tenants);
+    Some(match budget::fits(code, &budget::amounts(&d.spec.budget), &takers) {
+        Ok(()) => Cond::new("Department", true, "WithinBudget", format!("department {code}'s budget holds the quota")),
+        Err(over) => Cond::new("Department", false, "OverBudget", over.message),
     })
 }
 

@@ -33,6 +33,9 @@ pub struct Round<'a> {
     pub failures: &'a [String],
     /// Why the zone does not admit the tenant (reason, message).
     pub zone_problem: Option<(&'static str, String)>,
+    /// The tenant's place in the department tree, when the cloud keeps one (any Department
+    /// exists): informative, it does not hold the tenant back.
+    pub department: Option<Cond>,
 }
 
 /// The status a round leads to.
@@ -127,6 +130,9 @@ pub fn compute(r: &Round) -> Outcome {
         None => conds.push(Cond::new("ZoneReady", true, "Admitted", format!("zone {} admits the tenant", vt.zone))),
         Some(e) => conds.push(Cond::new("ZoneReady", false, e.0, e.1.clone())),
     }
+    if let Some(d) = &r.department {
+        conds.push(d.clone());
+    }
     let ready = ns_ok && enforced && r.zone_problem.is_none() && r.failures.is_empty();
     let (reason, message) = if ready {
         ("Ready", "everything the tenant needs is in place".to_string())
@@ -173,6 +179,7 @@ mod tests {
             bound: 2,
             failures: &[],
             zone_problem: None,
+            department: None,
         };
         let o = compute(&round);
         assert!(o.ready);

@@ -400,6 +400,7 @@ pub struct Hub {
     /// ([`placement_only`]), for the computer rooms' utilisation and the departments' showback.
     pub placed_pods: Shared<Pod>,
     pub rooms: Shared<DeserializeGuard<ComputerRoom>>,
+    pub departments: Shared<DeserializeGuard<crate::api::department::Department>>,
     /// Metadata only: which Secrets exist and at which version; contents are read on change
     /// ([`secrets`]).
     pub secrets: Shared<PartialObjectMeta<Secret>>,
@@ -454,6 +455,7 @@ impl Hub {
                 placement_only,
             ),
             rooms: Shared::new(Api::all(client.clone()), all(), None),
+            departments: Shared::new(Api::all(client.clone()), all(), None),
             // Of every Secret only what says which one it is and at which version: tenants own
             // Secrets in any number, with whatever labels and annotations they like.
             secrets: Shared::keeping(Api::all(client.clone()), all(), None, trim),

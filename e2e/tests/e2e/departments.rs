@@ -1,0 +1,150 @@
+//! The department tree (部门树), against the real API server and the operator's webhook: budgets
+//! handed down a province → city → county tree, refused with the numbers when they would not
+//! hold, held against admins racing for the last share, and reported as status, as a printer
+//! column and by `zhengyun-operator tree`.
+
+use kube::{
+    Api, Client, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+use zhengyun::api::{Tenant, department::Department};
+use zhengyun_e2e::{
+    Cleanup, SECONDS, apply_tenant, client, condition, must, operator_with_webhook, refused, run_tool, tenant,
+    wait_for, wait_ready,
+};
+
+fn dept(name: &str, code: &str, parent: Option<&str>, cpu: &str, pods: u32) -> Department {
+    serde_json::from_value(json!({
+        "apiVersion": "zhengyun.io/v1alpha1", "kind": "Department",
+        "metadata": {"name": name},
+        "spec": {"code": code, "nameZh": format!("{code}局"), "parent": parent, "budget": {"cpu": cpu, "pods": pods}}
+    }))
+    .expect("department")
+}
+
+async fn create(client: &Client, d: &Department) -> Result<Department, kube::Error> {
+    Api::<Department>::all(client.clone()).create(&PostParams::default(), d).await
+}
+
+fn in_dept(name: &str, code: &str, cpu: &str) -> Tenant {
+    let mut t = tenant(name, &["apps"]);
+    t.spec.department.code = code.into();
+    t.spec.quota.cpu = Some(cpu.into());
+    t
+}
+
+#[tokio::test]
+async fn budgets_are_handed_down_the_tree_and_hold_against_racing_admins() {
+    let client = client().await;
+    let (_op, _hooks) = operator_with_webhook(&client, "departments").await;
+    let steps = || {
+        vec![
+            vec!["delete", "tenant", "-l", "e2e=departments", "--ignore-not-found", "--timeout=60s"],
+            vec!["delete", "tenant", "dp-edu", "dp-lost", "--ignore-not-found", "--timeout=60s"],
+            vec!["delete", "department", "dp-gd", "dp-gz", "dp-th", "dp-sz", "--ignore-not-found"],
+        ]
+    };
+    drop(Cleanup(steps()));
+    let _cleanup = Cleanup(steps());
+    let depts: Api<Department> = Api::all(client.clone());
+    let tenants: Api<Tenant> = Api::all(client.clone());
+
+    // Province 20 cores, city 8, county 2.
+    create(&client, &dept("dp-gd", "GD", None, "20", 200)).await.expect("province");
+    create(&client, &dept("dp-gz", "GZ", Some("GD"), "8", 100)).await.expect("city");
+    create(&client, &dept("dp-th", "TH", Some("GZ"), "2", 20)).await.expect("county");
+
+    // The schema and the webhook name the field.
+    let msg = refused(create(&client, &dept("dp-sz", "SZ", Some("NOWHERE"), "1", 1)).await, "spec.parent");
+    assert!(msg.contains("NOWHERE") && msg.contains("does not exist"), "{msg}");
+    refused(create(&client, &dept("dp-sz", "GZ", Some("GD"), "1", 1)).await, "spec.code");
+    // A city asking more than the province has left: refused with the numbers.
+    let msg = refused(create(&client, &dept("dp-sz", "SZ", Some("GD"), "13", 50)).await, "spec.budget");
+    assert!(msg.contains("budget is 20") && msg.contains("21") && msg.contains("1 over"), "{msg}");
+    assert!(msg.contains("department GZ 8") && msg.contains("department SZ 13"), "{msg}");
+    create(&client, &dept("dp-sz", "SZ", Some("GD"), "12", 50)).await.expect("what is left fits");
+    // A cycle, and a budget cut below what is handed down.
+    let patch = |v: Value| Patch::Merge(v);
+    let msg = refused(
+        depts.patch("dp-gd", &PatchParams::default(), &patch(json!({"spec": {"parent": "TH"}}))).await,
+        "cycle",
+    );
+    assert!(msg.contains("spec.parent"), "{msg}");
+    let msg = refused(
+        depts.patch("dp-gz", &PatchParams::default(), &patch(json!({"spec": {"budget": {"cpu": "1"}}}))).await,
+        "spec.budget",
+    );
+    assert!(msg.contains("department TH 2"), "{msg}");
+
+    // A tenant of the city takes from its budget: 8 - 2 (the county) = 6 left.
+    apply_tenant(&client, &in_dept("dp-edu", "GZ", "4")).await;
+    wait_ready(&client, "dp-edu").await;
+    let msg = refused(tenants.create(&PostParams::default(), &in_dept("dp-extra", "GZ", "3")).await, "spec.quota");
+    assert!(msg.contains("budget is 8") && msg.contains("tenant dp-edu 4") && msg.contains("1 over"), "{msg}");
+    // A tenant that leaves a budgeted resource unstated would be unbounded there.
+    let mut unbounded = in_dept("dp-extra", "GZ", "1");
+    unbounded.spec.quota.pods = None;
+    refused(tenants.create(&PostParams::default(), &unbounded).await, "must state its pods");
+    // A dry run decides and records nothing.
+    let before = depts.get("dp-gz").await.expect("city").annotations().get("zhengyun.io/budget-reservations").cloned();
+    tenants
+        .create(&PostParams { dry_run: true, ..Default::default() }, &in_dept("dp-dry", "GZ", "2"))
+        .await
+        .expect("a dry run that fits");
+    let after = depts.get("dp-gz").await.expect("city").annotations().get("zhengyun.io/budget-reservations").cloned();
+    assert_eq!(before, after, "a dry run reserved nothing");
+
+    // Eight admins race for the city's last 2 cores, each asking for all of it: one wins.
+    let mut racers = Vec::new();
+    for i in 0..8 {
+        let api = tenants.clone();
+        let mut t = in_dept(&format!("dp-race-{i}"), "GZ", "2");
+        t.metadata.labels = Some([("e2e".to_string(), "departments".to_string())].into());
+        racers.push(tokio::spawn(async move { api.create(&PostParams::default(), &t).await.map(|_| ()) }));
+    }
+    let mut admitted = 0;
+    let mut why = Vec::new();
+    for r in racers {
+        match r.await.expect("task") {
+            Ok(()) => admitted += 1,
+            Err(e) => why.push(e.to_string()),
+        }
+    }
+    assert_eq!(admitted, 1, "exactly one of the racers fits: {why:?}");
+    assert!(why.iter().all(|w| w.contains("budget is 8") || w.contains("retry")), "{why:?}");
+
+    // The tree as status: path, what is handed down, the city at its limit and still Ready.
+    let status = wait_for("the city's status", SECONDS, || async {
+        let s = depts.get("dp-gz").await.ok()?.status?;
+        (s.budget_summary.as_deref()?.contains("cpu 8/8") && s.tenants.len() == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(status.path.as_deref(), Some("GD/GZ"));
+    assert_eq!(status.children, vec!["TH".to_string()]);
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready");
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "WithinBudget"), "{ready:?}");
+    let county = wait_for("the county's path", SECONDS, || async { depts.get("dp-th").await.ok()?.status?.path }).await;
+    assert_eq!(county, "GD/GZ/TH");
+    let out = must("kubectl get departments", run_tool("kubectl", &["get", "departments"], None));
+    assert!(out.contains("GD/GZ/TH") && out.contains("cpu 8/8"), "{out}");
+
+    // The tenant's Department condition; one whose department does not exist is told so, and
+    // is still Ready (the tree informs, it does not hold a department's tenant back).
+    let edu = tenants.get("dp-edu").await.expect("tenant");
+    assert_eq!(condition(&edu, "Department").map(|c| c.1), Some("WithinBudget".into()));
+    apply_tenant(&client, &in_dept("dp-lost", "NOSUCH", "1")).await;
+    let lost = wait_ready(&client, "dp-lost").await;
+    let (ok, reason, message) = condition(&lost, "Department").expect("a Department condition");
+    assert_eq!((ok.as_str(), reason.as_str()), ("False", "DepartmentNotFound"), "{message}");
+    assert!(message.contains("NOSUCH"), "{message}");
+
+    // The tree, as a cloud office reads it.
+    let bin = std::env::var("ZHENGYUN_OPERATOR_BIN").expect("ZHENGYUN_OPERATOR_BIN");
+    let tree = must("zhengyun-operator tree", run_tool(&bin, &["tree"], None));
+    let lines: Vec<&str> = tree.lines().collect();
+    let gd = lines.iter().position(|l| l.starts_with("GD GD局")).expect("the province at the top");
+    assert!(lines[gd + 1..].iter().any(|l| l.starts_with("  GZ GZ局  budget: cpu 8/8")), "{tree}");
+    assert!(lines.iter().any(|l| l.starts_with("    TH TH局")), "{tree}");
+    assert!(lines.iter().any(|l| l.starts_with("    - tenant dp-edu  quota: cpu 4")), "{tree}");
+}

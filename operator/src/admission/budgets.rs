@@ -1,0 +1,124 @@
+//! The department tree at admission: a Department's place in the tree and its budget, and a
+//! Tenant's quota against its department's budget. A change that takes more of a budget is
+//! recorded against it first ([`ledger`]), so two admins at once cannot both take its last share.
+
+use std::collections::BTreeMap;
+
+use kube::{
+    ResourceExt,
+    core::{DynamicObject, admission::AdmissionRequest},
+};
+
+use super::server::Webhook;
+use crate::{
+    api::{Tenant, department::Department},
+    departments::{
+        budget::{self, Amounts, Taker},
+        ledger,
+    },
+};
+
+/// Whether `new` takes no more than `old` of any budget: every resource `old` states is still
+/// stated, at most as much (a resource left out is unlimited, so stating it takes less).
+pub fn takes_no_more(new: &Amounts, old: &Amounts) -> bool {
+    old.iter().all(|(k, v)| new.get(k).is_some_and(|n| n <= v))
+}
+
+fn departments(w: &Webhook) -> Vec<Department> {
+    w.caches.departments.state().iter().filter_map(|d| d.0.as_ref().ok().cloned()).collect()
+}
+
+fn tenants(w: &Webhook) -> Vec<Tenant> {
+    w.caches.tenants.state().iter().filter_map(|t| t.0.as_ref().ok().cloned()).collect()
+}
+
+/// The takers of `code`'s budget as the caches show them.
+fn cached_takers(w: &Webhook, code: &str) -> BTreeMap<Taker, Amounts> {
+    let (ds, ts) = (departments(w), tenants(w));
+    budget::takers(code, &ds.iter().collect::<Vec<_>>(), &ts.iter().collect::<Vec<_>>())
+}
+
+/// Reserves `amounts` for `who` against department `code`'s budget, if it fits.
+async fn take(
+    w: &Webhook,
+    req: &AdmissionRequest<DynamicObject>,
+    code: &str,
+    who: Taker,
+    amounts: &Amounts,
+) -> Result<(), String> {
+    let Some(client) = w.client.as_ref() else { return Ok(()) };
+    let Some(dept) = departments(w).into_iter().find(|d| d.spec.code == code) else { return Ok(()) };
+    let ask = ledger::Ask { name: &dept.name_any(), code, who, amounts, dry_run: req.dry_run };
+    ledger::reserve(
+        client,
+        ask,
+        || cached_takers(w, code),
+        |d, all| budget::fits(code, &budget::amounts(&d.spec.budget), all),
+    )
+    .await
+}
+
+/// A Tenant's quota against its department's budget. A department that does not exist as a
+/// Department object limits nothing here (the tenant's `Department` condition says so).
+pub async fn tenant(
+    w: &Webhook,
+    req: &AdmissionRequest<DynamicObject>,
+    new: &Tenant,
+    old: Option<&Tenant>,
+) -> Result<(), String> {
+    let code = new.spec.department.code.as_str();
+    let amounts = budget::amounts(&new.spec.quota);
+    if let Some(o) = old
+        && o.spec.department.code == code
+        && takes_no_more(&amounts, &budget::amounts(&o.spec.quota))
+    {
+        return Ok(());
+    }
+    take(w, req, code, Taker::Tenant(new.name_any()), &amounts).await.map_err(|e| format!("spec.quota: {e}"))
+}
+
+/// A Department: a code of its own, a parent that exists and no cycle, a budget that holds
+/// what it already hands down, and room for it in its parent's budget.
+pub async fn department(
+    w: &Webhook,
+    req: &AdmissionRequest<DynamicObject>,
+    new: &Department,
+    old: Option<&Department>,
+) -> Result<(), String> {
+    let code = new.spec.code.as_str();
+    let mut all: Vec<Department> = departments(w).into_iter().filter(|d| d.name_any() != new.name_any()).collect();
+    if let Some(other) = all.iter().find(|d| d.spec.code == code) {
+        return Err(format!("spec.code: department {} already has code {code}", other.name_any()));
+    }
+    all.push(new.clone());
+    let refs: Vec<&Department> = all.iter().collect();
+    budget::path(code, &refs)?;
+    let ts = tenants(w);
+    let trefs: Vec<&Tenant> = ts.iter().collect();
+    let now = jiff::Timestamp::now().as_second();
+    let own = ledger::with_reservations(&new.metadata, now, budget::takers(code, &refs, &trefs));
+    budget::fits(code, &budget::amounts(&new.spec.budget), &own).map_err(|e| format!("spec.budget: {e}"))?;
+    let Some(parent) = new.spec.parent.as_deref() else { return Ok(()) };
+    let amounts = budget::amounts(&new.spec.budget);
+    if let Some(o) = old
+        && o.spec.parent.as_deref() == Some(parent)
+        && takes_no_more(&amounts, &budget::amounts(&o.spec.budget))
+    {
+        return Ok(());
+    }
+    take(w, req, parent, Taker::Department(code.into()), &amounts).await.map_err(|e| format!("spec.budget: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowering_or_bounding_takes_no_more_and_raising_or_unbounding_does() {
+        let old: Amounts = [("cpu", 4000), ("pods", 10_000)].into();
+        assert!(takes_no_more(&[("cpu", 3000), ("pods", 10_000)].into(), &old));
+        assert!(takes_no_more(&[("cpu", 4000), ("pods", 10_000), ("memory", 1)].into(), &old), "a new bound");
+        assert!(!takes_no_more(&[("cpu", 5000), ("pods", 10_000)].into(), &old));
+        assert!(!takes_no_more(&[("cpu", 4000)].into(), &old), "pods unbounded now");
+    }
+}
