@@ -42,7 +42,7 @@ async fn budgets_are_handed_down_the_tree_and_hold_against_racing_admins() {
         vec![
             vec!["delete", "tenant", "-l", "e2e=departments", "--ignore-not-found", "--timeout=60s"],
             vec!["delete", "tenant", "dp-edu", "dp-lost", "--ignore-not-found", "--timeout=60s"],
-            vec!["delete", "department", "dp-gd", "dp-gz", "dp-th", "dp-sz", "--ignore-not-found"],
+            vec!["delete", "department", "dp-gd", "dp-gz", "dp-th", "dp-sz", "gd", "gz", "gz-th", "--ignore-not-found"],
         ]
     };
     drop(Cleanup(steps()));
@@ -51,23 +51,23 @@ async fn budgets_are_handed_down_the_tree_and_hold_against_racing_admins() {
     let tenants: Api<Tenant> = Api::all(client.clone());
 
     // Province 20 cores, city 8, county 2.
-    create(&client, &dept("dp-gd", "GD", None, "20", 200)).await.expect("province");
-    create(&client, &dept("dp-gz", "GZ", Some("GD"), "8", 100)).await.expect("city");
-    create(&client, &dept("dp-th", "TH", Some("GZ"), "2", 20)).await.expect("county");
+    create(&client, &dept("dp-gd", "E-GD", None, "20", 200)).await.expect("province");
+    create(&client, &dept("dp-gz", "E-GZ", Some("E-GD"), "8", 100)).await.expect("city");
+    create(&client, &dept("dp-th", "E-TH", Some("E-GZ"), "2", 20)).await.expect("county");
 
     // The schema and the webhook name the field.
-    let msg = refused(create(&client, &dept("dp-sz", "SZ", Some("NOWHERE"), "1", 1)).await, "spec.parent");
+    let msg = refused(create(&client, &dept("dp-sz", "E-SZ", Some("NOWHERE"), "1", 1)).await, "spec.parent");
     assert!(msg.contains("NOWHERE") && msg.contains("does not exist"), "{msg}");
-    refused(create(&client, &dept("dp-sz", "GZ", Some("GD"), "1", 1)).await, "spec.code");
+    refused(create(&client, &dept("dp-sz", "E-GZ", Some("E-GD"), "1", 1)).await, "spec.code");
     // A city asking more than the province has left: refused with the numbers.
-    let msg = refused(create(&client, &dept("dp-sz", "SZ", Some("GD"), "13", 50)).await, "spec.budget");
+    let msg = refused(create(&client, &dept("dp-sz", "E-SZ", Some("E-GD"), "13", 50)).await, "spec.budget");
     assert!(msg.contains("budget is 20") && msg.contains("21") && msg.contains("1 over"), "{msg}");
-    assert!(msg.contains("department GZ 8") && msg.contains("department SZ 13"), "{msg}");
-    create(&client, &dept("dp-sz", "SZ", Some("GD"), "12", 50)).await.expect("what is left fits");
+    assert!(msg.contains("department E-GZ 8") && msg.contains("department E-SZ 13"), "{msg}");
+    create(&client, &dept("dp-sz", "E-SZ", Some("E-GD"), "12", 50)).await.expect("what is left fits");
     // A cycle, and a budget cut below what is handed down.
     let patch = |v: Value| Patch::Merge(v);
     let msg = refused(
-        depts.patch("dp-gd", &PatchParams::default(), &patch(json!({"spec": {"parent": "TH"}}))).await,
+        depts.patch("dp-gd", &PatchParams::default(), &patch(json!({"spec": {"parent": "E-TH"}}))).await,
         "cycle",
     );
     assert!(msg.contains("spec.parent"), "{msg}");
@@ -75,21 +75,21 @@ async fn budgets_are_handed_down_the_tree_and_hold_against_racing_admins() {
         depts.patch("dp-gz", &PatchParams::default(), &patch(json!({"spec": {"budget": {"cpu": "1"}}}))).await,
         "spec.budget",
     );
-    assert!(msg.contains("department TH 2"), "{msg}");
+    assert!(msg.contains("department E-TH 2"), "{msg}");
 
     // A tenant of the city takes from its budget: 8 - 2 (the county) = 6 left.
-    apply_tenant(&client, &in_dept("dp-edu", "GZ", "4")).await;
+    apply_tenant(&client, &in_dept("dp-edu", "E-GZ", "4")).await;
     wait_ready(&client, "dp-edu").await;
-    let msg = refused(tenants.create(&PostParams::default(), &in_dept("dp-extra", "GZ", "3")).await, "spec.quota");
+    let msg = refused(tenants.create(&PostParams::default(), &in_dept("dp-extra", "E-GZ", "3")).await, "spec.quota");
     assert!(msg.contains("budget is 8") && msg.contains("tenant dp-edu 4") && msg.contains("1 over"), "{msg}");
     // A tenant that leaves a budgeted resource unstated would be unbounded there.
-    let mut unbounded = in_dept("dp-extra", "GZ", "1");
+    let mut unbounded = in_dept("dp-extra", "E-GZ", "1");
     unbounded.spec.quota.pods = None;
     refused(tenants.create(&PostParams::default(), &unbounded).await, "must state its pods");
     // A dry run decides and records nothing.
     let before = depts.get("dp-gz").await.expect("city").annotations().get("zhengyun.io/budget-reservations").cloned();
     tenants
-        .create(&PostParams { dry_run: true, ..Default::default() }, &in_dept("dp-dry", "GZ", "2"))
+        .create(&PostParams { dry_run: true, ..Default::default() }, &in_dept("dp-dry", "E-GZ", "2"))
         .await
         .expect("a dry run that fits");
     let after = depts.get("dp-gz").await.expect("city").annotations().get("zhengyun.io/budget-reservations").cloned();
@@ -99,7 +99,7 @@ async fn budgets_are_handed_down_the_tree_and_hold_against_racing_admins() {
     let mut racers = Vec::new();
     for i in 0..8 {
         let api = tenants.clone();
-        let mut t = in_dept(&format!("dp-race-{i}"), "GZ", "2");
+        let mut t = in_dept(&format!("dp-race-{i}"), "E-GZ", "2");
         t.metadata.labels = Some([("e2e".to_string(), "departments".to_string())].into());
         racers.push(tokio::spawn(async move { api.create(&PostParams::default(), &t).await.map(|_| ()) }));
     }
@@ -120,14 +120,14 @@ async fn budgets_are_handed_down_the_tree_and_hold_against_racing_admins() {
         (s.budget_summary.as_deref()?.contains("cpu 8/8") && s.tenants.len() == 2).then_some(s)
     })
     .await;
-    assert_eq!(status.path.as_deref(), Some("GD/GZ"));
-    assert_eq!(status.children, vec!["TH".to_string()]);
+    assert_eq!(status.path.as_deref(), Some("E-GD/E-GZ"));
+    assert_eq!(status.children, vec!["E-TH".to_string()]);
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready");
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "WithinBudget"), "{ready:?}");
     let county = wait_for("the county's path", SECONDS, || async { depts.get("dp-th").await.ok()?.status?.path }).await;
-    assert_eq!(county, "GD/GZ/TH");
+    assert_eq!(county, "E-GD/E-GZ/E-TH");
     let out = must("kubectl get departments", run_tool("kubectl", &["get", "departments"], None));
-    assert!(out.contains("GD/GZ/TH") && out.contains("cpu 8/8"), "{out}");
+    assert!(out.contains("E-GD/E-GZ/E-TH") && out.contains("cpu 8/8"), "{out}");
 
     // The tenant's Department condition; one whose department does not exist is told so, and
     // is still Ready (the tree informs, it does not hold a department's tenant back).
@@ -143,8 +143,15 @@ async fn budgets_are_handed_down_the_tree_and_hold_against_racing_admins() {
     let bin = std::env::var("ZHENGYUN_OPERATOR_BIN").expect("ZHENGYUN_OPERATOR_BIN");
     let tree = must("zhengyun-operator tree", run_tool(&bin, &["tree"], None));
     let lines: Vec<&str> = tree.lines().collect();
-    let gd = lines.iter().position(|l| l.starts_with("GD GD局")).expect("the province at the top");
-    assert!(lines[gd + 1..].iter().any(|l| l.starts_with("  GZ GZ局  budget: cpu 8/8")), "{tree}");
-    assert!(lines.iter().any(|l| l.starts_with("    TH TH局")), "{tree}");
+    let gd = lines.iter().position(|l| l.starts_with("E-GD E-GD局")).expect("the province at the top");
+    assert!(lines[gd + 1..].iter().any(|l| l.starts_with("  E-GZ E-GZ局  budget: cpu 8/8")), "{tree}");
+    assert!(lines.iter().any(|l| l.starts_with("    E-TH E-TH局")), "{tree}");
     assert!(lines.iter().any(|l| l.starts_with("    - tenant dp-edu  quota: cpu 4")), "{tree}");
+
+    // The admin guide's example tree is accepted as written.
+    let example = zhengyun_e2e::repo_path("docs/examples/departments/tree.yaml");
+    must("kubectl apply the example tree", run_tool("kubectl", &["apply", "-f", &example], None));
+    let path =
+        wait_for("the example county's path", SECONDS, || async { depts.get("gz-th").await.ok()?.status?.path }).await;
+    assert_eq!(path, "GD/GZ/GZ-TH");
 }

@@ -32,6 +32,17 @@ fn tenants(w: &Webhook) -> Vec<Tenant> {
     w.caches.tenants.state().iter().filter_map(|t| t.0.as_ref().ok().cloned()).collect()
 }
 
+/// The departments as the API server has them now: for a lookup the cache may not answer yet
+/// (one created a moment ago, by the same `kubectl apply` say).
+async fn fresh_departments(w: &Webhook) -> Result<Vec<Department>, String> {
+    let Some(client) = w.client.as_ref() else { return Ok(departments(w)) };
+    kube::Api::<Department>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .map_err(|e| format!("reading the departments failed: {e}; retry"))
+}
+
 /// The takers of `code`'s budget as the caches show them.
 fn cached_takers(w: &Webhook, code: &str) -> BTreeMap<Taker, Amounts> {
     let (ds, ts) = (departments(w), tenants(w));
@@ -47,7 +58,13 @@ async fn take(
     amounts: &Amounts,
 ) -> Result<(), String> {
     let Some(client) = w.client.as_ref() else { return Ok(()) };
-    let Some(dept) = departments(w).into_iter().find(|d| d.spec.code == code) else { return Ok(()) };
+    let mut found = departments(w).into_iter().find(|d| d.spec.code == code);
+    // No department tree at all: nothing to ask. Some tree but not this code: the cache may be
+    // a moment behind.
+    if found.is_none() && !w.caches.departments.state().is_empty() {
+        found = fresh_departments(w).await?.into_iter().find(|d| d.spec.code == code);
+    }
+    let Some(dept) = found else { return Ok(()) };
     let ask = ledger::Ask { name: &dept.name_any(), code, who, amounts, dry_run: req.dry_run };
     ledger::reserve(
         client,
@@ -86,13 +103,25 @@ pub async fn department(
     old: Option<&Department>,
 ) -> Result<(), String> {
     let code = new.spec.code.as_str();
-    let mut all: Vec<Department> = departments(w).into_iter().filter(|d| d.name_any() != new.name_any()).collect();
-    if let Some(other) = all.iter().find(|d| d.spec.code == code) {
-        return Err(format!("spec.code: department {} already has code {code}", other.name_any()));
+    let with_new = |ds: Vec<Department>| -> Vec<Department> {
+        let mut all: Vec<Department> = ds.into_iter().filter(|d| d.name_any() != new.name_any()).collect();
+        all.push(new.clone());
+        all
+    };
+    let mut all = with_new(departments(w));
+    let tree_holds = |all: &[Department]| -> Result<(), String> {
+        if let Some(other) = all.iter().find(|d| d.spec.code == code && d.name_any() != new.name_any()) {
+            return Err(format!("spec.code: department {} already has code {code}", other.name_any()));
+        }
+        budget::path(code, &all.iter().collect::<Vec<_>>()).map(|_| ())
+    };
+    // What the cache refuses is asked again of the API server: a parent created a moment ago
+    // (the line before in the same file) may not be in the cache yet.
+    if tree_holds(&all).is_err() {
+        all = with_new(fresh_departments(w).await?);
+        tree_holds(&all)?;
     }
-    all.push(new.clone());
     let refs: Vec<&Department> = all.iter().collect();
-    budget::path(code, &refs)?;
     let ts = tenants(w);
     let trefs: Vec<&Tenant> = ts.iter().collect();
     let now = jiff::Timestamp::now().as_second();
