@@ -199,12 +199,61 @@ async fn rooms_label_their_nodes_refuse_conflicts_and_arch_aware_tenants_land_on
     })
     .await;
 
-    // A tenant in the room's zone (its pods would land on the room's nodes). Whether the room's
-    // status counts a bound pod's requests is not asserted here: in the full suite on CI that
-    // status did not show the pod within 30 s, though it did in every run of this test alone
-    // (see the session note); the pure sum is unit-tested (rooms::build).
+    // A tenant's pod bound to a room node counts in what the room holds.
     apply_tenant(&client, &node_tenant("roomt", &["apps"], ZONE, 3)).await;
     zhengyun_e2e::wait_ready(&client, "roomt").await;
+    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), "roomt-apps");
+    wait_for("default service account", SECONDS, || async { sa.get_opt("default").await.ok()? }).await;
+    let mut p = restricted_pod("bound", "localhost/zhengyun/pause:0.1.0");
+    if let Some(s) = p.spec.as_mut() {
+        s.node_name = Some("room-n1".into());
+        // These nodes have no kubelet: once the node lifecycle controller marks them
+        // unreachable, a pod that does not tolerate it is evicted at once (this control plane
+        // has no DefaultTolerationSeconds).
+        s.tolerations = serde_json::from_value(json!([
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"},
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}
+        ]))
+        .ok();
+        s.containers[0].resources = serde_json::from_value(
+            json!({"requests": {"cpu": "4", "memory": "1Gi"}, "limits": {"cpu": "4", "memory": "1Gi"}}),
+        )
+        .ok();
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "roomt-apps");
+    pods.create(&PostParams::default(), &p).await.expect("bound pod");
+    let counted = |s: &zhengyun::api::ComputerRoomStatus| {
+        s.requested.get("cpu").map(String::as_str) == Some("4")
+            && s.utilisation_percent.get("cpu") == Some(&13)
+            && s.tenants == vec!["roomt".to_string()]
+    };
+    let start = std::time::Instant::now();
+    loop {
+        let status = rooms.get("edu-room").await.ok().and_then(|r| r.status);
+        if status.as_ref().is_some_and(counted) {
+            break;
+        }
+        if start.elapsed() > SECONDS {
+            // What was seen, for whoever reads a failure: the room, the pod, the node, and
+            // what the operator said.
+            let pod = pods.get_opt("bound").await.ok().flatten();
+            let node = Api::<Node>::all(client.clone()).get_opt("room-n1").await.ok().flatten();
+            let log = std::fs::read_to_string(&_op.log).unwrap_or_default();
+            let said: Vec<&str> =
+                log.lines().filter(|l| l.contains("room") || l.contains("panic") || l.contains("ERROR")).collect();
+            panic!(
+                "the room did not count the pod within {SECONDS:?}\nstatus: {status:?}\npod: {:?} {:?}\nnode: {:?} {:?}\n\
+                 operator ({} lines) said:\n{}",
+                pod.as_ref().and_then(|p| p.spec.as_ref()?.node_name.clone()),
+                pod.as_ref().and_then(|p| p.status.as_ref()?.phase.clone()),
+                node.as_ref().map(|n| n.labels().clone()),
+                node.as_ref().and_then(|n| n.spec.as_ref()?.taints.clone()),
+                said.len(),
+                said[said.len().saturating_sub(40)..].join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     // A second room naming room-n2: refused, nothing of it applied, and room-n2 stays edu-room's.
     apply_room(&client, &room("other-room", &["room-n2", "room-x86"], "amd64", json!([]))).await;
@@ -292,6 +341,9 @@ async fn rooms_label_their_nodes_refuse_conflicts_and_arch_aware_tenants_land_on
     assert_eq!(s.phase, Some(MigrationPhase::Consolidated), "no server left to migrate");
 
     // The room deleted: its nodes are let go before it disappears.
+    pods.delete("bound", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+        .await
+        .expect("delete pod");
     rooms.delete("edu-room", &DeleteParams::default()).await.expect("delete room");
     wait_for("edu-room gone", SECONDS, || async { rooms.get_opt("edu-room").await.ok()?.is_none().then_some(()) })
         .await;
