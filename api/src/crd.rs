@@ -216,6 +216,11 @@ pub fn department() -> CustomResourceDefinition {
                     Some(".spec.code"),
                 ),
                 rule(
+                    "!has(self.spec.adminGroup) || !self.spec.adminGroup.startsWith('system:')",
+                    "spec.adminGroup: a system: group holds users of the whole cluster: name the department's own group",
+                    Some(".spec.adminGroup"),
+                ),
+                rule(
                     "!has(self.spec.parent) || self.spec.parent != self.spec.code",
                     "spec.parent: a department cannot be its own parent",
                     Some(".spec.parent"),

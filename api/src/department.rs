@@ -49,6 +49,13 @@ pub struct DepartmentSpec {
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"))]
     pub parent: Option<String>,
 
+    /// The group whose members administer the department's tenants: they may create and edit
+    /// the tenants of this department and of every department below it, never above or beside
+    /// it. Groups named `system:…` are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub admin_group: Option<String>,
+
     /// What the department may hand down: its children's budgets and its own tenants' quotas
     /// together stay within it, resource by resource. A resource left out is not limited here
     /// (only by the departments above).

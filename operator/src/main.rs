@@ -554,7 +554,10 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     // The owners' ClusterRole is shared by every tenant; the leader keeps it in shape.
     let owners = tenancy::build::owner_cluster_role();
     let ended = tokio::select! {
-        r = apply::cluster::<ClusterRole>(&client, &owners) => {
+        r = async {
+            apply::cluster::<ClusterRole>(&client, &owners).await?;
+            apply::cluster::<ClusterRole>(&client, &zhengyun::departments::admin_cluster_role()).await
+        } => {
             if let Err(e) = r {
                 registration.shutdown().await;
                 return Err(e.into());

@@ -139,6 +139,42 @@ async fn budgets_are_handed_down_the_tree_and_hold_against_racing_admins() {
     assert_eq!((ok.as_str(), reason.as_str()), ("False", "DepartmentNotFound"), "{message}");
     assert!(message.contains("NOSUCH"), "{message}");
 
+    // The city's admins (a group) manage the tenants of the city and the county below it, and
+    // no others: RBAC lets them write tenants, the webhook keeps them to their subtree.
+    depts
+        .patch("dp-gz", &PatchParams::default(), &Patch::Merge(json!({"spec": {"adminGroup": "e2e-gz-admins"}})))
+        .await
+        .expect("the city's admin group");
+    let admin = zhengyun_e2e::as_user("gz-admin", &["e2e-gz-admins"]).await;
+    let as_admin: Api<Tenant> = Api::all(admin);
+    let mut county_tenant = in_dept("dp-county", "E-TH", "1");
+    county_tenant.metadata.labels = Some([("e2e".to_string(), "departments".to_string())].into());
+    wait_for("the city admin creates a county tenant", SECONDS, || async {
+        as_admin.create(&PostParams::default(), &county_tenant).await.ok()
+    })
+    .await;
+    for (code, name) in [("E-SZ", "dp-beside"), ("E-GD", "dp-above")] {
+        let msg =
+            refused(as_admin.create(&PostParams::default(), &in_dept(name, code, "1")).await, "spec.department.code");
+        assert!(msg.contains("E-GZ") && msg.contains(code), "{msg}");
+    }
+    // They edit a tenant of theirs, but deleting one (and perhaps its data) stays with the
+    // cloud's admins.
+    as_admin
+        .patch("dp-county", &PatchParams::default(), &Patch::Merge(json!({"spec": {"securityLevel": 3}})))
+        .await
+        .expect("the city admin edits a county tenant");
+    refused(as_admin.delete("dp-county", &Default::default()).await, "forbidden");
+    // The group leaves the spec: its members lose the role.
+    depts
+        .patch("dp-gz", &PatchParams::default(), &Patch::Merge(json!({"spec": {"adminGroup": null}})))
+        .await
+        .expect("no admin group");
+    wait_for("the former admins lose the role", SECONDS, || async {
+        as_admin.get("dp-county").await.is_err().then_some(())
+    })
+    .await;
+
     // The tree, as a cloud office reads it.
     let bin = std::env::var("ZHENGYUN_OPERATOR_BIN").expect("ZHENGYUN_OPERATOR_BIN");
     let tree = must("zhengyun-operator tree", run_tool(&bin, &["tree"], None));

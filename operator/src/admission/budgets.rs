@@ -75,6 +75,33 @@ async fn take(
     .await
 }
 
+/// A department admin (a member of some Department's `adminGroup`) manages the tenants of
+/// that department's subtree only: the tenant's department, before and after, must be in it.
+/// Users in no admin group are left to RBAC (the cloud's own admins).
+pub fn admin_scope(
+    w: &Webhook,
+    req: &AdmissionRequest<DynamicObject>,
+    new: &Tenant,
+    old: Option<&Tenant>,
+) -> Result<(), String> {
+    let groups = req.user_info.groups.clone().unwrap_or_default();
+    let ds = departments(w);
+    let refs: Vec<&Department> = ds.iter().collect();
+    let mine = crate::departments::administered(&refs, &groups);
+    if mine.is_empty() {
+        return Ok(());
+    }
+    for code in std::iter::once(&new.spec.department.code).chain(old.map(|o| &o.spec.department.code)) {
+        if !crate::departments::admin_may(&refs, &mine, code) {
+            return Err(format!(
+                "spec.department.code: you administer the tenants of department(s) {} and those below; {code} is not among them",
+                mine.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A Tenant's quota against its department's budget. A department that does not exist as a
 /// Department object limits nothing here (the tenant's `Department` condition says so).
 pub async fn tenant(

@@ -419,6 +419,7 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
                     ));
                 }
             }
+            super::budgets::admin_scope(w, req, &tenant, old.as_deref())?;
             // Last: it records a reservation when the quota fits its department's budget.
             super::budgets::tenant(w, req, &tenant, old.as_deref()).await
         }

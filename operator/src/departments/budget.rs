@@ -228,6 +228,7 @@ mod tests {
                 name_zh: format!("{code}局"),
                 name: None,
                 parent: parent.map(String::from),
+                admin_group: None,
                 budget: TenantQuota { cpu: cpu.map(Amount::from), ..Default::default() },
             },
         )

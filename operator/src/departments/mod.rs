@@ -73,7 +73,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
             for_departments.state().iter().map(|d| ObjectRef::from_obj(d.as_ref())).collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(10)), ctx)
+        .run(
+            reconcile,
+            |_, _, _| Action::requeue(Duration::from_secs(10)),
+            Arc::new(Departments { ctx, applied: Default::default() }),
+        )
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "department reconcile");
@@ -118,7 +122,14 @@ pub fn status(d: &Department, departments: &[&Department], tenants: &[&Tenant]) 
     (status, observed)
 }
 
-async fn reconcile(obj: Arc<DeserializeGuard<Department>>, ctx: Arc<Context>) -> Result<Action> {
+/// The controller's state: the shared [`Context`] and what it applied.
+pub struct Departments {
+    ctx: Arc<Context>,
+    applied: crate::apply::Memory,
+}
+
+async fn reconcile(obj: Arc<DeserializeGuard<Department>>, state: Arc<Departments>) -> Result<Action> {
+    let ctx = &state.ctx;
     let Ok(d) = obj.0.as_ref() else {
         warn!("skipping a Department that does not deserialize");
         return Ok(Action::await_change());
@@ -131,6 +142,22 @@ async fn reconcile(obj: Arc<DeserializeGuard<Department>>, ctx: Arc<Context>) ->
         let departments: Vec<&Department> = departments.iter().filter_map(|d| d.0.as_ref().ok()).collect();
         let tenants = ctx.watches.tenants.state();
         let tenants: Vec<&Tenant> = tenants.iter().filter_map(|t| t.0.as_ref().ok()).collect();
+        // The admin group's binding (removed by the garbage collector with the Department; a
+        // group dropped from the spec leaves it until then, which the webhook makes harmless:
+        // it only lets admins act for departments whose spec names their group).
+        // The admin group's binding, with no subject once the group leaves the spec (its members
+        // lose the role at once; the binding itself goes with the Department). Only for a
+        // department that has or had a group: the others need none.
+        let binding_name = admin_binding_name(d);
+        let cached = ctx.watches.reader_bindings.get(&ObjectRef::new(&binding_name));
+        if let Some(binding) = admin_binding(d)
+            && (d.spec.admin_group.is_some() || cached.is_some())
+        {
+            let seen = crate::apply::Seen::meta(cached.as_deref());
+            if crate::apply::ensure_cluster(&ctx.client, &state.applied, &binding, seen).await? {
+                ctx.metrics.child_writes.with_label_values(&[CONTROLLER, "ClusterRoleBinding"]).inc();
+            }
+        }
         let (mut status, observed) = status(d, &departments, &tenants);
         let previous = d.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
         status.conditions =
@@ -162,4 +189,140 @@ async fn reconcile(obj: Arc<DeserializeGuard<Department>>, ctx: Arc<Context>) ->
         Ok(Action::requeue(Duration::from_secs(300)))
     };
     crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, round).await
+}
+
+/// The ClusterRole every department's admin group is bound to: tenants, which the webhook
+/// then limits to the department's subtree. No delete: deleting a department's tenant (and
+/// perhaps its data) stays with the cloud's admins.
+pub const ADMIN_ROLE: &str = "zhengyun-department-admin";
+
+pub fn admin_cluster_role() -> k8s_openapi::api::rbac::v1::ClusterRole {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+    let rule = |resources: &[&str], verbs: &[&str]| PolicyRule {
+        api_groups: Some(vec!["zhengyun.io".into()]),
+        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
+    };
+    ClusterRole {
+        metadata: kube::api::ObjectMeta {
+            name: Some(ADMIN_ROLE.into()),
+            labels: Some([(crate::labels::MANAGED_BY.to_string(), crate::labels::MANAGER.to_string())].into()),
+            ..Default::default()
+        },
+        rules: Some(vec![
+            rule(&["tenants"], &["get", "list", "watch", "create", "update", "patch"]),
+            rule(&["departments"], &["get", "list", "watch"]),
+        ]),
+        aggregation_rule: None,
+    }
+}
+
+fn admin_binding_name(d: &Department) -> String {
+    format!("{ADMIN_ROLE}:{}", d.name_any())
+}
+
+/// The binding of a department's admin group (none: no subject) to [`ADMIN_ROLE`], owned by
+/// the Department.
+pub fn admin_binding(d: &Department) -> Option<k8s_openapi::api::rbac::v1::ClusterRoleBinding> {
+    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+    let uid = d.metadata.uid.clone()?;
+    Some(ClusterRoleBinding {
+        metadata: kube::api::ObjectMeta {
+            name: Some(admin_binding_name(d)),
+            labels: Some([(crate::labels::MANAGED_BY.to_string(), crate::labels::MANAGER.to_string())].into()),
+            owner_references: Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "zhengyun.io/v1alpha1".into(),
+                kind: "Department".into(),
+                name: d.name_any(),
+                uid,
+                controller: Some(true),
+                block_owner_deletion: None,
+            }]),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: ADMIN_ROLE.into(),
+        },
+        subjects: Some(
+            d.spec
+                .admin_group
+                .iter()
+                .map(|group| Subject {
+                    kind: "Group".into(),
+                    name: group.clone(),
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    namespace: None,
+                })
+                .collect(),
+        ),
+    })
+}
+
+/// The departments whose admin group holds one of `groups`: their codes.
+pub fn administered<'a>(departments: &[&'a Department], groups: &[String]) -> Vec<&'a str> {
+    departments
+        .iter()
+        .filter(|d| d.spec.admin_group.as_ref().is_some_and(|g| groups.contains(g)))
+        .map(|d| d.spec.code.as_str())
+        .collect()
+}
+
+/// Whether a department admin of `administered` may manage a tenant of department `code`: it
+/// is one of theirs or below one of theirs.
+pub fn admin_may(departments: &[&Department], administered: &[&str], code: &str) -> bool {
+    administered.iter().any(|a| budget::subtree(a, departments).contains(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::department::DepartmentSpec;
+
+    fn dept(code: &str, parent: Option<&str>, group: Option<&str>) -> Department {
+        let mut d = Department::new(
+            &code.to_lowercase(),
+            DepartmentSpec {
+                code: code.into(),
+                name_zh: code.into(),
+                name: None,
+                parent: parent.map(String::from),
+                admin_group: group.map(String::from),
+                budget: Default::default(),
+            },
+        );
+        d.metadata.uid = Some(format!("uid-{code}"));
+        d
+    }
+
+    #[test]
+    fn admins_manage_their_subtree_only() {
+        let gd = dept("GD", None, Some("gd-admins"));
+        let gz = dept("GZ", Some("GD"), Some("gz-admins"));
+        let th = dept("TH", Some("GZ"), None);
+        let sz = dept("SZ", Some("GD"), None);
+        let all = [&gd, &gz, &th, &sz];
+        let mine = administered(&all, &["gz-admins".to_string(), "other".to_string()]);
+        assert_eq!(mine, ["GZ"]);
+        assert!(admin_may(&all, &mine, "GZ") && admin_may(&all, &mine, "TH"));
+        assert!(!admin_may(&all, &mine, "GD") && !admin_may(&all, &mine, "SZ") && !admin_may(&all, &mine, "NOSUCH"));
+        let province = administered(&all, &["gd-admins".to_string()]);
+        assert!(["GD", "GZ", "TH", "SZ"].iter().all(|c| admin_may(&all, &province, c)));
+        assert!(administered(&all, &[]).is_empty());
+    }
+
+    #[test]
+    fn the_admin_binding_names_the_group_and_has_no_subject_without_one() {
+        let b = admin_binding(&dept("GZ", None, Some("gz-admins"))).expect("binding");
+        assert_eq!(b.role_ref.name, ADMIN_ROLE);
+        assert_eq!(b.subjects.as_deref().map(|s| s[0].name.as_str()), Some("gz-admins"));
+        assert_eq!(b.metadata.owner_references.unwrap_or_default()[0].uid, "uid-GZ");
+        let none = admin_binding(&dept("GZ", None, None)).expect("binding");
+        assert_eq!(none.subjects, Some(vec![]));
+        // The role lets admins write tenants, never delete them.
+        let role = admin_cluster_role();
+        assert!(role.rules.unwrap_or_default().iter().all(|r| !r.verbs.iter().any(|v| v == "delete")));
+    }
 }
