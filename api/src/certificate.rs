@@ -66,6 +66,10 @@ pub struct SmClusterIssuerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub department: Option<String>,
+    /// With `department`: the departments below it in the department tree (Department
+    /// objects) may use it too, so a county's certificates chain to its city's CA.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signs_below: bool,
 }
 
 /// Where an issuer's CA comes from: exactly one of the two. Its Secret lives in the issuer's

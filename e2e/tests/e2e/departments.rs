@@ -42,6 +42,7 @@ async fn budgets_are_handed_down_the_tree_and_hold_against_racing_admins() {
         vec![
             vec!["delete", "tenant", "-l", "e2e=departments", "--ignore-not-found", "--timeout=60s"],
             vec!["delete", "tenant", "dp-edu", "dp-lost", "--ignore-not-found", "--timeout=60s"],
+            vec!["delete", "smclusterissuer", "dp-gz-ca", "--ignore-not-found"],
             vec!["delete", "department", "dp-gd", "dp-gz", "dp-th", "dp-sz", "gd", "gz", "gz-th", "--ignore-not-found"],
         ]
     };
@@ -174,6 +175,36 @@ async fn budgets_are_handed_down_the_tree_and_hold_against_racing_admins() {
         as_admin.get("dp-county").await.is_err().then_some(())
     })
     .await;
+
+    // The city's CA signs for the county below it (signsBelow), and for no one beside.
+    let issuers: Api<zhengyun::api::SmClusterIssuer> = Api::all(client.clone());
+    let ca: zhengyun::api::SmClusterIssuer = serde_json::from_value(json!({
+        "apiVersion": "zhengyun.io/v1alpha1", "kind": "SmClusterIssuer", "metadata": {"name": "dp-gz-ca"},
+        "spec": {"selfSigned": {"commonName": "E-GZ SM2 CA", "secretName": "dp-gz-ca"}, "department": "E-GZ", "signsBelow": true}
+    }))
+    .expect("issuer");
+    issuers.create(&PostParams::default(), &ca).await.expect("the city's CA");
+    let with_cert = |t: &mut Tenant| {
+        t.spec.certificates = serde_json::from_value(json!([
+            {"name": "web-tls", "namespace": "apps", "issuerRef": {"kind": "SmClusterIssuer", "name": "dp-gz-ca"},
+             "dnsNames": ["web.th.gov.cn"], "secretName": "web-tls"}
+        ]))
+        .expect("certificates");
+    };
+    let mut county = in_dept("dp-county", "E-TH", "1");
+    county.metadata.labels = Some([("e2e".to_string(), "departments".to_string())].into());
+    with_cert(&mut county);
+    apply_tenant(&client, &county).await;
+    let certs: Api<zhengyun::api::SmCertificate> = Api::namespaced(client.clone(), "dp-county-apps");
+    wait_for("the county's certificate from the city's CA", std::time::Duration::from_secs(60), || async {
+        let c = certs.get_opt("web-tls").await.ok()??;
+        c.status?.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
+    })
+    .await;
+    let mut beside = in_dept("dp-beside", "E-SZ", "1");
+    with_cert(&mut beside);
+    let msg = refused(tenants.create(&PostParams::default(), &beside).await, "spec.certificates[0].issuerRef");
+    assert!(msg.contains("(and E-TH's)") && msg.contains("department E-SZ"), "{msg}");
 
     // The tree, as a cloud office reads it.
     let bin = std::env::var("ZHENGYUN_OPERATOR_BIN").expect("ZHENGYUN_OPERATOR_BIN");

@@ -98,13 +98,17 @@ impl Caches {
         self.issuers.get(&ObjectRef::new(name).within(namespace)).is_some()
     }
 
-    /// Whether a cluster issuer exists, and the department it is restricted to. One that does
-    /// not deserialize counts as unrestricted: it cannot sign anything until it is fixed, and
-    /// the certificate controller says so.
-    pub fn cluster_issuer_department(&self, name: &str) -> Option<Option<String>> {
-        self.cluster_issuers
-            .get(&ObjectRef::new(name))
-            .map(|i| i.0.as_ref().ok().and_then(|i| i.spec.department.clone()))
+    /// Whether a cluster issuer exists, and the department it is restricted to with the
+    /// departments below it that may use it too. One that does not deserialize counts as
+    /// unrestricted: it cannot sign anything until it is fixed, and the certificate controller
+    /// says so.
+    pub fn cluster_issuer_department(&self, name: &str) -> Option<Option<(String, Vec<String>)>> {
+        let issuer = self.cluster_issuers.get(&ObjectRef::new(name))?;
+        let Ok(i) = issuer.0.as_ref() else { return Some(None) };
+        let departments = self.departments.state();
+        let departments: Vec<&Department> = departments.iter().filter_map(|d| d.0.as_ref().ok()).collect();
+        let below = crate::certificates::below(i.spec.department.as_deref(), i.spec.signs_below, &departments);
+        Some(i.spec.department.clone().map(|d| (d, below)))
     }
 
     /// How many pods a namespace holds.

@@ -290,9 +290,9 @@ async fn certificate(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> (Res
             (Ok(()), vec![warning])
         }
         Some(None) => (Ok(()), Vec::new()),
-        Some(Some(department)) => {
+        Some(Some((department, below))) => {
             let theirs = w.caches.namespace(&ns).and_then(|n| n.labels().get(labels::DEPARTMENT).cloned());
-            (department_allows(&r.name, Some(&department), &ns, theirs.as_deref()), Vec::new())
+            (department_allows(&r.name, Some(&department), &below, &ns, theirs.as_deref()), Vec::new())
         }
     }
 }
@@ -391,10 +391,12 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
                     continue;
                 }
                 let ns = format!("{}-{}", tenant.name_any(), c.namespace);
-                let department = w.caches.cluster_issuer_department(&c.certificate.issuer_ref.name).flatten();
+                let (department, below) =
+                    w.caches.cluster_issuer_department(&c.certificate.issuer_ref.name).flatten().unzip();
                 department_allows(
                     &c.certificate.issuer_ref.name,
                     department.as_deref(),
+                    &below.unwrap_or_default(),
                     &ns,
                     Some(&tenant.spec.department.code),
                 )

@@ -106,7 +106,7 @@ async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
         }
     };
     let h = &ctx.watches;
-    crate::watch::all_ready(&[&h.certificates, &h.issuers, &h.cluster_issuers, &h.namespaces]).await;
+    crate::watch::all_ready(&[&h.certificates, &h.issuers, &h.cluster_issuers, &h.namespaces, &h.departments]).await;
     let (ns, name) = (c.namespace().unwrap_or_default(), c.name_any());
     let span = info_span!("reconcile", controller = CONTROLLER, namespace = %ns, certificate = %name);
     crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, reconcile_inner(c, &ctx)).await
@@ -139,8 +139,17 @@ async fn issuer_ca(c: &SmCertificate, ctx: &Context, now: Timestamp) -> Result<s
             if issuer.spec.department.is_some() {
                 let namespace = hub.namespaces.get(&ObjectRef::new(&ns));
                 let theirs = namespace.as_ref().and_then(|n| n.labels().get(labels::DEPARTMENT).cloned());
-                let allowed =
-                    super::department_allows(&r.name, issuer.spec.department.as_deref(), &ns, theirs.as_deref());
+                let departments = hub.departments.state();
+                let departments: Vec<&crate::api::department::Department> =
+                    departments.iter().filter_map(|d| d.0.as_ref().ok()).collect();
+                let below = super::below(issuer.spec.department.as_deref(), issuer.spec.signs_below, &departments);
+                let allowed = super::department_allows(
+                    &r.name,
+                    issuer.spec.department.as_deref(),
+                    &below,
+                    &ns,
+                    theirs.as_deref(),
+                );
                 if let Err(why) = allowed {
                     return Ok(Err(("IssuerNotAllowed", why)));
                 }
