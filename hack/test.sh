@@ -105,3 +105,9 @@ if ls "$ZHENGYUN_E2E_LOGS"/traffic-*/matrix-*.md >/dev/null 2>&1; then
   for f in "$ZHENGYUN_E2E_LOGS"/traffic-*/matrix-*; do cp "$f" .local/traffic/; done
   for f in .local/traffic/matrix-*.md; do printf '\n== traffic matrix %s\n' "$(basename "$f" .md)"; cat "$f"; done
 fi
+# The assessor's report the evidence test wrote, kept in .local/evidence/ (docs/compliance.md).
+if [ -f "$ZHENGYUN_E2E_LOGS/evidence/evidence.html" ]; then
+  rm -rf .local/evidence && mkdir -p .local/evidence
+  cp "$ZHENGYUN_E2E_LOGS"/evidence/evidence.* .local/evidence/
+  echo "the evidence report: .local/evidence/evidence.html"
+fi

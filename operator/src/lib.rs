@@ -16,6 +16,7 @@ pub(crate) mod conditions;
 pub mod context;
 pub mod departments;
 pub mod error;
+pub mod evidence;
 pub mod gateways;
 pub mod isolation;
 pub mod leader;

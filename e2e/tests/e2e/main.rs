@@ -8,6 +8,7 @@ mod certificates;
 mod channels;
 mod departments;
 mod deploy;
+mod evidence;
 mod faults;
 mod gateway;
 mod hardening;
