@@ -105,9 +105,11 @@ if ls "$ZHENGYUN_E2E_LOGS"/traffic-*/matrix-*.md >/dev/null 2>&1; then
   for f in "$ZHENGYUN_E2E_LOGS"/traffic-*/matrix-*; do cp "$f" .local/traffic/; done
   for f in .local/traffic/matrix-*.md; do printf '\n== traffic matrix %s\n' "$(basename "$f" .md)"; cat "$f"; done
 fi
-# The assessor's report the evidence test wrote, kept in .local/evidence/ (docs/compliance.md).
-if [ -f "$ZHENGYUN_E2E_LOGS/evidence/evidence.html" ]; then
-  rm -rf .local/evidence && mkdir -p .local/evidence
-  cp "$ZHENGYUN_E2E_LOGS"/evidence/evidence.* .local/evidence/
-  echo "the evidence report: .local/evidence/evidence.html"
-fi
+# The assessor's report of the cluster as the suite left it, with the traffic observed on the
+# real nodes beside the computed matrix, kept in .local/evidence/ (docs/compliance.md). The
+# operator's ClusterRole is the one the helm test's release left.
+step "the evidence report of the cluster the suite leaves"
+observed=()
+for f in .local/traffic/matrix-*.md; do [ -f "$f" ] && observed=(--observed "$f") && break; done
+rm -rf .local/evidence
+"$ZHENGYUN_OPERATOR_BIN" evidence --output .local/evidence --operator-role zhengyun "${observed[@]}"
