@@ -130,6 +130,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let tenants = hub.tenants.store();
     let in_zone = tenants.clone();
     let of_department = tenants.clone();
+    let departments_now = hub.departments.store();
+    let department_generations: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>> = Default::default();
     let zones_now = hub.zones.store();
     // A zone's status changes whenever one of its tenants comes or goes; only a change of its
     // spec (a new generation) or its deletion concerns its tenants.
@@ -163,11 +165,19 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .watches_shared_stream(hub.quotas.subscribe(), map_to_tenant)
         .watches_shared_stream(hub.limits.subscribe(), map_to_tenant)
         .watches_shared_stream(hub.bindings.subscribe(), map_to_tenant)
-        // A department coming, going or changing its budget: its tenants' Department condition.
+        // A department coming, going or changing its spec: its tenants' Department condition.
+        // Not its status, which moves with every tenant's usage (that would wake all of its
+        // tenants at each pod of one).
         .watches_shared_stream(
             hub.departments.subscribe(),
             move |d: Arc<DeserializeGuard<crate::api::department::Department>>| {
                 let Ok(d) = d.0.as_ref() else { return Vec::new() };
+                let name = d.name_any();
+                let gone = departments_now.get(&ObjectRef::new(&name)).is_none();
+                let seen = department_generations.lock().ok().and_then(|mut g| g.insert(name, d.metadata.generation));
+                if !gone && seen == Some(d.metadata.generation) {
+                    return Vec::new();
+                }
                 of_department
                     .state()
                     .iter()
