@@ -407,12 +407,23 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
             if let Some(old) = old.as_deref()
                 && old.spec.zone != tenant.spec.zone
             {
-                let running: usize = old
-                    .spec
-                    .namespaces
-                    .iter()
-                    .map(|n| w.caches.pods_in(&format!("{}-{}", old.name_any(), n.suffix)))
-                    .sum();
+                let namespaces: Vec<String> =
+                    old.spec.namespaces.iter().map(|n| format!("{}-{}", old.name_any(), n.suffix)).collect();
+                let mut running: usize = namespaces.iter().map(|n| w.caches.pods_in(n)).sum();
+                // None in the cache may be a pod created a moment ago: a zone change is rare, so
+                // the API server is asked before letting it through.
+                if running == 0
+                    && let Some(client) = w.client.as_ref()
+                {
+                    for ns in &namespaces {
+                        let lp = kube::api::ListParams::default();
+                        let pods = kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns)
+                            .list_metadata(&lp)
+                            .await
+                            .map_err(|e| format!("spec.zone: counting the tenant's pods failed: {e}; retry"))?;
+                        running += pods.items.len();
+                    }
+                }
                 if running > 0 {
                     return Err(format!(
                         "spec.zone: tenant {} still has {running} pods in zone {}; stop or move its workloads before changing zone",
