@@ -10,7 +10,7 @@ use kube::{
 };
 use serde_json::json;
 use zhengyun::api::{ContainerLimits, CpuMemory, amount::Count};
-use zhengyun_e2e::{Operator, apply_tenant, client, tenant, wait_for, wait_ready};
+use zhengyun_e2e::{Cleanup, Operator, apply_tenant, client, tenant, wait_for, wait_ready};
 
 fn pod(name: &str) -> Pod {
     serde_json::from_value(json!({
@@ -45,6 +45,12 @@ async fn try_create(client: &Client, ns: &str, name: &str) -> Result<(), String>
 async fn concurrent_pods_never_push_a_tenant_over_its_quota() {
     let client = client().await;
     let _op = Operator::start("lease-quota", "op-quota").await;
+    // Its pods, with no webhook to place them, would be scheduled onto any node later tests add:
+    // they go with the test (dropped before the operator, which runs the tenant's finalizer).
+    let _cleanup = Cleanup(vec![
+        vec!["delete", "tenant", "burst", "--ignore-not-found", "--timeout=60s"],
+        vec!["delete", "namespace", "burst-a", "burst-b", "--ignore-not-found", "--wait=false"],
+    ]);
     let mut t = tenant("burst", &["a", "b"]);
     t.spec.quota.pods = Some(Count::from(4));
     t.spec.quota.cpu = Some("1".into());
