@@ -218,20 +218,10 @@ pub fn subtree<'a>(code: &'a str, departments: &[&'a Department]) -> BTreeSet<&'
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Amount, department::DepartmentSpec};
+    use crate::api::Amount;
 
     fn dept(code: &str, parent: Option<&str>, cpu: Option<&str>) -> Department {
-        Department::new(
-            &code.to_lowercase(),
-            DepartmentSpec {
-                code: code.into(),
-                name_zh: format!("{code}局"),
-                name: None,
-                parent: parent.map(String::from),
-                admin_group: None,
-                budget: TenantQuota { cpu: cpu.map(Amount::from), ..Default::default() },
-            },
-        )
+        crate::departments::fixture(code, parent, cpu)
     }
 
     fn tenant(name: &str, code: &str, cpu: Option<&str>) -> Tenant {

@@ -276,24 +276,31 @@ pub fn admin_may(departments: &[&Department], administered: &[&str], code: &str)
     administered.iter().any(|a| budget::subtree(a, departments).contains(code))
 }
 
+/// A department for tests: code, parent, cpu budget; name `code` in lower case, a uid.
+#[cfg(test)]
+pub(crate) fn fixture(code: &str, parent: Option<&str>, cpu: Option<&str>) -> Department {
+    let mut d = Department::new(
+        &code.to_lowercase(),
+        crate::api::department::DepartmentSpec {
+            code: code.into(),
+            name_zh: format!("{code}局"),
+            name: None,
+            parent: parent.map(String::from),
+            admin_group: None,
+            budget: crate::api::TenantQuota { cpu: cpu.map(crate::api::Amount::from), ..Default::default() },
+        },
+    );
+    d.metadata.uid = Some(format!("uid-{code}"));
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::department::DepartmentSpec;
 
     fn dept(code: &str, parent: Option<&str>, group: Option<&str>) -> Department {
-        let mut d = Department::new(
-            &code.to_lowercase(),
-            DepartmentSpec {
-                code: code.into(),
-                name_zh: code.into(),
-                name: None,
-                parent: parent.map(String::from),
-                admin_group: group.map(String::from),
-                budget: Default::default(),
-            },
-        );
-        d.metadata.uid = Some(format!("uid-{code}"));
+        let mut d = fixture(code, parent, None);
+        d.spec.admin_group = group.map(String::from);
         d
     }
 

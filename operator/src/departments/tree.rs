@@ -89,20 +89,9 @@ fn line<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Amount, TenantQuota, department::DepartmentSpec};
 
     fn dept(code: &str, parent: Option<&str>, cpu: &str) -> Department {
-        Department::new(
-            &code.to_lowercase(),
-            DepartmentSpec {
-                code: code.into(),
-                name_zh: format!("{code}局"),
-                name: None,
-                parent: parent.map(String::from),
-                admin_group: None,
-                budget: TenantQuota { cpu: Some(Amount::from(cpu)), ..Default::default() },
-            },
-        )
+        crate::departments::fixture(code, parent, Some(cpu))
     }
 
     #[test]
