@@ -193,6 +193,10 @@ pub fn render(r: &Report) -> String {
     table(&mut o, &["rule"], r.operator.rbac.iter().map(|l| vec![l.clone()]));
     o.push_str("<h3>Admission webhooks</h3>");
     table(&mut o, &["webhook", "failure policy"], r.operator.webhooks.iter().map(|(n, p)| vec![n.clone(), p.clone()]));
+    if !r.unreadable.is_empty() {
+        o.push_str("<h2 id=\"unreadable\">Objects not read 未能读取的对象</h2><p>Stored under an older schema; the verdicts above do not cover them.</p>");
+        table(&mut o, &["object and why"], r.unreadable.iter().map(|u| vec![u.clone()]));
+    }
     o.push_str(
         "<h2>What this report does not prove 本报告不能证明的</h2><ul>\
          <li>That the cluster's network plugin enforces NetworkPolicy: the matrix is what the policies say; the observed matrix (when given) is what real pods did.</li>\

@@ -138,6 +138,9 @@ pub struct Report {
     pub issuers: Vec<IssuerRow>,
     pub tenants: Vec<TenantRow>,
     pub operator: OperatorRow,
+    /// Objects the report could not read (stored under an older schema): its verdicts do not
+    /// cover them.
+    pub unreadable: Vec<String>,
 }
 
 /// Everything [`build`] needs, as read from the cluster.
@@ -157,6 +160,25 @@ pub struct Inputs {
     pub validating: Option<ValidatingWebhookConfiguration>,
     pub mutating: Option<MutatingWebhookConfiguration>,
     pub observed_traffic: Option<String>,
+    /// Objects that do not read as the current schema: named, never silently left out.
+    pub unreadable: Vec<String>,
+}
+
+/// Every object of a kind that reads as the current schema; the others (stored under an older,
+/// looser one) are named in `unreadable`, not allowed to hide the rest.
+async fn readable<K>(client: &Client, unreadable: &mut Vec<String>) -> anyhow::Result<Vec<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let all = Api::<kube::core::DeserializeGuard<K>>::all(client.clone()).list(&ListParams::default()).await?.items;
+    let mut out = Vec::new();
+    for o in all {
+        match o.0 {
+            Ok(k) => out.push(k),
+            Err(e) => unreadable.push(format!("{} {}: {}", K::kind(&()), e.metadata.name.unwrap_or_default(), e.error)),
+        }
+    }
+    Ok(out)
 }
 
 /// Reads the cluster once.
@@ -168,17 +190,19 @@ pub async fn collect(
     observed_traffic: Option<String>,
 ) -> anyhow::Result<Inputs> {
     let lp = ListParams::default();
+    let mut unreadable = Vec::new();
     Ok(Inputs {
         cluster,
         now: jiff::Timestamp::now(),
-        tenants: Api::<Tenant>::all(client.clone()).list(&lp).await?.items,
+        tenants: readable::<Tenant>(client, &mut unreadable).await?,
         namespaces: Api::<Namespace>::all(client.clone()).list(&lp).await?.items,
         world,
-        channels: Api::<ExchangeChannel>::all(client.clone()).list(&lp).await?.items,
-        certificates: Api::<SmCertificate>::all(client.clone()).list(&lp).await?.items,
-        issuers: Api::<SmIssuer>::all(client.clone()).list(&lp).await?.items,
-        cluster_issuers: Api::<SmClusterIssuer>::all(client.clone()).list(&lp).await?.items,
-        gateways: Api::<SecureGateway>::all(client.clone()).list(&lp).await?.items,
+        channels: readable::<ExchangeChannel>(client, &mut unreadable).await?,
+        certificates: readable::<SmCertificate>(client, &mut unreadable).await?,
+        issuers: readable::<SmIssuer>(client, &mut unreadable).await?,
+        cluster_issuers: readable::<SmClusterIssuer>(client, &mut unreadable).await?,
+        gateways: readable::<SecureGateway>(client, &mut unreadable).await?,
+        unreadable,
         operator_role: Api::<ClusterRole>::all(client.clone()).get_opt(operator_role).await?,
         operator_role_name: operator_role.to_string(),
         validating: Api::<ValidatingWebhookConfiguration>::all(client.clone()).get_opt("zhengyun").await?,
@@ -416,6 +440,7 @@ pub fn build(i: &Inputs) -> Report {
         issuers,
         tenants,
         operator,
+        unreadable: i.unreadable.clone(),
     }
 }
 
@@ -680,6 +705,7 @@ mod tests {
             .ok(),
             mutating: None,
             observed_traffic: None,
+            unreadable: vec![],
         }
     }
 
