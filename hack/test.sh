@@ -112,4 +112,4 @@ step "the evidence report of the cluster the suite leaves"
 observed=()
 for f in .local/traffic/matrix-*.md; do [ -f "$f" ] && observed=(--observed "$f") && break; done
 rm -rf .local/evidence
-"$ZHENGYUN_OPERATOR_BIN" evidence --output .local/evidence --operator-role zhengyun "${observed[@]}"
+"$ZHENGYUN_OPERATOR_BIN" evidence --output .local/evidence --operator-role zhengyun-operator "${observed[@]}"

@@ -11,6 +11,9 @@ use zhengyun_e2e::{
     Cleanup, apply_tenant, client, must, operator_with_webhook, repo_path, run_tool, tenant, wait_for, wait_ready,
 };
 
+/// The operator's ClusterRole as the chart names it for the release `zhengyun-evidence`.
+const ROLE: &str = "zhengyun-evidence-zhengyun-operator";
+
 fn check<'a>(report: &'a Value, title: &str) -> &'a Value {
     report["requirements"]
         .as_array()
@@ -29,7 +32,7 @@ async fn the_evidence_report_is_written_from_the_live_cluster() {
         vec![
             vec!["delete", "tenant", "ev-a", "ev-b", "--ignore-not-found", "--timeout=60s"],
             vec!["delete", "smclusterissuer", "ev-ca", "--ignore-not-found"],
-            vec!["delete", "clusterrole", "zhengyun-evidence", "--ignore-not-found"],
+            vec!["delete", "clusterrole", ROLE, "--ignore-not-found"],
         ]
     };
     drop(Cleanup(steps()));
@@ -40,7 +43,16 @@ async fn the_evidence_report_is_written_from_the_live_cluster() {
         "helm template",
         run_tool(
             "helm",
-            &["template", "zhengyun-evidence", &repo_path("charts/zhengyun"), "--show-only", "templates/rbac.yaml"],
+            &[
+                "template",
+                "zhengyun-evidence",
+                &repo_path("charts/zhengyun"),
+                "--show-only",
+                "templates/rbac.yaml",
+                // The chart requires Kubernetes 1.33 or later; helm template alone assumes an older one.
+                "--kube-version",
+                "v1.34.4",
+            ],
             None,
         ),
     );
@@ -77,7 +89,7 @@ async fn the_evidence_report_is_written_from_the_live_cluster() {
     let bin = std::env::var("ZHENGYUN_OPERATOR_BIN").expect("ZHENGYUN_OPERATOR_BIN");
     let said = must(
         "zhengyun-operator evidence",
-        run_tool(&bin, &["evidence", "--output", &out.to_string_lossy(), "--operator-role", "zhengyun-evidence"], None),
+        run_tool(&bin, &["evidence", "--output", &out.to_string_lossy(), "--operator-role", ROLE], None),
     );
     assert!(said.contains("evidence.html"), "{said}");
     let report: Value =
