@@ -81,6 +81,12 @@ async fn budgets_are_handed_down_the_tree_and_hold_against_racing_admins() {
     // A tenant of the city takes from its budget: 8 - 2 (the county) = 6 left.
     apply_tenant(&client, &in_dept("dp-edu", "E-GZ", "4")).await;
     wait_ready(&client, "dp-edu").await;
+    // Its owners read their Department by name, and no other.
+    let as_owner: Api<Department> = Api::all(zhengyun_e2e::as_user("dp-edu-owner", &[]).await);
+    let theirs =
+        wait_for("the owner reads its department", SECONDS, || async { as_owner.get("dp-gz").await.ok() }).await;
+    assert_eq!(theirs.spec.code, "E-GZ");
+    refused(as_owner.get("dp-gd").await, "forbidden");
     let msg = refused(tenants.create(&PostParams::default(), &in_dept("dp-extra", "E-GZ", "3")).await, "spec.quota");
     assert!(msg.contains("budget is 8") && msg.contains("tenant dp-edu 4") && msg.contains("1 over"), "{msg}");
     // A tenant that leaves a budgeted resource unstated would be unbounded there.

@@ -161,11 +161,16 @@ pub fn reader_name(tenant: &str) -> String {
     format!("zhengyun-tenant-reader:{tenant}")
 }
 
-/// What a tenant's owners may read outside their namespaces, by name: the Tenant itself and
-/// the Namespace objects it holds. A RoleBinding cannot grant a cluster-scoped read, so this is
+/// What a tenant's owners may read outside their namespaces, by name: the Tenant itself, the
+/// Namespace objects it holds, and its Department (`department`: that object's name). A RoleBinding cannot grant a cluster-scoped read, so this is
 /// a ClusterRole and a ClusterRoleBinding of the tenant's own, owned by the Tenant (they go
 /// with it).
-pub fn owner_reader(t: &ValidatedTenant, uid: &str, namespaces: &[String]) -> (ClusterRole, ClusterRoleBinding) {
+pub fn owner_reader(
+    t: &ValidatedTenant,
+    uid: &str,
+    namespaces: &[String],
+    department: Option<&str>,
+) -> (ClusterRole, ClusterRoleBinding) {
     const READ: &[&str] = &["get", "list", "watch"];
     let name = reader_name(&t.name);
     let metadata = ObjectMeta {
@@ -192,6 +197,10 @@ pub fn owner_reader(t: &ValidatedTenant, uid: &str, namespaces: &[String]) -> (C
     // An empty resourceNames would mean every namespace: no rule until it holds one.
     if !namespaces.is_empty() {
         rules.push(by_name("", "namespaces", namespaces));
+    }
+    // Their Department (the object whose code the tenant names), where the cloud keeps a tree.
+    if let Some(d) = department {
+        rules.push(by_name("zhengyun.io", "departments", &[d.to_string()]));
     }
     let role = ClusterRole { metadata: metadata.clone(), rules: Some(rules), aggregation_rule: None };
     let binding = ClusterRoleBinding {
@@ -547,9 +556,10 @@ mod tests {
 
     #[test]
     fn owners_read_their_tenant_and_namespaces_by_name_and_nothing_else() {
-        let (role, binding) = owner_reader(&vt(), "uid-1", &["edu-apps".into()]);
+        let (role, binding) = owner_reader(&vt(), "uid-1", &["edu-apps".into()], Some("edu-dept"));
         let rules = role.rules.unwrap_or_default();
-        assert_eq!(rules.len(), 2);
+        assert_eq!(rules.len(), 3);
+        assert_eq!(rules[2].resource_names, Some(vec!["edu-dept".to_string()]));
         for r in &rules {
             assert!(r.verbs.iter().all(|v| ["get", "list", "watch"].contains(&v.as_str())), "read only: {r:?}");
             assert!(r.resource_names.as_ref().is_some_and(|n| !n.is_empty()), "by name only: {r:?}");
@@ -562,7 +572,7 @@ mod tests {
         assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Tenant", "uid-1"));
 
         // No namespace yet: no namespace rule at all (empty resourceNames would grant them all).
-        let (role, _) = owner_reader(&vt(), "uid-1", &[]);
+        let (role, _) = owner_reader(&vt(), "uid-1", &[], None);
         let rules = role.rules.unwrap_or_default();
         assert_eq!(rules.len(), 1);
         assert!(rules.iter().all(|r| r.resources.as_deref() != Some(&["namespaces".to_string()][..])));

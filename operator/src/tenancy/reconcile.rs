@@ -629,7 +629,13 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     // The owners read their Tenant and their namespaces by name (cluster-scoped reads, which
     // no RoleBinding can grant): read-only, so after everything that keeps them in bounds.
     if let Some(uid) = tenant.metadata.uid.as_deref() {
-        let (role, binding) = build::owner_reader(&vt, uid, &owned);
+        let departments = s.departments.state();
+        let department = departments
+            .iter()
+            .filter_map(|d| d.0.as_ref().ok())
+            .find(|d| d.spec.code == vt.department_code)
+            .map(|d| d.name_any());
+        let (role, binding) = build::owner_reader(&vt, uid, &owned, department.as_deref());
         let name = build::reader_name(&vt.name);
         let actual = s.reader_roles.get(&ObjectRef::new(&name));
         let role_ok = failed.note(
