@@ -81,7 +81,7 @@ pub fn render(r: &Report) -> String {
     }
     o.push_str("</table>");
 
-    o.push_str("<h2 id=\"reachability\">Reachability 可达性矩阵</h2><p>From the NetworkPolicies (and ClusterNetworkPolicies, where enforced) in force: ✅ may connect, ⛔ may not. Each cell's reason is in its tooltip and in the list below.</p>");
+    o.push_str("<h2 id=\"reachability\">Reachability 可达性矩阵</h2><p>From the NetworkPolicies (and ClusterNetworkPolicies, where enforced) in force: <b class=\"ok\">allow</b> may connect, <b class=\"no\">deny</b> may not. Each cell's reason is in its tooltip and in the list below.</p>");
     o.push_str("<table class=\"m\"><tr><th>from \\ to</th>");
     for g in &r.groups {
         o.push_str(&format!("<th>{}</th>", esc(g)));
@@ -95,7 +95,7 @@ pub fn render(r: &Report) -> String {
                     "<td title=\"{}\" class=\"{}\">{}</td>",
                     esc(&c.explanation),
                     if c.allowed { "ok" } else { "no" },
-                    if c.allowed { "✅" } else { "⛔" }
+                    if c.allowed { "allow" } else { "deny" }
                 )),
                 None => o.push_str("<td>·</td>"),
             }
