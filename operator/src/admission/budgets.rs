@@ -28,8 +28,13 @@ fn departments(w: &Webhook) -> Vec<Department> {
     w.caches.departments.state().iter().filter_map(|d| d.0.as_ref().ok().cloned()).collect()
 }
 
-fn tenants(w: &Webhook) -> Vec<Tenant> {
-    w.caches.tenants.state().iter().filter_map(|t| t.0.as_ref().ok().cloned()).collect()
+/// The cached tenants, shared (not copied: an admission reads them, thousands of them).
+fn tenants(w: &Webhook) -> Vec<std::sync::Arc<kube::core::DeserializeGuard<Tenant>>> {
+    w.caches.tenants.state()
+}
+
+fn readable(ts: &[std::sync::Arc<kube::core::DeserializeGuard<Tenant>>]) -> Vec<&Tenant> {
+    ts.iter().filter_map(|t| t.0.as_ref().ok()).collect()
 }
 
 /// The departments as the API server has them now: for a lookup the cache may not answer yet
@@ -46,7 +51,7 @@ async fn fresh_departments(w: &Webhook) -> Result<Vec<Department>, String> {
 /// The takers of `code`'s budget as the caches show them.
 fn cached_takers(w: &Webhook, code: &str) -> BTreeMap<Taker, Amounts> {
     let (ds, ts) = (departments(w), tenants(w));
-    budget::takers(code, &ds.iter().collect::<Vec<_>>(), &ts.iter().collect::<Vec<_>>())
+    budget::takers(code, &ds.iter().collect::<Vec<_>>(), &readable(&ts))
 }
 
 /// Reserves `amounts` for `who` against department `code`'s budget, if it fits.
@@ -150,7 +155,7 @@ pub async fn department(
     }
     let refs: Vec<&Department> = all.iter().collect();
     let ts = tenants(w);
-    let trefs: Vec<&Tenant> = ts.iter().collect();
+    let trefs = readable(&ts);
     let now = jiff::Timestamp::now().as_second();
     let own = ledger::with_reservations(&new.metadata, now, budget::takers(code, &refs, &trefs));
     budget::fits(code, &budget::amounts(&new.spec.budget), &own).map_err(|e| format!("spec.budget: {e}"))?;

@@ -350,7 +350,8 @@ pub fn build(i: &Inputs) -> Report {
                 namespace: c.namespace().unwrap_or_default(),
                 name: c.name_any(),
                 issuer: format!("{:?}/{}", c.spec.issuer_ref.kind, c.spec.issuer_ref.name),
-                algorithm: "SM2 with SM3",
+                // Not read from the certificate: zhengyun's issuers sign nothing else.
+                algorithm: "SM2 with SM3 (the only algorithm zhengyun issues)",
                 not_before: s.not_before.unwrap_or_default(),
                 not_after: s.not_after.clone().unwrap_or_default(),
                 renewal: s.renewal_time.unwrap_or_default(),

@@ -385,8 +385,8 @@ pub struct Hub {
     /// Tenants' and channels' policies (both carry the managed label).
     pub policies: Metas<NetworkPolicy>,
     pub bindings: Metas<RoleBinding>,
-    /// The ClusterRoles and ClusterRoleBindings that let each tenant's owners read it (and the
-    /// owners' shared ClusterRole: it carries the managed label too).
+    /// The managed ClusterRoles and ClusterRoleBindings: each tenant's owners' reader role and
+    /// binding, each department's admin-group binding, and the shared roles.
     pub reader_roles: Metas<ClusterRole>,
     pub reader_bindings: Metas<ClusterRoleBinding>,
     /// Every certificate, tenants' and others'.
