@@ -37,6 +37,13 @@ step "OpenSSL 4 command-line tool (built once from the openssl-src crate's sourc
 ZHENGYUN_OPENSSL4=$(hack/build-openssl4.sh)
 export ZHENGYUN_OPENSSL4
 
+# The gateway's tests run the binary that ships (static, with the thread-safe Tongsuo its image
+# carries), not a debug build that links another Tongsuo (issue 28).
+step "zhengyun-gateway as it ships: static, with Tongsuo built with threads (both cached)"
+ZHENGYUN_GATEWAY_BIN=$(hack/build-gateway.sh)
+export ZHENGYUN_GATEWAY_BIN
+echo "$ZHENGYUN_GATEWAY_BIN"
+
 step "rustfmt"
 cargo fmt --all --check
 
@@ -83,7 +90,7 @@ if [ "$ZHENGYUN_NODES" = 1 ]; then
   [ ${#operator_images[@]} -eq 2 ] || { echo "building the operator's image failed" >&2; exit 1; }
   nodes_import "$dir" "${operator_images[@]}"
   export ZHENGYUN_OPERATOR_IMAGE=localhost/zhengyun/zhengyun-operator
-  step "zhengyun-gateway's image, as gateway/Containerfile describes it (static, Tongsuo linked in), on the nodes"
+  step "zhengyun-gateway's image, as gateway/Containerfile describes it (the binary the gateway's tests ran), on the nodes"
   gateway_image=$(hack/build-gateway-image.sh)
   [ -f "$gateway_image" ] || { echo "building the gateway's image failed" >&2; exit 1; }
   nodes_import "$dir" "$gateway_image"

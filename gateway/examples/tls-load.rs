@@ -109,7 +109,7 @@ async fn bulk(ctx: SslContext, addr: String, mib: u64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "tls-load handshakes|bulk ADDR tlcp|tls13-sm SUITE [SECONDS CONCURRENCY | MIB]";
+    let usage = "tls-load handshakes|bulk ADDR tlcp|tls13-sm SUITE [SECONDS CONCURRENCY [THREADS] | MIB]";
     if args.len() < 5 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -117,7 +117,14 @@ fn main() {
     let (mode, addr, protocol, suite) = (&args[1], args[2].clone(), &args[3], &args[4]);
     let num = |i: usize, d: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     let ctx = context(protocol, suite);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    // One thread unless asked: on two cores the client would otherwise take the server's.
+    let threads = usize::try_from(num(7, 1)).unwrap_or(1).max(1);
+    let rt = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+    }
+    .expect("runtime");
     match mode.as_str() {
         "handshakes" => rt.block_on(handshakes(ctx, addr, num(5, 10), usize::try_from(num(6, 8)).unwrap_or(8))),
         "bulk" => rt.block_on(bulk(ctx, addr, num(5, 256))),

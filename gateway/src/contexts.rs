@@ -174,6 +174,9 @@ fn client_auth(b: &mut SslContextBuilder, policy: &Policy, m: &Material) -> Resu
     let pem = m.client_ca.as_deref().ok_or(BuildError::Missing(Protocol::Tls, "the client CA bundle"))?;
     let mut store = X509StoreBuilder::new()?;
     for ca in chain(pem, "client CA bundle")? {
+        // Named in the CertificateRequest, so a client holding certificates from several CAs
+        // knows which one to send.
+        b.add_client_ca(&ca)?;
         store.add_cert(ca)?;
     }
     // The bundle is the issuing CA itself, which may be an intermediate: it is the trust
@@ -194,6 +197,15 @@ fn common(b: &mut SslContextBuilder, protocol: Protocol) -> Result<(), BuildErro
     // certificates, a resumption without this context is a fatal error in the TLS stack.
     b.set_session_id_context(format!("zhengyun-gateway/{protocol}").as_bytes())?;
     Ok(())
+}
+
+/// The certificates sent after the leaf: the chain as the Secret holds it, less any self-issued
+/// one. A root is useless on the wire (a client that trusts it has it already, and one that does
+/// not must not start trusting it because the server sent it) and costs every handshake its
+/// bytes; zhengyun's Secrets, like cert-manager's, carry the issuing CA in `tls.crt` even when
+/// that CA is the root.
+fn sent_chain(certs: &[X509]) -> impl Iterator<Item = &X509> {
+    certs.iter().skip(1).filter(|c| c.issued(c) != tongsuo::x509::X509VerifyResult::OK)
 }
 
 /// A key must be the one of its certificate, checked before a rotation replaces what works.
@@ -228,7 +240,7 @@ fn tlcp(policy: &Policy, m: &Material) -> Result<(SslContext, Vec<Served>), Buil
     b.set_sign_private_key(&sign_key)?;
     b.set_enc_certificate(&enc[0])?;
     b.set_enc_private_key(&enc_key)?;
-    for ca in &sign[1..] {
+    for ca in sent_chain(&sign) {
         b.add_extra_chain_cert(ca.clone())?;
     }
     client_auth(&mut b, policy, m)?;
@@ -249,7 +261,7 @@ fn tls13_sm(policy: &Policy, m: &Material) -> Result<(SslContext, Served), Build
     let sign_key = key(&m.sign_key, "tls.key")?;
     b.set_private_key(&sign_key)?;
     b.check_private_key().map_err(|e| BuildError::Material { file: "tls.key", why: e.to_string() })?;
-    for ca in &sign[1..] {
+    for ca in sent_chain(&sign) {
         b.add_extra_chain_cert(ca.clone())?;
     }
     client_auth(&mut b, policy, m)?;
@@ -271,7 +283,7 @@ fn tls(policy: &Policy, m: &Material) -> Result<(SslContext, Served), BuildError
     b.set_certificate(&certs[0])?;
     b.set_private_key(&k)?;
     b.check_private_key().map_err(|e| BuildError::Material { file: "standard tls.key", why: e.to_string() })?;
-    for ca in &certs[1..] {
+    for ca in sent_chain(&certs) {
         b.add_extra_chain_cert(ca.clone())?;
     }
     client_auth(&mut b, policy, m)?;

@@ -61,6 +61,10 @@ struct Args {
     /// Seconds open connections get to finish after the listener closes.
     #[arg(long, env = "ZHENGYUN_GATEWAY_DRAIN_SECONDS", default_value_t = 20)]
     drain_seconds: u64,
+    /// Threads that run handshakes and relays; by default one per CPU this process may use
+    /// (its cgroup's CPU limit counts).
+    #[arg(long, env = "ZHENGYUN_GATEWAY_WORKER_THREADS")]
+    worker_threads: Option<usize>,
 }
 
 impl Args {
@@ -78,12 +82,14 @@ impl Args {
         if self.handshake_timeout_ms == 0 || self.idle_timeout_ms == 0 {
             bail!("--handshake-timeout-ms and --idle-timeout-ms must be positive");
         }
+        if self.worker_threads == Some(0) {
+            bail!("--worker-threads must be at least 1");
+        }
         Ok(())
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     use tracing_subscriber::{EnvFilter, fmt};
     fmt()
         .json()
@@ -92,6 +98,14 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     args.check()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.worker_threads {
+        runtime.worker_threads(n);
+    }
+    runtime.enable_all().build().context("starting the runtime")?.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let mut protocols = args.protocols.clone();
     protocols.sort();
     protocols.dedup();
@@ -116,7 +130,11 @@ async fn main() -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let admin = tokio::net::TcpListener::bind(args.admin).await.with_context(|| format!("binding {}", args.admin))?;
     let served: Vec<_> = gw.policy.protocols.iter().map(|p| p.label()).collect();
-    tracing::info!(listen = %args.listen, admin = %args.admin, backend = %args.backend, protocols = ?served, "serving");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(
+        listen = %args.listen, admin = %args.admin, backend = %args.backend, protocols = ?served, workers,
+        tongsuo = tongsuo::version::version(), "serving"
+    );
 
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let readyz = {

@@ -5,6 +5,7 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::{Arc, RwLock},
+    task::Poll,
     time::Duration,
 };
 
@@ -198,12 +199,23 @@ async fn handshake(gw: &Gateway, mut conn: TcpStream, line: &mut Line) -> Result
     let ctx = contexts.get(protocol).ok_or("no context")?;
     let ssl = Ssl::new(ctx).map_err(|e| e.to_string())?;
     let mut tls = SslStream::new(ssl, Prefixed::new(prefix, conn)).map_err(|e| e.to_string())?;
-    match Pin::new(&mut tls).accept().await {
-        Ok(()) => Ok((tls, protocol)),
+    // A handshake left waiting after the client closed its side would wait for the timeout:
+    // Tongsuo's TLCP path asks to read again after the end (see `prefixed`).
+    let accepted = std::future::poll_fn(|cx| match Pin::new(&mut tls).poll_accept(cx) {
+        Poll::Pending if tls.get_ref().closed() => Poll::Ready(Err(None)),
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(r) => Poll::Ready(r.map_err(Some)),
+    })
+    .await;
+    match accepted {
+        Ok(()) => {
+            tls.get_mut().handshake_done();
+            Ok((tls, protocol))
+        }
         Err(e) => {
             line.result = "handshake_failed";
             gw.metrics.handshakes.with_label_values(&[protocol.label(), "none", "failed"]).inc();
-            Err(e.to_string())
+            Err(e.map_or_else(|| "the client closed during the handshake".to_string(), |e| e.to_string()))
         }
     }
 }

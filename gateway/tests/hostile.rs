@@ -369,3 +369,130 @@ fn rotation_under_load_fails_no_handshake_and_open_connections_continue() {
     let _ = long.kill();
     let _ = long.wait();
 }
+
+/// A hello, then the server's flight read, then a plaintext handshake record where the client's
+/// protected (or, for TLCP, its key exchange) flight belongs: each connection ends in an alert
+/// and an error pushed on Tongsuo's error queue. With a Tongsuo built without threads, 32 of
+/// these at a time killed the gateway in 3 of 3 runs (issue 28).
+#[test]
+fn plaintext_records_after_the_servers_flight_32_at_a_time_end_only_their_connections() {
+    let t = tmp("plaintext");
+    let (pki, _server, mut gw) = gateway(&t.0, &["--handshake-timeout-ms=5000"]);
+    let hellos = Arc::new([
+        captured_hello(&["-tls1_3", "-ciphersuites", "TLS_SM4_GCM_SM3", "-groups", "curveSM2"]),
+        captured_hello(&["-tls1_3"]),
+        captured_hello(&["-enable_ntls", "-ntls"]),
+    ]);
+    let port = gw.port;
+    let rounds = 150;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..32u64)
+        .map(|seed| {
+            let (hellos, answered) = (hellos.clone(), answered.clone());
+            std::thread::spawn(move || {
+                let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (seed + 1));
+                for round in 0..rounds {
+                    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { continue };
+                    // Mostly TLS 1.3 with the SM suites, the reported case; the others too.
+                    let hello = &hellos[if round % 4 == 3 { 1 + rng.below(2) } else { 0 }];
+                    if s.write_all(hello).is_err() {
+                        continue;
+                    }
+                    // The server's whole flight: read until it pauses.
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut buf = [0u8; 8192];
+                    let mut flight = 0;
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        flight += n;
+                        let _ = s.set_read_timeout(Some(Duration::from_millis(30)));
+                    }
+                    if flight > 0 {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // A plaintext handshake record: a Finished, a Certificate, a second
+                    // ClientHello or a ClientKeyExchange of random bytes.
+                    let kind = [0x14u8, 0x0b, 0x01, 0x10][rng.below(4)];
+                    let len = 4 + rng.below(120);
+                    let body = rng.bytes(len);
+                    let mut msg = vec![kind];
+                    msg.extend(&u32::try_from(body.len()).unwrap_or(0).to_be_bytes()[1..]);
+                    msg.extend(body);
+                    let version = if std::ptr::eq(hello, &hellos[2]) { [0x01, 0x01] } else { [0x03, 0x03] };
+                    let mut record = vec![0x16, version[0], version[1]];
+                    record.extend(u16::try_from(msg.len()).unwrap_or(0).to_be_bytes());
+                    record.extend(msg);
+                    let _ = s.write_all(&record);
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    assert!(gw.alive(), "the gateway died: {:?}\n{}", gw.ended(), gw.logs());
+    let answered = answered.load(Ordering::Relaxed);
+    assert!(answered >= 32 * rounds * 9 / 10, "only {answered} connections got the server's flight");
+    let failed = gw.metric("zhengyun_gateway_handshakes_total", &[("result", "failed")]);
+    assert!(failed >= answered as f64 * 0.9, "{failed} failed handshakes counted for {answered}\n{}", gw.metrics());
+    assert!(tlcp_line(&gw, &pki, "after the plaintext records"), "{}", gw.logs());
+}
+
+/// A client that sends part of its hello and then closes its side (FIN) is closed at once, on
+/// every protocol, not held until the handshake timeout (which is a minute here).
+#[test]
+fn a_client_that_closes_mid_hello_is_closed_at_once() {
+    let t = tmp("midhello");
+    let (pki, _server, mut gw) = gateway(&t.0, &["--handshake-timeout-ms=60000", "--max-connections=5000"]);
+    let hellos = Arc::new([
+        captured_hello(&["-enable_ntls", "-ntls"]),
+        captured_hello(&["-tls1_3", "-ciphersuites", "TLS_SM4_GCM_SM3", "-groups", "curveSM2"]),
+    ]);
+    let port = gw.port;
+    let held = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..8u64)
+        .map(|seed| {
+            let (hellos, held) = (hellos.clone(), held.clone());
+            std::thread::spawn(move || {
+                let mut rng = Rng(0x94d0_49bb_1331_11eb ^ (seed + 1));
+                // Open all of this thread's connections first, so they are held at once.
+                let mut open = Vec::new();
+                for i in 0..250 {
+                    let hello = &hellos[usize::from(i % 5 == 4)];
+                    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { continue };
+                    let cut = 3 + rng.below(hello.len() - 4);
+                    let _ = s.write_all(&hello[..cut]);
+                    let _ = s.shutdown(Shutdown::Write);
+                    open.push(s);
+                }
+                for mut s in open {
+                    // Once one is held, the rest are not waited for as long.
+                    let wait = if held.load(Ordering::Relaxed) > 0 { 10 } else { 20_000 };
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(wait)));
+                    let mut buf = [0u8; 64];
+                    if let Err(e) = s.read(&mut buf)
+                        && matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+                    {
+                        held.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    assert_eq!(held.load(Ordering::Relaxed), 0, "connections were held after the client's FIN");
+    assert_eq!(gw.metric("zhengyun_gateway_handshakes_total", &[("result", "timeout")]), 0.0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.metric("zhengyun_gateway_connections_active", &[]) > 0.0 {
+        assert!(Instant::now() < deadline, "connections stay open: {}", gw.metrics());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(gw.alive());
+    assert!(tlcp_line(&gw, &pki, "after the half hellos"), "{}", gw.logs());
+}

@@ -306,3 +306,52 @@ fn a_backend_that_closes_first_still_gets_its_answer_closed_with_close_notify() 
         assert!(!text_out.contains("unexpected eof"), "closed without close_notify: {text_out}");
     }
 }
+
+/// Certificates an `s_client -showcerts` saw, in the order sent.
+fn shown_certificates(out: &std::process::Output) -> Vec<String> {
+    let stdout = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    stdout
+        .split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .filter_map(|rest| rest.split("-----END CERTIFICATE-----").next())
+        .map(|body| format!("-----BEGIN CERTIFICATE-----{body}-----END CERTIFICATE-----"))
+        .collect()
+}
+
+/// A client holding certificates from several CAs learns from the CertificateRequest which one
+/// the gateway trusts; and the server's chain stops below the root (which the Secret's `tls.crt`
+/// carries, as cert-manager's do): a client that trusts the root has it already.
+#[test]
+fn the_certificate_request_names_the_client_ca_and_the_chain_leaves_out_the_root() {
+    let s = setup("canames", "tlcp,tls13-sm,tls", "optional", false);
+    let root = std::fs::read_to_string(s.pki.ca_file()).expect("root");
+    let root_body: String = root.lines().filter(|l| !l.starts_with("-----")).collect();
+    let served = std::fs::read_to_string(s._tmp.0.join("server/tls.crt")).expect("tls.crt");
+    assert!(served.contains(root.trim()), "the test's tls.crt carries the root, as the operator's Secrets do");
+    let connect = format!("127.0.0.1:{}", s.gw.port);
+    // Without -quiet, which would hide what the client saw.
+    let shown = |tool: &Path, args: &[&str], ca: &Path| {
+        let mut c = Command::new(tool);
+        c.args(["s_client", "-showcerts", "-ign_eof", "-verify_return_error", "-verify", "4"]).args(args);
+        c.arg("-connect").arg(&connect).arg("-CAfile").arg(ca);
+        c
+    };
+    let sm = ["-tls1_3", "-ciphersuites", "TLS_SM4_GCM_SM3", "-groups", "curveSM2", "-sigalgs", "sm2sig_sm3"];
+    for (name, mut cmd, certs) in [
+        ("TLCP", shown(&tongsuo(), &["-enable_ntls", "-ntls", "-cipher", "ECC-SM2-SM4-GCM-SM3"], &s.pki.ca_file()), 2),
+        ("TLS 1.3 SM", shown(&tongsuo(), &sm, &s.pki.ca_file()), 1),
+        ("TLS", shown(Path::new("openssl"), &["-tls1_3"], &s.standard.join("tls.crt")), 1),
+    ] {
+        let out = client(&mut cmd, b"hello\n");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let names = stdout.split("Acceptable client certificate CA names").nth(1).unwrap_or_default();
+        let first = names.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+        assert!(first.contains("zhengyun test root"), "{name}: the CA names: {first:?}\n{}", text(&out));
+        let shown = shown_certificates(&out);
+        assert_eq!(shown.len(), certs, "{name}: certificates sent\n{}", text(&out));
+        for c in &shown {
+            let body: String = c.lines().filter(|l| !l.starts_with("-----")).collect();
+            assert_ne!(body, root_body, "{name}: the root was sent");
+        }
+    }
+}

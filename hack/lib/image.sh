@@ -5,14 +5,12 @@
 # here, where the Containerfiles use musl) and the host's CA bundle, in one-layer OCI archives
 # (hack/oci-image.py).
 
-# static_image PACKAGE BINARY CONTAINERFILE NAME TAG... : builds BINARY of PACKAGE statically
-# and writes one archive per TAG under ~/.cache/zhengyun/images/NAME/; prints their paths.
-static_image() {
-  local package=$1 binary=$2 containerfile=$3 name=$4
-  shift 4
-  local here root triple bin out
-  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-  root=$(cd "$here/.." && pwd)
+# static_binary PACKAGE BINARY : builds BINARY of PACKAGE statically (release, for the host's
+# triple, in its own target directory so these flags do not invalidate the workspace's build);
+# prints its path. The environment reaches cargo: hack/build-gateway.sh names its Tongsuo so.
+static_binary() {
+  local package=$1 binary=$2 root triple bin
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
   triple=$(rustc -vV | sed -n 's/^host: //p')
   (cd "$root" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$CARGO_TARGET_DIR/static" \
     cargo build -q --release --locked --target "$triple" -p "$package" --bin "$binary") >&2
@@ -21,6 +19,25 @@ static_image() {
     *"statically linked"* | *"not a dynamic executable"*) ;;
     *) echo "$binary is not a static binary: $(ldd "$bin" 2>&1)" >&2; return 1 ;;
   esac
+  echo "$bin"
+}
+
+# static_image PACKAGE BINARY CONTAINERFILE NAME TAG... : builds BINARY of PACKAGE statically
+# and writes one archive per TAG under ~/.cache/zhengyun/images/NAME/; prints their paths.
+static_image() {
+  local package=$1 binary=$2 bin
+  bin=$(static_binary "$package" "$binary") || return 1
+  shift 2
+  image_archives "$bin" "$binary" "$@"
+}
+
+# image_archives BIN BINARY CONTAINERFILE NAME TAG... : one archive per TAG of the Containerfile's
+# final stage with BIN as /BINARY; prints their paths.
+image_archives() {
+  local bin=$1 binary=$2 containerfile=$3 name=$4
+  shift 4
+  local here out
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   out=${ZHENGYUN_CACHE:-$HOME/.cache/zhengyun}/images/$name
   mkdir -p "$out"
   local -a args

@@ -82,6 +82,17 @@ pub fn backend(stream: bool) -> SocketAddr {
     addr
 }
 
+/// The gateway binary under test: the one that ships (hack/build-gateway.sh, static, with the
+/// Tongsuo the image carries), which hack/test.sh names in ZHENGYUN_GATEWAY_BIN. A debug build
+/// links another Tongsuo: set the variable to it only for a quick look.
+pub fn gateway_bin() -> PathBuf {
+    tool("ZHENGYUN_GATEWAY_BIN")
+}
+
+/// Worker threads every gateway under test runs, whatever the machine: the shipped build once
+/// crashed only with more than one (issue 28).
+pub const WORKERS: usize = 4;
+
 /// A running gateway; killed when dropped.
 pub struct Gateway {
     pub child: Child,
@@ -101,9 +112,10 @@ impl Gateway {
     pub fn start(args: &[&str], log: &Path) -> Gateway {
         let (port, admin) = (free_port(), free_port());
         let file = std::fs::File::create(log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_zhengyun-gateway"))
+        let child = Command::new(gateway_bin())
             .arg(format!("--listen=127.0.0.1:{port}"))
             .arg(format!("--admin=127.0.0.1:{admin}"))
+            .arg(format!("--worker-threads={WORKERS}"))
             .args(args)
             .stdout(file.try_clone().expect("log"))
             .stderr(file)
@@ -111,11 +123,26 @@ impl Gateway {
             .expect("start the gateway");
         let gw = Gateway { child, port, admin, log: log.to_path_buf() };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        while TcpStream::connect(("127.0.0.1", admin)).is_err() || !gw.logs().contains("\"serving\"") {
             assert!(Instant::now() < deadline, "gateway did not start: {}", gw.logs());
             std::thread::sleep(Duration::from_millis(20));
         }
+        let logs = gw.logs();
+        assert!(
+            logs.contains(&format!("\"workers\":{WORKERS}")),
+            "the gateway does not say it runs {WORKERS} workers:\n{logs}"
+        );
         gw
+    }
+
+    /// Whether the process is still running (not exited, not killed by a signal).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// How the process ended, when it has: a crash is a signal here.
+    pub fn ended(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     pub fn logs(&self) -> String {
