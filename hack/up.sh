@@ -101,6 +101,13 @@ if ! kubectl wait --for=condition=Ready tenant --all --timeout=90s >/dev/null; t
 fi
 kubectl apply -f docs/examples/channels/
 kubectl wait --for=condition=Ready smcertificate --all -A --timeout=60s >/dev/null || true
+# A zone's NODES and READY columns come from its status: print them once every zone has one for
+# its current spec (at most 30 s), not the empty columns of the first seconds.
+for _ in $(seq 1 150); do
+  kubectl get zones -o jsonpath='{range .items[*]}{.metadata.generation}={.status.observedGeneration}{"\n"}{end}' |
+    awk -F= '$1 != $2 { pending = 1 } END { exit pending }' && break
+  sleep 0.2
+done
 kubectl get zones
 kubectl get tenants -o wide
 [ "$ZHENGYUN_NODES" = 1 ] && kubectl get nodes -o wide

@@ -90,9 +90,13 @@ enum Command {
     Tree,
     /// Print who can reach whom, from the policies in force in the current cluster.
     Reachability {
-        /// Explain one verdict: the source group (a tenant, `ns/NAME` or `(outside)`) ...
+        /// Explain one verdict: the source group (a tenant, `ns/NAME` or `(outside)`) and the
+        /// destination group; the two ends, the port, and each policy and rule that decided.
         #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
         explain: Option<Vec<String>>,
+        /// `text` for a person, `json` for machines (with `--explain`).
+        #[arg(long, short = 'o', value_parser = ["text", "json"], default_value = "text")]
+        output: String,
         /// The cluster's network plugin enforces ClusterNetworkPolicy (as the operator's flag
         /// of that name): only then are they part of the verdict. Served but not declared
         /// enforced, they are left out, and this says so.
@@ -232,9 +236,14 @@ async fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        Some(Command::Reachability { explain, cluster_network_policy_enforced, pods, outside, ports }) => {
+        Some(Command::Reachability { explain, output, cluster_network_policy_enforced, pods, outside, ports }) => {
             let world = policies_in_force(cluster_network_policy_enforced).await?;
-            return if pods { pod_verdicts(world, &outside, &ports).await } else { reachability(world, explain).await };
+            let json = output == "json";
+            return if pods {
+                pod_verdicts(world, &outside, &ports).await
+            } else {
+                reachability(world, explain, json).await
+            };
         }
         Some(Command::BenchSm2 { seconds }) => {
             let (signs, verifies) = zhengyun::pki::keystore::bench(Duration::from_secs(seconds))?;
@@ -394,6 +403,7 @@ async fn pod_verdicts(
 async fn reachability(
     (client, world): (kube::Client, zhengyun::reachability::World),
     explain: Option<Vec<String>>,
+    json: bool,
 ) -> anyhow::Result<()> {
     use k8s_openapi::api::core::v1::Namespace;
     use zhengyun::reachability;
@@ -406,29 +416,27 @@ async fn reachability(
         .collect();
     let m = reachability::matrix(&world, &namespaces);
     match explain.as_deref() {
-        Some([from, to]) => match m.get(&(from.clone(), to.clone())) {
-            Some(Some((src, dst, port, v))) => {
-                println!("{from} can reach {to}: {src:?} -> {dst:?} on {}/{}", port.protocol, port.number);
-                println!("  egress:  {}", v.egress);
-                println!("  ingress: {}", v.ingress);
-            }
-            Some(None) => {
-                println!("{from} cannot reach {to}. For a pod with no labels, on TCP 8080:");
-                let (endpoints, _) = reachability::candidates(&world, &namespaces);
-                let pick = |g: &str| endpoints.iter().find(|e| reachability::group_of(e) == g).cloned();
-                if let (Some(src), Some(dst)) = (pick(from), pick(to)) {
-                    let v = reachability::evaluate(
-                        &world,
-                        &src,
-                        &dst,
-                        &reachability::Port { protocol: "TCP".into(), number: 8080 },
-                    );
-                    println!("  egress:  {}", v.egress);
-                    println!("  ingress: {}", v.ingress);
+        Some([from, to]) => {
+            let (src, dst, port) = match m.get(&(from.clone(), to.clone())) {
+                Some(Some((src, dst, port, _))) => (src.clone(), dst.clone(), port.clone()),
+                // Denied: explained for a pod with no labels on the generic port.
+                Some(None) => {
+                    let (endpoints, _) = reachability::candidates(&world, &namespaces);
+                    let pick = |g: &str| endpoints.iter().find(|e| reachability::group_of(e) == g).cloned();
+                    let (Some(src), Some(dst)) = (pick(from), pick(to)) else {
+                        anyhow::bail!("no endpoint in {from} or {to} to explain");
+                    };
+                    (src, dst, reachability::Port { protocol: "TCP".into(), number: 8080 })
                 }
+                None => anyhow::bail!("no group named {from} or {to}: use a tenant name, ns/NAME or (outside)"),
+            };
+            let x = reachability::explain(&world, &src, &dst, &port);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&x)?);
+            } else {
+                print!("{}", reachability::render_explanation(&x));
             }
-            None => anyhow::bail!("no group named {from} or {to}: use a tenant name, ns/NAME or (outside)"),
-        },
+        }
         _ => print!("{}", reachability::render(&m)),
     }
     Ok(())

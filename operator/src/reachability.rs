@@ -60,12 +60,15 @@ pub type Witness = (Endpoint, Endpoint, Port, Verdict);
 pub type Matrix = BTreeMap<(String, String), Option<Witness>>;
 type Rules = Vec<(Option<Vec<NetworkPolicyPeer>>, Option<Vec<NetworkPolicyPort>>)>;
 
-/// A verdict with the reason for each direction.
+/// A verdict with the reason for each direction: the policies and rules that decided, in the
+/// order they were consulted (`egress` and `ingress` join them into one sentence each).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub allowed: bool,
     pub egress: String,
     pub ingress: String,
+    pub egress_steps: Vec<String>,
+    pub ingress_steps: Vec<String>,
 }
 
 /// Whether a label selector matches labels (matchLabels AND matchExpressions).
@@ -193,7 +196,7 @@ fn network_policy_side(
             };
             if peer_ok && np_ports_match(ports, port, dst) {
                 let dir = if ingress { "ingress" } else { "egress" };
-                return Some((true, format!("NetworkPolicy {} {dir}[{i}] allows", name(np))));
+                return Some((true, format!("NetworkPolicy {} allows it (its {dir} rule {i})", name(np))));
             }
         }
     }
@@ -276,38 +279,54 @@ fn cnp_tier(
     None
 }
 
-fn side(world: &World, pod: &PodRef, peer: &Endpoint, port: &Port, dst: &Endpoint, ingress: bool) -> (bool, String) {
-    let mut reason = String::new();
+/// One direction's verdict at `pod`, with each policy or rule that took part, in order.
+fn side(
+    world: &World,
+    pod: &PodRef,
+    peer: &Endpoint,
+    port: &Port,
+    dst: &Endpoint,
+    ingress: bool,
+) -> (bool, Vec<String>) {
+    let mut steps = Vec::new();
     if let Some((action, why)) = cnp_tier(world, "Admin", pod, peer, port, dst, ingress) {
+        steps.push(why);
         match action.as_str() {
-            "Accept" => return (true, why),
-            "Deny" => return (false, why),
-            _ => reason = format!("{why}, then "),
+            "Accept" => return (true, steps),
+            "Deny" => return (false, steps),
+            _ => {}
         }
     }
     if let Some((ok, why)) = network_policy_side(world, pod, peer, port, dst, ingress) {
-        return (ok, format!("{reason}{why}"));
+        steps.push(why);
+        return (ok, steps);
     }
     if let Some((action, why)) = cnp_tier(world, "Baseline", pod, peer, port, dst, ingress) {
-        if action == "Deny" {
-            return (false, format!("{reason}{why}"));
-        }
-        return (true, format!("{reason}{why}"));
+        steps.push(why);
+        return (action != "Deny", steps);
     }
-    (true, format!("{reason}not isolated"))
+    steps.push("not isolated".to_string());
+    (true, steps)
 }
 
 /// Whether `src` can open a connection to `dst` on `port`, and why.
 pub fn evaluate(world: &World, src: &Endpoint, dst: &Endpoint, port: &Port) -> Verdict {
-    let (e_ok, egress) = match src {
+    let outside = || (true, vec!["outside the cluster".to_string()]);
+    let (e_ok, egress_steps) = match src {
         Endpoint::Pod(p) => side(world, p, dst, port, dst, false),
-        Endpoint::External(_) => (true, "outside the cluster".to_string()),
+        Endpoint::External(_) => outside(),
     };
-    let (i_ok, ingress) = match dst {
+    let (i_ok, ingress_steps) = match dst {
         Endpoint::Pod(p) => side(world, p, src, port, dst, true),
-        Endpoint::External(_) => (true, "outside the cluster".to_string()),
+        Endpoint::External(_) => outside(),
     };
-    Verdict { allowed: e_ok && i_ok, egress, ingress }
+    Verdict {
+        allowed: e_ok && i_ok,
+        egress: egress_steps.join(", then "),
+        ingress: ingress_steps.join(", then "),
+        egress_steps,
+        ingress_steps,
+    }
 }
 
 /// Representative endpoints and ports for a set of namespaces: per namespace, a pod with no
@@ -428,6 +447,166 @@ pub fn matrix(world: &World, namespaces: &BTreeMap<String, BTreeMap<String, Stri
         }
     }
     out
+}
+
+/// One end of an explained connection, as a person reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct End {
+    /// `pod` or `address`.
+    pub kind: &'static str,
+    pub namespace: Option<String>,
+    /// The group the matrix shows it in: a tenant, `ns/NAME` or `(outside)`.
+    pub group: String,
+    pub labels: BTreeMap<String, String>,
+    /// The namespace's labels that some policy selects on.
+    pub namespace_labels: BTreeMap<String, String>,
+    pub address: Option<String>,
+}
+
+/// One verdict explained: the two ends, the port, and each policy and rule that decided, in
+/// the order they were consulted, per direction.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Explanation {
+    pub from: End,
+    pub to: End,
+    pub protocol: String,
+    pub port: u16,
+    pub allowed: bool,
+    /// Leaving the source (egress), then entering the destination (ingress).
+    pub egress: Vec<String>,
+    pub ingress: Vec<String>,
+}
+
+/// Label keys some namespace selector in the policies names: the namespace labels that matter.
+fn namespace_keys(world: &World) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    let mut add = |sel: &LabelSelector| {
+        keys.extend(sel.match_labels.iter().flatten().map(|(k, _)| k.clone()));
+        keys.extend(sel.match_expressions.iter().flatten().map(|e| e.key.clone()));
+    };
+    for np in &world.network_policies {
+        let spec = np.spec.clone().unwrap_or_default();
+        let peers = spec.ingress.iter().flatten().flat_map(|r| r.from.iter().flatten());
+        let peers = peers.chain(spec.egress.iter().flatten().flat_map(|r| r.to.iter().flatten()));
+        for p in peers {
+            if let Some(sel) = &p.namespace_selector {
+                add(sel);
+            }
+        }
+    }
+    for cnp in &world.cluster_policies {
+        let subject = &cnp.spec.subject;
+        let peers = cnp.spec.ingress.iter().flat_map(|r| r.from.iter());
+        let peers = peers.chain(cnp.spec.egress.iter().flat_map(|r| r.to.iter()));
+        let selectors = peers.flat_map(|p| {
+            p.namespaces.iter().chain(p.pods.iter().map(|x| &x.namespace_selector)).cloned().collect::<Vec<_>>()
+        });
+        let own = subject.namespaces.iter().chain(subject.pods.iter().map(|x| &x.namespace_selector)).cloned();
+        for sel in selectors.chain(own).collect::<Vec<_>>() {
+            add(&sel);
+        }
+    }
+    keys
+}
+
+/// Explains the verdict of one connection.
+pub fn explain(world: &World, src: &Endpoint, dst: &Endpoint, port: &Port) -> Explanation {
+    let keys = namespace_keys(world);
+    let end = |e: &Endpoint| match e {
+        Endpoint::Pod(p) => End {
+            kind: "pod",
+            namespace: Some(p.namespace.clone()),
+            group: group_of(e),
+            labels: p.labels.clone(),
+            namespace_labels: p
+                .namespace_labels
+                .iter()
+                .filter(|(k, _)| keys.contains(*k) || k.as_str() == crate::labels::TENANT)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            address: None,
+        },
+        Endpoint::External(ip) => End {
+            kind: "address",
+            namespace: None,
+            group: group_of(e),
+            labels: BTreeMap::new(),
+            namespace_labels: BTreeMap::new(),
+            address: Some(ip.to_string()),
+        },
+    };
+    let v = evaluate(world, src, dst, port);
+    Explanation {
+        from: end(src),
+        to: end(dst),
+        protocol: port.protocol.clone(),
+        port: port.number,
+        allowed: v.allowed,
+        egress: v.egress_steps,
+        ingress: v.ingress_steps,
+    }
+}
+
+fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        "none".to_string()
+    } else {
+        labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn end_text(e: &End) -> String {
+    match (&e.namespace, &e.address) {
+        (Some(ns), _) => format!(
+            "a pod in namespace {ns} ({}), pod labels: {}; namespace labels the policies select on: {}",
+            e.group,
+            labels_text(&e.labels),
+            labels_text(&e.namespace_labels)
+        ),
+        (None, Some(ip)) => format!("the address {ip}, outside the cluster"),
+        (None, None) => e.group.clone(),
+    }
+}
+
+/// An explanation as sentences, one line for each end and each policy or rule that decided.
+pub fn render_explanation(x: &Explanation) -> String {
+    let verdict = if x.allowed { "can reach" } else { "cannot reach" };
+    let mut s = format!(
+        "{} {verdict} {} on {} port {}.
+",
+        x.from.group, x.to.group, x.protocol, x.port
+    );
+    s.push_str(&format!(
+        "  From: {}.
+",
+        end_text(&x.from)
+    ));
+    s.push_str(&format!(
+        "  To:   {}.
+",
+        end_text(&x.to)
+    ));
+    s.push_str(
+        "  Leaving the source (egress):
+",
+    );
+    for step in &x.egress {
+        s.push_str(&format!(
+            "    - {step}.
+"
+        ));
+    }
+    s.push_str(
+        "  Entering the destination (ingress):
+",
+    );
+    for step in &x.ingress {
+        s.push_str(&format!(
+            "    - {step}.
+"
+        ));
+    }
+    s
 }
 
 /// The matrix as text: `✓` reachable, `·` not.
@@ -556,6 +735,34 @@ mod tests {
             evaluate(&w, &pod("a", &[]), &pod("a", &[]), &tcp(80)).allowed,
             "passed to NetworkPolicy, which allows"
         );
+    }
+
+    #[test]
+    fn an_explanation_reads_as_sentences_with_each_deciding_rule_on_its_own_line() {
+        let cnp: ClusterNetworkPolicy = serde_json::from_value(json!({
+            "metadata": {"name": "zones"},
+            "spec": {"tier": "Admin", "priority": 100, "subject": {"namespaces": {"matchLabels": {"team": "a"}}},
+                "ingress": [{"name": "same-team", "action": "Pass", "from": [{"namespaces": {"matchLabels": {"team": "a"}}}]}]}
+        }))
+        .unwrap_or_default();
+        let allow = np(
+            "a",
+            json!({"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"from": [{"podSelector": {}}]}]}),
+        );
+        let w = World { network_policies: vec![allow], cluster_policies: vec![cnp] };
+        let x = explain(&w, &pod("a", &[]), &pod("a", &[("app", "web")]), &tcp(8080));
+        assert!(x.allowed);
+        let text = render_explanation(&x);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "ns/a can reach ns/a on TCP port 8080.", "{text}");
+        assert!(lines[2].contains("pod labels: app=web") && lines[2].contains("team=a"), "{text}");
+        assert!(!lines[2].contains("kubernetes.io/metadata.name"), "only the labels a policy selects on: {text}");
+        assert!(text.contains("    - Admin ClusterNetworkPolicy zones rule same-team: Pass.\n"), "{text}");
+        assert!(text.contains("    - NetworkPolicy a/p allows it (its ingress rule 0).\n"), "{text}");
+        assert!(!text.contains("PodRef") && !text.contains('{'), "no Debug structure: {text}");
+        let json = serde_json::to_value(&x).unwrap_or_default();
+        assert_eq!(json["to"]["labels"]["app"], "web");
+        assert_eq!(json["ingress"].as_array().map(Vec::len), Some(2));
     }
 
     #[test]

@@ -377,8 +377,17 @@ async fn reachability_the_matrix_matches_an_independent_evaluation() {
     assert!(ok && out.contains("rx-a") && out.contains("✓"), "{out}");
     let (ok, out) = run_tool(&bin, &["reachability", "--explain", "rx-b", "rx-a"], None);
     assert!(ok && out.contains("rx-b can reach rx-a") && out.contains("zhengyun-channel-rx-b-to-a"), "{out}");
+    assert!(
+        out.contains("  From: a pod in namespace") && !out.contains("PodRef"),
+        "sentences, not a Debug dump: {out}"
+    );
     let (ok, out) = run_tool(&bin, &["reachability", "--explain", "rx-a", "rx-b"], None);
     assert!(ok && out.contains("cannot reach") && out.contains("zhengyun-default-deny"), "{out}");
+    let (ok, out) = run_tool(&bin, &["reachability", "--explain", "rx-a", "rx-b", "--output", "json"], None);
+    // stderr may carry a note on ClusterNetworkPolicy before the JSON.
+    let x: serde_json::Value = out.find('{').and_then(|i| serde_json::from_str(&out[i..]).ok()).unwrap_or_default();
+    assert!(ok && x["allowed"] == false && x["from"]["group"] == "rx-a" && x["to"]["group"] == "rx-b", "{out}");
+    assert!(x["ingress"].as_array().is_some_and(|s| !s.is_empty()), "{out}");
 }
 
 #[tokio::test]

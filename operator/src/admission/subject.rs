@@ -60,11 +60,22 @@ pub enum Subject {
     MalformedTenantLetGo,
 }
 
-/// Reads one version of the object as `T`; `None` when the request carries none.
+/// Reads one version of the object as `T`; `None` when the request carries none. A refusal
+/// names the field that does not read (`spec.to.port: invalid type: string "https", expected
+/// i32`): the mutating webhook sees a body before the API server's schema does, so its answer is
+/// the one a user gets.
 fn body<T: DeserializeOwned>(obj: &Option<DynamicObject>, kind: &str) -> Result<Option<Box<T>>, String> {
     let Some(obj) = obj else { return Ok(None) };
     let value = serde_json::to_value(obj).map_err(|e| format!("the {kind} does not parse: {e}"))?;
-    serde_json::from_value(value).map(Some).map_err(|e| format!("the {kind} does not parse: {e}"))
+    serde_path_to_error::deserialize(value).map(Some).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            format!("the {kind} does not parse: {inner}")
+        } else {
+            format!("the {kind} does not parse: {path}: {inner}")
+        }
+    })
 }
 
 fn required<T>(v: Option<T>, kind: &str, which: &str) -> Result<T, String> {
@@ -193,6 +204,82 @@ mod tests {
         assert!(err.starts_with("the Pod does not parse"), "{err}");
         let tenant = serde_json::json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "Tenant", "metadata": {"name": "x"}, "spec": {"namespaces": 7}});
         assert!(parse(&request("zhengyun.io", "Tenant", tenant, None)).is_err());
+    }
+
+    /// Every kind the webhooks read: a body with one field of the wrong type is refused with
+    /// that field's path, as a user who wrote `port: https` needs to be told.
+    #[test]
+    fn every_kind_refuses_an_unreadable_body_naming_the_field() {
+        let z = "zhengyun.io/v1alpha1";
+        let cases: Vec<(&str, &str, &str, serde_json::Value, &str)> = vec![
+            ("", "v1", "Pod", serde_json::json!({"spec": {"containers": "not a list"}}), "spec.containers"),
+            ("", "v1", "Namespace", serde_json::json!({"spec": {"finalizers": "kubernetes"}}), "spec.finalizers"),
+            ("", "v1", "Service", serde_json::json!({"spec": {"ports": [{"port": "https"}]}}), "spec.ports[0].port"),
+            ("", "v1", "ResourceQuota", serde_json::json!({"spec": {"hard": "lots"}}), "spec.hard"),
+            ("", "v1", "LimitRange", serde_json::json!({"spec": {"limits": {}}}), "spec.limits"),
+            (
+                "networking.k8s.io",
+                "networking.k8s.io/v1",
+                "NetworkPolicy",
+                serde_json::json!({"spec": {"podSelector": "all"}}),
+                "spec.podSelector",
+            ),
+            (
+                "apps",
+                "apps/v1",
+                "ReplicaSet",
+                serde_json::json!({"spec": {"replicas": "two", "selector": {}}}),
+                "spec.replicas",
+            ),
+            (
+                "apps",
+                "apps/v1",
+                "Deployment",
+                serde_json::json!({"spec": {"replicas": "two", "selector": {}}}),
+                "spec.replicas",
+            ),
+            ("", "v1", "ConfigMap", serde_json::json!({"data": [1]}), "data"),
+            (
+                "rbac.authorization.k8s.io",
+                "rbac.authorization.k8s.io/v1",
+                "RoleBinding",
+                serde_json::json!({"roleRef": "admin"}),
+                "roleRef",
+            ),
+            (
+                "zhengyun.io",
+                z,
+                "Zone",
+                serde_json::json!({"spec": {"kind": "Intranet", "nodeSelector": ["a"]}}),
+                "spec.nodeSelector",
+            ),
+            ("zhengyun.io", z, "Tenant", serde_json::json!({"spec": {"namespaces": 7}}), "spec.namespaces"),
+            (
+                "zhengyun.io",
+                z,
+                "ExchangeChannel",
+                serde_json::json!({"spec": {"from": {"tenant": "a"}, "to": {"tenant": "b", "port": "https"}, "purpose": "p"}}),
+                "spec.to.port",
+            ),
+            (
+                "zhengyun.io",
+                z,
+                "SmCertificate",
+                serde_json::json!({"spec": {"issuerRef": {"name": "ca"}, "dnsNames": "a.example"}}),
+                "spec.dnsNames",
+            ),
+            ("zhengyun.io", z, "Department", serde_json::json!({"spec": {"code": 12, "nameZh": "某局"}}), "spec.code"),
+        ];
+        for (group, api_version, kind, mut object, path) in cases {
+            let obj = object.as_object_mut().expect("an object");
+            obj.insert("apiVersion".into(), api_version.into());
+            obj.insert("kind".into(), kind.into());
+            obj.entry("metadata").or_insert_with(|| serde_json::json!({"name": "x"}));
+            // Namespaces are read in both versions; the old one is the same body.
+            let old = (kind == "Namespace").then(|| object.clone());
+            let err = parse(&request(group, kind, object, old)).expect_err(kind);
+            assert!(err.starts_with(&format!("the {kind} does not parse: {path}: ")), "{kind}: {err}");
+        }
     }
 
     #[test]
