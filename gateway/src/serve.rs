@@ -208,10 +208,7 @@ async fn handshake(gw: &Gateway, mut conn: TcpStream, line: &mut Line) -> Result
     })
     .await;
     match accepted {
-        Ok(()) => {
-            tls.get_mut().handshake_done();
-            Ok((tls, protocol))
-        }
+        Ok(()) => Ok((tls, protocol)),
         Err(e) => {
             line.result = "handshake_failed";
             gw.metrics.handshakes.with_label_values(&[protocol.label(), "none", "failed"]).inc();

@@ -61,14 +61,24 @@ pub type Matrix = BTreeMap<(String, String), Option<Witness>>;
 type Rules = Vec<(Option<Vec<NetworkPolicyPeer>>, Option<Vec<NetworkPolicyPort>>)>;
 
 /// A verdict with the reason for each direction: the policies and rules that decided, in the
-/// order they were consulted (`egress` and `ingress` join them into one sentence each).
+/// order they were consulted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub allowed: bool,
-    pub egress: String,
-    pub ingress: String,
     pub egress_steps: Vec<String>,
     pub ingress_steps: Vec<String>,
+}
+
+impl Verdict {
+    /// The egress reason as one sentence.
+    pub fn egress(&self) -> String {
+        self.egress_steps.join(", then ")
+    }
+
+    /// The ingress reason as one sentence.
+    pub fn ingress(&self) -> String {
+        self.ingress_steps.join(", then ")
+    }
 }
 
 /// Whether a label selector matches labels (matchLabels AND matchExpressions).
@@ -320,13 +330,7 @@ pub fn evaluate(world: &World, src: &Endpoint, dst: &Endpoint, port: &Port) -> V
         Endpoint::Pod(p) => side(world, p, src, port, dst, true),
         Endpoint::External(_) => outside(),
     };
-    Verdict {
-        allowed: e_ok && i_ok,
-        egress: egress_steps.join(", then "),
-        ingress: ingress_steps.join(", then "),
-        egress_steps,
-        ingress_steps,
-    }
+    Verdict { allowed: e_ok && i_ok, egress_steps, ingress_steps }
 }
 
 /// Representative endpoints and ports for a set of namespaces: per namespace, a pod with no

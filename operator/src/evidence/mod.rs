@@ -284,14 +284,18 @@ pub fn build(i: &Inputs) -> Report {
         groups.insert(to.clone());
         let explanation = match verdict {
             Some((_, _, p, v)) => {
-                format!("allowed on {}/{}: egress: {}; ingress: {}", p.protocol, p.number, v.egress, v.ingress)
+                format!("allowed on {}/{}: egress: {}; ingress: {}", p.protocol, p.number, v.egress(), v.ingress())
             }
             None => {
                 let pick = |g: &str| endpoints.iter().find(|e| reachability::group_of(e) == g).cloned();
                 match (pick(from), pick(to)) {
                     (Some(s), Some(d)) => {
                         let v = reachability::evaluate(&i.world, &s, &d, &port);
-                        format!("denied (TCP 8080, a pod with no labels): egress: {}; ingress: {}", v.egress, v.ingress)
+                        format!(
+                            "denied (TCP 8080, a pod with no labels): egress: {}; ingress: {}",
+                            v.egress(),
+                            v.ingress()
+                        )
                     }
                     _ => "denied".into(),
                 }
