@@ -16,7 +16,7 @@ root=$(cd "$here/.." && pwd)
 source "$here/lib/env.sh"
 COREDNS_VERSION=v1.15.0
 key=$(cat "$here/oci-image.py" "$here/node/pause/go.mod" "$here/node/pause/main.go" "$0" \
-  "$root/probe/Cargo.toml" "$root/probe/src/main.rs" | sha256sum | cut -c1-12)
+  "$root/probe/Cargo.toml" "$root"/probe/src/*.rs | sha256sum | cut -c1-12)
 dest="${ZHENGYUN_CACHE:-$HOME/.cache/zhengyun}/images/$key"
 if [ -f "$dest/pause.tar" ] && [ -f "$dest/probe.tar" ] && [ -x "$dest/probe" ] && [ -f "$dest/coredns.tar" ]; then
   echo "$dest"

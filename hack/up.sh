@@ -65,6 +65,7 @@ if [ "$ZHENGYUN_NODES" = 1 ]; then
   "$tools/helm" install zhengyun charts/zhengyun -n zhengyun-system --set crds.install=false \
     --set image.repository=localhost/zhengyun/zhengyun-operator --set image.tag="$version" \
     --set image.pullPolicy=Never \
+    --set isolationGate.image.repository=localhost/zhengyun/probe --set isolationGate.image.tag=0.1.0 \
     --set 'tolerations[0].key=zhengyun.io/zone,tolerations[0].operator=Exists,tolerations[0].effect=NoSchedule' \
     --wait --timeout 180s >/dev/null
   echo "helm" >"$dir/operator-mode"

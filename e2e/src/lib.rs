@@ -209,16 +209,30 @@ pub async fn operator_with_webhook(client: &Client, name: &str) -> (Operator, Cl
 
 /// [`operator_with_webhook`] with extra environment.
 pub async fn operator_with_webhook_env(client: &Client, name: &str, env: &[(&str, &str)]) -> (Operator, Cleanup) {
+    let gate =
+        std::env::var("ZHENGYUN_NODES").as_deref() == Ok("1") && std::env::var_os("ZHENGYUN_E2E_NO_GATE").is_none();
+    operator_with_webhook_gate(client, name, env, gate).await
+}
+
+/// The probe image: the e2e suite's traffic probe, and the isolation gate and its canary.
+pub const PROBE_IMAGE: &str = "localhost/zhengyun/probe:0.1.0";
+
+/// [`operator_with_webhook_env`], with the isolation gate (on the real nodes) or without it.
+/// With it, returns once the canary runs on every node, so the next tenant pod is admitted.
+pub async fn operator_with_webhook_gate(
+    client: &Client,
+    name: &str,
+    env: &[(&str, &str)],
+    gate: bool,
+) -> (Operator, Cleanup) {
     let cleanup = Cleanup(vec![REMOVE_WEBHOOKS.to_vec()]);
     let addr = format!("127.0.0.1:{}", free_port());
     let url = format!("https://{addr}");
-    let op = Operator::start_args(
-        &format!("lease-{name}"),
-        &format!("op-{name}"),
-        env,
-        &["--webhook-addr", &addr, "--webhook-url", &url],
-    )
-    .await;
+    let mut args = vec!["--webhook-addr", &addr, "--webhook-url", &url];
+    if gate {
+        args.extend(["--isolation-gate-image", PROBE_IMAGE]);
+    }
+    let op = Operator::start_args(&format!("lease-{name}"), &format!("op-{name}"), env, &args).await;
     let hooks: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
         Api::all(client.clone());
     wait_for("the webhooks registered", SECONDS, || async {
@@ -227,7 +241,25 @@ pub async fn operator_with_webhook_env(client: &Client, name: &str, env: &[(&str
         here.then_some(())
     })
     .await;
+    if gate {
+        wait_canary(client, SYSTEM_NAMESPACE).await;
+    }
     (op, cleanup)
+}
+
+/// Waits until the isolation canary runs on every node and its Service has an address.
+pub async fn wait_canary(client: &Client, namespace: &str) {
+    let sets: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), namespace);
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), namespace);
+    wait_for("the isolation canary on every node", Duration::from_secs(120), || async {
+        let status = sets.get_opt(zhengyun::gate::CANARY).await.ok()??.status?;
+        let ip = svcs.get_opt(zhengyun::gate::CANARY).await.ok()??.spec?.cluster_ip?;
+        (status.desired_number_scheduled > 0
+            && status.number_ready == status.desired_number_scheduled
+            && !ip.is_empty())
+        .then_some(())
+    })
+    .await;
 }
 
 /// The repository root, for charts and examples.

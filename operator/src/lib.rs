@@ -17,6 +17,7 @@ pub mod context;
 pub mod departments;
 pub mod error;
 pub mod evidence;
+pub mod gate;
 pub mod gateways;
 pub mod isolation;
 pub mod leader;

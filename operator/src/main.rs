@@ -80,6 +80,10 @@ enum Command {
         /// the computed one.
         #[arg(long)]
         observed: Option<String>,
+        /// The first-instant test's measured result (the e2e suite's first-instant.txt), quoted
+        /// in the boundary-protection check.
+        #[arg(long)]
+        first_instant: Option<String>,
         /// As `reachability`: ClusterNetworkPolicies count only when the network plugin
         /// enforces them.
         #[arg(long, env = "ZHENGYUN_CLUSTER_NETWORK_POLICY_ENFORCED", default_value_t = false)]
@@ -145,6 +149,11 @@ struct RunArgs {
     /// SecureGateway is reported unservable.
     #[arg(long, env = "ZHENGYUN_GATEWAY_IMAGE")]
     gateway_image: Option<String>,
+    /// The probe image (hack/build-images.sh): with it, every new tenant pod starts with the
+    /// isolation gate, and the operator runs the canary the gates check against on every node
+    /// (docs/security.md). Needs the webhook.
+    #[arg(long, env = "ZHENGYUN_ISOLATION_GATE_IMAGE")]
+    isolation_gate_image: Option<String>,
     /// Serve the admission webhook on this address (every replica serves it).
     #[arg(long, env = "ZHENGYUN_WEBHOOK_ADDR")]
     webhook_addr: Option<SocketAddr>,
@@ -200,14 +209,19 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Plan { format, output, headroom, prices }) => {
             return plan(&format, output.as_deref(), headroom, prices.as_deref()).await;
         }
-        Some(Command::Evidence { output, operator_role, observed, cluster_network_policy_enforced }) => {
+        Some(Command::Evidence { output, operator_role, observed, first_instant, cluster_network_policy_enforced }) => {
             let (client, world) = policies_in_force(cluster_network_policy_enforced).await?;
             let cluster = kube::Config::infer().await.map(|c| c.cluster_url.to_string()).unwrap_or_default();
             let observed = match observed {
                 Some(f) => Some(std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("--observed {f}: {e}"))?),
                 None => None,
             };
-            let inputs = zhengyun::evidence::collect(&client, cluster, world, &operator_role, observed).await?;
+            let first_instant = match first_instant {
+                Some(f) => Some(std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("--first-instant {f}: {e}"))?),
+                None => None,
+            };
+            let inputs =
+                zhengyun::evidence::collect(&client, cluster, world, &operator_role, observed, first_instant).await?;
             let report = zhengyun::evidence::build(&inputs);
             let dir = std::path::Path::new(&output);
             std::fs::create_dir_all(dir)?;
@@ -508,6 +522,13 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
         isolation = if cnp { "ClusterNetworkPolicy (Admin tier) + NetworkPolicy" } else { "NetworkPolicy + webhook" },
         "tenant isolation"
     );
+    let gate = args
+        .isolation_gate_image
+        .clone()
+        .map(|image| zhengyun::gate::Config { image, namespace: args.lease_namespace.clone() });
+    if gate.is_some() && args.webhook_addr.is_none() {
+        anyhow::bail!("--isolation-gate-image needs the webhook (--webhook-addr): the webhook injects the gate");
+    }
     let webhook = match (args.webhook_addr, webhook_endpoint(&args)?) {
         (Some(addr), Some(endpoint)) => {
             let user = zhengyun::admission::run::whoami(&client).await?;
@@ -519,6 +540,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
                     endpoint,
                     args.lease_namespace.clone(),
                     user,
+                    gate.clone(),
                     stop_rx.clone(),
                 )
                 .await?,
@@ -597,6 +619,17 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
             stop_rx.clone(),
         ));
     }
+    let gated = gate.is_some();
+    if let Some(gate) = gate {
+        let owner = match &args.registration_owner {
+            Some(role) => zhengyun::admission::run::owner(&client, role).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading the ClusterRole that owns the isolation canary failed");
+                None
+            }),
+            None => None,
+        };
+        registration.spawn(zhengyun::gate::run::keep_canary(client.clone(), gate, owner, stop_rx.clone()));
+    }
     let mut writers = tokio::task::JoinSet::new();
     let (ctl_stop_tx, ctl_stop_rx) = watch::channel(false);
     // The owners' ClusterRole is shared by every tenant; the leader keeps it in shape.
@@ -615,6 +648,9 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
             };
             let stop = &ctl_stop_rx;
             writers.spawn(tenancy::reconcile::run(ctx.clone(), stopped(stop.clone())));
+            if gated {
+                writers.spawn(zhengyun::gate::events::run(ctx.clone(), stopped(stop.clone())));
+            }
             writers.spawn(zhengyun::zones::run(ctx.clone(), stopped(stop.clone())));
             writers.spawn(zhengyun::channels::reconcile::run(ctx.clone(), stopped(stop.clone())));
             writers.spawn(issuers::run::<api::SmIssuer>(ctx.clone(), stopped(stop.clone())));

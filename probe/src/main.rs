@@ -2,15 +2,23 @@
 //! by connections, not by reading policies.
 //!
 //!   probe serve PORT...                      listen on each TCP port; greet, then close
-//!   probe connect [--timeout-ms N] [--for-ms M] HOST:PORT...   try each target (for M ms:
-//!                                            again and again); one JSON line per attempt
+//!   probe connect [--timeout-ms N] [--for-ms M] [--parallel] [--only-ok] HOST:PORT...
+//!                                            try each target (for M ms: again and again; a
+//!                                            thread each); one JSON line per attempt
 //!   probe dns [--timeout-ms N] SERVER:PORT NAME   ask SERVER for NAME's A record over UDP
+//!   probe canary OPEN DENIED                  the isolation canary every node runs (gate.rs)
+//!   probe gate CANARY-IP OPEN DENIED LISTEN MAX-WAIT-SECONDS   the isolation gate: exit 0 once
+//!                                            this pod's isolation is seen in force, 1 if not
+//!                                            within the wait (the reason in the termination
+//!                                            message)
 //!
 //! A listener answers `NAME PORT\n` (NAME from `$PROBE_NAME`, else the host name), so a
 //! connect proves it reached the pod it meant to, not a port that something else opened.
 //! Runs as PID 1 without a signal handler (none is possible without unsafe code): pods set a
 //! short termination grace period.
 #![forbid(unsafe_code)]
+
+mod gate;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
@@ -191,24 +199,85 @@ pub fn dns(server: &str, name: &str, timeout: Duration) -> Outcome {
     }
 }
 
-/// The options at the head of `args` (`--timeout-ms N`, default 1000; `--for-ms M`, default
-/// none: one attempt per target), and the rest.
-fn options<'a>(what: &str, mut args: &'a [String]) -> Result<(Duration, Option<Duration>, &'a [String]), String> {
-    let (mut timeout, mut repeat) = (Duration::from_millis(1000), None);
+/// The options at the head of `args`, and the rest.
+#[derive(Debug, Clone, Copy)]
+struct Options {
+    /// `--timeout-ms N`, default 1000.
+    timeout: Duration,
+    /// `--for-ms M`: again and again for M ms; default one attempt per target.
+    repeat: Option<Duration>,
+    /// `--parallel`: a thread per target, so a slow target does not space out the others.
+    parallel: bool,
+    /// `--only-ok`: print successes only (a prober that tries many addresses for long).
+    only_ok: bool,
+}
+
+fn options<'a>(what: &str, mut args: &'a [String]) -> Result<(Options, &'a [String]), String> {
+    let mut o = Options { timeout: Duration::from_millis(1000), repeat: None, parallel: false, only_ok: false };
     while let Some(flag) = args.first().filter(|a| a.starts_with("--")) {
+        match flag.as_str() {
+            "--parallel" | "--only-ok" => {
+                if flag == "--parallel" {
+                    o.parallel = true;
+                } else {
+                    o.only_ok = true;
+                }
+                args = &args[1..];
+                continue;
+            }
+            "--timeout-ms" | "--for-ms" => {}
+            _ => return Err(format!("{what}: unknown option {flag}")),
+        }
         let value = args.get(1).ok_or_else(|| format!("{what}: {flag} needs a value"))?;
         let ms: u64 = value.parse().map_err(|e| format!("{what}: {flag} {value}: {e}"))?;
-        match flag.as_str() {
-            "--timeout-ms" => timeout = Duration::from_millis(ms),
-            "--for-ms" => repeat = Some(Duration::from_millis(ms)),
-            _ => return Err(format!("{what}: unknown option {flag}")),
+        if flag == "--timeout-ms" {
+            o.timeout = Duration::from_millis(ms);
+        } else {
+            o.repeat = Some(Duration::from_millis(ms));
         }
         args = &args[2..];
     }
-    Ok((timeout, repeat, args))
+    Ok((o, args))
 }
 
-fn json_string(s: &str) -> String {
+/// Tries `targets` as `o` says, printing one JSON line per attempt.
+fn connect_all(targets: &[String], o: Options) {
+    let start = Instant::now();
+    let attempt = |t: &str| {
+        let outcome = connect(t, o.timeout);
+        if outcome.ok || !o.only_ok {
+            println!("{}", outcome.json());
+        }
+    };
+    let more = || matches!(o.repeat, Some(d) if start.elapsed() < d);
+    if o.parallel {
+        std::thread::scope(|s| {
+            for t in targets {
+                s.spawn(move || {
+                    loop {
+                        attempt(t);
+                        if !more() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                });
+            }
+        });
+        return;
+    }
+    loop {
+        for t in targets {
+            attempt(t);
+        }
+        if !more() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub(crate) fn json_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -232,29 +301,40 @@ fn run(args: &[String]) -> Result<(), String> {
             serve(&ports)
         }
         Some("connect") => {
-            let (timeout, repeat, targets) = options("connect", &args[1..])?;
+            let (o, targets) = options("connect", &args[1..])?;
             if targets.is_empty() {
                 return Err("connect: give at least one HOST:PORT".into());
             }
-            let start = Instant::now();
-            loop {
-                for t in targets {
-                    println!("{}", connect(t, timeout).json());
+            connect_all(targets, o);
+            Ok(())
+        }
+        Some("dns") => {
+            let (o, rest) = options("dns", &args[1..])?;
+            let [server, name] = rest else { return Err("dns: give SERVER:PORT and a NAME".into()) };
+            println!("{}", dns(server, name, o.timeout).json());
+            Ok(())
+        }
+        Some("canary") => {
+            let [open, denied] = &args[1..] else { return Err("canary: give OPEN-PORT DENIED-PORT".into()) };
+            let port = |v: &str| v.parse::<u16>().map_err(|e| format!("canary: port {v}: {e}"));
+            gate::canary(port(open)?, port(denied)?)
+        }
+        Some("gate") => {
+            let args = gate::parse_gate(&args[1..])?;
+            match gate::gate(&args) {
+                Ok((ms, looks)) => {
+                    println!("{{\"gate\":\"isolated\",\"ms\":{ms},\"looks\":{looks}}}");
+                    Ok(())
                 }
-                match repeat {
-                    Some(d) if start.elapsed() < d => std::thread::sleep(Duration::from_millis(10)),
-                    _ => return Ok(()),
+                Err(why) => {
+                    // The kubelet shows this file as the container's termination message.
+                    let _ = std::fs::write("/dev/termination-log", &why);
+                    Err(why)
                 }
             }
         }
-        Some("dns") => {
-            let (timeout, _, rest) = options("dns", &args[1..])?;
-            let [server, name] = rest else { return Err("dns: give SERVER:PORT and a NAME".into()) };
-            println!("{}", dns(server, name, timeout).json());
-            Ok(())
-        }
         _ => Err(
-            "usage: probe serve PORT... | probe connect [--timeout-ms N] HOST:PORT... | probe dns [--timeout-ms N] SERVER:PORT NAME"
+            "usage: probe serve PORT... | probe connect [--timeout-ms N] HOST:PORT... | probe dns [--timeout-ms N] SERVER:PORT NAME | probe canary OPEN DENIED | probe gate CANARY-IP OPEN DENIED LISTEN MAX-WAIT-SECONDS"
                 .into(),
         ),
     }

@@ -23,6 +23,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{- define "zhengyun.isolationGateImage" -}}
+{{- if .Values.isolationGate.image.repository -}}
+{{ .Values.isolationGate.image.repository }}:{{ .Values.isolationGate.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
+
 {{- define "zhengyun.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}

@@ -99,7 +99,7 @@ fn children(t: &Tenant) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut objs = Vec::new();
     for (ns, hard) in vt.namespaces.iter().zip(&hards) {
         objs.push(serde_json::to_value(build::namespace(&vt, ns))?);
-        for np in build::network_policies(&vt, ns, &placement) {
+        for np in build::network_policies(&vt, ns, &placement, "zhengyun-system") {
             objs.push(serde_json::to_value(np)?);
         }
         objs.push(serde_json::to_value(build::resource_quota(&vt, ns, hard))?);

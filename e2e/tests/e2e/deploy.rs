@@ -74,6 +74,8 @@ async fn deploy_the_operator_runs_from_its_chart_on_the_nodes_and_an_upgrade_kee
             "--set",
             "image.pullPolicy=Never",
             "--set",
+            "isolationGate.image.repository=localhost/zhengyun/probe,isolationGate.image.tag=0.1.0",
+            "--set",
             "tolerations[0].key=zhengyun.io/zone,tolerations[0].operator=Exists,tolerations[0].effect=NoSchedule",
             "--wait",
             "--timeout",
@@ -107,6 +109,8 @@ async fn deploy_the_operator_runs_from_its_chart_on_the_nodes_and_an_upgrade_kee
         all_service.then_some(())
     })
     .await;
+    // The chart's RBAC lets the leader run the isolation canary on every node.
+    zhengyun_e2e::wait_canary(&client, NS).await;
 
     // A department's tenant becomes Ready: the operator in its pod reads and writes through the
     // API server's Service.
@@ -121,6 +125,12 @@ async fn deploy_the_operator_runs_from_its_chart_on_the_nodes_and_an_upgrade_kee
     let admitted = tenant_pods.create(&dry, &restricted_pod("through-the-service", PAUSE)).await.expect("admitted");
     let placed = serde_json::to_string(&admitted.spec).unwrap_or_default();
     assert!(placed.contains("zhengyun.io/zone") && placed.contains("intranet"), "placed by the webhook: {placed}");
+    let first_init = admitted.spec.as_ref().and_then(|s| s.init_containers.as_ref()).and_then(|l| l.first());
+    assert_eq!(
+        first_init.map(|c| c.name.as_str()),
+        Some(zhengyun::gate::CONTAINER),
+        "the isolation gate goes first: {placed}"
+    );
 
     // Upgrade to a new image while admissions keep coming: none may fail.
     let (tried, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(Vec::<String>::new())));
@@ -204,6 +214,11 @@ async fn deploy_the_operator_runs_from_its_chart_on_the_nodes_and_an_upgrade_kee
         let v = validating.get_opt("zhengyun").await.ok()?;
         let m = mutating.get_opt("zhengyun").await.ok()?;
         (v.is_none() && m.is_none()).then_some(())
+    })
+    .await;
+    let canary: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), NS);
+    wait_for("the isolation canary gone with the release", Duration::from_secs(60), || async {
+        canary.get_opt(zhengyun::gate::CANARY).await.ok()?.is_none().then_some(())
     })
     .await;
 }

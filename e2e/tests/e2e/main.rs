@@ -10,6 +10,7 @@ mod departments;
 mod deploy;
 mod evidence;
 mod faults;
+mod first_instant;
 mod gateway;
 mod hardening;
 mod helm;

@@ -51,6 +51,7 @@ pub async fn start(
     endpoint: Endpoint,
     secret_namespace: String,
     operator_user: String,
+    gate: Option<crate::gate::Config>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Running> {
     let client = ctx.client.clone();
@@ -64,6 +65,7 @@ pub async fn start(
         operator_user: operator_user.clone(),
         cluster_network_policy,
         client: Some(client.clone()),
+        gate: gate.map(|g| crate::gate::run::Gate::new(g, client.clone())),
     });
     let (resolver_for_server, stop_server) = (resolver.clone(), stop.clone());
     // Bound here, before anything is registered: an address that is taken (by the admin
@@ -106,7 +108,7 @@ pub async fn start(
 /// The ClusterRole that owns the registrations, when the operator was installed by a chart:
 /// `helm uninstall` deletes that role, and Kubernetes' garbage collector then deletes the
 /// registrations, which would otherwise fail closed with no operator behind them.
-async fn owner(client: &Client, role: &str) -> Result<Option<OwnerReference>, kube::Error> {
+pub async fn owner(client: &Client, role: &str) -> Result<Option<OwnerReference>, kube::Error> {
     let found = Api::<ClusterRole>::all(client.clone()).get_opt(role).await?;
     Ok(found.and_then(|r| {
         Some(OwnerReference {

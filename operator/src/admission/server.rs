@@ -43,6 +43,8 @@ pub struct Webhook {
     /// For the one write an admission makes: a reservation against a department's budget
     /// ([`crate::departments::ledger`]).
     pub client: Option<kube::Client>,
+    /// The isolation gate every new tenant pod starts with (`--isolation-gate-image`).
+    pub gate: Option<crate::gate::run::Gate>,
 }
 
 /// Serves `/mutate` and `/validate` over TLS until `stop` fires.
@@ -230,14 +232,23 @@ async fn mutate(
         _ => {}
     }
     let pod = match subject::parse(&req) {
-        Ok(Subject::Pod(pod)) => pod,
+        Ok(Subject::Pod { new, .. }) => new,
         Ok(_) => return respond(&req, Err(format!("/mutate does not handle {}", req.kind.kind))),
         Err(why) => return respond(&req, Err(why)),
     };
     let ns = req.namespace.clone().unwrap_or_default();
     w.caches.ready().await;
     match namespace_zone(&w.caches, &ns) {
-        Ok(Some(z)) => patched(&req, checks::placement_patch(&pod, &z.placement), Vec::new()),
+        Ok(Some(z)) => {
+            let mut ops = checks::placement_patch(&pod, &z.placement);
+            if let Some(gate) = &w.gate {
+                match gate.container().await {
+                    Ok(c) => ops.extend(crate::gate::check::inject(&pod, &c)),
+                    Err(e) => return respond(&req, Err(e)),
+                }
+            }
+            patched(&req, ops, Vec::new())
+        }
         Ok(None) => respond(&req, Ok(())),
         Err(e) => respond(&req, Err(e)),
     }
@@ -315,11 +326,17 @@ async fn decide(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> Result<()
     w.caches.ready().await;
     let namespace = req.namespace.as_deref().unwrap_or_default();
     match subject {
-        Subject::Pod(pod) => {
+        Subject::Pod { new: pod, old } => {
             checks::check_gateway_workload("Pod", &pod.metadata, &user, |d, g| gateway_deployment(w, namespace, d, g))?;
             let Some(InZone { zone_name, placement, .. }) = namespace_zone(&w.caches, namespace)? else {
                 return Ok(());
             };
+            if let Some(gate) = &w.gate {
+                match &old {
+                    Some(old) => crate::gate::check::check_update(old, &pod)?,
+                    None => crate::gate::check::check_create(&pod, &gate.container().await?)?,
+                }
+            }
             let zones = w.caches.all_zones();
             let others: Vec<(String, crate::api::ZoneTaint)> = zones
                 .iter()

@@ -24,7 +24,11 @@ use crate::{
 /// A request's object, typed.
 #[derive(Debug)]
 pub enum Subject {
-    Pod(Box<Pod>),
+    Pod {
+        new: Box<Pod>,
+        /// On UPDATE, the pod as stored.
+        old: Option<Box<Pod>>,
+    },
     Namespace {
         old: Box<Namespace>,
         new: Box<Namespace>,
@@ -115,7 +119,9 @@ pub fn parse(req: &AdmissionRequest<DynamicObject>) -> Result<Subject, String> {
     let (group, kind) = (req.kind.group.as_str(), req.kind.kind.as_str());
     let new = &req.object;
     Ok(match (group, kind) {
-        ("", "Pod") => Subject::Pod(required(body(new, kind)?, kind, "new")?),
+        ("", "Pod") => {
+            Subject::Pod { new: required(body(new, kind)?, kind, "new")?, old: body(&req.old_object, kind)? }
+        }
         ("", "Namespace") => Subject::Namespace {
             old: required(body(&req.old_object, kind)?, kind, "old")?,
             new: required(body(new, kind)?, kind, "new")?,

@@ -160,8 +160,45 @@ pub struct Inputs {
     pub validating: Option<ValidatingWebhookConfiguration>,
     pub mutating: Option<MutatingWebhookConfiguration>,
     pub observed_traffic: Option<String>,
+    /// Every live pod in a tenant namespace (`namespace/name`), and whether it started behind
+    /// the isolation gate (crate::gate).
+    pub tenant_pods: Vec<(String, bool)>,
+    /// The first-instant test's measured result (hack/test.sh's `first_instant`), if given.
+    pub first_instant: Option<String>,
     /// Objects that do not read as the current schema: named, never silently left out.
     pub unreadable: Vec<String>,
+}
+
+/// Whether a pod started behind the isolation gate: it is the first init container, and the
+/// pod's containers ran only after it exited 0.
+pub fn started_gated(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    let first = pod.spec.as_ref().and_then(|s| s.init_containers.as_ref()).and_then(|l| l.first());
+    first.is_some_and(|c| c.name == crate::gate::CONTAINER)
+}
+
+/// The live pods of tenant namespaces, gated or not.
+async fn tenant_pods(client: &Client, namespaces: &[Namespace]) -> anyhow::Result<Vec<(String, bool)>> {
+    let tenant_ns: std::collections::BTreeSet<String> = namespaces
+        .iter()
+        .filter(|n| n.metadata.labels.as_ref().is_some_and(|l| l.contains_key(crate::labels::TENANT)))
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::all(client.clone()).list(&ListParams::default()).await?.items;
+    Ok(pods
+        .iter()
+        .filter(|p| p.metadata.namespace.as_ref().is_some_and(|n| tenant_ns.contains(n)))
+        .filter(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded") | Some("Failed")))
+        .map(|p| {
+            (
+                format!(
+                    "{}/{}",
+                    p.metadata.namespace.as_deref().unwrap_or_default(),
+                    p.metadata.name.as_deref().unwrap_or_default()
+                ),
+                started_gated(p),
+            )
+        })
+        .collect())
 }
 
 /// Every object of a kind that reads as the current schema; the others (stored under an older,
@@ -188,14 +225,17 @@ pub async fn collect(
     world: World,
     operator_role: &str,
     observed_traffic: Option<String>,
+    first_instant: Option<String>,
 ) -> anyhow::Result<Inputs> {
     let lp = ListParams::default();
     let mut unreadable = Vec::new();
+    let namespaces = Api::<Namespace>::all(client.clone()).list(&lp).await?.items;
     Ok(Inputs {
         cluster,
         now: jiff::Timestamp::now(),
         tenants: readable::<Tenant>(client, &mut unreadable).await?,
-        namespaces: Api::<Namespace>::all(client.clone()).list(&lp).await?.items,
+        tenant_pods: tenant_pods(client, &namespaces).await?,
+        namespaces,
         world,
         channels: readable::<ExchangeChannel>(client, &mut unreadable).await?,
         certificates: readable::<SmCertificate>(client, &mut unreadable).await?,
@@ -208,6 +248,7 @@ pub async fn collect(
         validating: Api::<ValidatingWebhookConfiguration>::all(client.clone()).get_opt("zhengyun").await?,
         mutating: Api::<MutatingWebhookConfiguration>::all(client.clone()).get_opt("zhengyun").await?,
         observed_traffic,
+        first_instant,
     })
 }
 
@@ -474,6 +515,39 @@ fn requirements(
     } else {
         pass_or_fail(&missing, &format!("all {} tenants' namespaces deny by default in both directions", tenants.len()))
     };
+    // From a pod's first instant: policies the enforcer has not yet programmed deny nothing, so
+    // default-deny holds from the start only for pods that waited behind the gate.
+    let ungated: Vec<&str> = i.tenant_pods.iter().filter(|(_, g)| !g).map(|(p, _)| p.as_str()).collect();
+    let measured = match &i.first_instant {
+        Some(m) => format!(" Measured (hack/test.sh, first_instant): {}", m.trim()),
+        None => " Not measured for this report (pass --first-instant with the e2e suite's result).".to_string(),
+    };
+    let (v0, r0) = if i.tenant_pods.is_empty() {
+        (Verdict::NotApplicable, format!("no tenant pods run in this cluster.{measured}"))
+    } else if ungated.is_empty() {
+        (
+            Verdict::Pass,
+            format!(
+                "all {} tenant pods started behind the isolation gate: an init container that let their containers \
+                 start only once a connection to the node's canary on a port every tenant policy denies was refused, \
+                 and the canary's connection back to the pod was too.{measured}",
+                i.tenant_pods.len()
+            ),
+        )
+    } else {
+        let shown: Vec<&str> = ungated.iter().take(10).copied().collect();
+        (
+            Verdict::Fail,
+            format!(
+                "{} of {} tenant pods started without the isolation gate, open until the network plugin programmed \
+                 their policies: {}{}",
+                ungated.len(),
+                i.tenant_pods.len(),
+                shown.join(", "),
+                if ungated.len() > shown.len() { ", ..." } else { "" }
+            ),
+        )
+    };
     // Access control at the boundary: tenants reach each other only through open channels.
     let allowed = cells.iter().filter(|c| c.allowed).count();
     let (v2, r2) = if no_tenants {
@@ -592,7 +666,10 @@ fn requirements(
             standard: DJ,
             clause: "安全区域边界 · 边界防护 (boundary protection)",
             title: "Traffic crosses a boundary only through controlled interfaces",
-            checks: vec![check("Default-deny in every tenant namespace", v1, r1, &["tenants", "reachability"])],
+            checks: vec![
+                check("Default-deny in every tenant namespace", v1, r1, &["tenants", "reachability"]),
+                check("Default-deny holds from each pod's first instant", v0, r0, &["tenants"]),
+            ],
         },
         Requirement {
             standard: DJ,
@@ -710,6 +787,8 @@ mod tests {
             .ok(),
             mutating: None,
             observed_traffic: None,
+            tenant_pods: Vec::new(),
+            first_instant: None,
             unreadable: vec![],
         }
     }
@@ -746,5 +825,28 @@ mod tests {
         let page = html::render(&r);
         assert!(page.contains("PASS 符合") && page.contains("FAIL 不符合") && page.contains("edu-b"));
         assert!(!page.contains("<script"));
+    }
+
+    #[test]
+    fn a_pod_that_started_without_the_gate_fails_the_first_instant_check() {
+        let title = "Default-deny holds from each pod's first instant";
+        assert_eq!(verdict(&build(&inputs()), title).0, Verdict::NotApplicable);
+        let mut i = inputs();
+        i.tenant_pods = vec![("edu-a/web".into(), true), ("edu-b/cron-1".into(), false)];
+        let (v, why) = verdict(&build(&i), title);
+        assert_eq!(v, Verdict::Fail);
+        assert!(
+            why.contains("1 of 2 tenant pods") && why.contains("edu-b/cron-1") && !why.contains("edu-a/web"),
+            "{why}"
+        );
+        i.tenant_pods[1].1 = true;
+        i.first_instant = Some("100 pod starts, 0 denied connections got through\n".into());
+        let (v, why) = verdict(&build(&i), title);
+        assert_eq!(v, Verdict::Pass);
+        assert!(why.contains("all 2 tenant pods started behind the isolation gate"), "{why}");
+        assert!(
+            why.ends_with("Measured (hack/test.sh, first_instant): 100 pod starts, 0 denied connections got through"),
+            "{why}"
+        );
     }
 }

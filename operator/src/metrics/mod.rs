@@ -45,6 +45,8 @@ pub struct Metrics {
     pub room_problems: IntCounterVec,
     /// Departments found broken (a parent missing, a budget exceeded anyway), by reason.
     pub department_problems: IntCounterVec,
+    /// Runs of the isolation gate that gave up (crate::gate::events).
+    pub isolation_gate_failures: prometheus::IntCounter,
     /// Per room and resource: allocatable and requested on its nodes (showback, 以租代建).
     pub room_allocatable: GaugeVec,
     pub room_requested: GaugeVec,
@@ -163,6 +165,10 @@ impl Metrics {
             ),
             &["reason"],
         ));
+        let isolation_gate_failures = must(prometheus::IntCounter::new(
+            "zhengyun_isolation_gate_failures_total",
+            "Runs of the isolation gate that gave up: a tenant pod whose network isolation was not seen in force within the gate's wait, so its containers did not start",
+        ));
         let department_problems = must(IntCounterVec::new(
             Opts::new(
                 "zhengyun_department_problems_total",
@@ -269,6 +275,7 @@ impl Metrics {
             Box::new(certificates_overdue.clone()),
             Box::new(room_problems.clone()),
             Box::new(department_problems.clone()),
+            Box::new(isolation_gate_failures.clone()),
             Box::new(room_allocatable.clone()),
             Box::new(room_requested.clone()),
             Box::new(department.clone()),
@@ -308,6 +315,7 @@ impl Metrics {
             certificates_overdue,
             room_problems,
             department_problems,
+            isolation_gate_failures,
             room_allocatable,
             room_requested,
             department,

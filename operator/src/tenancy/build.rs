@@ -228,9 +228,15 @@ fn dns_ports() -> Vec<NetworkPolicyPort> {
         .collect()
 }
 
-/// Default-deny in both directions, then allow: the tenant to itself, DNS, and the outside
-/// networks its zone declares.
-pub fn network_policies(t: &ValidatedTenant, namespace: &str, zone: &ZonePlacement) -> Vec<NetworkPolicy> {
+/// Default-deny in both directions, then allow: the tenant to itself, DNS, the outside networks
+/// its zone declares, and the isolation canary's open port in `system` (the operator's
+/// namespace; the gate's proof that the rest is closed, crate::gate).
+pub fn network_policies(
+    t: &ValidatedTenant,
+    namespace: &str,
+    zone: &ZonePlacement,
+    system: &str,
+) -> Vec<NetworkPolicy> {
     let both = Some(vec!["Ingress".to_string(), "Egress".to_string()]);
     let deny = NetworkPolicy {
         metadata: meta(t, namespace, DENY_POLICY),
@@ -270,6 +276,14 @@ pub fn network_policies(t: &ValidatedTenant, namespace: &str, zone: &ZonePlaceme
     let mut egress = vec![
         NetworkPolicyEgressRule { to: Some(vec![tenant_peer(t)]), ports: None },
         NetworkPolicyEgressRule { to: Some(vec![kube_dns, cidr_peer(NODE_LOCAL_DNS)]), ports: Some(dns_ports()) },
+        NetworkPolicyEgressRule {
+            to: Some(vec![crate::gate::build::canary_peer(system)]),
+            ports: Some(vec![NetworkPolicyPort {
+                protocol: Some("TCP".into()),
+                port: Some(IntOrString::Int(crate::gate::OPEN_PORT.into())),
+                end_port: None,
+            }]),
+        },
     ];
     if !zone.egress.is_empty() {
         egress.push(NetworkPolicyEgressRule {
@@ -400,6 +414,7 @@ pub fn cluster_policy(
     t: &ValidatedTenant,
     zone: &ZonePlacement,
     owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    system: &str,
 ) -> ClusterNetworkPolicy {
     let own = cnp::sel(&[(labels::TENANT, &t.name)]);
     let dns = CnpPeer {
@@ -416,6 +431,19 @@ pub fn cluster_policy(
             "Pass",
             vec![dns],
             vec![cnp::port(&IntOrString::Int(53), true), cnp::port(&IntOrString::Int(53), false)],
+            false,
+        ),
+        cnp::rule(
+            "isolation-canary",
+            "Pass",
+            vec![CnpPeer {
+                pods: Some(CnpPods {
+                    namespace_selector: cnp::sel(&[("kubernetes.io/metadata.name", system)]),
+                    pod_selector: cnp::sel(&[(crate::gate::CANARY_LABEL, crate::gate::CANARY)]),
+                }),
+                ..Default::default()
+            }],
+            vec![cnp::port(&IntOrString::Int(crate::gate::OPEN_PORT.into()), false)],
             false,
         ),
     ];
@@ -510,7 +538,7 @@ mod tests {
     #[test]
     fn network_policy_denies_by_default_and_allows_the_tenant_and_dns() {
         let zone = ZonePlacement { egress: vec!["10.1.0.0/16".into()], ..Default::default() };
-        let p = network_policies(&vt(), "edu-apps", &zone);
+        let p = network_policies(&vt(), "edu-apps", &zone, "zhengyun-system");
         assert_eq!(p.len(), 2);
         let deny = p[0].spec.clone().unwrap_or_default();
         assert_eq!(deny.policy_types, Some(vec!["Ingress".into(), "Egress".into()]));

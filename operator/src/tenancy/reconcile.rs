@@ -479,7 +479,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     let mut isolated: BTreeSet<&str> = BTreeSet::new();
     for ns in &owned {
         let mut ok = true;
-        for np in build::network_policies(&vt, ns, &placement) {
+        for np in build::network_policies(&vt, ns, &placement, &ctx.cluster_resource_namespace) {
             let name = format!("{ns}/{}", np.name_any());
             let actual = cached_meta(&s.policies, ns, &np.name_any());
             ok &= failed.note(
@@ -494,7 +494,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     }
     if ctx.uses_cluster_network_policy() {
         let owner = tenant.controller_owner_ref(&()).unwrap_or_default();
-        let cnp = build::cluster_policy(&vt, &placement, owner);
+        let cnp = build::cluster_policy(&vt, &placement, owner, &ctx.cluster_resource_namespace);
         if !failed.note("ClusterNetworkPolicy", &vt.name, crate::isolation::apply(client, &cnp).await.map(|()| true)) {
             isolated.clear();
         }
