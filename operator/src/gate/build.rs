@@ -64,8 +64,15 @@ pub fn canary_peer(namespace: &str) -> NetworkPolicyPeer {
     }
 }
 
-/// One canary per node, on every node whatever its taints (every zone's pods need theirs).
-pub fn canary_daemonset(cfg: &Config) -> DaemonSet {
+/// One canary per node that tenant pods may run on: it tolerates each zone's taint, as tenant
+/// pods tolerate their own zone's (the DaemonSet controller adds the node-condition ones).
+pub fn canary_daemonset(cfg: &Config, zone_taints: &[crate::api::ZoneTaint]) -> DaemonSet {
+    let mut tolerations: Vec<serde_json::Value> = zone_taints
+        .iter()
+        .map(|t| json!({"key": t.key, "operator": "Equal", "value": t.value, "effect": t.effect}))
+        .collect();
+    tolerations.sort_by_key(|t| t.to_string());
+    tolerations.dedup();
     let value = json!({
         "apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": {"name": CANARY, "namespace": cfg.namespace, "labels": canary_labels()},
@@ -78,7 +85,7 @@ pub fn canary_daemonset(cfg: &Config) -> DaemonSet {
                     "automountServiceAccountToken": false,
                     "enableServiceLinks": false,
                     "terminationGracePeriodSeconds": 1,
-                    "tolerations": [{"operator": "Exists"}],
+                    "tolerations": tolerations,
                     "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
                         "name": "canary",
@@ -157,9 +164,18 @@ mod tests {
 
     #[test]
     fn the_canary_runs_everywhere_and_is_reachable_only_where_meant() {
-        let ds = canary_daemonset(&cfg());
+        let taint = |v: &str| crate::api::ZoneTaint {
+            key: "zhengyun.io/zone".into(),
+            value: v.into(),
+            effect: "NoSchedule".into(),
+        };
+        let ds = canary_daemonset(&cfg(), &[taint("intranet"), taint("extranet"), taint("intranet")]);
         let spec = ds.spec.expect("spec").template.spec.expect("pod spec");
-        assert_eq!(spec.tolerations.expect("tolerations")[0].operator.as_deref(), Some("Exists"));
+        let tolerated: Vec<String> =
+            spec.tolerations.expect("tolerations").into_iter().filter_map(|t| t.value).collect();
+        assert_eq!(tolerated, ["extranet", "intranet"], "each zone's taint once, and nothing else");
+        let policy = canary_policy(&cfg()).spec.expect("spec");
+        assert_eq!(policy.egress.map(|e| e.len()), Some(1), "the canary connects back to anyone who asks");
         let svc = canary_service(&cfg()).spec.expect("spec");
         assert_eq!(svc.internal_traffic_policy.as_deref(), Some("Local"));
         let peer = canary_peer("zhengyun-system");

@@ -78,11 +78,12 @@ where
 /// Keeps the canary's DaemonSet, Service and policy in place (leader only), owned by
 /// `owner` when the chart installed the operator, so `helm uninstall` takes them away too.
 pub async fn keep_canary(
-    client: Client,
+    ctx: std::sync::Arc<crate::context::Context>,
     config: Config,
     owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let client = ctx.client.clone();
     let ns = config.namespace.clone();
     let with_owner = |mut meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         meta.owner_references = owner.clone().map(|o| vec![o]);
@@ -92,9 +93,13 @@ pub async fn keep_canary(
     policy.metadata = with_owner(policy.metadata);
     let mut service = build::canary_service(&config);
     service.metadata = with_owner(service.metadata);
-    let mut daemonset = build::canary_daemonset(&config);
-    daemonset.metadata = with_owner(daemonset.metadata);
+    ctx.watches.zones.ready().await;
     loop {
+        // Where tenant pods may run follows the zones, so the canary does too.
+        let taints: Vec<crate::api::ZoneTaint> =
+            ctx.watches.zones.state().iter().filter_map(|z| z.0.as_ref().ok().map(|z| z.effective_taint())).collect();
+        let mut daemonset = build::canary_daemonset(&config, &taints);
+        daemonset.metadata = with_owner(daemonset.metadata);
         // The policy first: a canary that its namespace's policies kept unreachable would make
         // every gate wait out its time.
         let result: Result<bool, kube::Error> = async {
