@@ -37,6 +37,9 @@ pub enum Ingress {
     /// The canary could not connect back.
     Closed,
     Busy,
+    /// The address the asker says it has is not the one the canary sees: something translates
+    /// addresses between them, so the connection back would not test the asker.
+    Translated,
 }
 
 /// Runs the canary: `open` answers `ingress PORT` requests, `denied` greets and closes.
@@ -68,24 +71,29 @@ pub fn canary(open: u16, denied: u16) -> Result<(), String> {
     Ok(())
 }
 
-/// One request on the open port: `ingress PORT\n`, answered `open\n` or `closed\n`.
+/// One request on the open port: `ingress PORT ADDRESS\n` (the asker's own address as it sees
+/// it), answered `open\n`, `closed\n` or `translated\n`.
 fn answer(conn: TcpStream) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     let peer = conn.peer_addr()?.ip();
     let mut line = String::new();
-    BufReader::new((&conn).take(64)).read_line(&mut line)?;
+    BufReader::new((&conn).take(80)).read_line(&mut line)?;
     let reply = match parse_request(&line) {
-        Some(port) => match TcpStream::connect_timeout(&SocketAddr::new(peer, port), CONNECT) {
+        Some((_, claimed)) if claimed != peer => "translated\n",
+        Some((port, _)) => match TcpStream::connect_timeout(&SocketAddr::new(peer, port), CONNECT) {
             Ok(_) => "open\n",
             Err(_) => "closed\n",
         },
-        None => "error: send `ingress PORT`\n",
+        None => "error: send `ingress PORT ADDRESS`\n",
     };
     (&conn).write_all(reply.as_bytes())
 }
 
-fn parse_request(line: &str) -> Option<u16> {
-    line.trim().strip_prefix("ingress ")?.trim().parse().ok().filter(|p| *p != 0)
+fn parse_request(line: &str) -> Option<(u16, IpAddr)> {
+    let mut words = line.trim().strip_prefix("ingress ")?.split_whitespace();
+    let port = words.next()?.parse().ok().filter(|p| *p != 0)?;
+    let address = words.next()?.parse().ok()?;
+    words.next().is_none().then_some((port, address))
 }
 
 fn parse_reply(line: &str) -> Option<Ingress> {
@@ -93,6 +101,7 @@ fn parse_reply(line: &str) -> Option<Ingress> {
         "open" => Some(Ingress::Open),
         "closed" => Some(Ingress::Closed),
         "busy" => Some(Ingress::Busy),
+        "translated" => Some(Ingress::Translated),
         _ => None,
     }
 }
@@ -123,7 +132,8 @@ pub fn look(args: &GateArgs) -> Look {
         let conn = TcpStream::connect_timeout(&open, CONNECT)
             .map_err(|e| format!("the canary's open port {open} does not answer ({e}): cannot tell yet"))?;
         conn.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
-        (&conn).write_all(format!("ingress {}\n", args.listen).as_bytes()).map_err(|e| e.to_string())?;
+        let me = conn.local_addr().map_err(|e| e.to_string())?.ip();
+        (&conn).write_all(format!("ingress {} {me}\n", args.listen).as_bytes()).map_err(|e| e.to_string())?;
         let mut line = String::new();
         BufReader::new((&conn).take(64)).read_line(&mut line).map_err(|e| format!("the canary did not answer: {e}"))?;
         parse_reply(&line).ok_or_else(|| format!("the canary answered {:?}", line.trim()))
@@ -131,6 +141,12 @@ pub fn look(args: &GateArgs) -> Look {
     match ingress {
         Err(e) => return Look::Open(e),
         Ok(Ingress::Busy) => return Look::Open("the canary is busy".into()),
+        Ok(Ingress::Translated) => {
+            return Look::Open(
+                "the canary sees this pod under another address (address translation between them): ingress cannot be checked"
+                    .into(),
+            );
+        }
         Ok(Ingress::Open) => return Look::Open("the canary reached this pod: ingress is not filtered yet".into()),
         Ok(Ingress::Closed) => {}
     }
@@ -209,11 +225,15 @@ mod tests {
 
     #[test]
     fn requests_and_replies_parse_strictly() {
-        assert_eq!(parse_request("ingress 40999\n"), Some(40999));
-        assert_eq!(parse_request("ingress 0\n"), None);
+        let ip: IpAddr = "10.244.1.7".parse().expect("ip");
+        assert_eq!(parse_request("ingress 40999 10.244.1.7\n"), Some((40999, ip)));
+        assert_eq!(parse_request("ingress 40999\n"), None, "the asker says who it is");
+        assert_eq!(parse_request("ingress 0 10.244.1.7\n"), None);
+        assert_eq!(parse_request("ingress 1 10.244.1.7 10.0.0.1\n"), None);
         assert_eq!(parse_request("connect 10.0.0.1 80\n"), None);
         assert_eq!(parse_reply("closed\n"), Some(Ingress::Closed));
         assert_eq!(parse_reply("maybe\n"), None);
+        assert_eq!(parse_reply("translated\n"), Some(Ingress::Translated));
         assert!(parse_gate(&["10.0.0.5".into(), "9901".into(), "9902".into(), "40999".into(), "60".into()]).is_ok());
         assert!(
             parse_gate(&["canary".into(), "1".into(), "2".into(), "3".into(), "4".into()])
@@ -246,6 +266,28 @@ mod tests {
         }
         let err = gate(&args).expect_err("nothing filters loopback");
         assert!(err.contains("not confirmed within 1 s") && err.contains("reached this pod"), "{err}");
+    }
+
+    /// Asked for another address than the one it sees, the canary connects nowhere.
+    #[test]
+    fn the_canary_connects_back_only_to_whoever_asked() {
+        let (open, denied) = (free_port(), free_port());
+        std::thread::spawn(move || canary(open, denied));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let ask = |line: &str| -> Option<String> {
+            let conn = TcpStream::connect(("127.0.0.1", open)).ok()?;
+            (&conn).write_all(line.as_bytes()).ok()?;
+            let mut reply = String::new();
+            BufReader::new(&conn).read_line(&mut reply).ok()?;
+            Some(reply)
+        };
+        let mut reply = None;
+        while reply.is_none() && Instant::now() < deadline {
+            reply = ask(&format!("ingress {} 10.9.9.9\n", free_port()));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(reply.as_deref(), Some("translated\n"));
+        assert_eq!(ask("connect 10.0.0.1 443\n").as_deref(), Some("error: send `ingress PORT ADDRESS`\n"));
     }
 
     /// A canary that is not there is no evidence of isolation.
