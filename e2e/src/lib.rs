@@ -611,6 +611,26 @@ pub fn nodes_here() -> bool {
     false
 }
 
+/// A pod that runs the probe once with `args` (restartPolicy Never; `PROBE_NAME` is its name),
+/// which PSA `restricted` admits.
+pub fn probe_run_pod(name: &str, args: &[String]) -> k8s_openapi::api::core::v1::Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "probe", "image": PROBE_IMAGE, "imagePullPolicy": "Never",
+                "args": args,
+                "env": [{"name": "PROBE_NAME", "value": name}],
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
+            }]
+        }
+    }))
+    .expect("pod")
+}
+
 /// A pod of `image` (held by the nodes, never pulled) that PSA `restricted` admits.
 pub fn restricted_pod(name: &str, image: &str) -> k8s_openapi::api::core::v1::Pod {
     serde_json::from_value(serde_json::json!({

@@ -15,30 +15,16 @@ use kube::{
     Api,
     api::{DeleteParams, LogParams, PostParams},
 };
-use serde_json::{Value, json};
-use zhengyun_e2e::{
-    PROBE_IMAGE, SECONDS, apply_tenant, client, node_tenant, operator_with_webhook_gate, wait_for, wait_ready,
-};
+use serde_json::Value;
+use zhengyun_e2e::{SECONDS, apply_tenant, client, node_tenant, operator_with_webhook_gate, wait_for, wait_ready};
 
 fn now_ms() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }
 
 fn pod(name: &str) -> Pod {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                "name": "probe", "image": PROBE_IMAGE, "imagePullPolicy": "Never",
-                "args": ["connect", "--timeout-ms", "100", "127.0.0.1:1"],
-                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
-            }]
-        }
-    }))
-    .expect("pod")
+    let args = ["connect", "--timeout-ms", "100", "127.0.0.1:1"].map(String::from);
+    zhengyun_e2e::probe_run_pod(name, &args)
 }
 
 /// One pod: create → the `at` of its first line, in ms.

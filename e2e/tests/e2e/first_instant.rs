@@ -24,9 +24,9 @@ use kube::{
     Api, Client,
     api::{DeleteParams, LogParams, PostParams},
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use zhengyun_e2e::{
-    PROBE_IMAGE, SECONDS, apply_tenant, client, node_tenant, nodes_here, operator_with_webhook, wait_for, wait_ready,
+    SECONDS, apply_tenant, client, node_tenant, nodes_here, operator_with_webhook, wait_for, wait_ready,
 };
 
 /// Pod starts per direction (the issue asks for at least 50).
@@ -35,21 +35,7 @@ const STARTS: usize = 50;
 const BATCH: usize = 5;
 
 fn pod(name: &str, args: &[String]) -> Pod {
-    serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                "name": "probe", "image": PROBE_IMAGE, "imagePullPolicy": "Never",
-                "args": args,
-                "env": [{"name": "PROBE_NAME", "value": name}],
-                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
-            }]
-        }
-    }))
-    .expect("pod")
+    zhengyun_e2e::probe_run_pod(name, args)
 }
 
 /// A serving pod, running: its address and node.
