@@ -434,14 +434,8 @@ async fn reachability(
             let (src, dst, port) = match m.get(&(from.clone(), to.clone())) {
                 Some(Some((src, dst, port, _))) => (src.clone(), dst.clone(), port.clone()),
                 // Denied: explained for a pod with no labels on the generic port.
-                Some(None) => {
-                    let (endpoints, _) = reachability::candidates(&world, &namespaces);
-                    let pick = |g: &str| endpoints.iter().find(|e| reachability::group_of(e) == g).cloned();
-                    let (Some(src), Some(dst)) = (pick(from), pick(to)) else {
-                        anyhow::bail!("no endpoint in {from} or {to} to explain");
-                    };
-                    (src, dst, reachability::Port { protocol: "TCP".into(), number: 8080 })
-                }
+                Some(None) => reachability::denied_witness(&reachability::candidates(&world, &namespaces).0, from, to)
+                    .ok_or_else(|| anyhow::anyhow!("no endpoint in {from} or {to} to explain"))?,
                 None => anyhow::bail!("no group named {from} or {to}: use a tenant name, ns/NAME or (outside)"),
             };
             let x = reachability::explain(&world, &src, &dst, &port);

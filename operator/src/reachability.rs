@@ -431,6 +431,13 @@ pub fn group_of(e: &Endpoint) -> String {
 
 /// The reachability matrix: for every ordered pair of groups, the first allowed connection
 /// found (or none).
+/// What a denied cell of the [`matrix`] is explained with: of the [`candidates`], a pod with
+/// no labels of each group, on the generic port (TCP 8080); `None` when a group has none.
+pub fn denied_witness(endpoints: &[Endpoint], from: &str, to: &str) -> Option<(Endpoint, Endpoint, Port)> {
+    let pick = |g: &str| endpoints.iter().find(|e| group_of(e) == g).cloned();
+    Some((pick(from)?, pick(to)?, Port { protocol: "TCP".into(), number: 8080 }))
+}
+
 pub fn matrix(world: &World, namespaces: &BTreeMap<String, BTreeMap<String, String>>) -> Matrix {
     let (endpoints, ports) = candidates(world, namespaces);
     let mut out: Matrix = BTreeMap::new();

@@ -317,7 +317,6 @@ pub fn build(i: &Inputs) -> Report {
         ns_labels.iter().filter(|(n, _)| !n.starts_with("kube-")).map(|(n, l)| (n.clone(), l.clone())).collect();
     let m = reachability::matrix(&i.world, &visible);
     let (endpoints, _) = reachability::candidates(&i.world, &visible);
-    let port = reachability::Port { protocol: "TCP".into(), number: 8080 };
     let mut groups: BTreeSet<String> = BTreeSet::new();
     let mut cells = Vec::new();
     for ((from, to), verdict) in &m {
@@ -327,20 +326,19 @@ pub fn build(i: &Inputs) -> Report {
             Some((_, _, p, v)) => {
                 format!("allowed on {}/{}: egress: {}; ingress: {}", p.protocol, p.number, v.egress(), v.ingress())
             }
-            None => {
-                let pick = |g: &str| endpoints.iter().find(|e| reachability::group_of(e) == g).cloned();
-                match (pick(from), pick(to)) {
-                    (Some(s), Some(d)) => {
-                        let v = reachability::evaluate(&i.world, &s, &d, &port);
-                        format!(
-                            "denied (TCP 8080, a pod with no labels): egress: {}; ingress: {}",
-                            v.egress(),
-                            v.ingress()
-                        )
-                    }
-                    _ => "denied".into(),
+            None => match reachability::denied_witness(&endpoints, from, to) {
+                Some((s, d, port)) => {
+                    let v = reachability::evaluate(&i.world, &s, &d, &port);
+                    format!(
+                        "denied ({} {}, a pod with no labels): egress: {}; ingress: {}",
+                        port.protocol,
+                        port.number,
+                        v.egress(),
+                        v.ingress()
+                    )
                 }
-            }
+                None => "denied".into(),
+            },
         };
         cells.push(Cell { from: from.clone(), to: to.clone(), allowed: verdict.is_some(), explanation });
     }
