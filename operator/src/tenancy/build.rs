@@ -553,10 +553,18 @@ mod tests {
         // One peer with both selectors: kube-dns pods *in* kube-system, not either.
         assert!(peer.namespace_selector.is_some() && peer.pod_selector.is_some());
         assert_eq!(dns.ports.as_ref().map(Vec::len), Some(2));
+        // The isolation canary's open port, in the operator's namespace only.
+        let canary = &egress[2];
+        let to = canary.to.clone().unwrap_or_default();
+        let ns = to[0].namespace_selector.as_ref().and_then(|s| s.match_labels.as_ref());
+        assert_eq!(ns.and_then(|l| l.get("kubernetes.io/metadata.name")).map(String::as_str), Some("zhengyun-system"));
+        let ports = canary.ports.clone().unwrap_or_default();
+        assert_eq!(ports.len(), 1);
+        assert_eq!(ports[0].port, Some(IntOrString::Int(crate::gate::OPEN_PORT.into())));
         // The zone's outside network, and nothing else outside.
-        let outside = egress[2].to.clone().unwrap_or_default();
+        let outside = egress[3].to.clone().unwrap_or_default();
         assert_eq!(outside[0].ip_block.as_ref().map(|b| b.cidr.as_str()), Some("10.1.0.0/16"));
-        assert_eq!(egress.len(), 3);
+        assert_eq!(egress.len(), 4);
         assert_eq!(allow.ingress.map(|i| i.len()), Some(1), "no zone ingress declared");
     }
 
