@@ -64,15 +64,11 @@ pub fn canary_peer(namespace: &str) -> NetworkPolicyPeer {
     }
 }
 
-/// One canary per node that tenant pods may run on: it tolerates each zone's taint, as tenant
-/// pods tolerate their own zone's (the DaemonSet controller adds the node-condition ones).
-pub fn canary_daemonset(cfg: &Config, zone_taints: &[crate::api::ZoneTaint]) -> DaemonSet {
-    let mut tolerations: Vec<serde_json::Value> = zone_taints
-        .iter()
-        .map(|t| json!({"key": t.key, "operator": "Equal", "value": t.value, "effect": t.effect}))
-        .collect();
-    tolerations.sort_by_key(|t| t.to_string());
-    tolerations.dedup();
+/// One canary on every node, whatever its taints: a template that followed the zones' taints
+/// changed with every zone and rolled the canary out from under gates waiting on it. It
+/// requests nothing, so a node's (and a computer room's) requested capacity stays the tenants'.
+pub fn canary_daemonset(cfg: &Config) -> DaemonSet {
+    let tolerations = vec![json!({"operator": "Exists"})];
     let value = json!({
         "apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": {"name": CANARY, "namespace": cfg.namespace, "labels": canary_labels()},
@@ -95,7 +91,7 @@ pub fn canary_daemonset(cfg: &Config, zone_taints: &[crate::api::ZoneTaint]) -> 
                         "args": ["canary", OPEN_PORT.to_string(), DENIED_PORT.to_string()],
                         "ports": [{"name": "open", "containerPort": OPEN_PORT}, {"name": "denied", "containerPort": DENIED_PORT}],
                         "readinessProbe": {"tcpSocket": {"port": OPEN_PORT}, "periodSeconds": 5},
-                        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}},
+                        "resources": {"requests": {"cpu": "0", "memory": "0"}, "limits": {"cpu": "200m", "memory": "64Mi"}},
                         "securityContext": restricted()
                     }]
                 }
@@ -164,16 +160,11 @@ mod tests {
 
     #[test]
     fn the_canary_runs_everywhere_and_is_reachable_only_where_meant() {
-        let taint = |v: &str| crate::api::ZoneTaint {
-            key: "zhengyun.io/zone".into(),
-            value: v.into(),
-            effect: "NoSchedule".into(),
-        };
-        let ds = canary_daemonset(&cfg(), &[taint("intranet"), taint("extranet"), taint("intranet")]);
+        let ds = canary_daemonset(&cfg());
         let spec = ds.spec.expect("spec").template.spec.expect("pod spec");
-        let tolerated: Vec<String> =
-            spec.tolerations.expect("tolerations").into_iter().filter_map(|t| t.value).collect();
-        assert_eq!(tolerated, ["extranet", "intranet"], "each zone's taint once, and nothing else");
+        assert_eq!(spec.tolerations.expect("tolerations")[0].operator.as_deref(), Some("Exists"));
+        let requests = spec.containers[0].resources.as_ref().and_then(|r| r.requests.clone()).unwrap_or_default();
+        assert!(requests.values().all(|q| q.0 == "0"), "the canary takes no node capacity: {requests:?}");
         let policy = canary_policy(&cfg()).spec.expect("spec");
         assert_eq!(policy.egress.map(|e| e.len()), Some(1), "the canary connects back to anyone who asks");
         let svc = canary_service(&cfg()).spec.expect("spec");

@@ -93,13 +93,9 @@ pub async fn keep_canary(
     policy.metadata = with_owner(policy.metadata);
     let mut service = build::canary_service(&config);
     service.metadata = with_owner(service.metadata);
-    ctx.watches.zones.ready().await;
+    let mut daemonset = build::canary_daemonset(&config);
+    daemonset.metadata = with_owner(daemonset.metadata);
     loop {
-        // Where tenant pods may run follows the zones, so the canary does too.
-        let taints: Vec<crate::api::ZoneTaint> =
-            ctx.watches.zones.state().iter().filter_map(|z| z.0.as_ref().ok().map(|z| z.effective_taint())).collect();
-        let mut daemonset = build::canary_daemonset(&config, &taints);
-        daemonset.metadata = with_owner(daemonset.metadata);
         // The policy first: a canary that its namespace's policies kept unreachable would make
         // every gate wait out its time.
         let result: Result<bool, kube::Error> = async {
