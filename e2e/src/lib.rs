@@ -247,17 +247,40 @@ pub async fn operator_with_webhook_gate(
     (op, cleanup)
 }
 
-/// Waits until the isolation canary runs on every node and its Service has an address.
+/// Waits until the isolation canary runs ready on every real node (the `zy-` ones; some tests
+/// add Node objects with no kubelet behind them, where its pods stay Pending) and its Service
+/// has an address.
 pub async fn wait_canary(client: &Client, namespace: &str) {
-    let sets: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), namespace);
-    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), namespace);
+    use k8s_openapi::api::core::v1::{Node, Pod, Service};
+    use kube::api::ListParams;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let svcs: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let selector = format!("{}={}", zhengyun::gate::CANARY_LABEL, zhengyun::gate::CANARY);
     wait_for("the isolation canary on every node", Duration::from_secs(120), || async {
-        let status = sets.get_opt(zhengyun::gate::CANARY).await.ok()??.status?;
+        let real: Vec<String> = nodes
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .map(|n| n.name_any())
+            .filter(|n| n.starts_with("zy-"))
+            .collect();
+        let ready: Vec<String> = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|p| {
+                let conditions = p.status.as_ref().and_then(|s| s.conditions.as_ref());
+                conditions.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .filter_map(|p| p.spec?.node_name)
+            .collect();
         let ip = svcs.get_opt(zhengyun::gate::CANARY).await.ok()??.spec?.cluster_ip?;
-        (status.desired_number_scheduled > 0
-            && status.number_ready == status.desired_number_scheduled
-            && !ip.is_empty())
-        .then_some(())
+        (!real.is_empty() && real.iter().all(|n| ready.contains(n)) && !ip.is_empty()).then_some(())
     })
     .await;
 }
