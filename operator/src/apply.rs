@@ -30,6 +30,24 @@ where
     Api::<K>::namespaced(client.clone(), &ns).patch(&obj.name_any(), &params(), &Patch::Apply(obj)).await
 }
 
+/// Applies `desired` through `api` unless what is stored already says all of it ([`covers`]);
+/// whether it wrote. For objects kept in place by a periodic check (the webhook registrations,
+/// the isolation canary): a settled cluster then only reads.
+pub async fn unless_covered<K>(api: &Api<K>, desired: &K) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let actual = api.get_opt(&desired.name_any()).await?;
+    let in_place = actual.is_some_and(|a| match (serde_json::to_value(&a), serde_json::to_value(desired)) {
+        (Ok(a), Ok(d)) => covers(&a, &d),
+        _ => false,
+    });
+    if !in_place {
+        api.patch(&desired.name_any(), &params(), &Patch::Apply(desired)).await?;
+    }
+    Ok(!in_place)
+}
+
 /// Applies a cluster-scoped object.
 pub async fn cluster<K>(client: &Client, obj: &K) -> Result<K, kube::Error>
 where

@@ -622,7 +622,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
             }),
             None => None,
         };
-        registration.spawn(zhengyun::gate::run::keep_canary(ctx.clone(), gate, owner, stop_rx.clone()));
+        registration.spawn(zhengyun::gate::run::keep_canary(client.clone(), gate, owner, stop_rx.clone()));
     }
     let mut writers = tokio::task::JoinSet::new();
     let (ctl_stop_tx, ctl_stop_rx) = watch::channel(false);

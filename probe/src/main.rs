@@ -217,11 +217,8 @@ fn options<'a>(what: &str, mut args: &'a [String]) -> Result<(Options, &'a [Stri
     while let Some(flag) = args.first().filter(|a| a.starts_with("--")) {
         match flag.as_str() {
             "--parallel" | "--only-ok" => {
-                if flag == "--parallel" {
-                    o.parallel = true;
-                } else {
-                    o.only_ok = true;
-                }
+                let on = if flag == "--parallel" { &mut o.parallel } else { &mut o.only_ok };
+                *on = true;
                 args = &args[1..];
                 continue;
             }
@@ -406,5 +403,8 @@ mod tests {
         assert!(run(&args(&["dns", "10.0.0.10:53"])).unwrap_err().contains("NAME"));
         assert!(run(&args(&["connect", "--every", "5", "a:1"])).unwrap_err().contains("unknown option --every"));
         assert!(json_string("a\"b\n").contains("\\\"") && json_string("a\n").contains("\\u000a"));
+        let given = args(&["--parallel", "--only-ok", "--for-ms", "5", "a:1"]);
+        let (o, rest) = options("connect", &given).expect("options");
+        assert!(o.parallel && o.only_ok && o.repeat == Some(Duration::from_millis(5)) && rest == ["a:1"]);
     }
 }

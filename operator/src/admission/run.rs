@@ -122,28 +122,6 @@ pub async fn owner(client: &Client, role: &str) -> Result<Option<OwnerReference>
     }))
 }
 
-/// Applies a registration unless the API server already holds everything it says: the
-/// periodic check of a settled cluster then reads and writes nothing else.
-async fn ensure_registered<K>(client: &Client, desired: &K) -> Result<bool, kube::Error>
-where
-    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope, DynamicType = ()>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    use kube::ResourceExt;
-    let actual = Api::<K>::all(client.clone()).get_opt(&desired.name_any()).await?;
-    let in_place = actual.is_some_and(|a| match (serde_json::to_value(&a), serde_json::to_value(desired)) {
-        (Ok(a), Ok(d)) => apply::covers(&a, &d),
-        _ => false,
-    });
-    if !in_place {
-        apply::cluster(client, desired).await?;
-    }
-    Ok(!in_place)
-}
-
 /// Keeps the webhook registrations in place with the current CA bundle (leader only). With
 /// `owner_role`, they are owned by that ClusterRole, and not registered while it is gone (the
 /// release is being uninstalled).
@@ -169,8 +147,8 @@ pub async fn register(
                 v.metadata.owner_references = Some(vec![owner.clone()]);
                 m.metadata.owner_references = Some(vec![owner]);
             }
-            let v = ensure_registered(&client, &v).await?;
-            Ok(ensure_registered(&client, &m).await? | v)
+            let v = apply::unless_covered(&Api::all(client.clone()), &v).await?;
+            Ok(apply::unless_covered(&Api::all(client.clone()), &m).await? | v)
         }
         .await;
         match result {

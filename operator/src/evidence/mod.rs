@@ -169,8 +169,8 @@ pub struct Inputs {
     pub unreadable: Vec<String>,
 }
 
-/// Whether a pod started behind the isolation gate: it is the first init container, and the
-/// pod's containers ran only after it exited 0.
+/// Whether a pod started behind the isolation gate: it is the pod's first init container (init
+/// containers run in order, each to success, before any other; the webhook keeps it as built).
 pub fn started_gated(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
     let first = pod.spec.as_ref().and_then(|s| s.init_containers.as_ref()).and_then(|l| l.first());
     first.is_some_and(|c| c.name == crate::gate::CONTAINER)
