@@ -7,7 +7,8 @@
 #   nodes_prepare             installs and builds what nodes need and sets ZHENGYUN_NODES to 1, or to
 #                             0 saying why not (ZHENGYUN_NODES=0 beforehand skips it all)
 #   nodes_preflight           prints the first kernel feature or tool this machine lacks; returns 1
-#   nodes_up DIR              brings the nodes up beside the control plane in DIR (cluster_up with
+#   nodes_up DIR              brings the nodes up beside the control plane in DIR (first removing
+#                             what a killed run left; cluster_up with
 #                             ZHENGYUN_NODES=1 first, so the API server listens where nodes reach it)
 #   nodes_import DIR TAR...   imports image archives into every node's containerd (the operator's)
 #   nodes_down DIR            stops them and removes every process, mount, namespace, link, route and
@@ -436,6 +437,7 @@ nodes_up() {
   mkdir -p "$dir/nodes"
   ls /run/containerd/s 2>/dev/null | sort >"$dir/nodes/shim-sockets.before" || true
 
+  _nodes_reclaim || return 1
   ip link add "$ZY_BRIDGE" type bridge
   ip addr add "$ZY_HOST_IP/24" dev "$ZY_BRIDGE"
   ip link set "$ZY_BRIDGE" up
@@ -520,6 +522,70 @@ _kill_cgroup_tree() { # cgroup dir (pids hierarchy): kills every process in it u
   return 1
 }
 
+# The host's share of the nodes: routes, the bridge (its veths go with it) and the cgroups.
+_nodes_host_clear() {
+  local c
+  ip route del "$ZY_OUTSIDE_NET" 2>/dev/null || true
+  ip route del blackhole 10.244.0.0/16 2>/dev/null || true
+  ip route del blackhole 10.0.0.0/24 2>/dev/null || true
+  ip link del "$ZY_BRIDGE" 2>/dev/null || true
+  # Every hierarchy, not only those we created in: runc and the kubelet also make the node's
+  # cgroups in the named systemd one and the hybrid cgroup2 one.
+  for c in /sys/fs/cgroup/*/"$ZY_CGROUP"; do
+    [ -d "$c" ] || continue
+    for _ in 1 2 3 4 5; do
+      find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
+      [ -d "$c" ] || break
+      sleep 0.2
+    done
+  done
+}
+
+# A run killed without its cleanup (the machine or the job stopped under it) leaves its nodes'
+# network namespace mounts, bridge, routes and cgroups behind, and the next nodes_up would fail
+# on "File exists". Those of a run none of whose processes is alive are removed here, saying so;
+# nodes that still run stop this run instead, naming their directory.
+_nodes_reclaim() {
+  local d f pid live zones ino
+  for d in $(findmnt -rn -o TARGET | sed -n 's#^\(.*\)/nodes/[^/]*/netns$#\1#p' | sort -u); do
+    live=
+    for f in "$d"/pids/*; do
+      [ -f "$f" ] || continue
+      pid=$(cat "$f")
+      # A pid the kernel has since given to another program is not ours: ours name the directory.
+      if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$d/"; then live="$live $(basename "$f")"; fi
+    done
+    # Any process in one of its network namespaces (the holders, the containers) is alive too.
+    for f in "$d"/nodes/*/netns; do
+      ino=$(stat -L -c %i "$f" 2>/dev/null) || continue
+      if find /proc/[0-9]*/ns/net -maxdepth 0 -printf '%l\n' 2>/dev/null | grep -qxF "net:[$ino]"; then
+        live="$live $(basename "$(dirname "$f")")"
+      fi
+    done
+    if [ -n "$live" ]; then
+      echo "local nodes of another run are up in $d (${live# }): stop them first (hack/down.sh, or nodes_down $d)" >&2
+      return 1
+    fi
+    zones=$(for f in "$d"/nodes/*/netns; do basename "$(dirname "$f")"; done | grep -vx outside | tr '\n' ' ')
+    echo "removing what a killed run left in $d (nodes: ${zones% })" >&2
+    # Their pids may belong to other programs by now: nothing is killed by pid.
+    rm -f "$d"/pids/*
+    (ZY_NODE_ZONES=$zones; nodes_down "$d") || return 1
+  done
+  # Without any directory left to name them: what is ours by name only (its namespaces are gone).
+  if ip link show "$ZY_BRIDGE" >/dev/null 2>&1 || ls -d /sys/fs/cgroup/*/"$ZY_CGROUP" >/dev/null 2>&1; then
+    if [ -n "$(find /sys/fs/cgroup/pids/"$ZY_CGROUP" -name cgroup.procs -exec cat {} + 2>/dev/null)" ]; then
+      echo "processes still run in the nodes' cgroup /sys/fs/cgroup/pids/$ZY_CGROUP: another run's nodes are up" >&2
+      return 1
+    fi
+    echo "removing the bridge, routes and cgroups a killed run left" >&2
+    local i
+    for i in $(seq 1 9); do ip route del "$(_node_pods "$i")" 2>/dev/null || true; done
+    _nodes_host_clear
+  fi
+  nodes_leftovers
+}
+
 nodes_down() {
   local dir=$1 zone name f pid c i=0
   [ -d "$dir/nodes" ] || return 0
@@ -553,20 +619,7 @@ nodes_down() {
     i=$((i + 1))
     ip route del "$(_node_pods "$i")" 2>/dev/null || true
   done
-  ip route del "$ZY_OUTSIDE_NET" 2>/dev/null || true
-  ip route del blackhole 10.244.0.0/16 2>/dev/null || true
-  ip route del blackhole 10.0.0.0/24 2>/dev/null || true
-  ip link del "$ZY_BRIDGE" 2>/dev/null || true
-  # Every hierarchy, not only those we created in: runc and the kubelet also make the node's
-  # cgroups in the named systemd one and the hybrid cgroup2 one.
-  for c in /sys/fs/cgroup/*/"$ZY_CGROUP"; do
-    [ -d "$c" ] || continue
-    for _ in 1 2 3 4 5; do
-      find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
-      [ -d "$c" ] || break
-      sleep 0.2
-    done
-  done
+  _nodes_host_clear
   for zone in $ZY_NODE_ZONES; do rm -f /var/lib/cni/results/zy-"$zone"-* 2>/dev/null || true; done
   # Sockets of shims that were killed rather than stopped: only those made since the nodes
   # started and that no process listens on any more (a host containerd's live shims share the
