@@ -149,6 +149,19 @@ impl Gateway {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The logs once `ready` holds of them, or after 10 s: a connection's access line is
+    /// written when the gateway is done with it, which may be after its client is.
+    pub fn logs_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let logs = self.logs();
+            if ready(&logs) || std::time::Instant::now() > until {
+                return logs;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     pub fn metrics(&self) -> String {
         let mut s = TcpStream::connect(("127.0.0.1", self.admin)).expect("admin");
         s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").expect("write");
