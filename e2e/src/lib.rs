@@ -654,6 +654,16 @@ pub fn probe_run_pod(name: &str, args: &[String]) -> k8s_openapi::api::core::v1:
     .expect("pod")
 }
 
+/// Whether the pod's isolation gate ran first among its init containers and passed.
+pub fn gate_passed(p: &k8s_openapi::api::core::v1::Pod) -> bool {
+    p.status.as_ref().and_then(|s| s.init_container_statuses.as_ref()).is_some_and(|l| {
+        l.first().is_some_and(|c| {
+            c.name == zhengyun::gate::CONTAINER
+                && c.state.as_ref().and_then(|s| s.terminated.as_ref()).is_some_and(|t| t.exit_code == 0)
+        })
+    })
+}
+
 /// A pod of `image` (held by the nodes, never pulled) that PSA `restricted` admits.
 pub fn restricted_pod(name: &str, image: &str) -> k8s_openapi::api::core::v1::Pod {
     serde_json::from_value(serde_json::json!({

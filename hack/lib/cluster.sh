@@ -84,11 +84,26 @@ _start() { # dir name cmd...
 # kube-controller-manager, kube-scheduler) as a crash would, keeps it down SECONDS (default 3), and starts it
 # again with the same command line. The fault tests use it.
 cluster_restart() {
-  local dir=$1 name=$2 down=${3:-3} pid
-  pid=$(cat "$dir/pids/$name")
-  kill -KILL "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  local dir=$1 name=$2 down=${3:-3}
+  component_stop "$dir" "$name" KILL
   sleep "$down"
+  component_start "$dir" "$name"
+}
+
+# component_stop DIR NAME [SIGNAL]: stops one process started here (a control plane component, or
+# a node's kube-router-ZONE, kubelet-ZONE, ...) with SIGNAL (default TERM; KILL after 10 s).
+component_stop() {
+  local dir=$1 name=$2 sig=${3:-TERM} pid
+  pid=$(cat "$dir/pids/$name")
+  kill -"$sig" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+}
+
+# component_start DIR NAME: starts it again with the command line it was first started with.
+component_start() {
+  local dir=$1 name=$2
   local -a cmd
   mapfile -d '' cmd <"$dir/cmds/$name"
   _start "$dir" "$name" "${cmd[@]}"

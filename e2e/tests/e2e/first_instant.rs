@@ -26,7 +26,7 @@ use kube::{
 };
 use serde_json::Value;
 use zhengyun_e2e::{
-    SECONDS, apply_tenant, client, node_tenant, nodes_here, operator_with_webhook, wait_for, wait_ready,
+    SECONDS, apply_tenant, client, gate_passed, node_tenant, nodes_here, operator_with_webhook, wait_for, wait_ready,
 };
 
 /// Pod starts per direction (the issue asks for at least 50).
@@ -52,16 +52,6 @@ async fn serving(client: &Client, namespace: &str, name: &str) -> (String, Strin
         (s.phase.as_deref() == Some("Running") && ready).then_some((s.pod_ip?, p.spec?.node_name?))
     })
     .await
-}
-
-/// Gate's exit, as the pod's status says: it ran first and succeeded.
-fn gate_passed(p: &Pod) -> bool {
-    p.status.as_ref().and_then(|s| s.init_container_statuses.as_ref()).is_some_and(|l| {
-        l.first().is_some_and(|c| {
-            c.name == zhengyun::gate::CONTAINER
-                && c.state.as_ref().and_then(|s| s.terminated.as_ref()).is_some_and(|t| t.exit_code == 0)
-        })
-    })
 }
 
 /// What the out-of-pod loop saw.

@@ -334,6 +334,7 @@ async fn gateway_a_tenants_securegateway_serves_tlcp_and_tls13_sm_from_the_zone_
     let spec = pod.spec.clone().unwrap_or_default();
     assert_eq!(spec.node_name.as_deref(), Some("zy-intranet"));
     assert_eq!(spec.automount_service_account_token, Some(false));
+    assert!(zhengyun_e2e::gate_passed(pod), "the gateway's pod started behind a gate that passed: {:?}", pod.status);
     let pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("pod IP");
     // The department's owner runs workloads in the namespace, but not this one: another image
     // would hold the department's keys.

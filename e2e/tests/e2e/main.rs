@@ -11,6 +11,7 @@ mod deploy;
 mod evidence;
 mod faults;
 mod first_instant;
+mod gate;
 mod gateway;
 mod hardening;
 mod helm;
