@@ -33,7 +33,7 @@ async fn the_metrics_endpoint_passes_promtool_and_carries_tenant_gauges() {
 async fn the_alert_rules_are_valid_and_fire_when_they_should() {
     let rules = repo_path("charts/zhengyun/files/alerts.yaml");
     let (ok, out) = run_tool("promtool", &["check", "rules", &rules], None);
-    assert!(ok && out.contains("SUCCESS: 10 rules found"), "promtool check rules:\n{out}");
+    assert!(ok && out.contains("SUCCESS: 11 rules found"), "promtool check rules:\n{out}");
     let (ok, out) =
         run_tool("promtool", &["test", "rules", &repo_path("charts/zhengyun/files/alerts_test.yaml")], None);
     assert!(ok, "promtool test rules:\n{out}");
