@@ -1,10 +1,9 @@
 //! `zhengyun-operator`: runs the controllers, or prints the CRDs.
 #![forbid(unsafe_code)]
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use clap::{Parser, Subcommand};
-use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::{Api, api::ListParams};
 use tokio::sync::watch;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, reload, util::SubscriberInitExt};
@@ -12,12 +11,10 @@ use zhengyun::{
     Error,
     admin::{self, LogReload},
     api::{self, Tenant},
-    apply,
-    certificates::issuers,
     context::Context,
     leader,
+    manager::{self, Ended},
     metrics::Metrics,
-    tenancy,
 };
 
 /// jemalloc, not the C library's allocator: with glibc, tokio's worker threads each kept their
@@ -207,56 +204,30 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Plan { format, output, headroom, prices }) => {
-            return plan(&format, output.as_deref(), headroom, prices.as_deref()).await;
+            return zhengyun::cli::plan::plan(&format, output.as_deref(), headroom, prices.as_deref()).await;
         }
         Some(Command::Evidence { output, operator_role, observed, first_instant, cluster_network_policy_enforced }) => {
-            let (client, world) = policies_in_force(cluster_network_policy_enforced).await?;
-            let cluster = kube::Config::infer().await.map(|c| c.cluster_url.to_string()).unwrap_or_default();
-            let observed = match observed {
-                Some(f) => Some(std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("--observed {f}: {e}"))?),
-                None => None,
-            };
-            let first_instant = match first_instant {
-                Some(f) => Some(std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("--first-instant {f}: {e}"))?),
-                None => None,
-            };
-            let inputs =
-                zhengyun::evidence::collect(&client, cluster, world, &operator_role, observed, first_instant).await?;
-            let report = zhengyun::evidence::build(&inputs);
-            let dir = std::path::Path::new(&output);
-            std::fs::create_dir_all(dir)?;
-            std::fs::write(dir.join("evidence.json"), serde_json::to_string_pretty(&report)?)?;
-            std::fs::write(dir.join("evidence.html"), zhengyun::evidence::html::render(&report))?;
-            eprintln!(
-                "wrote {0}/evidence.html and {0}/evidence.json: {1} pass, {2} fail, {3} not applicable",
-                dir.display(),
-                report.summary.get("pass").unwrap_or(&0),
-                report.summary.get("fail").unwrap_or(&0),
-                report.summary.get("not_applicable").unwrap_or(&0)
-            );
+            zhengyun::cli::evidence::write(
+                &output,
+                &operator_role,
+                observed.as_deref(),
+                first_instant.as_deref(),
+                cluster_network_policy_enforced,
+            )
+            .await?;
             return Ok(());
         }
         Some(Command::Tree) => {
-            let client = kube::Client::try_default().await?;
-            let lp = ListParams::default();
-            let departments = Api::<api::department::Department>::all(client.clone()).list(&lp).await?.items;
-            let tenants = Api::<api::Tenant>::all(client).list(&lp).await?.items;
-            print!(
-                "{}",
-                zhengyun::departments::tree::render(
-                    &departments.iter().collect::<Vec<_>>(),
-                    &tenants.iter().collect::<Vec<_>>()
-                )
-            );
+            zhengyun::cli::tree::print().await?;
             return Ok(());
         }
         Some(Command::Reachability { explain, output, cluster_network_policy_enforced, pods, outside, ports }) => {
-            let world = policies_in_force(cluster_network_policy_enforced).await?;
+            let world = zhengyun::cli::reachability::policies_in_force(cluster_network_policy_enforced).await?;
             let json = output == "json";
             return if pods {
-                pod_verdicts(world, &outside, &ports).await
+                zhengyun::cli::reachability::pod_verdicts(world, &outside, &ports).await
             } else {
-                reachability(world, explain, json).await
+                zhengyun::cli::reachability::matrix(world, explain, json).await
             };
         }
         Some(Command::BenchSm2 { seconds }) => {
@@ -271,181 +242,6 @@ async fn main() -> anyhow::Result<()> {
     if let Err(e) = run(args, reload).await {
         tracing::error!(error = %e, "operator stopped");
         return Err(e);
-    }
-    Ok(())
-}
-
-/// Reads the rooms, zones, nodes, their pods and the tenants from the cluster and writes the
-/// planner's report.
-async fn plan(format: &str, output: Option<&str>, headroom: f64, prices: Option<&str>) -> anyhow::Result<()> {
-    use k8s_openapi::api::core::v1::{Node, Pod};
-    use zhengyun::{
-        api::{ComputerRoom, Tenant, Zone},
-        rooms::{build, plan},
-    };
-    use zhengyun_planner::{Options, report};
-    anyhow::ensure!((0.05..=1.0).contains(&headroom), "--headroom must be between 0.05 and 1");
-    let client = kube::Client::try_default().await?;
-    let lp = ListParams::default();
-    let rooms = Api::<ComputerRoom>::all(client.clone()).list(&lp).await?.items;
-    let zones = Api::<Zone>::all(client.clone()).list(&lp).await?.items;
-    let nodes = Api::<Node>::all(client.clone()).list(&lp).await?.items;
-    let tenants = Api::<Tenant>::all(client.clone()).list(&lp).await?.items;
-    let pods = Api::<Pod>::all(client.clone())
-        .list(&ListParams::default().fields("spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"))
-        .await?
-        .items;
-    let mut requested: BTreeMap<String, BTreeMap<String, i128>> = BTreeMap::new();
-    for p in &pods {
-        let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else { continue };
-        let e = requested.entry(node).or_default();
-        for (k, v) in build::pod_requests(p) {
-            *e.entry(k).or_default() += v;
-        }
-    }
-    let shared = plan::shared_nodes(&nodes.iter().collect::<Vec<_>>(), &zones.iter().collect::<Vec<_>>(), |n| {
-        requested.get(n).cloned().unwrap_or_default()
-    });
-    let (systems, origins, servers) = plan::inventories(&rooms.iter().collect::<Vec<_>>());
-    let quotas = plan::department_quotas(&tenants.iter().collect::<Vec<_>>());
-    let prices = match prices {
-        Some(f) => Some(
-            zhengyun_planner::showback::prices(f, &std::fs::read_to_string(f)?).map_err(|e| anyhow::anyhow!("{e}"))?,
-        ),
-        None => None,
-    };
-    let options = Options { headroom };
-    let p = zhengyun_planner::plan(&shared, &systems, &options);
-    zhengyun_planner::pack::check(&shared, &systems, &options, &p)
-        .map_err(|e| anyhow::anyhow!("the plan does not hold: {e}"))?;
-    let input = report::Input {
-        nodes: &shared,
-        systems: &systems,
-        origins: &origins,
-        options,
-        servers: Some(&servers),
-        prices: prices.as_ref(),
-        quotas: Some(&quotas),
-    };
-    let r = report::Report::new(&input, &p);
-    let text = match format {
-        "markdown" => report::markdown(&r),
-        "json" => r.to_json(),
-        "html" => report::html(&r),
-        other => anyhow::bail!("--format {other}: use markdown, json or html"),
-    };
-    match output {
-        Some(f) => std::fs::write(f, text)?,
-        None => print!("{text}"),
-    }
-    Ok(())
-}
-
-/// The policies in force: NetworkPolicies, and ClusterNetworkPolicies when served and declared
-/// enforced. The operator relies on them only then, and so does this view.
-async fn policies_in_force(cnp_enforced: bool) -> anyhow::Result<(kube::Client, zhengyun::reachability::World)> {
-    use k8s_openapi::api::networking::v1::NetworkPolicy;
-    let client = kube::Client::try_default().await?;
-    let network_policies = Api::<NetworkPolicy>::all(client.clone()).list(&ListParams::default()).await?.items;
-    let served = zhengyun::isolation::served(&client).await;
-    let cluster_policies = match (served, cnp_enforced) {
-        (true, true) => zhengyun::isolation::list(&client).await?,
-        (true, false) => {
-            eprintln!(
-                "note: ClusterNetworkPolicy is served but not declared enforced \
-                 (--cluster-network-policy-enforced): left out, as the operator leaves it out"
-            );
-            Vec::new()
-        }
-        (false, _) => Vec::new(),
-    };
-    Ok((client, zhengyun::reachability::World { network_policies, cluster_policies }))
-}
-
-/// Every running pod and outside address against every other, as JSON lines.
-async fn pod_verdicts(
-    (client, world): (kube::Client, zhengyun::reachability::World),
-    outside: &[std::net::IpAddr],
-    ports: &[u16],
-) -> anyhow::Result<()> {
-    use k8s_openapi::api::core::v1::{Namespace, Pod};
-    use zhengyun::reachability::{self, Endpoint, PodRef, Port};
-    let namespaces: BTreeMap<String, BTreeMap<String, String>> = Api::<Namespace>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .map(|n| (n.metadata.name.unwrap_or_default(), n.metadata.labels.unwrap_or_default()))
-        .collect();
-    let mut ends: Vec<(String, Endpoint)> = Vec::new();
-    for p in Api::<Pod>::all(client.clone()).list(&ListParams::default()).await?.items {
-        let ns = p.metadata.namespace.clone().unwrap_or_default();
-        let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-        if ns.starts_with("kube-") || !running {
-            continue;
-        }
-        let named_ports = p
-            .spec
-            .iter()
-            .flat_map(|s| s.containers.iter())
-            .flat_map(|c| c.ports.iter().flatten())
-            .filter_map(|cp| Some((cp.name.clone()?, u16::try_from(cp.container_port).ok()?)))
-            .collect();
-        let name = format!("{ns}/{}", p.metadata.name.clone().unwrap_or_default());
-        let pod = PodRef {
-            namespace_labels: namespaces.get(&ns).cloned().unwrap_or_default(),
-            namespace: ns,
-            labels: p.metadata.labels.clone().unwrap_or_default(),
-            named_ports,
-        };
-        ends.push((name, Endpoint::Pod(pod)));
-    }
-    ends.extend(outside.iter().map(|ip| (ip.to_string(), Endpoint::External(*ip))));
-    for (from, src) in &ends {
-        for (to, dst) in ends.iter().filter(|(to, _)| to != from) {
-            for port in ports {
-                let v = reachability::evaluate(&world, src, dst, &Port { protocol: "TCP".into(), number: *port });
-                let line = serde_json::json!({"from": from, "to": to, "port": port, "allowed": v.allowed});
-                println!("{line}");
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Prints the matrix between groups (tenants, namespaces, outside), or explains one verdict.
-async fn reachability(
-    (client, world): (kube::Client, zhengyun::reachability::World),
-    explain: Option<Vec<String>>,
-    json: bool,
-) -> anyhow::Result<()> {
-    use k8s_openapi::api::core::v1::Namespace;
-    use zhengyun::reachability;
-    let namespaces = Api::<Namespace>::all(client.clone()).list(&ListParams::default()).await?;
-    let namespaces = namespaces
-        .items
-        .into_iter()
-        .filter(|n| !n.metadata.name.as_deref().unwrap_or("").starts_with("kube-"))
-        .map(|n| (n.metadata.name.clone().unwrap_or_default(), n.metadata.labels.clone().unwrap_or_default()))
-        .collect();
-    let m = reachability::matrix(&world, &namespaces);
-    match explain.as_deref() {
-        Some([from, to]) => {
-            let (src, dst, port) = match m.get(&(from.clone(), to.clone())) {
-                Some(Some((src, dst, port, _))) => (src.clone(), dst.clone(), port.clone()),
-                // Denied: explained for a pod with no labels on the generic port.
-                Some(None) => reachability::denied_witness(&reachability::candidates(&world, &namespaces).0, from, to)
-                    .ok_or_else(|| anyhow::anyhow!("no endpoint in {from} or {to} to explain"))?,
-                None => anyhow::bail!("no group named {from} or {to}: use a tenant name, ns/NAME or (outside)"),
-            };
-            let x = reachability::explain(&world, &src, &dst, &port);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&x)?);
-            } else {
-                print!("{}", reachability::render_explanation(&x));
-            }
-        }
-        _ => print!("{}", reachability::render(&m)),
     }
     Ok(())
 }
@@ -603,115 +399,28 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
             }
         }
     };
-    tokio::pin!(lost);
-    let mut registration = tokio::task::JoinSet::new();
-    if let Some(running) = webhook {
-        registration.spawn(zhengyun::admission::run::register(
-            client.clone(),
-            running,
-            args.registration_owner.clone(),
-            stop_rx.clone(),
-        ));
-    }
-    let gated = gate.is_some();
-    if let Some(gate) = gate {
-        let owner = match &args.registration_owner {
-            Some(role) => zhengyun::admission::run::owner(&client, role).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "reading the ClusterRole that owns the isolation canary failed");
-                None
-            }),
-            None => None,
-        };
-        registration.spawn(zhengyun::gate::run::keep_canary(client.clone(), gate, owner, stop_rx.clone()));
-    }
-    let mut writers = tokio::task::JoinSet::new();
-    let (ctl_stop_tx, ctl_stop_rx) = watch::channel(false);
-    // The owners' ClusterRole is shared by every tenant; the leader keeps it in shape.
-    let owners = tenancy::build::owner_cluster_role();
-    let ended = tokio::select! {
-        r = async {
-            apply::cluster::<ClusterRole>(&client, &owners).await?;
-            apply::cluster::<ClusterRole>(&client, &zhengyun::departments::admin_cluster_role()).await
-        } => {
-            if let Err(e) = r {
-                registration.shutdown().await;
-                return Err(e.into());
-            }
-            let stopped = |mut rx: watch::Receiver<bool>| async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            };
-            let stop = &ctl_stop_rx;
-            writers.spawn(tenancy::reconcile::run(ctx.clone(), stopped(stop.clone())));
-            if gated {
-                writers.spawn(zhengyun::gate::events::run(ctx.clone(), stopped(stop.clone())));
-            }
-            writers.spawn(zhengyun::zones::run(ctx.clone(), stopped(stop.clone())));
-            writers.spawn(zhengyun::channels::reconcile::run(ctx.clone(), stopped(stop.clone())));
-            writers.spawn(issuers::run::<api::SmIssuer>(ctx.clone(), stopped(stop.clone())));
-            writers.spawn(issuers::run::<api::SmClusterIssuer>(ctx.clone(), stopped(stop.clone())));
-            writers.spawn(zhengyun::certificates::reconcile::run(ctx.clone(), stopped(stop.clone())));
-            writers.spawn(zhengyun::gateways::reconcile::run(ctx.clone(), stopped(stop.clone())));
-            writers.spawn(zhengyun::rooms::run(ctx.clone(), stopped(stop.clone())));
-            writers.spawn(zhengyun::rooms::showback::run(ctx.clone(), stopped(stop.clone())));
-            writers.spawn(zhengyun::departments::run(ctx.clone(), stopped(stop.clone())));
-            tokio::select! {
-                _ = &mut lost => Ended::LostLead,
-                _ = &mut shutdown => Ended::Signal,
-                // A controller runs until told to stop: one that ended (a panic, most likely)
-                // would leave its objects unreconciled while everything else looks alive. The
-                // replica exits instead, and a supervisor restarts it.
-                Some(r) = writers.join_next() => {
-                    let why = match r {
-                        Err(e) if e.is_panic() => "panicked",
-                        Err(_) => "was cancelled",
-                        Ok(()) => "returned",
-                    };
-                    // No metric: the process is about to go; its restart count is the figure.
-                    tracing::error!(why, "a controller ended while this replica leads; exiting");
-                    Ended::ControllerStopped(why)
-                }
-            }
-        }
-        _ = &mut lost => Ended::LostLead,
-        _ = &mut shutdown => Ended::Signal,
-    };
-    registration.shutdown().await;
-    if ended == Ended::Signal {
-        // Still the holder: the rounds in flight may finish, for a bounded time.
-        let _ = ctl_stop_tx.send(true);
-        let drained = tokio::time::timeout(DRAIN, async { while writers.join_next().await.is_some() {} }).await;
-        if drained.is_err() {
-            tracing::warn!(seconds = DRAIN.as_secs(), "rounds still running after the drain time: cancelled");
-        }
-    }
-    // Lost: the lease may be another replica's already, so not one more write. Aborting drops
-    // the rounds in flight (kube-runtime cancels a controller's reconciles with it).
-    writers.shutdown().await;
+    let term = manager::Term { webhook, gate, registration_owner: args.registration_owner.clone() };
+    let ended = manager::lead(&ctx, term, stop_rx.clone(), lost, async {
+        let _ = (&mut shutdown).await;
+    })
+    .await;
     metrics.leader.with_label_values(&[&args.lease_name]).set(0);
     // Stop writing before giving the lease away.
     let _ = stop_tx.send(true);
     let _ = election.await;
     let _ = admin.await;
-    if ended == Ended::LostLead {
-        anyhow::bail!("lost leadership; exiting so a supervisor restarts this replica as a follower");
-    }
-    if let Ended::ControllerStopped(why) = ended {
-        anyhow::bail!("a controller {why}; exiting so a supervisor restarts this replica");
+    match ended? {
+        Ended::LostLead => {
+            anyhow::bail!("lost leadership; exiting so a supervisor restarts this replica as a follower")
+        }
+        Ended::ControllerStopped(name, why) => {
+            anyhow::bail!("controller {name} {why}; exiting so a supervisor restarts this replica")
+        }
+        Ended::Signal => {}
     }
     tracing::info!("shut down cleanly");
     Ok(())
 }
-
-/// How a leader's term ended.
-#[derive(PartialEq, Eq)]
-enum Ended {
-    LostLead,
-    Signal,
-    ControllerStopped(&'static str),
-}
-
-/// How long a leader told to stop lets the rounds in flight finish before cancelling them.
-const DRAIN: Duration = Duration::from_secs(5);
 
 /// How long after SIGTERM (and the shutdown delay) the process may take to stop; past it, it
 /// exits anyway. Kubernetes waits 30 s before SIGKILL; a rollout should not.

@@ -9,7 +9,7 @@ use kube::{
     core::{DynamicObject, admission::AdmissionRequest},
 };
 
-use super::server::Webhook;
+use super::webhook::Webhook;
 use crate::{
     api::{Tenant, department::Department},
     departments::{

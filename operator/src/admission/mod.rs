@@ -15,3 +15,4 @@ pub mod run;
 pub(crate) mod server;
 pub(crate) mod subject;
 pub(crate) mod tls;
+pub(crate) mod webhook;

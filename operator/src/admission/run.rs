@@ -9,7 +9,8 @@ use kube::{Api, Client, api::PostParams};
 
 use super::{
     config::{self, Endpoint},
-    server::{self, Webhook},
+    server,
+    webhook::Webhook,
     tls::{self, Resolver},
 };
 use crate::apply;

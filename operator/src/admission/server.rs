@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use super::{
     cache::Caches,
     checks,
+    webhook::Webhook,
     subject::{self, Subject},
     tls::Resolver,
 };
@@ -31,21 +32,6 @@ use crate::{
     tenancy::validate::{check_zone, validate},
     zones::ZonePlacement,
 };
-
-/// What the handlers need. No client: every lookup is answered from [`Caches`].
-pub struct Webhook {
-    pub caches: Caches,
-    /// The operator's own user name: the only one allowed to change what it owns.
-    pub operator_user: String,
-    /// A ClusterNetworkPolicy API enforces the tenant boundary, so tenant NetworkPolicies
-    /// need not be restricted here.
-    pub cluster_network_policy: bool,
-    /// For the one write an admission makes: a reservation against a department's budget
-    /// ([`crate::departments::ledger`]).
-    pub client: Option<kube::Client>,
-    /// The isolation gate every new tenant pod starts with (`--isolation-gate-image`).
-    pub gate: Option<crate::gate::run::Gate>,
-}
 
 /// Serves `/mutate` and `/validate` over TLS until `stop` fires.
 pub async fn serve(

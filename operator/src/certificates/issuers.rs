@@ -3,17 +3,16 @@
 
 use std::{collections::BTreeMap, fmt::Debug, sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ObjectMeta, PartialObjectMeta},
     core::DeserializeGuard,
-    runtime::{Controller, controller::Action, reflector::ObjectRef},
+    runtime::{controller::Action, reflector::ObjectRef},
 };
 use serde::{Serialize, de::DeserializeOwned};
-use tracing::{info, info_span, warn};
+use tracing::{info, warn};
 
 use crate::{
     api::{CaSource, SecretCa, SelfSignedCa, SmClusterIssuer, SmIssuer, SmIssuerStatus, parse_duration},
@@ -44,6 +43,8 @@ pub trait IssuerResource:
     Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static
 {
     const KIND: &'static str;
+    /// The controller's name in metrics and logs.
+    const CONTROLLER: &'static str;
     fn source(&self) -> &CaSource;
     fn self_signed(&self) -> Option<&SelfSignedCa> {
         self.source().self_signed.as_ref()
@@ -61,6 +62,7 @@ pub trait IssuerResource:
 
 impl IssuerResource for SmIssuer {
     const KIND: &'static str = "SmIssuer";
+    const CONTROLLER: &'static str = "smissuer";
     fn source(&self) -> &CaSource {
         &self.spec.source
     }
@@ -80,6 +82,7 @@ impl IssuerResource for SmIssuer {
 
 impl IssuerResource for SmClusterIssuer {
     const KIND: &'static str = "SmClusterIssuer";
+    const CONTROLLER: &'static str = "smclusterissuer";
     fn source(&self) -> &CaSource {
         &self.spec.source
     }
@@ -127,61 +130,60 @@ pub async fn load_ca<K: IssuerResource>(
     Ok(ca::load(&data, now).map_err(|e| ("InvalidCA", format!("{field}: Secret {namespace}/{name}: {e}"))))
 }
 
-pub async fn run<K: IssuerResource>(
+/// An issuer controller (one per kind), for [`crate::controller::run`].
+pub struct Issuers<K> {
     ctx: Arc<Context>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let hub = ctx.watches.clone();
-    let store = K::shared(&hub).store();
-    let by_secret_store = store.clone();
-    let ns_for_cluster = ctx.cluster_resource_namespace.clone();
-    let metrics = ctx.metrics.clone();
-    // An issuer's Secret edited or deleted: the issuers that read it go round.
-    let by_secret = move |s: Arc<PartialObjectMeta<Secret>>| {
-        let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
-        by_secret_store
-            .state()
-            .into_iter()
-            .filter(|i| {
-                let home = i.meta().namespace.clone().unwrap_or_else(|| ns_for_cluster.clone());
-                home == ns && i.0.as_ref().is_ok_and(|i| secret_name(i) == Some(name.as_str()))
-            })
-            .map(|i| ObjectRef::from_obj(i.as_ref()))
-            .collect::<Vec<_>>()
-    };
-    Controller::for_shared_stream(K::shared(&hub).subscribe(), store)
-        .watches_shared_stream(hub.secrets.subscribe(), by_secret)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::<K>, |_, _, _| Action::requeue(Duration::from_secs(5)), ctx)
-        .for_each(|res| {
-            let metrics = metrics.clone();
-            async move {
-                match res {
-                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                        metrics.observe_issuer(K::KIND, obj.namespace.as_deref(), &obj.name, None)
-                    }
-                    Err(e) => tracing::debug!(error = %e, "issuer reconcile"),
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
+    kind: std::marker::PhantomData<fn() -> K>,
 }
 
-async fn reconcile<K: IssuerResource>(obj: Arc<DeserializeGuard<K>>, ctx: Arc<Context>) -> Result<Action> {
-    let issuer = match &obj.0 {
-        Ok(i) => i,
-        Err(e) => {
-            // A malformed issuer must not stall the others.
-            warn!(kind = K::KIND, error = %e, "skipping an issuer that does not deserialize");
-            return Ok(Action::await_change());
-        }
-    };
-    K::shared(&ctx.watches).ready().await;
-    let controller = K::KIND.to_lowercase();
-    let controller = controller.as_str();
-    let span = info_span!("reconcile", %controller, issuer = %issuer.name_any(), namespace = ?issuer.namespace());
-    crate::metrics::instrumented(&ctx.metrics, controller, span, reconcile_inner(issuer, &ctx)).await
+/// The controller of issuers of kind `K`.
+pub fn controller<K: IssuerResource>(ctx: Arc<Context>) -> Arc<Issuers<K>> {
+    Arc::new(Issuers { ctx, kind: std::marker::PhantomData })
+}
+
+impl<K: IssuerResource> crate::controller::Reconciler for Issuers<K> {
+    type Kind = K;
+    const NAME: &'static str = K::CONTROLLER;
+
+    fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    fn primary(hub: &crate::watch::Hub) -> &crate::watch::Shared<DeserializeGuard<K>> {
+        K::shared(hub)
+    }
+
+    fn reads(_hub: &crate::watch::Hub) -> Vec<&dyn crate::watch::Ready> {
+        Vec::new()
+    }
+
+    fn wire(self: &Arc<Self>, c: crate::controller::Wired<K>) -> crate::controller::Wired<K> {
+        let hub = self.ctx.watches.clone();
+        let by_secret_store = K::shared(&hub).store();
+        let ns_for_cluster = self.ctx.cluster_resource_namespace.clone();
+        // An issuer's Secret edited or deleted: the issuers that read it go round.
+        let by_secret = move |s: Arc<PartialObjectMeta<Secret>>| {
+            let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
+            by_secret_store
+                .state()
+                .into_iter()
+                .filter(|i| {
+                    let home = i.meta().namespace.clone().unwrap_or_else(|| ns_for_cluster.clone());
+                    home == ns && i.0.as_ref().is_ok_and(|i| secret_name(i) == Some(name.as_str()))
+                })
+                .map(|i| ObjectRef::from_obj(i.as_ref()))
+                .collect::<Vec<_>>()
+        };
+        c.watches_shared_stream(hub.secrets.subscribe(), by_secret)
+    }
+
+    async fn reconcile(&self, issuer: &K) -> Result<Action> {
+        reconcile_inner(issuer, &self.ctx).await
+    }
+
+    fn forget(&self, namespace: Option<&str>, name: &str) {
+        self.ctx.metrics.observe_issuer(K::KIND, namespace, name, None);
+    }
 }
 
 fn root_rotation(ca: &Ca) -> Timestamp {

@@ -4,7 +4,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
@@ -12,13 +11,12 @@ use kube::{
     api::PartialObjectMeta,
     core::DeserializeGuard,
     runtime::{
-        Controller,
         controller::Action,
         events::{Event, EventType},
         reflector::{ObjectRef, Store},
     },
 };
-use tracing::{info, info_span, warn};
+use tracing::{info, warn};
 
 use super::{
     build::{self, CERTIFICATE_LABEL, Current},
@@ -60,15 +58,39 @@ fn referencing(
         .collect()
 }
 
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let hub = ctx.watches.clone();
-    let store = hub.certificates.store();
-    let (s1, s2) = (store.clone(), store.clone());
-    let metrics = ctx.metrics.clone();
-    let held = ctx.clone();
-    Controller::for_shared_stream(hub.certificates.subscribe(), store)
+/// The SmCertificate controller: the shared [`Context`] is all it keeps.
+pub struct Certificates {
+    ctx: Arc<Context>,
+}
+
+/// The SmCertificate controller, for [`crate::controller::run`].
+pub fn controller(ctx: Arc<Context>) -> Arc<Certificates> {
+    Arc::new(Certificates { ctx })
+}
+
+impl crate::controller::Reconciler for Certificates {
+    type Kind = SmCertificate;
+    const NAME: &'static str = CONTROLLER;
+
+    fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    fn primary(hub: &crate::watch::Hub) -> &crate::watch::Shared<Guarded> {
+        &hub.certificates
+    }
+
+    fn reads(h: &crate::watch::Hub) -> Vec<&dyn crate::watch::Ready> {
+        vec![&h.issuers, &h.cluster_issuers, &h.namespaces, &h.departments]
+    }
+
+    fn wire(self: &Arc<Self>, c: crate::controller::Wired<SmCertificate>) -> crate::controller::Wired<SmCertificate> {
+        let hub = self.ctx.watches.clone();
+        let store = hub.certificates.store();
+        let (s1, s2) = (store.clone(), store);
+        let held = self.ctx.clone();
         // A certificate Secret deleted or edited is repaired at once.
-        .watches_shared_stream(hub.secrets.subscribe(), move |s: Arc<PartialObjectMeta<Secret>>| {
+        c.watches_shared_stream(hub.secrets.subscribe(), move |s: Arc<PartialObjectMeta<Secret>>| {
             let ns = s.namespace().unwrap_or_default();
             held.secrets.forget_if_gone(&ns, &s.name_any());
             s.labels().get(CERTIFICATE_LABEL).map(|c| ObjectRef::<Guarded>::new(c).within(&ns))
@@ -77,39 +99,21 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .watches_shared_stream(hub.issuers.subscribe(), move |i: Arc<DeserializeGuard<SmIssuer>>| {
             referencing(&s1, IssuerKind::SmIssuer, &i.name_any(), i.namespace().as_deref())
         })
-        .watches_shared_stream(hub.cluster_issuers.subscribe(), move |i: Arc<DeserializeGuard<SmClusterIssuer>>| {
-            referencing(&s2, IssuerKind::SmClusterIssuer, &i.name_any(), None)
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(5)), ctx)
-        .for_each(|res| {
-            let metrics = metrics.clone();
-            async move {
-                match res {
-                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                        metrics.forget_certificate(obj.namespace.as_deref().unwrap_or_default(), &obj.name)
-                    }
-                    Err(e) => tracing::debug!(error = %e, "certificate reconcile"),
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
-}
+        .watches_shared_stream(
+            hub.cluster_issuers.subscribe(),
+            move |i: Arc<DeserializeGuard<SmClusterIssuer>>| {
+                referencing(&s2, IssuerKind::SmClusterIssuer, &i.name_any(), None)
+            },
+        )
+    }
 
-async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
-    let c = match &obj.0 {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "skipping an SmCertificate that does not deserialize");
-            return Ok(Action::await_change());
-        }
-    };
-    let h = &ctx.watches;
-    crate::watch::all_ready(&[&h.certificates, &h.issuers, &h.cluster_issuers, &h.namespaces, &h.departments]).await;
-    let (ns, name) = (c.namespace().unwrap_or_default(), c.name_any());
-    let span = info_span!("reconcile", controller = CONTROLLER, namespace = %ns, certificate = %name);
-    crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, reconcile_inner(c, &ctx)).await
+    async fn reconcile(&self, c: &SmCertificate) -> Result<Action> {
+        reconcile_inner(c, &self.ctx).await
+    }
+
+    fn forget(&self, namespace: Option<&str>, name: &str) {
+        self.ctx.metrics.forget_certificate(namespace.unwrap_or_default(), name);
+    }
 }
 
 /// The issuer's CA, or why it cannot sign for this certificate.

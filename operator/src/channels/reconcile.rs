@@ -3,7 +3,6 @@
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use k8s_openapi::{
     api::{core::v1::Service, networking::v1::NetworkPolicy},
     apimachinery::pkg::util::intstr::IntOrString,
@@ -12,13 +11,12 @@ use kube::{
     Api, Resource, ResourceExt,
     core::{DeserializeGuard, PartialObjectMeta},
     runtime::{
-        Controller,
         controller::Action,
         events::{Event, EventType},
         reflector::{ObjectRef, Store},
     },
 };
-use tracing::{info, info_span, warn};
+use tracing::{info, warn};
 
 use super::{
     EndsProblem, approval,
@@ -49,11 +47,6 @@ impl std::ops::Deref for Channels {
 }
 
 impl Channels {
-    async fn ready(&self) {
-        let h = &self.ctx.watches;
-        crate::watch::all_ready(&[&h.channels, &h.tenants, &h.zones, &h.services, &h.policies]).await;
-    }
-
     fn tenant(&self, name: &str) -> Option<Tenant> {
         self.watches.tenants.get(&ObjectRef::new(name)).and_then(|t| t.0.as_ref().ok().cloned())
     }
@@ -72,18 +65,38 @@ fn naming(
         .collect()
 }
 
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let hub = ctx.watches.clone();
-    let channels = hub.channels.store();
-    let tenants = hub.tenants.store();
-    let state = Arc::new(Channels { ctx: ctx.clone(), applied: apply::Memory::default() });
-    let metrics = ctx.metrics.clone();
-    let (by_tenant, by_zone, by_service, by_policy) =
-        (channels.clone(), channels.clone(), channels.clone(), channels.clone());
-    let tenants_in = tenants.clone();
-    Controller::for_shared_stream(hub.channels.subscribe(), channels)
+/// The channel controller, for [`crate::controller::run`].
+pub fn controller(ctx: Arc<Context>) -> Arc<Channels> {
+    Arc::new(Channels { ctx, applied: apply::Memory::default() })
+}
+
+impl crate::controller::Reconciler for Channels {
+    type Kind = ExchangeChannel;
+    const NAME: &'static str = CONTROLLER;
+
+    fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    fn primary(hub: &crate::watch::Hub) -> &crate::watch::Shared<DeserializeGuard<ExchangeChannel>> {
+        &hub.channels
+    }
+
+    fn reads(hub: &crate::watch::Hub) -> Vec<&dyn crate::watch::Ready> {
+        vec![&hub.tenants, &hub.zones, &hub.services, &hub.policies]
+    }
+
+    fn wire(
+        self: &Arc<Self>,
+        c: crate::controller::Wired<ExchangeChannel>,
+    ) -> crate::controller::Wired<ExchangeChannel> {
+        let hub = self.ctx.watches.clone();
+        let channels = hub.channels.store();
+        let tenants_in = hub.tenants.store();
+        let (by_tenant, by_zone, by_service, by_policy) =
+            (channels.clone(), channels.clone(), channels.clone(), channels);
         // Tenants appearing, moving zone or losing namespaces change what a channel resolves to.
-        .watches_shared_stream(hub.tenants.subscribe(), move |t: Arc<DeserializeGuard<Tenant>>| {
+        c.watches_shared_stream(hub.tenants.subscribe(), move |t: Arc<DeserializeGuard<Tenant>>| {
             naming(&by_tenant, &t.name_any())
         })
         // A zone's networks bound the gateway of a channel into it.
@@ -117,26 +130,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                 .and_then(|c| by_policy.get(&ObjectRef::new(c)))
                 .map(|c| ObjectRef::from_obj(c.as_ref()))
         })
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(5)), state)
-        .for_each(|res| {
-            let metrics = metrics.clone();
-            async move {
-                match res {
-                    // A deleted channel: its policies go with it (owner references).
-                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => metrics.forget_channel(&obj.name),
-                    Err(e) => tracing::debug!(error = %e, "channel reconcile"),
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
+    }
+
+    async fn reconcile(&self, ch: &ExchangeChannel) -> Result<Action> {
+        reconcile_inner(ch, self).await
+    }
+
+    /// A deleted channel: its policies go with it (owner references), its series here.
+    fn forget(&self, _namespace: Option<&str>, name: &str) {
+        self.metrics.forget_channel(name);
+    }
 }
 
-/// Checks a channel's ends against the tenants they name and their zones: both exist, the
-/// target namespace is the target tenant's, a flow between zones names a gateway, and the
-/// gateway fits the zones ([`super::gateway::check`]). Returns whether the flow crosses zones.
-/// The admission webhook calls this too, so the two never disagree.
 pub fn check_ends(
     ch: &ExchangeChannel,
     source: Option<&Tenant>,
@@ -219,21 +224,6 @@ fn resolve(state: &Channels, ch: &ExchangeChannel) -> std::result::Result<Ends, 
         target_port: port.target_port.unwrap_or(IntOrString::Int(port.port)),
         gateway: if cross_zone { ch.spec.gateway.as_ref().map(|g| g.cidr.clone()) } else { None },
     })
-}
-
-async fn reconcile(obj: Arc<DeserializeGuard<ExchangeChannel>>, ctx: Arc<Channels>) -> Result<Action> {
-    let ch = match &obj.0 {
-        Ok(c) => c,
-        Err(e) => {
-            // A malformed channel must not stall the others; it opens nothing.
-            warn!(error = %e, "skipping an ExchangeChannel that does not deserialize");
-            return Ok(Action::await_change());
-        }
-    };
-    let name = ch.name_any();
-    let span = info_span!("reconcile", controller = CONTROLLER, channel = %name);
-    ctx.ready().await;
-    crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, reconcile_inner(ch, &ctx)).await
 }
 
 /// Events for the audit trail: an approval, its withdrawal or loss, and the expiry, each once

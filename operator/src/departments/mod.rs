@@ -9,18 +9,16 @@ pub mod tree;
 
 use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use kube::{
     Api, Resource, ResourceExt,
     core::DeserializeGuard,
     runtime::{
-        Controller,
         controller::Action,
         events::{Event, EventType},
         reflector::ObjectRef,
     },
 };
-use tracing::{info_span, warn};
+use tracing::warn;
 
 use crate::{
     api::{
@@ -54,36 +52,53 @@ fn refs_for(
         .collect()
 }
 
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let hub = ctx.watches.clone();
-    let store = hub.departments.store();
-    let (for_tenants, for_departments) = (store.clone(), store.clone());
-    Controller::for_shared_stream(hub.departments.subscribe(), store)
-        .with_config(kube::runtime::controller::Config::default().debounce(Duration::from_millis(500)))
-        // A tenant's quota or use concerns its department and every one above it.
-        .watches_shared_stream(hub.tenants.subscribe(), move |t: Arc<DeserializeGuard<Tenant>>| {
-            let Ok(t) = t.0.as_ref() else { return Vec::new() };
-            let all = for_tenants.state();
-            let all: Vec<&Department> = all.iter().filter_map(|d| d.0.as_ref().ok()).collect();
-            refs_for(&for_tenants, &chain(&all, &t.spec.department.code))
-        })
-        // A department's budget or parent concerns the whole tree (paths, children, sums): a
-        // tree is a few hundred departments at most.
-        .watches_shared_stream(hub.departments.subscribe(), move |_d: Arc<DeserializeGuard<Department>>| {
-            for_departments.state().iter().map(|d| ObjectRef::from_obj(d.as_ref())).collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(
-            reconcile,
-            |_, _, _| Action::requeue(Duration::from_secs(10)),
-            Arc::new(Departments { ctx, applied: Default::default() }),
-        )
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "department reconcile");
-            }
-        })
-        .await;
+/// The department controller, for [`crate::controller::run`].
+pub fn controller(ctx: Arc<Context>) -> Arc<Departments> {
+    Arc::new(Departments { ctx, applied: Default::default() })
+}
+
+impl crate::controller::Reconciler for Departments {
+    type Kind = Department;
+    const NAME: &'static str = CONTROLLER;
+
+    fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    fn primary(hub: &crate::watch::Hub) -> &crate::watch::Shared<DeserializeGuard<Department>> {
+        &hub.departments
+    }
+
+    fn reads(hub: &crate::watch::Hub) -> Vec<&dyn crate::watch::Ready> {
+        vec![&hub.tenants, &hub.reader_bindings]
+    }
+
+    fn wire(self: &Arc<Self>, c: crate::controller::Wired<Department>) -> crate::controller::Wired<Department> {
+        let hub = self.ctx.watches.clone();
+        let store = hub.departments.store();
+        let (for_tenants, for_departments) = (store.clone(), store);
+        c.with_config(kube::runtime::controller::Config::default().debounce(Duration::from_millis(500)))
+            // A tenant's quota or use concerns its department and every one above it.
+            .watches_shared_stream(hub.tenants.subscribe(), move |t: Arc<DeserializeGuard<Tenant>>| {
+                let Ok(t) = t.0.as_ref() else { return Vec::new() };
+                let all = for_tenants.state();
+                let all: Vec<&Department> = all.iter().filter_map(|d| d.0.as_ref().ok()).collect();
+                refs_for(&for_tenants, &chain(&all, &t.spec.department.code))
+            })
+            // A department's budget or parent concerns the whole tree (paths, children, sums): a
+            // tree is a few hundred departments at most.
+            .watches_shared_stream(hub.departments.subscribe(), move |_d: Arc<DeserializeGuard<Department>>| {
+                for_departments.state().iter().map(|d| ObjectRef::from_obj(d.as_ref())).collect::<Vec<_>>()
+            })
+    }
+
+    fn error_policy(&self, _err: &crate::Error) -> Action {
+        Action::requeue(Duration::from_secs(10))
+    }
+
+    async fn reconcile(&self, d: &Department) -> Result<Action> {
+        reconcile(d, self).await
+    }
 }
 
 /// The status of `d` from the tree and tenants as the caches show them.
@@ -128,67 +143,58 @@ pub struct Departments {
     applied: crate::apply::Memory,
 }
 
-async fn reconcile(obj: Arc<DeserializeGuard<Department>>, state: Arc<Departments>) -> Result<Action> {
+async fn reconcile(d: &Department, state: &Departments) -> Result<Action> {
     let ctx = &state.ctx;
-    let Ok(d) = obj.0.as_ref() else {
-        warn!("skipping a Department that does not deserialize");
-        return Ok(Action::await_change());
-    };
     let name = d.name_any();
-    let span = info_span!("reconcile", controller = CONTROLLER, department = %name);
-    crate::watch::all_ready(&[&ctx.watches.departments, &ctx.watches.tenants]).await;
-    let round = async {
-        let departments = ctx.watches.departments.state();
-        let departments: Vec<&Department> = departments.iter().filter_map(|d| d.0.as_ref().ok()).collect();
-        let tenants = ctx.watches.tenants.state();
-        let tenants: Vec<&Tenant> = tenants.iter().filter_map(|t| t.0.as_ref().ok()).collect();
-        // The admin group's binding (removed by the garbage collector with the Department; a
-        // group dropped from the spec leaves it until then, which the webhook makes harmless:
-        // it only lets admins act for departments whose spec names their group).
-        // The admin group's binding, with no subject once the group leaves the spec (its members
-        // lose the role at once; the binding itself goes with the Department). Only for a
-        // department that has or had a group: the others need none.
-        let binding_name = admin_binding_name(d);
-        let cached = ctx.watches.reader_bindings.get(&ObjectRef::new(&binding_name));
-        if let Some(binding) = admin_binding(d)
-            && (d.spec.admin_group.is_some() || cached.is_some())
-        {
-            let seen = crate::apply::Seen::meta(cached.as_deref());
-            if crate::apply::ensure_cluster(&ctx.client, &state.applied, &binding, seen).await? {
-                ctx.metrics.child_writes.with_label_values(&[CONTROLLER, "ClusterRoleBinding"]).inc();
-            }
+    let departments = ctx.watches.departments.state();
+    let departments: Vec<&Department> = departments.iter().filter_map(|d| d.0.as_ref().ok()).collect();
+    let tenants = ctx.watches.tenants.state();
+    let tenants: Vec<&Tenant> = tenants.iter().filter_map(|t| t.0.as_ref().ok()).collect();
+    // The admin group's binding (removed by the garbage collector with the Department; a
+    // group dropped from the spec leaves it until then, which the webhook makes harmless:
+    // it only lets admins act for departments whose spec names their group).
+    // The admin group's binding, with no subject once the group leaves the spec (its members
+    // lose the role at once; the binding itself goes with the Department). Only for a
+    // department that has or had a group: the others need none.
+    let binding_name = admin_binding_name(d);
+    let cached = ctx.watches.reader_bindings.get(&ObjectRef::new(&binding_name));
+    if let Some(binding) = admin_binding(d)
+        && (d.spec.admin_group.is_some() || cached.is_some())
+    {
+        let seen = crate::apply::Seen::meta(cached.as_deref());
+        if crate::apply::ensure_cluster(&ctx.client, &state.applied, &binding, seen).await? {
+            ctx.metrics.child_writes.with_label_values(&[CONTROLLER, "ClusterRoleBinding"]).inc();
         }
-        let (mut status, observed) = status(d, &departments, &tenants);
-        let previous = d.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
-        status.conditions =
-            conditions::merge(previous, std::slice::from_ref(&observed), d.metadata.generation, jiff::Timestamp::now());
-        let was = previous.iter().find(|c| c.type_ == "Ready");
-        let changed = was.is_none_or(|c| c.reason != observed.reason || c.message != observed.message);
-        if changed && !observed.ok {
-            ctx.metrics.department_problems.with_label_values(&[observed.reason.as_str()]).inc();
-            let ev = Event {
-                type_: EventType::Warning,
-                reason: observed.reason.clone(),
-                note: Some(observed.message.clone()),
-                action: "Reconcile".into(),
-                secondary: None,
-            };
-            if let Err(e) = ctx.recorder.publish(&ev, &d.object_ref(&())).await {
-                warn!(error = %e, "publishing an event failed");
-            }
+    }
+    let (mut status, observed) = status(d, &departments, &tenants);
+    let previous = d.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    status.conditions =
+        conditions::merge(previous, std::slice::from_ref(&observed), d.metadata.generation, jiff::Timestamp::now());
+    let was = previous.iter().find(|c| c.type_ == "Ready");
+    let changed = was.is_none_or(|c| c.reason != observed.reason || c.message != observed.message);
+    if changed && !observed.ok {
+        ctx.metrics.department_problems.with_label_values(&[observed.reason.as_str()]).inc();
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: observed.reason.clone(),
+            note: Some(observed.message.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&ev, &d.object_ref(&())).await {
+            warn!(error = %e, "publishing an event failed");
         }
-        let unchanged = d.status.as_ref().is_some_and(|s| {
-            let mut times_aside = s.clone();
-            times_aside.conditions = status.conditions.clone();
-            times_aside == status && conditions::same(&s.conditions, &status.conditions)
-        });
-        if !unchanged {
-            let api: Api<Department> = Api::all(ctx.client.clone());
-            crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
-        }
-        Ok(Action::requeue(Duration::from_secs(300)))
-    };
-    crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, round).await
+    }
+    let unchanged = d.status.as_ref().is_some_and(|s| {
+        let mut times_aside = s.clone();
+        times_aside.conditions = status.conditions.clone();
+        times_aside == status && conditions::same(&s.conditions, &status.conditions)
+    });
+    if !unchanged {
+        let api: Api<Department> = Api::all(ctx.client.clone());
+        crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
 }
 
 /// The ClusterRole every department's admin group is bound to: tenants, which the webhook

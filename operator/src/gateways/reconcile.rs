@@ -5,7 +5,6 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -17,13 +16,12 @@ use kube::{
     api::{ListParams, PartialObjectMeta, Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{
-        Controller,
         controller::Action,
         events::{Event, EventType},
         reflector::{ObjectRef, Store},
     },
 };
-use tracing::{info, info_span, warn};
+use tracing::{info, warn};
 
 use super::{
     GATEWAY_LABEL, SECRETS_ANNOTATION,
@@ -46,7 +44,7 @@ pub const CONTROLLER: &str = "securegateway";
 type Guarded = DeserializeGuard<SecureGateway>;
 
 /// What the controller keeps between rounds.
-struct Gateways {
+pub struct Gateways {
     ctx: Arc<Context>,
     applied: apply::Memory,
     /// Per gateway, the Secret versions its pods were last told about.
@@ -78,16 +76,43 @@ fn secrets_of(g: &SecureGateway, certificates: &Store<DeserializeGuard<SmCertifi
     out
 }
 
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let hub = ctx.watches.clone();
-    let store = hub.gateways.store();
-    let certificates = hub.certificates.store();
-    let state = Arc::new(Gateways { ctx: ctx.clone(), applied: apply::Memory::default(), told: Default::default() });
-    let (s1, s2, s3, s4, s5) = (store.clone(), store.clone(), store.clone(), store.clone(), store.clone());
-    let forget = state.clone();
-    Controller::for_shared_stream(hub.gateways.subscribe(), store)
+/// The SecureGateway controller, for [`crate::controller::run`].
+pub fn controller(ctx: Arc<Context>) -> Arc<Gateways> {
+    Arc::new(Gateways { ctx, applied: apply::Memory::default(), told: Default::default() })
+}
+
+impl crate::controller::Reconciler for Gateways {
+    type Kind = SecureGateway;
+    const NAME: &'static str = CONTROLLER;
+
+    fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    fn primary(hub: &crate::watch::Hub) -> &crate::watch::Shared<Guarded> {
+        &hub.gateways
+    }
+
+    fn reads(h: &crate::watch::Hub) -> Vec<&dyn crate::watch::Ready> {
+        vec![
+            &h.certificates,
+            &h.services,
+            &h.zones,
+            &h.issuers,
+            &h.gateway_deployments,
+            &h.namespaces,
+            &h.policies,
+            &h.gateway_configmaps,
+        ]
+    }
+
+    fn wire(self: &Arc<Self>, c: crate::controller::Wired<SecureGateway>) -> crate::controller::Wired<SecureGateway> {
+        let hub = self.ctx.watches.clone();
+        let store = hub.gateways.store();
+        let certificates = hub.certificates.store();
+        let (s1, s2, s3, s4, s5) = (store.clone(), store.clone(), store.clone(), store.clone(), store);
         // The backend Service (its cluster IP, port and selector) and the gateway's own Service.
-        .watches_shared_stream(hub.services.subscribe(), move |svc: Arc<Service>| {
+        c.watches_shared_stream(hub.services.subscribe(), move |svc: Arc<Service>| {
             let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
             those(&s1, &ns, |g| g.spec.backend.service == name || build::child_name(&g.name_any()) == name)
         })
@@ -112,41 +137,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         .watches_shared_stream(hub.zones.subscribe(), move |_z: Arc<DeserializeGuard<Zone>>| {
             s5.state().iter().map(|g| ObjectRef::from_obj(g.as_ref())).collect::<Vec<_>>()
         })
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(5)), state)
-        .for_each(|res| {
-            let forget = forget.clone();
-            async move {
-                match res {
-                    // A deleted gateway: what its pods were told goes with it.
-                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                        if let Ok(mut t) = forget.told.lock() {
-                            t.remove(&(obj.namespace.clone().unwrap_or_default(), obj.name.clone()));
-                        }
-                    }
-                    Err(e) => tracing::debug!(error = %e, "gateway reconcile"),
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
-}
+    }
 
-async fn reconcile(obj: Arc<Guarded>, state: Arc<Gateways>) -> Result<Action> {
-    let g = match &obj.0 {
-        Ok(g) => g,
-        Err(e) => {
-            warn!(error = %e, "skipping a SecureGateway that does not deserialize");
-            return Ok(Action::await_change());
+    async fn reconcile(&self, g: &SecureGateway) -> Result<Action> {
+        reconcile_inner(g, self).await
+    }
+
+    /// A deleted gateway: what its pods were told goes with it.
+    fn forget(&self, namespace: Option<&str>, name: &str) {
+        if let Ok(mut t) = self.told.lock() {
+            t.remove(&(namespace.unwrap_or_default().to_string(), name.to_string()));
         }
-    };
-    let h = &state.ctx.watches;
-    crate::watch::all_ready(&[&h.gateways, &h.certificates, &h.services, &h.zones, &h.issuers, &h.gateway_deployments])
-        .await;
-    crate::watch::all_ready(&[&h.namespaces, &h.policies, &h.gateway_configmaps]).await;
-    let (ns, name) = (g.namespace().unwrap_or_default(), g.name_any());
-    let span = info_span!("reconcile", controller = CONTROLLER, namespace = %ns, gateway = %name);
-    crate::metrics::instrumented(&state.ctx.metrics, CONTROLLER, span, reconcile_inner(g, &state)).await
+    }
 }
 
 type Problem = (&'static str, String);

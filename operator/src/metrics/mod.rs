@@ -45,7 +45,7 @@ pub struct Metrics {
     pub room_problems: IntCounterVec,
     /// Departments found broken (a parent missing, a budget exceeded anyway), by reason.
     pub department_problems: IntCounterVec,
-    /// Runs of the isolation gate that gave up (crate::gate::events).
+    /// Runs of the isolation gate that gave up (the gate's events watch).
     pub isolation_gate_failures: prometheus::IntCounter,
     /// Per room and resource: allocatable and requested on its nodes (showback, 以租代建).
     pub room_allocatable: GaugeVec,
@@ -484,16 +484,6 @@ impl Metrics {
             self.room_allocatable.with_label_values(&[room, k]).set(*v as f64 / 1000.0);
             let r = requested.get(k).copied().unwrap_or(0);
             self.room_requested.with_label_values(&[room, k]).set(r as f64 / 1000.0);
-        }
-    }
-
-    /// Sets the showback gauges to `figures` (departments gone since the last call go too).
-    pub fn observe_showback(&self, figures: &crate::rooms::showback::Figures) {
-        self.department.reset();
-        for ((department, resource), values) in figures {
-            for (kind, v) in ["requested", "quota", "allocatable"].iter().zip(values) {
-                self.department.with_label_values(&[department.as_str(), resource.as_str(), kind]).set(*v);
-            }
         }
     }
 

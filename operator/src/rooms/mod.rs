@@ -9,21 +9,19 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{
-        Controller,
         controller::Action,
         events::{Event, EventType},
         reflector::{ObjectRef, Store},
     },
 };
 use serde_json::json;
-use tracing::{info, info_span, warn};
+use tracing::{info, warn};
 
 use crate::{
     api::{ComputerRoom, ComputerRoomStatus, Zone},
@@ -74,49 +72,67 @@ fn rooms_of_node(
         .collect()
 }
 
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let hub = ctx.watches.clone();
-    let rooms = hub.rooms.store();
-    let (for_nodes, for_zones) = (rooms.clone(), rooms.clone());
-    let state = Arc::new(Rooms { ctx: ctx.clone(), written: Default::default() });
-    let hub_for_pods = hub.clone();
-    let forget = ctx.clone();
-    Controller::for_shared_stream(hub.rooms.subscribe(), rooms)
+/// The room controller, for [`crate::controller::run`].
+pub fn controller(ctx: Arc<Context>) -> Arc<Rooms> {
+    Arc::new(Rooms { ctx, written: Default::default() })
+}
+
+impl crate::controller::Reconciler for Rooms {
+    type Kind = ComputerRoom;
+    const NAME: &'static str = CONTROLLER;
+
+    fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    fn primary(hub: &crate::watch::Hub) -> &crate::watch::Shared<DeserializeGuard<ComputerRoom>> {
+        &hub.rooms
+    }
+
+    fn reads(hub: &crate::watch::Hub) -> Vec<&dyn crate::watch::Ready> {
+        vec![&hub.nodes, &hub.zones, &hub.placed_pods]
+    }
+
+    fn wire(self: &Arc<Self>, c: crate::controller::Wired<ComputerRoom>) -> crate::controller::Wired<ComputerRoom> {
+        let hub = self.ctx.watches.clone();
+        let rooms = hub.rooms.store();
+        let (for_nodes, for_zones) = (rooms.clone(), rooms);
+        let hub_for_pods = hub.clone();
         // No debounce: triggers that keep coming would put a round off for ever. Pods coming and
         // going are absorbed by writing their sum at most every USAGE_EVERY instead.
-        .watches_shared_stream(hub.nodes.subscribe(), move |node: Arc<Node>| rooms_of_node(&for_nodes, &node))
-        .watches_shared_stream(hub.zones.subscribe(), move |_z: Arc<DeserializeGuard<Zone>>| {
-            // A zone's labels, taint or nodes concern the rooms that serve it.
-            let zone = _z.name_any();
-            for_zones
-                .state()
-                .iter()
-                .filter(|r| r.0.as_ref().is_ok_and(|r| r.spec.zone == zone))
-                .map(|r| ObjectRef::from_obj(r.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        // A pod on a room's node changes what the room holds.
-        .watches_shared_stream(hub.placed_pods.subscribe(), move |pod: Arc<Pod>| {
-            let node = crate::watch::node_of(&pod);
-            node.and_then(|n| hub_for_pods.nodes.get(&ObjectRef::new(&n)))
-                .and_then(|n| n.labels().get(labels::ROOM).cloned())
-                .map(|room: String| ObjectRef::<DeserializeGuard<ComputerRoom>>::new(&room))
-                .into_iter()
-                .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(10)), state)
-        .for_each(|res| {
-            let forget = forget.clone();
-            async move {
-                match res {
-                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => forget.metrics.forget_room(&obj.name),
-                    Err(e) => tracing::debug!(error = %e, "room reconcile"),
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
+        c.watches_shared_stream(hub.nodes.subscribe(), move |node: Arc<Node>| rooms_of_node(&for_nodes, &node))
+            .watches_shared_stream(hub.zones.subscribe(), move |z: Arc<DeserializeGuard<Zone>>| {
+                // A zone's labels, taint or nodes concern the rooms that serve it.
+                let zone = z.name_any();
+                for_zones
+                    .state()
+                    .iter()
+                    .filter(|r| r.0.as_ref().is_ok_and(|r| r.spec.zone == zone))
+                    .map(|r| ObjectRef::from_obj(r.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            // A pod on a room's node changes what the room holds.
+            .watches_shared_stream(hub.placed_pods.subscribe(), move |pod: Arc<Pod>| {
+                let node = crate::watch::node_of(&pod);
+                node.and_then(|n| hub_for_pods.nodes.get(&ObjectRef::new(&n)))
+                    .and_then(|n| n.labels().get(labels::ROOM).cloned())
+                    .map(|room: String| ObjectRef::<DeserializeGuard<ComputerRoom>>::new(&room))
+                    .into_iter()
+                    .collect::<Vec<_>>()
+            })
+    }
+
+    fn error_policy(&self, _err: &crate::Error) -> Action {
+        Action::requeue(Duration::from_secs(10))
+    }
+
+    async fn reconcile(&self, room: &ComputerRoom) -> Result<Action> {
+        reconcile(room, self).await
+    }
+
+    fn forget(&self, _namespace: Option<&str>, name: &str) {
+        self.metrics.forget_room(name);
+    }
 }
 
 async fn publish(ctx: &Context, room: &ComputerRoom, type_: EventType, reason: &str, note: String) {
@@ -143,160 +159,145 @@ async fn release(ctx: &Context, name: &str, keep: &[String]) -> Result<()> {
     Ok(())
 }
 
-async fn reconcile(obj: Arc<DeserializeGuard<ComputerRoom>>, ctx: Arc<Rooms>) -> Result<Action> {
-    let room = match &obj.0 {
-        Ok(r) => r,
-        Err(e) => {
-            // A room stored under an older, looser schema must not stall the others.
-            warn!(error = %e, "skipping a ComputerRoom that does not deserialize");
-            return Ok(Action::await_change());
-        }
-    };
+async fn reconcile(room: &ComputerRoom, ctx: &Rooms) -> Result<Action> {
     let name = room.name_any();
-    let span = info_span!("reconcile", controller = CONTROLLER, room = %name);
-    crate::watch::all_ready(&[&ctx.watches.nodes, &ctx.watches.zones, &ctx.watches.rooms, &ctx.watches.placed_pods])
-        .await;
-    let round = async {
-        let api: Api<ComputerRoom> = Api::all(ctx.client.clone());
-        let finalizers = room.finalizers().to_vec();
-        if room.metadata.deletion_timestamp.is_some() {
-            release(&ctx, &name, &[]).await?;
-            if finalizers.iter().any(|f| f == FINALIZER) {
-                let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
-                let patch = json!({"metadata": {"resourceVersion": room.resource_version(), "finalizers": rest}});
-                api.patch(&name, &params(), &Patch::Merge(&patch)).await?;
-            }
-            ctx.metrics.forget_room(&name);
-            if let Ok(mut w) = ctx.written.lock() {
-                w.remove(&name);
-            }
-            return Ok(Action::await_change());
-        }
-        if !finalizers.iter().any(|f| f == FINALIZER) {
-            let mut all = finalizers.clone();
-            all.push(FINALIZER.into());
-            let patch = json!({"metadata": {"resourceVersion": room.resource_version(), "finalizers": all}});
+    let api: Api<ComputerRoom> = Api::all(ctx.client.clone());
+    let finalizers = room.finalizers().to_vec();
+    if room.metadata.deletion_timestamp.is_some() {
+        release(ctx, &name, &[]).await?;
+        if finalizers.iter().any(|f| f == FINALIZER) {
+            let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+            let patch = json!({"metadata": {"resourceVersion": room.resource_version(), "finalizers": rest}});
             api.patch(&name, &params(), &Patch::Merge(&patch)).await?;
-            return Ok(Action::requeue(Duration::from_millis(200)));
         }
+        ctx.metrics.forget_room(&name);
+        if let Ok(mut w) = ctx.written.lock() {
+            w.remove(&name);
+        }
+        return Ok(Action::await_change());
+    }
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        let mut all = finalizers.clone();
+        all.push(FINALIZER.into());
+        let patch = json!({"metadata": {"resourceVersion": room.resource_version(), "finalizers": all}});
+        api.patch(&name, &params(), &Patch::Merge(&patch)).await?;
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
 
-        let nodes = ctx.watches.nodes.state();
-        let mut mine: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).filter(|n| build::selects(&room.spec, n)).collect();
-        mine.sort_by_key(|n| n.name_any());
-        let zones = ctx.watches.zones.state();
-        let zones: Vec<&Zone> = zones.iter().filter_map(|z| z.0.as_ref().ok()).collect();
-        let rooms = ctx.watches.rooms.state();
-        let rooms: Vec<&ComputerRoom> = rooms.iter().filter_map(|r| r.0.as_ref().ok()).collect();
+    let nodes = ctx.watches.nodes.state();
+    let mut mine: Vec<&Node> = nodes.iter().map(|n| n.as_ref()).filter(|n| build::selects(&room.spec, n)).collect();
+    mine.sort_by_key(|n| n.name_any());
+    let zones = ctx.watches.zones.state();
+    let zones: Vec<&Zone> = zones.iter().filter_map(|z| z.0.as_ref().ok()).collect();
+    let rooms = ctx.watches.rooms.state();
+    let rooms: Vec<&ComputerRoom> = rooms.iter().filter_map(|r| r.0.as_ref().ok()).collect();
 
-        // Decided before anything is written: one refusal and no node is touched.
-        let verdict = build::validate(&room.spec).and_then(|()| {
-            let zone = zones.iter().find(|z| z.name_any() == room.spec.zone).ok_or_else(|| build::Refusal {
-                reason: "ZoneNotFound",
-                message: format!("spec.zone: zone {} does not exist; no node was labelled", room.spec.zone),
-            })?;
-            build::check(&name, &room.spec, &mine, &rooms, zone, &zones)?;
-            Ok(*zone)
-        });
-        let mut labelled: Vec<String> = Vec::new();
-        let observed = match &verdict {
-            Ok(zone) => {
-                let node_api: Api<Node> = Api::all(ctx.client.clone());
-                for n in &mine {
-                    if let Some(patch) = build::label_patch(&name, &room.spec, zone, n) {
-                        node_api.patch(&n.name_any(), &params(), &Patch::Merge(&patch)).await?;
-                        ctx.metrics.child_writes.with_label_values(&[CONTROLLER, "Node"]).inc();
-                        info!(node = %n.name_any(), "node labelled and tainted for its room");
-                    }
-                    labelled.push(n.name_any());
+    // Decided before anything is written: one refusal and no node is touched.
+    let verdict = build::validate(&room.spec).and_then(|()| {
+        let zone = zones.iter().find(|z| z.name_any() == room.spec.zone).ok_or_else(|| build::Refusal {
+            reason: "ZoneNotFound",
+            message: format!("spec.zone: zone {} does not exist; no node was labelled", room.spec.zone),
+        })?;
+        build::check(&name, &room.spec, &mine, &rooms, zone, &zones)?;
+        Ok(*zone)
+    });
+    let mut labelled: Vec<String> = Vec::new();
+    let observed = match &verdict {
+        Ok(zone) => {
+            let node_api: Api<Node> = Api::all(ctx.client.clone());
+            for n in &mine {
+                if let Some(patch) = build::label_patch(&name, &room.spec, zone, n) {
+                    node_api.patch(&n.name_any(), &params(), &Patch::Merge(&patch)).await?;
+                    ctx.metrics.child_writes.with_label_values(&[CONTROLLER, "Node"]).inc();
+                    info!(node = %n.name_any(), "node labelled and tainted for its room");
                 }
-                // Nodes the room no longer selects go back.
-                release(&ctx, &name, &labelled).await?;
-                let message =
-                    format!("{} node(s) carry the room's labels and zone {}'s taint", mine.len(), room.spec.zone);
-                Observed::new("Ready", true, "NodesLabelled", message)
+                labelled.push(n.name_any());
             }
-            Err(refusal) => Observed::new("Ready", false, refusal.reason, refusal.message.clone()),
-        };
-
-        // Status, from what the caches show of the room's nodes and their pods.
-        let held: Vec<&Node> = if verdict.is_ok() { mine.clone() } else { Vec::new() };
-        let allocatable = build::allocatable(&held);
-        let mut requested: BTreeMap<String, Milli> = BTreeMap::new();
-        let mut tenants = std::collections::BTreeSet::new();
-        for n in &held {
-            for pod in ctx.watches.placed_pods.by_key(&n.name_any()) {
-                for (k, v) in build::pod_requests(&pod) {
-                    *requested.entry(k).or_default() += v;
-                }
-                let ns = pod.namespace().unwrap_or_default();
-                let meta = ctx.watches.namespaces.get(&ObjectRef::new(&ns));
-                if let Some(t) = meta.as_ref().and_then(|m| m.labels().get(labels::TENANT).cloned()) {
-                    tenants.insert(t);
-                }
-            }
+            // Nodes the room no longer selects go back.
+            release(ctx, &name, &labelled).await?;
+            let message = format!("{} node(s) carry the room's labels and zone {}'s taint", mine.len(), room.spec.zone);
+            Observed::new("Ready", true, "NodesLabelled", message)
         }
-        let requested_of = |node: &str| {
-            let mut sum: BTreeMap<String, Milli> = BTreeMap::new();
-            for pod in ctx.watches.placed_pods.by_key(node) {
-                for (k, v) in build::pod_requests(&pod) {
-                    *sum.entry(k).or_default() += v;
-                }
-            }
-            sum
-        };
-        let shared = plan::shared_nodes(&nodes.iter().map(|n| n.as_ref()).collect::<Vec<_>>(), &zones, requested_of);
-        let previous = room.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
-        let status = ComputerRoomStatus {
-            observed_generation: room.metadata.generation,
-            conditions: conditions::merge(
-                previous,
-                std::slice::from_ref(&observed),
-                room.metadata.generation,
-                jiff::Timestamp::now(),
-            ),
-            phase: Some(build::phase(!held.is_empty(), !room.spec.inventory.is_empty())),
-            nodes: held.iter().map(|n| n.name_any()).collect(),
-            allocatable: build::format_sums(&allocatable),
-            requested: build::format_sums(&requested),
-            utilisation_percent: build::utilisation(&requested, &allocatable),
-            tenants: tenants.into_iter().collect(),
-            inventory: build::inventory(&room.spec),
-            plan: if verdict.is_ok() { plan::summary(&room.spec, &shared) } else { None },
-        };
-        ctx.metrics.observe_room(&name, &allocatable, &requested);
-
-        let was = room.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
-        let changed_verdict = was.is_none_or(|c| c.reason != observed.reason || c.message != observed.message);
-        if let (Err(refusal), true) = (&verdict, changed_verdict) {
-            ctx.metrics.room_problems.with_label_values(&[refusal.reason]).inc();
-            publish(&ctx, room, EventType::Warning, refusal.reason, refusal.message.clone()).await;
-        }
-        // Unchanged (condition times aside): no write, so no event and no loop.
-        let unchanged = room.status.as_ref().is_some_and(|s| {
-            let mut times_aside = s.clone();
-            times_aside.conditions = status.conditions.clone();
-            times_aside == status && conditions::same(&s.conditions, &status.conditions)
-        });
-        // Only what the pods request moved: written at most every USAGE_EVERY, and looked at
-        // again then.
-        let same_verdict = room.status.as_ref().is_some_and(|s| conditions::same(&s.conditions, &status.conditions));
-        let last = ctx.written.lock().ok().and_then(|w| w.get(&name).copied());
-        if let (false, true, Some(at)) = (unchanged, same_verdict, last)
-            && at.elapsed() < USAGE_EVERY
-        {
-            return Ok(Action::requeue(USAGE_EVERY - at.elapsed()));
-        }
-        if !unchanged {
-            crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
-            if let Ok(mut w) = ctx.written.lock() {
-                w.insert(name.clone(), std::time::Instant::now());
-            }
-        }
-        Ok(if verdict.is_ok() {
-            Action::requeue(Duration::from_secs(300))
-        } else {
-            Action::requeue(Duration::from_secs(30))
-        })
+        Err(refusal) => Observed::new("Ready", false, refusal.reason, refusal.message.clone()),
     };
-    crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, round).await
+
+    // Status, from what the caches show of the room's nodes and their pods.
+    let held: Vec<&Node> = if verdict.is_ok() { mine.clone() } else { Vec::new() };
+    let allocatable = build::allocatable(&held);
+    let mut requested: BTreeMap<String, Milli> = BTreeMap::new();
+    let mut tenants = std::collections::BTreeSet::new();
+    for n in &held {
+        for pod in ctx.watches.placed_pods.by_key(&n.name_any()) {
+            for (k, v) in build::pod_requests(&pod) {
+                *requested.entry(k).or_default() += v;
+            }
+            let ns = pod.namespace().unwrap_or_default();
+            let meta = ctx.watches.namespaces.get(&ObjectRef::new(&ns));
+            if let Some(t) = meta.as_ref().and_then(|m| m.labels().get(labels::TENANT).cloned()) {
+                tenants.insert(t);
+            }
+        }
+    }
+    let requested_of = |node: &str| {
+        let mut sum: BTreeMap<String, Milli> = BTreeMap::new();
+        for pod in ctx.watches.placed_pods.by_key(node) {
+            for (k, v) in build::pod_requests(&pod) {
+                *sum.entry(k).or_default() += v;
+            }
+        }
+        sum
+    };
+    let shared = plan::shared_nodes(&nodes.iter().map(|n| n.as_ref()).collect::<Vec<_>>(), &zones, requested_of);
+    let previous = room.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    let status = ComputerRoomStatus {
+        observed_generation: room.metadata.generation,
+        conditions: conditions::merge(
+            previous,
+            std::slice::from_ref(&observed),
+            room.metadata.generation,
+            jiff::Timestamp::now(),
+        ),
+        phase: Some(build::phase(!held.is_empty(), !room.spec.inventory.is_empty())),
+        nodes: held.iter().map(|n| n.name_any()).collect(),
+        allocatable: build::format_sums(&allocatable),
+        requested: build::format_sums(&requested),
+        utilisation_percent: build::utilisation(&requested, &allocatable),
+        tenants: tenants.into_iter().collect(),
+        inventory: build::inventory(&room.spec),
+        plan: if verdict.is_ok() { plan::summary(&room.spec, &shared) } else { None },
+    };
+    ctx.metrics.observe_room(&name, &allocatable, &requested);
+
+    let was = room.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let changed_verdict = was.is_none_or(|c| c.reason != observed.reason || c.message != observed.message);
+    if let (Err(refusal), true) = (&verdict, changed_verdict) {
+        ctx.metrics.room_problems.with_label_values(&[refusal.reason]).inc();
+        publish(ctx, room, EventType::Warning, refusal.reason, refusal.message.clone()).await;
+    }
+    // Unchanged (condition times aside): no write, so no event and no loop.
+    let unchanged = room.status.as_ref().is_some_and(|s| {
+        let mut times_aside = s.clone();
+        times_aside.conditions = status.conditions.clone();
+        times_aside == status && conditions::same(&s.conditions, &status.conditions)
+    });
+    // Only what the pods request moved: written at most every USAGE_EVERY, and looked at
+    // again then.
+    let same_verdict = room.status.as_ref().is_some_and(|s| conditions::same(&s.conditions, &status.conditions));
+    let last = ctx.written.lock().ok().and_then(|w| w.get(&name).copied());
+    if let (false, true, Some(at)) = (unchanged, same_verdict, last)
+        && at.elapsed() < USAGE_EVERY
+    {
+        return Ok(Action::requeue(USAGE_EVERY - at.elapsed()));
+    }
+    if !unchanged {
+        crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
+        if let Ok(mut w) = ctx.written.lock() {
+            w.insert(name.clone(), std::time::Instant::now());
+        }
+    }
+    Ok(if verdict.is_ok() {
+        Action::requeue(Duration::from_secs(300))
+    } else {
+        Action::requeue(Duration::from_secs(30))
+    })
 }

@@ -56,12 +56,22 @@ pub fn figures(ctx: &Context) -> Figures {
     f
 }
 
+/// Sets the per-department gauges to `figures` (departments gone drop out).
+pub fn observe(gauges: &prometheus::GaugeVec, figures: &Figures) {
+    gauges.reset();
+    for ((department, resource), values) in figures {
+        for (kind, v) in ["requested", "quota", "allocatable"].iter().zip(values) {
+            gauges.with_label_values(&[department.as_str(), resource.as_str(), kind]).set(*v);
+        }
+    }
+}
+
 pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
     let w = &ctx.watches;
     crate::watch::all_ready(&[&w.placed_pods, &w.tenants, &w.rooms]).await;
     tokio::pin!(shutdown);
     loop {
-        ctx.metrics.observe_showback(&figures(&ctx));
+        observe(&ctx.metrics.department, &figures(&ctx));
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(Duration::from_secs(30)) => {}

@@ -12,7 +12,6 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
 use k8s_openapi::api::{
     core::v1::{LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota},
     networking::v1::NetworkPolicy,
@@ -24,7 +23,6 @@ use kube::{
     api::{ListParams, PostParams},
     core::{DeserializeGuard, PartialObjectMeta},
     runtime::{
-        Controller,
         controller::{self, Action},
         events::{Event, EventType},
         finalizer::{Event as Finalizer, finalizer},
@@ -32,7 +30,7 @@ use kube::{
     },
 };
 use serde::de::DeserializeOwned;
-use tracing::{info, info_span, warn};
+use tracing::{info, warn};
 
 use super::{
     build::{self, ALLOW_POLICY, CHILD_NAME, DENY_POLICY},
@@ -123,87 +121,131 @@ impl std::ops::Deref for Tenants {
     }
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    ctx.metrics.active_workers.with_label_values(&[CONTROLLER]).set(0);
-    let hub = ctx.watches.clone();
-    let tenants = hub.tenants.store();
-    let in_zone = tenants.clone();
-    let of_department = tenants.clone();
-    let departments_now = hub.departments.store();
-    let department_generations: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>> = Default::default();
-    let zones_now = hub.zones.store();
-    // A zone's status changes whenever one of its tenants comes or goes; only a change of its
-    // spec (a new generation) or its deletion concerns its tenants.
-    let zone_generations: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>> = Default::default();
-    let state = Arc::new(Tenants {
+/// The tenant controller, for [`crate::controller::run`].
+pub fn controller(ctx: Arc<Context>) -> Arc<Tenants> {
+    Arc::new(Tenants {
         ctx,
         applied: apply::Memory::default(),
         written: Default::default(),
         swept: Default::default(),
         quota_written: Default::default(),
-    });
-    Controller::for_shared_stream(hub.tenants.subscribe(), tenants)
-        .with_config(controller::Config::default().concurrency(CONCURRENCY))
-        // A zone wakes only its own tenants.
-        .watches_shared_stream(hub.zones.subscribe(), move |zone: Arc<DeserializeGuard<Zone>>| {
-            let name = zone.name_any();
-            let generation = zone.meta().generation;
-            let gone = zones_now.get(&ObjectRef::new(&name)).is_none();
-            let seen = zone_generations.lock().ok().and_then(|mut g| g.insert(name.clone(), generation));
-            if !gone && seen == Some(generation) {
-                return Vec::new();
-            }
-            in_zone
-                .state()
-                .iter()
-                .filter(|t| t.0.as_ref().is_ok_and(|t| t.spec.zone == name))
-                .map(|t| ObjectRef::from_obj(t.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .watches_shared_stream(hub.namespaces.subscribe(), map_to_tenant)
-        .watches_shared_stream(hub.quotas.subscribe(), map_to_tenant)
-        .watches_shared_stream(hub.limits.subscribe(), map_to_tenant)
-        .watches_shared_stream(hub.bindings.subscribe(), map_to_tenant)
-        // A department coming, going or changing its spec: its tenants' Department condition.
-        // Not its status, which moves with every tenant's usage (that would wake all of its
-        // tenants at each pod of one).
-        .watches_shared_stream(
-            hub.departments.subscribe(),
-            move |d: Arc<DeserializeGuard<crate::api::department::Department>>| {
-                let Ok(d) = d.0.as_ref() else { return Vec::new() };
-                let name = d.name_any();
-                let gone = departments_now.get(&ObjectRef::new(&name)).is_none();
-                let seen = department_generations.lock().ok().and_then(|mut g| g.insert(name, d.metadata.generation));
-                if !gone && seen == Some(d.metadata.generation) {
+    })
+}
+
+impl crate::controller::Reconciler for Tenants {
+    type Kind = Tenant;
+    const NAME: &'static str = CONTROLLER;
+
+    fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    fn primary(hub: &crate::watch::Hub) -> &crate::watch::Shared<DeserializeGuard<Tenant>> {
+        &hub.tenants
+    }
+
+    fn reads(h: &crate::watch::Hub) -> Vec<&dyn crate::watch::Ready> {
+        vec![
+            &h.zones,
+            &h.namespaces,
+            &h.quotas,
+            &h.limits,
+            &h.policies,
+            &h.bindings,
+            &h.reader_roles,
+            &h.reader_bindings,
+            &h.departments,
+            &h.certificates,
+            // Whether the zone has nodes of the architecture a tenant asks for.
+            &h.nodes,
+        ]
+    }
+
+    fn wire(self: &Arc<Self>, c: crate::controller::Wired<Tenant>) -> crate::controller::Wired<Tenant> {
+        let hub = self.ctx.watches.clone();
+        let tenants = hub.tenants.store();
+        let in_zone = tenants.clone();
+        let of_department = tenants;
+        let departments_now = hub.departments.store();
+        let department_generations: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>> =
+            Default::default();
+        let zones_now = hub.zones.store();
+        // A zone's status changes whenever one of its tenants comes or goes; only a change of its
+        // spec (a new generation) or its deletion concerns its tenants.
+        let zone_generations: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>> = Default::default();
+        c.with_config(controller::Config::default().concurrency(CONCURRENCY))
+            // A zone wakes only its own tenants.
+            .watches_shared_stream(hub.zones.subscribe(), move |zone: Arc<DeserializeGuard<Zone>>| {
+                let name = zone.name_any();
+                let generation = zone.meta().generation;
+                let gone = zones_now.get(&ObjectRef::new(&name)).is_none();
+                let seen = zone_generations.lock().ok().and_then(|mut g| g.insert(name.clone(), generation));
+                if !gone && seen == Some(generation) {
                     return Vec::new();
                 }
-                of_department
+                in_zone
                     .state()
                     .iter()
-                    .filter(|t| t.0.as_ref().is_ok_and(|t| t.spec.department.code == d.spec.code))
+                    .filter(|t| t.0.as_ref().is_ok_and(|t| t.spec.zone == name))
                     .map(|t| ObjectRef::from_obj(t.as_ref()))
                     .collect::<Vec<_>>()
-            },
-        )
-        .watches_shared_stream(hub.reader_roles.subscribe(), map_to_tenant)
-        .watches_shared_stream(hub.reader_bindings.subscribe(), map_to_tenant)
-        .watches_shared_stream(hub.policies.subscribe(), map_to_tenant)
-        .watches_shared_stream(hub.certificates.subscribe(), map_to_tenant)
-        .watches_shared_stream(hub.gateways.subscribe(), map_to_tenant)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, state)
-        .for_each(|res| async move {
-            match res {
-                // A child of a tenant that is gone: nothing to do.
-                Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                    tracing::debug!(%obj, "event for a tenant that no longer exists")
-                }
-                Err(e) => warn!(error = %e, "reconcile stream"),
-                Ok(_) => {}
+            })
+            .watches_shared_stream(hub.namespaces.subscribe(), map_to_tenant)
+            .watches_shared_stream(hub.quotas.subscribe(), map_to_tenant)
+            .watches_shared_stream(hub.limits.subscribe(), map_to_tenant)
+            .watches_shared_stream(hub.bindings.subscribe(), map_to_tenant)
+            // A department coming, going or changing its spec: its tenants' Department condition.
+            // Not its status, which moves with every tenant's usage (that would wake all of its
+            // tenants at each pod of one).
+            .watches_shared_stream(
+                hub.departments.subscribe(),
+                move |d: Arc<DeserializeGuard<crate::api::department::Department>>| {
+                    let Ok(d) = d.0.as_ref() else { return Vec::new() };
+                    let name = d.name_any();
+                    let gone = departments_now.get(&ObjectRef::new(&name)).is_none();
+                    let seen =
+                        department_generations.lock().ok().and_then(|mut g| g.insert(name, d.metadata.generation));
+                    if !gone && seen == Some(d.metadata.generation) {
+                        return Vec::new();
+                    }
+                    of_department
+                        .state()
+                        .iter()
+                        .filter(|t| t.0.as_ref().is_ok_and(|t| t.spec.department.code == d.spec.code))
+                        .map(|t| ObjectRef::from_obj(t.as_ref()))
+                        .collect::<Vec<_>>()
+                },
+            )
+            .watches_shared_stream(hub.reader_roles.subscribe(), map_to_tenant)
+            .watches_shared_stream(hub.reader_bindings.subscribe(), map_to_tenant)
+            .watches_shared_stream(hub.policies.subscribe(), map_to_tenant)
+            .watches_shared_stream(hub.certificates.subscribe(), map_to_tenant)
+            .watches_shared_stream(hub.gateways.subscribe(), map_to_tenant)
+    }
+
+    fn error_policy(&self, err: &Error) -> Action {
+        match err {
+            Error::DeletionBlocked(_) => Action::requeue(Duration::from_secs(10)),
+            Error::Finalizer(inner)
+                if matches!(inner.as_ref(), kube::runtime::finalizer::Error::ApplyFailed(Error::Apply { .. })) =>
+            {
+                Action::requeue(Duration::from_secs(15))
+            }
+            _ => Action::requeue(Duration::from_secs(5)),
+        }
+    }
+
+    async fn reconcile(&self, tenant: &Tenant) -> Result<Action> {
+        let api: Api<Tenant> = Api::all(self.ctx.client.clone());
+        let result = finalizer(&api, FINALIZER, Arc::new(tenant.clone()), |event| async {
+            match event {
+                Finalizer::Apply(t) => apply_tenant(&t, self).await,
+                Finalizer::Cleanup(t) => cleanup(&t, self).await,
             }
         })
         .await;
+        settle_finalizer(result).map_err(|e| Error::Finalizer(Box::new(e)))
+    }
 }
 
 fn map_to_tenant<K: Resource>(obj: Arc<K>) -> Option<ObjectRef<DeserializeGuard<Tenant>>> {
@@ -251,61 +293,6 @@ fn labelled<K: crate::watch::Watched>(shared: &crate::watch::Shared<K>, tenant: 
         .into_iter()
         .filter(|o| o.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER))
         .collect()
-}
-
-fn error_policy(_obj: Arc<DeserializeGuard<Tenant>>, err: &Error, _ctx: Arc<Tenants>) -> Action {
-    match err {
-        Error::DeletionBlocked(_) => Action::requeue(Duration::from_secs(10)),
-        Error::Finalizer(inner)
-            if matches!(inner.as_ref(), kube::runtime::finalizer::Error::ApplyFailed(Error::Apply { .. })) =>
-        {
-            Action::requeue(Duration::from_secs(15))
-        }
-        _ => Action::requeue(Duration::from_secs(5)),
-    }
-}
-
-async fn reconcile(obj: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Tenants>) -> Result<Action> {
-    let h = &ctx.watches;
-    // No round decides on an empty cache.
-    crate::watch::all_ready(&[
-        &h.tenants,
-        &h.zones,
-        &h.namespaces,
-        &h.quotas,
-        &h.limits,
-        &h.policies,
-        &h.bindings,
-        &h.reader_roles,
-        &h.reader_bindings,
-        &h.departments,
-        &h.certificates,
-        // Whether the zone has nodes of the architecture a tenant asks for.
-        &h.nodes,
-    ])
-    .await;
-    let tenant = match &obj.0 {
-        Ok(t) => t.clone(),
-        Err(e) => {
-            // A malformed object must not stall the controller: log it and wait for a fix.
-            warn!(error = %e, "skipping a Tenant that does not deserialize");
-            return Ok(Action::await_change());
-        }
-    };
-    let name = tenant.name_any();
-    let span = info_span!("reconcile", controller = CONTROLLER, tenant = %name);
-    let api: Api<Tenant> = Api::all(ctx.client.clone());
-    let round = async {
-        let result = finalizer(&api, FINALIZER, Arc::new(tenant), |event| async {
-            match event {
-                Finalizer::Apply(t) => apply_tenant(&t, &ctx).await,
-                Finalizer::Cleanup(t) => cleanup(&t, &ctx).await,
-            }
-        })
-        .await;
-        settle_finalizer(result).map_err(|e| Error::Finalizer(Box::new(e)))
-    };
-    crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, round).await
 }
 
 /// Finalizer outcomes that are not errors. Removing the finalizer from a tenant that is already

@@ -5,18 +5,16 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::{
     Api, ResourceExt,
     core::DeserializeGuard,
     runtime::{
-        Controller,
         controller::Action,
         reflector::{ObjectRef, Store},
     },
 };
-use tracing::{info_span, warn};
+use tracing::warn;
 
 use crate::{
     api::{Tenant, Zone, ZoneStatus},
@@ -135,122 +133,129 @@ fn zones_of_tenant(
         .collect()
 }
 
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let hub = ctx.watches.clone();
-    let zones = hub.zones.store();
-    let tenants = hub.tenants.store();
-    let state = Arc::new(Zones { ctx });
-    let (for_nodes, for_tenants) = (zones.clone(), zones.clone());
-    // A tenant concerns its zone when it appears, goes or moves; its status updates do not.
-    let tenant_zones: std::sync::Mutex<std::collections::HashMap<String, Option<String>>> = Default::default();
-    // A zone goes round only when its own nodes or tenants change.
-    Controller::for_shared_stream(hub.zones.subscribe(), zones)
-        // A zone's status lists its tenants: while thousands join, one write a second, not one
-        // per tenant (each would carry the whole list).
-        .with_config(kube::runtime::controller::Config::default().debounce(Duration::from_secs(1)))
-        .watches_shared_stream(hub.nodes.subscribe(), move |node: Arc<Node>| zones_of_node(&for_nodes, &node))
-        .watches_shared_stream(hub.tenants.subscribe(), move |t: Arc<DeserializeGuard<Tenant>>| {
-            let name = t.name_any();
-            let present = tenants.get(&ObjectRef::new(&name)).is_some();
-            let zone = t.0.as_ref().ok().map(|t| t.spec.zone.clone()).filter(|_| present);
-            let before = tenant_zones.lock().ok().and_then(|mut m| m.insert(name, zone.clone()));
-            if before == Some(zone) {
-                return Vec::new();
-            }
-            zones_of_tenant(&for_tenants, &t)
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(10)), state)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "zone reconcile");
-            }
-        })
-        .await;
+/// The zone controller, for [`crate::controller::run`].
+pub fn controller(ctx: Arc<Context>) -> Arc<Zones> {
+    Arc::new(Zones { ctx })
 }
 
-async fn reconcile(obj: Arc<DeserializeGuard<Zone>>, ctx: Arc<Zones>) -> Result<Action> {
-    let zone = match &obj.0 {
-        Ok(z) => z,
-        Err(e) => {
-            // A malformed Zone (from an older, looser schema) must not stall the others.
-            warn!(error = %e, "skipping a Zone that does not deserialize");
-            return Ok(Action::await_change());
-        }
-    };
+impl crate::controller::Reconciler for Zones {
+    type Kind = Zone;
+    const NAME: &'static str = CONTROLLER;
+
+    fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    fn primary(hub: &crate::watch::Hub) -> &crate::watch::Shared<DeserializeGuard<Zone>> {
+        &hub.zones
+    }
+
+    fn reads(hub: &crate::watch::Hub) -> Vec<&dyn crate::watch::Ready> {
+        vec![&hub.nodes, &hub.tenants]
+    }
+
+    fn wire(self: &Arc<Self>, c: crate::controller::Wired<Zone>) -> crate::controller::Wired<Zone> {
+        let hub = self.ctx.watches.clone();
+        let zones = hub.zones.store();
+        let tenants = hub.tenants.store();
+        let (for_nodes, for_tenants) = (zones.clone(), zones);
+        // A tenant concerns its zone when it appears, goes or moves; its status updates do not.
+        let tenant_zones: std::sync::Mutex<std::collections::HashMap<String, Option<String>>> = Default::default();
+        // A zone goes round only when its own nodes or tenants change.
+        // A zone's status lists its tenants: while thousands join, one write a second, not one
+        // per tenant (each would carry the whole list).
+        c.with_config(kube::runtime::controller::Config::default().debounce(Duration::from_secs(1)))
+            .watches_shared_stream(hub.nodes.subscribe(), move |node: Arc<Node>| zones_of_node(&for_nodes, &node))
+            .watches_shared_stream(hub.tenants.subscribe(), move |t: Arc<DeserializeGuard<Tenant>>| {
+                let name = t.name_any();
+                let present = tenants.get(&ObjectRef::new(&name)).is_some();
+                let zone = t.0.as_ref().ok().map(|t| t.spec.zone.clone()).filter(|_| present);
+                let before = tenant_zones.lock().ok().and_then(|mut m| m.insert(name, zone.clone()));
+                if before == Some(zone) {
+                    return Vec::new();
+                }
+                zones_of_tenant(&for_tenants, &t)
+            })
+    }
+
+    fn error_policy(&self, _err: &crate::Error) -> Action {
+        Action::requeue(Duration::from_secs(10))
+    }
+
+    async fn reconcile(&self, zone: &Zone) -> Result<Action> {
+        reconcile(zone, self).await
+    }
+}
+
+async fn reconcile(zone: &Zone, ctx: &Zones) -> Result<Action> {
     let name = zone.name_any();
-    let span = info_span!("reconcile", controller = CONTROLLER, zone = %name);
-    crate::watch::all_ready(&[&ctx.watches.nodes, &ctx.watches.tenants]).await;
-    let round = async {
-        let nodes = ctx.watches.nodes.state();
-        let mut mine: Vec<&Node> =
-            nodes.iter().map(|n| n.as_ref()).filter(|n| selects(&zone.spec.node_selector, n.labels())).collect();
-        // A store has no order; the status lists nodes by name, so it changes only when they do.
-        mine.sort_by_key(|n| n.name_any());
-        let tenants = ctx.watches.tenants.state();
-        let mut in_zone: Vec<String> = tenants
-            .iter()
-            .filter_map(|t| t.0.as_ref().ok())
-            .filter(|t| t.spec.zone == name)
-            .map(|t| t.name_any())
-            .collect();
-        in_zone.sort();
-        let has_nodes = !mine.is_empty();
-        let invalid = validate::validate(&zone.spec).err();
-        let observed = [match &invalid {
-            // A zone that got past an older schema: say so rather than place pods by it.
-            Some(why) => Observed::new("Ready", false, "InvalidSpec", why.clone()),
-            None => Observed::new(
-                "Ready",
-                has_nodes,
-                if has_nodes { "NodesFound" } else { "NoNodes" },
-                if has_nodes {
-                    format!("{} nodes match the zone's node selector", mine.len())
-                } else {
-                    "no node matches the zone's node selector: its pods cannot be scheduled".to_string()
-                },
-            ),
-        }];
-        let was_invalid = zone
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-            .is_some_and(|c| c.reason == "InvalidSpec" && Some(&c.message) == invalid.as_ref());
-        if let (Some(why), false) = (&invalid, was_invalid) {
-            let ev = kube::runtime::events::Event {
-                type_: kube::runtime::events::EventType::Warning,
-                reason: "InvalidSpec".into(),
-                note: Some(why.clone()),
-                action: "Validate".into(),
-                secondary: None,
-            };
-            use kube::Resource;
-            if let Err(e) = ctx.recorder.publish(&ev, &zone.object_ref(&())).await {
-                warn!(error = %e, "publishing an event failed");
-            }
-        }
-        let previous = zone.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
-        let status = ZoneStatus {
-            observed_generation: zone.metadata.generation,
-            conditions: conditions::merge(previous, &observed, zone.metadata.generation, jiff::Timestamp::now()),
-            node_count: Some(mine.len() as i32),
-            nodes: mine.iter().map(|n| n.name_any()).collect(),
-            allocatable: allocatable(&mine),
-            tenants: in_zone,
+    let nodes = ctx.watches.nodes.state();
+    let mut mine: Vec<&Node> =
+        nodes.iter().map(|n| n.as_ref()).filter(|n| selects(&zone.spec.node_selector, n.labels())).collect();
+    // A store has no order; the status lists nodes by name, so it changes only when they do.
+    mine.sort_by_key(|n| n.name_any());
+    let tenants = ctx.watches.tenants.state();
+    let mut in_zone: Vec<String> = tenants
+        .iter()
+        .filter_map(|t| t.0.as_ref().ok())
+        .filter(|t| t.spec.zone == name)
+        .map(|t| t.name_any())
+        .collect();
+    in_zone.sort();
+    let has_nodes = !mine.is_empty();
+    let invalid = validate::validate(&zone.spec).err();
+    let observed = [match &invalid {
+        // A zone that got past an older schema: say so rather than place pods by it.
+        Some(why) => Observed::new("Ready", false, "InvalidSpec", why.clone()),
+        None => Observed::new(
+            "Ready",
+            has_nodes,
+            if has_nodes { "NodesFound" } else { "NoNodes" },
+            if has_nodes {
+                format!("{} nodes match the zone's node selector", mine.len())
+            } else {
+                "no node matches the zone's node selector: its pods cannot be scheduled".to_string()
+            },
+        ),
+    }];
+    let was_invalid = zone
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.reason == "InvalidSpec" && Some(&c.message) == invalid.as_ref());
+    if let (Some(why), false) = (&invalid, was_invalid) {
+        let ev = kube::runtime::events::Event {
+            type_: kube::runtime::events::EventType::Warning,
+            reason: "InvalidSpec".into(),
+            note: Some(why.clone()),
+            action: "Validate".into(),
+            secondary: None,
         };
-        // Unchanged status: no write, so no event and no loop.
-        let ready = |s: &ZoneStatus| {
-            s.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.clone(), c.message.clone()))
-        };
-        if zone.status.as_ref().map(|s| (&s.nodes, &s.tenants, &s.allocatable, s.observed_generation, ready(s)))
-            != Some((&status.nodes, &status.tenants, &status.allocatable, status.observed_generation, ready(&status)))
-        {
-            let api = Api::<Zone>::all(ctx.client.clone());
-            crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
+        use kube::Resource;
+        if let Err(e) = ctx.recorder.publish(&ev, &zone.object_ref(&())).await {
+            warn!(error = %e, "publishing an event failed");
         }
-        Ok(Action::requeue(Duration::from_secs(300)))
+    }
+    let previous = zone.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    let status = ZoneStatus {
+        observed_generation: zone.metadata.generation,
+        conditions: conditions::merge(previous, &observed, zone.metadata.generation, jiff::Timestamp::now()),
+        node_count: Some(mine.len() as i32),
+        nodes: mine.iter().map(|n| n.name_any()).collect(),
+        allocatable: allocatable(&mine),
+        tenants: in_zone,
     };
-    crate::metrics::instrumented(&ctx.metrics, CONTROLLER, span, round).await
+    // Unchanged status: no write, so no event and no loop.
+    let ready = |s: &ZoneStatus| {
+        s.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    if zone.status.as_ref().map(|s| (&s.nodes, &s.tenants, &s.allocatable, s.observed_generation, ready(s)))
+        != Some((&status.nodes, &status.tenants, &status.allocatable, status.observed_generation, ready(&status)))
+    {
+        let api = Api::<Zone>::all(ctx.client.clone());
+        crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
 }
 
 #[cfg(test)]

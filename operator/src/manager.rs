@@ -1,0 +1,173 @@
+//! The leader's term: the one list of what runs while this replica leads ([`registry`]), and
+//! [`lead`], which starts it, watches it and stops it.
+//!
+//! Everything in the registry writes, so it runs only while this replica holds the Lease. A
+//! controller that ends on its own (a panic, most likely) would leave its objects unreconciled
+//! while everything else looks alive: the term ends instead, and the process exits so that a
+//! supervisor restarts it.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use tokio::{sync::watch, task::JoinSet};
+
+use crate::{
+    admission, apply,
+    certificates::{self, issuers},
+    channels,
+    context::Context,
+    controller::{self, Reconciler},
+    departments, gate, gateways, rooms, tenancy, zones,
+};
+
+/// How long a leader told to stop lets the rounds in flight finish before cancelling them.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// One thing the leader runs, by name; it starts with a receiver that turns true when it must stop.
+pub struct Registered {
+    pub name: &'static str,
+    start: Box<dyn FnOnce(watch::Receiver<bool>) -> BoxFuture<'static, ()> + Send>,
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+fn controller<R: Reconciler>(r: Arc<R>) -> Registered {
+    Registered { name: R::NAME, start: Box::new(move |stop| Box::pin(controller::run(r, stopped(stop)))) }
+}
+
+fn task<F>(name: &'static str, f: impl FnOnce(watch::Receiver<bool>) -> F + Send + 'static) -> Registered
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    Registered { name, start: Box::new(move |stop| Box::pin(f(stop))) }
+}
+
+/// Every controller and task the leader runs. A new controller is added here, and only here.
+pub fn registry(ctx: &Arc<Context>, gated: bool) -> Vec<Registered> {
+    let c = || ctx.clone();
+    let mut all = vec![
+        controller(tenancy::reconcile::controller(c())),
+        controller(zones::controller(c())),
+        controller(channels::reconcile::controller(c())),
+        controller(issuers::controller::<crate::api::SmIssuer>(c())),
+        controller(issuers::controller::<crate::api::SmClusterIssuer>(c())),
+        controller(certificates::reconcile::controller(c())),
+        controller(gateways::reconcile::controller(c())),
+        controller(rooms::controller(c())),
+        controller(departments::controller(c())),
+        task("showback", {
+            let ctx = c();
+            move |stop| rooms::showback::run(ctx, stopped(stop))
+        }),
+    ];
+    if gated {
+        let ctx = c();
+        all.push(task("isolation-gate-events", move |stop| gate::events::run(ctx, stopped(stop))));
+    }
+    all
+}
+
+/// What the leader keeps besides its controllers.
+pub struct Term {
+    /// The webhook this replica serves, whose registrations the leader keeps.
+    pub webhook: Option<admission::run::Running>,
+    /// The isolation gate's settings, whose canary the leader keeps.
+    pub gate: Option<gate::Config>,
+    /// The ClusterRole that owns what the leader keeps outside any tenant (registrations,
+    /// canary), so uninstalling removes them.
+    pub registration_owner: Option<String>,
+}
+
+/// How a leader's term ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    LostLead,
+    Signal,
+    ControllerStopped(&'static str, &'static str),
+}
+
+/// Runs the leader's term until `lost` (the Lease is someone else's: not one more write),
+/// `shutdown` (a signal: rounds in flight may finish, for a bounded time) or a controller ends.
+pub async fn lead(
+    ctx: &Arc<Context>,
+    term: Term,
+    stop: watch::Receiver<bool>,
+    lost: impl std::future::Future<Output = ()>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> crate::Result<Ended> {
+    let client = &ctx.client;
+    tokio::pin!(lost);
+    tokio::pin!(shutdown);
+    let mut keepers = JoinSet::new();
+    if let Some(running) = term.webhook {
+        keepers.spawn(admission::run::register(client.clone(), running, term.registration_owner.clone(), stop.clone()));
+    }
+    let gated = term.gate.is_some();
+    if let Some(gate) = term.gate {
+        let owner = match &term.registration_owner {
+            Some(role) => admission::run::owner(client, role).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading the ClusterRole that owns the isolation canary failed");
+                None
+            }),
+            None => None,
+        };
+        keepers.spawn(gate::run::keep_canary(client.clone(), gate, owner, stop.clone()));
+    }
+    let (ctl_stop, ctl_stopped) = watch::channel(false);
+    let mut writers = JoinSet::new();
+    let mut names = std::collections::HashMap::new();
+    let ended = tokio::select! {
+        r = shared_roles(ctx) => {
+            if let Err(e) = r {
+                keepers.shutdown().await;
+                return Err(e);
+            }
+            for r in registry(ctx, gated) {
+                let handle = writers.spawn((r.start)(ctl_stopped.clone()));
+                names.insert(handle.id(), r.name);
+            }
+            tokio::select! {
+                _ = &mut lost => Ended::LostLead,
+                _ = &mut shutdown => Ended::Signal,
+                Some(r) = writers.join_next_with_id() => {
+                    let (id, why) = match r {
+                        Err(e) if e.is_panic() => (e.id(), "panicked"),
+                        Err(e) => (e.id(), "was cancelled"),
+                        Ok((id, ())) => (id, "returned"),
+                    };
+                    let name = names.get(&id).copied().unwrap_or("?");
+                    // No metric: the process is about to go; its restart count is the figure.
+                    tracing::error!(controller = name, why, "a controller ended while this replica leads; exiting");
+                    Ended::ControllerStopped(name, why)
+                }
+            }
+        }
+        _ = &mut lost => Ended::LostLead,
+        _ = &mut shutdown => Ended::Signal,
+    };
+    keepers.shutdown().await;
+    if ended == Ended::Signal {
+        // Still the holder: the rounds in flight may finish, for a bounded time.
+        let _ = ctl_stop.send(true);
+        let drained = tokio::time::timeout(DRAIN, async { while writers.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(seconds = DRAIN.as_secs(), "rounds still running after the drain time: cancelled");
+        }
+    }
+    // Lost: the lease may be another replica's already, so not one more write. Aborting drops
+    // the rounds in flight (kube-runtime cancels a controller's reconciles with it).
+    writers.shutdown().await;
+    Ok(ended)
+}
+
+/// The ClusterRoles every tenant's owners and every department's admins are bound to; the
+/// leader keeps them in shape.
+async fn shared_roles(ctx: &Context) -> crate::Result<()> {
+    apply::cluster::<ClusterRole>(&ctx.client, &tenancy::build::owner_cluster_role()).await?;
+    apply::cluster::<ClusterRole>(&ctx.client, &departments::admin_cluster_role()).await?;
+    Ok(())
+}
