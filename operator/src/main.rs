@@ -261,6 +261,7 @@ fn webhook_endpoint(args: &RunArgs) -> anyhow::Result<Option<zhengyun::admission
 
 async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
+    let concern_metrics = manager::ConcernMetrics::new(&metrics);
     let identity = args.identity.clone().unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "zhengyun".into());
         format!("{host}-{}", std::process::id())
@@ -399,7 +400,8 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
             }
         }
     };
-    let term = manager::Term { webhook, gate, registration_owner: args.registration_owner.clone() };
+    let term =
+        manager::Term { metrics: concern_metrics, webhook, gate, registration_owner: args.registration_owner.clone() };
     let ended = manager::lead(&ctx, term, stop_rx.clone(), lost, async {
         let _ = (&mut shutdown).await;
     })

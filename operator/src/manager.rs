@@ -46,33 +46,61 @@ where
     Registered { name, start: Box::new(move |stop| Box::pin(f(stop))) }
 }
 
+/// Each concern's own metrics, registered once per process (followers export them too, at zero).
+pub struct ConcernMetrics {
+    tenants: Arc<tenancy::metrics::TenantMetrics>,
+    channels: Arc<channels::metrics::ChannelMetrics>,
+    certificates: Arc<certificates::metrics::CertificateMetrics>,
+    rooms: Arc<rooms::metrics::RoomMetrics>,
+    department_problems: prometheus::IntCounterVec,
+    gateway_problems: prometheus::IntCounterVec,
+    gate_failures: prometheus::IntCounter,
+}
+
+impl ConcernMetrics {
+    /// Defines every concern's metrics into `m`'s registry.
+    pub fn new(m: &crate::metrics::Metrics) -> Self {
+        ConcernMetrics {
+            tenants: tenancy::metrics::TenantMetrics::new(m),
+            channels: channels::metrics::ChannelMetrics::new(m),
+            certificates: certificates::metrics::CertificateMetrics::new(m),
+            rooms: rooms::metrics::RoomMetrics::new(m),
+            department_problems: departments::problems_metric(m),
+            gateway_problems: gateways::reconcile::problems_metric(m),
+            gate_failures: gate::events::failures_metric(m),
+        }
+    }
+}
+
 /// Every controller and task the leader runs. A new controller is added here, and only here.
-pub fn registry(ctx: &Arc<Context>, gated: bool) -> Vec<Registered> {
+pub fn registry(ctx: &Arc<Context>, m: &ConcernMetrics, gated: bool) -> Vec<Registered> {
     let c = || ctx.clone();
     let mut all = vec![
-        controller(tenancy::reconcile::controller(c())),
+        controller(tenancy::reconcile::controller(c(), m.tenants.clone())),
         controller(zones::controller(c())),
-        controller(channels::reconcile::controller(c())),
-        controller(issuers::controller::<crate::api::SmIssuer>(c())),
-        controller(issuers::controller::<crate::api::SmClusterIssuer>(c())),
-        controller(certificates::reconcile::controller(c())),
-        controller(gateways::reconcile::controller(c())),
-        controller(rooms::controller(c())),
-        controller(departments::controller(c())),
+        controller(channels::reconcile::controller(c(), m.channels.clone())),
+        controller(issuers::controller::<crate::api::SmIssuer>(c(), m.certificates.clone())),
+        controller(issuers::controller::<crate::api::SmClusterIssuer>(c(), m.certificates.clone())),
+        controller(certificates::reconcile::controller(c(), m.certificates.clone())),
+        controller(gateways::reconcile::controller(c(), m.gateway_problems.clone())),
+        controller(rooms::controller(c(), m.rooms.clone())),
+        controller(departments::controller(c(), m.department_problems.clone())),
         task("showback", {
-            let ctx = c();
-            move |stop| rooms::showback::run(ctx, stopped(stop))
+            let (ctx, rooms) = (c(), m.rooms.clone());
+            move |stop| rooms::showback::run(ctx, rooms, stopped(stop))
         }),
     ];
     if gated {
-        let ctx = c();
-        all.push(task("isolation-gate-events", move |stop| gate::events::run(ctx, stopped(stop))));
+        let (ctx, failures) = (c(), m.gate_failures.clone());
+        all.push(task("isolation-gate-events", move |stop| gate::events::run(ctx, failures, stopped(stop))));
     }
     all
 }
 
 /// What the leader keeps besides its controllers.
 pub struct Term {
+    /// Each concern's metrics, for its controllers.
+    pub metrics: ConcernMetrics,
     /// The webhook this replica serves, whose registrations the leader keeps.
     pub webhook: Option<admission::run::Running>,
     /// The isolation gate's settings, whose canary the leader keeps.
@@ -126,7 +154,7 @@ pub async fn lead(
                 keepers.shutdown().await;
                 return Err(e);
             }
-            for r in registry(ctx, gated) {
+            for r in registry(ctx, &term.metrics, gated) {
                 let handle = writers.spawn((r.start)(ctl_stopped.clone()));
                 names.insert(handle.id(), r.name);
             }

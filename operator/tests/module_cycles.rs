@@ -182,12 +182,14 @@ fn cycles(graph: &BTreeMap<Module, BTreeSet<Module>>) -> Vec<Vec<Module>> {
             if !s.index.contains_key(w) {
                 visit(s, w);
                 let lw = s.low[w];
-                let lv = s.low.get_mut(v).expect("visited");
-                *lv = (*lv).min(lw);
+                if let Some(lv) = s.low.get_mut(v) {
+                    *lv = (*lv).min(lw);
+                }
             } else if s.on.contains(w) {
                 let iw = s.index[w];
-                let lv = s.low.get_mut(v).expect("visited");
-                *lv = (*lv).min(iw);
+                if let Some(lv) = s.low.get_mut(v) {
+                    *lv = (*lv).min(iw);
+                }
             }
         }
         if s.low[v] == s.index[v] {

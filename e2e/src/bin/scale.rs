@@ -585,7 +585,7 @@ mod memory {
         step("NetworkPolicy (whole)", Box::new(load::<NetworkPolicy>(get("NetworkPolicy"), None)), &mut before);
         step("RoleBinding (whole)", Box::new(load::<RoleBinding>(get("RoleBinding"), None)), &mut before);
         // What the operator keeps per tenant besides its stores.
-        let metrics = zhengyun::metrics::Metrics::new();
+        let metrics = zhengyun::tenancy::metrics::TenantMetrics::unregistered();
         for i in 0..n {
             let t = format!("t{i:05}");
             let conditions = ["Ready", "NamespacesReady", "QuotaReady", "NetworkReady", "AccessReady", "ZoneReady"]

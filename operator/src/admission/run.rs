@@ -10,8 +10,8 @@ use kube::{Api, Client, api::PostParams};
 use super::{
     config::{self, Endpoint},
     server,
-    webhook::Webhook,
     tls::{self, Resolver},
+    webhook::Webhook,
 };
 use crate::apply;
 

@@ -20,9 +20,9 @@ use tokio_rustls::TlsAcceptor;
 use super::{
     cache::Caches,
     checks,
-    webhook::Webhook,
     subject::{self, Subject},
     tls::Resolver,
+    webhook::Webhook,
 };
 use crate::{
     api::{IssuerKind, Zone},

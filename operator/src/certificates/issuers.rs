@@ -133,12 +133,16 @@ pub async fn load_ca<K: IssuerResource>(
 /// An issuer controller (one per kind), for [`crate::controller::run`].
 pub struct Issuers<K> {
     ctx: Arc<Context>,
+    metrics: Arc<super::metrics::CertificateMetrics>,
     kind: std::marker::PhantomData<fn() -> K>,
 }
 
 /// The controller of issuers of kind `K`.
-pub fn controller<K: IssuerResource>(ctx: Arc<Context>) -> Arc<Issuers<K>> {
-    Arc::new(Issuers { ctx, kind: std::marker::PhantomData })
+pub fn controller<K: IssuerResource>(
+    ctx: Arc<Context>,
+    metrics: Arc<super::metrics::CertificateMetrics>,
+) -> Arc<Issuers<K>> {
+    Arc::new(Issuers { ctx, metrics, kind: std::marker::PhantomData })
 }
 
 impl<K: IssuerResource> crate::controller::Reconciler for Issuers<K> {
@@ -178,11 +182,11 @@ impl<K: IssuerResource> crate::controller::Reconciler for Issuers<K> {
     }
 
     async fn reconcile(&self, issuer: &K) -> Result<Action> {
-        reconcile_inner(issuer, &self.ctx).await
+        reconcile_inner(issuer, &self.ctx, &self.metrics).await
     }
 
     fn forget(&self, namespace: Option<&str>, name: &str) {
-        self.ctx.metrics.observe_issuer(K::KIND, namespace, name, None);
+        self.metrics.observe_issuer(K::KIND, namespace, name, None);
     }
 }
 
@@ -276,7 +280,11 @@ async fn ensure_root<K: IssuerResource>(
     Ok(loaded)
 }
 
-async fn reconcile_inner<K: IssuerResource>(issuer: &K, ctx: &Context) -> Result<Action> {
+async fn reconcile_inner<K: IssuerResource>(
+    issuer: &K,
+    ctx: &Context,
+    m: &super::metrics::CertificateMetrics,
+) -> Result<Action> {
     let now = Timestamp::now();
     let outcome = match issuer.self_signed() {
         Some(ss) => ensure_root(issuer, ss, ctx, now).await?,
@@ -297,11 +305,11 @@ async fn reconcile_inner<K: IssuerResource>(issuer: &K, ctx: &Context) -> Result
             };
             let wait = rotation.duration_since(now).as_secs_f64().clamp(1.0, 3600.0);
             let namespace = issuer.meta().namespace.as_deref();
-            ctx.metrics.observe_issuer(K::KIND, namespace, &issuer.name_any(), Some(ca.cert.not_after));
+            m.observe_issuer(K::KIND, namespace, &issuer.name_any(), Some(ca.cert.not_after));
             (status, Duration::from_secs_f64(wait))
         }
         Err((reason, message)) => {
-            ctx.metrics.observe_issuer(K::KIND, issuer.meta().namespace.as_deref(), &issuer.name_any(), None);
+            m.observe_issuer(K::KIND, issuer.meta().namespace.as_deref(), &issuer.name_any(), None);
             let not_ready = Observed::new("Ready", false, *reason, message.clone());
             let status = SmIssuerStatus {
                 observed_generation: generation,

@@ -4,6 +4,7 @@
 
 pub(crate) mod build;
 pub mod issuers;
+pub mod metrics;
 pub mod reconcile;
 
 /// Whether a department's SmClusterIssuer may sign for a namespace: an issuer without a

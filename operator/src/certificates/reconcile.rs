@@ -61,11 +61,12 @@ fn referencing(
 /// The SmCertificate controller: the shared [`Context`] is all it keeps.
 pub struct Certificates {
     ctx: Arc<Context>,
+    metrics: Arc<super::metrics::CertificateMetrics>,
 }
 
 /// The SmCertificate controller, for [`crate::controller::run`].
-pub fn controller(ctx: Arc<Context>) -> Arc<Certificates> {
-    Arc::new(Certificates { ctx })
+pub fn controller(ctx: Arc<Context>, metrics: Arc<super::metrics::CertificateMetrics>) -> Arc<Certificates> {
+    Arc::new(Certificates { ctx, metrics })
 }
 
 impl crate::controller::Reconciler for Certificates {
@@ -108,11 +109,11 @@ impl crate::controller::Reconciler for Certificates {
     }
 
     async fn reconcile(&self, c: &SmCertificate) -> Result<Action> {
-        reconcile_inner(c, &self.ctx).await
+        reconcile_inner(c, &self.ctx, &self.metrics).await
     }
 
     fn forget(&self, namespace: Option<&str>, name: &str) {
-        self.ctx.metrics.forget_certificate(namespace.unwrap_or_default(), name);
+        self.metrics.forget_certificate(namespace.unwrap_or_default(), name);
     }
 }
 
@@ -175,17 +176,17 @@ fn not_ready_names<K: IssuerResource>(
     loaded.map_err(|(_, why)| ("IssuerNotReady", format!("{} {:?} cannot sign: {why}", K::KIND, issuer.name_any())))
 }
 
-async fn reconcile_inner(c: &SmCertificate, ctx: &Context) -> Result<Action> {
+async fn reconcile_inner(c: &SmCertificate, ctx: &Context, m: &super::metrics::CertificateMetrics) -> Result<Action> {
     let (ns, name) = (c.namespace().unwrap_or_default(), c.name_any());
     let now = Timestamp::now();
     let timing = c.spec.lifetime().and_then(|life| c.spec.renew_before(life));
     let renew_before = match timing {
         Ok(rb) => rb,
-        Err(why) => return fail(c, ctx, "InvalidSpec", why, now).await,
+        Err(why) => return fail(c, ctx, m, "InvalidSpec", why, now).await,
     };
     let ca = match issuer_ca(c, ctx, now).await? {
         Ok(ca) => ca,
-        Err((reason, why)) => return fail(c, ctx, reason, why, now).await,
+        Err((reason, why)) => return fail(c, ctx, m, reason, why, now).await,
     };
     let existing = ctx.secrets.get(&ctx.client, &ns, &c.spec.secret_name).await?;
     if let Some(s) = &existing
@@ -195,7 +196,7 @@ async fn reconcile_inner(c: &SmCertificate, ctx: &Context) -> Result<Action> {
             "spec.secretName: Secret {ns}/{} exists and was not made for this certificate: choose another name (the operator does not overwrite it)",
             c.spec.secret_name
         );
-        return fail(c, ctx, "SecretConflict", why, now).await;
+        return fail(c, ctx, m, "SecretConflict", why, now).await;
     }
     let current = match build::inspect(existing.as_deref(), c, &ca, renew_before, now) {
         Ok(current) => current,
@@ -204,7 +205,7 @@ async fn reconcile_inner(c: &SmCertificate, ctx: &Context) -> Result<Action> {
             let revision = last.max(build::secret_revision(existing.as_deref())) + 1;
             let issued = match build::issue(ctx.keys.as_ref(), c, &ca, (revision, &why), renew_before, now) {
                 Ok(issued) => issued,
-                Err(e) => return fail(c, ctx, "IssueFailed", e, now).await,
+                Err(e) => return fail(c, ctx, m, "IssueFailed", e, now).await,
             };
             match apply::namespaced(&ctx.client, &issued.secret).await {
                 Ok(written) => ctx.secrets.remember(&ns, &c.spec.secret_name, Some(Arc::new(written))),
@@ -215,7 +216,7 @@ async fn reconcile_inner(c: &SmCertificate, ctx: &Context) -> Result<Action> {
                 }
                 Err(e) => return Err(e.into()),
             }
-            ctx.metrics.certificate_issuances.with_label_values(&[why.label()]).inc();
+            m.certificate_issuances.with_label_values(&[why.label()]).inc();
             info!(namespace = %ns, certificate = %name, revision, reason = why.label(), serial = %issued.current.serial, not_after = %issued.current.not_after, "issued");
             let note = format!("revision {revision} issued ({}), serial {}", why.describe(), issued.current.serial);
             let event = Event {
@@ -232,7 +233,7 @@ async fn reconcile_inner(c: &SmCertificate, ctx: &Context) -> Result<Action> {
         }
     };
     write_status(c, ctx, &current, now).await?;
-    ctx.metrics.observe_certificate(&ns, &name, "Ready", Some((current.not_after, current.renewal_time)));
+    m.observe_certificate(&ns, &name, "Ready", Some((current.not_after, current.renewal_time)));
     // Sleep until the renewal time (capped, so a lost event still gets noticed within the hour).
     let wait = current.renewal_time.duration_since(now).as_secs_f64().clamp(0.5, 3600.0);
     Ok(Action::requeue(Duration::from_secs_f64(wait)))
@@ -283,13 +284,20 @@ async fn patch_status(
 }
 
 /// Reports why the certificate cannot be issued; keeps whatever was issued before.
-async fn fail(c: &SmCertificate, ctx: &Context, reason: &'static str, why: String, now: Timestamp) -> Result<Action> {
+async fn fail(
+    c: &SmCertificate,
+    ctx: &Context,
+    m: &super::metrics::CertificateMetrics,
+    reason: &'static str,
+    why: String,
+    now: Timestamp,
+) -> Result<Action> {
     let (ns, name) = (c.namespace().unwrap_or_default(), c.name_any());
     let previous = c.status.clone().unwrap_or_default();
     let already = previous.conditions.iter().any(|x| x.type_ == "Ready" && x.reason == reason && x.message == why);
     if !already {
         warn!(namespace = %ns, certificate = %name, %reason, problem = %why, "cannot issue");
-        ctx.metrics.certificate_failures.with_label_values(&[reason]).inc();
+        m.certificate_failures.with_label_values(&[reason]).inc();
     }
     let conds = [Observed::new("Ready", false, reason, why.clone()), Observed::new("Issuing", true, reason, why)];
     let merged = conditions::merge(&previous.conditions, &conds, c.metadata.generation, now);
@@ -310,6 +318,6 @@ async fn fail(c: &SmCertificate, ctx: &Context, reason: &'static str, why: Strin
     // What was issued before still expires: keep reporting it.
     let parse = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
     let times = parse(&previous.not_after).zip(parse(&previous.renewal_time));
-    ctx.metrics.observe_certificate(&ns, &name, "Failed", times);
+    m.observe_certificate(&ns, &name, "Failed", times);
     Ok(Action::requeue(Duration::from_secs(30)))
 }

@@ -7,6 +7,7 @@
 pub(crate) mod approval;
 pub mod build;
 pub(crate) mod gateway;
+pub mod metrics;
 pub mod reconcile;
 
 use jiff::Timestamp;

@@ -37,6 +37,7 @@ pub const CONTROLLER: &str = "exchangechannel";
 pub struct Channels {
     ctx: Arc<Context>,
     applied: apply::Memory,
+    own: Arc<super::metrics::ChannelMetrics>,
 }
 
 impl std::ops::Deref for Channels {
@@ -66,8 +67,8 @@ fn naming(
 }
 
 /// The channel controller, for [`crate::controller::run`].
-pub fn controller(ctx: Arc<Context>) -> Arc<Channels> {
-    Arc::new(Channels { ctx, applied: apply::Memory::default() })
+pub fn controller(ctx: Arc<Context>, own: Arc<super::metrics::ChannelMetrics>) -> Arc<Channels> {
+    Arc::new(Channels { ctx, applied: apply::Memory::default(), own })
 }
 
 impl crate::controller::Reconciler for Channels {
@@ -138,7 +139,7 @@ impl crate::controller::Reconciler for Channels {
 
     /// A deleted channel: its policies go with it (owner references), its series here.
     fn forget(&self, _namespace: Option<&str>, name: &str) {
-        self.metrics.forget_channel(name);
+        self.own.forget_channel(name);
     }
 }
 
@@ -345,7 +346,7 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Channels) -> Result<Action>
     }
 
     let to_expiry = expires.map(|t| t.duration_since(now).as_secs_f64());
-    ctx.metrics.observe_channel(&name, &format!("{phase:?}"), to_expiry.unwrap_or(0.0).max(0.0));
+    ctx.own.observe_channel(&name, &format!("{phase:?}"), to_expiry.unwrap_or(0.0).max(0.0));
     // Wake up right after the expiry to close the flow, and now and then to follow the ends.
     let next = match (phase, to_expiry) {
         (ChannelPhase::Expired, _) => Duration::from_secs(300),

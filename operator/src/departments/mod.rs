@@ -53,8 +53,8 @@ fn refs_for(
 }
 
 /// The department controller, for [`crate::controller::run`].
-pub fn controller(ctx: Arc<Context>) -> Arc<Departments> {
-    Arc::new(Departments { ctx, applied: Default::default() })
+pub fn controller(ctx: Arc<Context>, problems: prometheus::IntCounterVec) -> Arc<Departments> {
+    Arc::new(Departments { ctx, applied: Default::default(), problems })
 }
 
 impl crate::controller::Reconciler for Departments {
@@ -141,6 +141,8 @@ pub fn status(d: &Department, departments: &[&Department], tenants: &[&Tenant]) 
 pub struct Departments {
     ctx: Arc<Context>,
     applied: crate::apply::Memory,
+    /// Departments found broken (a parent missing, a budget exceeded anyway), by reason.
+    problems: prometheus::IntCounterVec,
 }
 
 async fn reconcile(d: &Department, state: &Departments) -> Result<Action> {
@@ -173,7 +175,7 @@ async fn reconcile(d: &Department, state: &Departments) -> Result<Action> {
     let was = previous.iter().find(|c| c.type_ == "Ready");
     let changed = was.is_none_or(|c| c.reason != observed.reason || c.message != observed.message);
     if changed && !observed.ok {
-        ctx.metrics.department_problems.with_label_values(&[observed.reason.as_str()]).inc();
+        state.problems.with_label_values(&[observed.reason.as_str()]).inc();
         let ev = Event {
             type_: EventType::Warning,
             reason: observed.reason.clone(),
@@ -283,6 +285,20 @@ pub fn admin_may(departments: &[&Department], administered: &[&str], code: &str)
 }
 
 /// A department for tests: code, parent, cpu budget; name `code` in lower case, a uid.
+/// `zhengyun_department_problems_total`, registered into `m`'s registry.
+pub fn problems_metric(m: &crate::metrics::Metrics) -> prometheus::IntCounterVec {
+    use prometheus::{IntCounterVec, Opts};
+    let department_problems = crate::metrics::must(IntCounterVec::new(
+        Opts::new(
+            "zhengyun_department_problems_total",
+            "Times a department was found broken, by reason (ParentNotFound, OverBudget, DuplicateCode)",
+        ),
+        &["reason"],
+    ));
+    m.register(department_problems.clone());
+    department_problems
+}
+
 #[cfg(test)]
 pub(crate) fn fixture(code: &str, parent: Option<&str>, cpu: Option<&str>) -> Department {
     let mut d = Department::new(
@@ -339,3 +355,4 @@ mod tests {
         assert!(role.rules.unwrap_or_default().iter().all(|r| !r.verbs.iter().any(|v| v == "delete")));
     }
 }
+

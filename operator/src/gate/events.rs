@@ -33,7 +33,11 @@ pub fn failure(pod: &Pod) -> Option<(i32, String)> {
 }
 
 /// Watches gated pods until `stop` (leader only).
-pub async fn run(ctx: Arc<Context>, stop: impl std::future::Future<Output = ()> + Send + 'static) {
+pub async fn run(
+    ctx: Arc<Context>,
+    failures: prometheus::IntCounter,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) {
     let api = Api::<Pod>::all(ctx.client.clone());
     let cfg = watcher::Config::default().labels(GATED_LABEL);
     let mut reported: HashSet<(String, i32)> = HashSet::new();
@@ -56,7 +60,7 @@ pub async fn run(ctx: Arc<Context>, stop: impl std::future::Future<Output = ()> 
         if reported.len() > 100_000 {
             reported.clear();
         }
-        ctx.metrics.isolation_gate_failures.inc();
+        failures.inc();
         let ev = Event {
             type_: EventType::Warning,
             reason: "IsolationNotConfirmed".into(),
@@ -71,6 +75,16 @@ pub async fn run(ctx: Arc<Context>, stop: impl std::future::Future<Output = ()> 
             tracing::warn!(error = %e, "publishing an event failed");
         }
     }
+}
+
+/// `zhengyun_isolation_gate_failures_total`, registered into `m`'s registry.
+pub fn failures_metric(m: &crate::metrics::Metrics) -> prometheus::IntCounter {
+    let isolation_gate_failures = crate::metrics::must(prometheus::IntCounter::new(
+        "zhengyun_isolation_gate_failures_total",
+        "Runs of the isolation gate that gave up: a tenant pod whose network isolation was not seen in force within the gate's wait, so its containers did not start",
+    ));
+    m.register(isolation_gate_failures.clone());
+    isolation_gate_failures
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ pub struct Gateways {
     applied: apply::Memory,
     /// Per gateway, the Secret versions its pods were last told about.
     told: std::sync::Mutex<HashMap<(String, String), String>>,
+    /// SecureGateways that cannot be served, by reason.
+    problems: prometheus::IntCounterVec,
 }
 
 /// The gateways of a namespace for which `pick` holds.
@@ -77,8 +79,8 @@ fn secrets_of(g: &SecureGateway, certificates: &Store<DeserializeGuard<SmCertifi
 }
 
 /// The SecureGateway controller, for [`crate::controller::run`].
-pub fn controller(ctx: Arc<Context>) -> Arc<Gateways> {
-    Arc::new(Gateways { ctx, applied: apply::Memory::default(), told: Default::default() })
+pub fn controller(ctx: Arc<Context>, problems: prometheus::IntCounterVec) -> Arc<Gateways> {
+    Arc::new(Gateways { ctx, applied: apply::Memory::default(), told: Default::default(), problems })
 }
 
 impl crate::controller::Reconciler for Gateways {
@@ -324,7 +326,7 @@ async fn reconcile_inner(g: &SecureGateway, state: &Gateways) -> Result<Action> 
                 apply::delete_namespaced::<Deployment>(client, &ns, &child).await?;
                 warn!(namespace = %ns, gateway = %name, %reason, "stopped the gateway: it serves what its namespace forbids");
             }
-            return fail(g, ctx, reason, why, now).await;
+            return fail(g, ctx, &state.problems, reason, why, now).await;
         }
     };
     // A child of that name that zhengyun did not make is not taken over.
@@ -341,7 +343,7 @@ async fn reconcile_inner(g: &SecureGateway, state: &Gateways) -> Result<Action> 
         if exists == Some(false) {
             let why =
                 format!("a {kind} named {child} exists in {ns} and was not made by zhengyun: rename or remove it");
-            return fail(g, ctx, "ChildConflict", why, now).await;
+            return fail(g, ctx, &state.problems, "ChildConflict", why, now).await;
         }
     }
     // The policy first: a gateway never runs before its traffic is bounded.
@@ -481,14 +483,21 @@ async fn tell_pods(g: &SecureGateway, state: &Gateways, ns: &str, name: &str) ->
 
 /// Reports why the gateway cannot be served. What already runs stays: a gateway serving the
 /// last good certificate is better than none, and the condition says what to fix.
-async fn fail(g: &SecureGateway, ctx: &Context, reason: &'static str, why: String, now: Timestamp) -> Result<Action> {
+async fn fail(
+    g: &SecureGateway,
+    ctx: &Context,
+    problems: &prometheus::IntCounterVec,
+    reason: &'static str,
+    why: String,
+    now: Timestamp,
+) -> Result<Action> {
     let (ns, name) = (g.namespace().unwrap_or_default(), g.name_any());
     let previous = g.status.clone().unwrap_or_default();
     let already = previous.observed_generation == g.metadata.generation
         && previous.conditions.iter().any(|x| x.type_ == "Ready" && x.reason == reason && x.message == why);
     if !already {
         warn!(namespace = %ns, gateway = %name, %reason, problem = %why, "cannot serve");
-        ctx.metrics.gateway_problems.with_label_values(&[reason]).inc();
+        problems.with_label_values(&[reason]).inc();
         let event = Event {
             type_: EventType::Warning,
             reason: reason.into(),
@@ -511,4 +520,17 @@ async fn fail(g: &SecureGateway, ctx: &Context, reason: &'static str, why: Strin
             .await?;
     }
     Ok(Action::requeue(Duration::from_secs(30)))
+}
+/// `zhengyun_securegateway_problems_total`, registered into `m`'s registry.
+pub fn problems_metric(m: &crate::metrics::Metrics) -> prometheus::IntCounterVec {
+    use prometheus::{IntCounterVec, Opts};
+    let gateway_problems = crate::metrics::must(IntCounterVec::new(
+        Opts::new(
+            "zhengyun_securegateway_problems_total",
+            "SecureGateways found unservable (a reference missing or not ready, a forbidden protocol), by reason",
+        ),
+        &["reason"],
+    ));
+    m.register(gateway_problems.clone());
+    gateway_problems
 }

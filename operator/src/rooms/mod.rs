@@ -33,6 +33,7 @@ use crate::{
 };
 
 pub mod build;
+pub mod metrics;
 pub mod plan;
 pub mod showback;
 
@@ -48,6 +49,7 @@ const USAGE_EVERY: Duration = Duration::from_secs(5);
 /// written.
 pub struct Rooms {
     ctx: Arc<Context>,
+    own: Arc<metrics::RoomMetrics>,
     written: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
@@ -73,8 +75,8 @@ fn rooms_of_node(
 }
 
 /// The room controller, for [`crate::controller::run`].
-pub fn controller(ctx: Arc<Context>) -> Arc<Rooms> {
-    Arc::new(Rooms { ctx, written: Default::default() })
+pub fn controller(ctx: Arc<Context>, own: Arc<metrics::RoomMetrics>) -> Arc<Rooms> {
+    Arc::new(Rooms { ctx, own, written: Default::default() })
 }
 
 impl crate::controller::Reconciler for Rooms {
@@ -131,7 +133,7 @@ impl crate::controller::Reconciler for Rooms {
     }
 
     fn forget(&self, _namespace: Option<&str>, name: &str) {
-        self.metrics.forget_room(name);
+        self.own.forget_room(name);
     }
 }
 
@@ -170,7 +172,7 @@ async fn reconcile(room: &ComputerRoom, ctx: &Rooms) -> Result<Action> {
             let patch = json!({"metadata": {"resourceVersion": room.resource_version(), "finalizers": rest}});
             api.patch(&name, &params(), &Patch::Merge(&patch)).await?;
         }
-        ctx.metrics.forget_room(&name);
+        ctx.own.forget_room(&name);
         if let Ok(mut w) = ctx.written.lock() {
             w.remove(&name);
         }
@@ -266,12 +268,12 @@ async fn reconcile(room: &ComputerRoom, ctx: &Rooms) -> Result<Action> {
         inventory: build::inventory(&room.spec),
         plan: if verdict.is_ok() { plan::summary(&room.spec, &shared) } else { None },
     };
-    ctx.metrics.observe_room(&name, &allocatable, &requested);
+    ctx.own.observe_room(&name, &allocatable, &requested);
 
     let was = room.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
     let changed_verdict = was.is_none_or(|c| c.reason != observed.reason || c.message != observed.message);
     if let (Err(refusal), true) = (&verdict, changed_verdict) {
-        ctx.metrics.room_problems.with_label_values(&[refusal.reason]).inc();
+        ctx.own.room_problems.with_label_values(&[refusal.reason]).inc();
         publish(ctx, room, EventType::Warning, refusal.reason, refusal.message.clone()).await;
     }
     // Unchanged (condition times aside): no write, so no event and no loop.

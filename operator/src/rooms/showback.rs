@@ -66,12 +66,16 @@ pub fn observe(gauges: &prometheus::GaugeVec, figures: &Figures) {
     }
 }
 
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Arc<Context>,
+    metrics: Arc<super::metrics::RoomMetrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let w = &ctx.watches;
     crate::watch::all_ready(&[&w.placed_pods, &w.tenants, &w.rooms]).await;
     tokio::pin!(shutdown);
     loop {
-        observe(&ctx.metrics.department, &figures(&ctx));
+        observe(&metrics.department, &figures(&ctx));
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(Duration::from_secs(30)) => {}

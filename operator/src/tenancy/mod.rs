@@ -6,8 +6,10 @@
 //! are other modules' business: this one only labels namespaces with the zone name.
 
 pub mod build;
+pub mod metrics;
 pub mod quota;
 pub mod reconcile;
+pub mod series;
 pub(crate) mod status;
 pub mod validate;
 

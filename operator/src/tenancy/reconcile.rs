@@ -70,6 +70,8 @@ const CONCURRENCY: u16 = 16;
 /// The shared [`Context`] plus what only the tenant controller keeps.
 pub struct Tenants {
     ctx: Arc<Context>,
+    /// The tenants' own series and counts.
+    own: Arc<super::metrics::TenantMetrics>,
     /// What this process last applied, so unchanged children are not written again.
     applied: apply::Memory,
     /// The status this process last wrote per tenant: the base for the next one, so a cache
@@ -122,9 +124,10 @@ impl std::ops::Deref for Tenants {
 }
 
 /// The tenant controller, for [`crate::controller::run`].
-pub fn controller(ctx: Arc<Context>) -> Arc<Tenants> {
+pub fn controller(ctx: Arc<Context>, own: Arc<super::metrics::TenantMetrics>) -> Arc<Tenants> {
     Arc::new(Tenants {
         ctx,
+        own,
         applied: apply::Memory::default(),
         written: Default::default(),
         swept: Default::default(),
@@ -672,7 +675,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     if let Some(first) = failed.0.into_iter().next() {
         return Err(Error::Apply { kind: first.kind, name: first.name, error: first.error });
     }
-    ctx.metrics.tenant_series.set_last_success(&vt.name, jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
+    ctx.own.tenant_series.set_last_success(&vt.name, jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
     Ok(if ready && settled {
         Action::requeue(RESYNC)
     } else if !conflicts.is_empty() || !pending.is_empty() {
@@ -935,7 +938,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
         }
         return Err(e);
     }
-    ctx.metrics.forget_tenant(&name);
+    ctx.own.forget_tenant(&name);
     for ns in &names {
         ctx.applied.forget_namespace(ns);
         if let Ok(mut w) = ctx.quota_written.lock() {
@@ -975,11 +978,11 @@ async fn write_status(
     let generation = tenant.metadata.generation;
     let conditions = conditions::merge(&previous, &observed, generation, jiff::Timestamp::now());
     let flags: Vec<(&'static str, bool)> = observed.iter().map(|c| (c.type_, c.ok)).collect();
-    ctx.metrics.observe_tenant(&tenant.name_any(), &flags);
+    ctx.own.observe_tenant(&tenant.name_any(), &flags);
     let (quota_status, summary) = match quota {
         Some((qs, vt, used)) => {
             let scale = |v: Milli| v as f64 / 1000.0;
-            ctx.metrics.tenant_series.set_quota(
+            ctx.own.tenant_series.set_quota(
                 &vt.name,
                 vt.quota
                     .iter()

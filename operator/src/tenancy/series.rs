@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 
-use super::{gauge_family, gauge_series};
+use crate::metrics::{gauge_family, gauge_series};
 
 /// What one tenant's series say.
 #[derive(Default)]
