@@ -28,9 +28,10 @@ fn departments(w: &Webhook) -> Vec<Department> {
     w.caches.departments.state().iter().filter_map(|d| d.0.as_ref().ok().cloned()).collect()
 }
 
-/// The cached tenants, shared (not copied: an admission reads them, thousands of them).
-fn tenants(w: &Webhook) -> Vec<std::sync::Arc<kube::core::DeserializeGuard<Tenant>>> {
-    w.caches.tenants.state()
+/// The cached tenants of department `code`, from the index: a department's budget is taken by
+/// its own tenants only, so an admission reads those, not every tenant.
+fn tenants(w: &Webhook, code: &str) -> Vec<std::sync::Arc<kube::core::DeserializeGuard<Tenant>>> {
+    w.caches.tenants_of_department(code)
 }
 
 fn readable(ts: &[std::sync::Arc<kube::core::DeserializeGuard<Tenant>>]) -> Vec<&Tenant> {
@@ -50,7 +51,7 @@ async fn fresh_departments(w: &Webhook) -> Result<Vec<Department>, String> {
 
 /// The takers of `code`'s budget as the caches show them.
 fn cached_takers(w: &Webhook, code: &str) -> BTreeMap<Taker, Amounts> {
-    let (ds, ts) = (departments(w), tenants(w));
+    let (ds, ts) = (departments(w), tenants(w, code));
     budget::takers(code, &ds.iter().collect::<Vec<_>>(), &readable(&ts))
 }
 
@@ -154,7 +155,7 @@ pub async fn department(
         tree_holds(&all)?;
     }
     let refs: Vec<&Department> = all.iter().collect();
-    let ts = tenants(w);
+    let ts = tenants(w, code);
     let trefs = readable(&ts);
     let now = jiff::Timestamp::now().as_second();
     let own = ledger::with_reservations(&new.metadata, now, budget::takers(code, &refs, &trefs));

@@ -45,6 +45,11 @@ impl Caches {
         }
     }
 
+    /// The cached tenants of one department (its own, not those below it), from the index.
+    pub fn tenants_of_department(&self, code: &str) -> Vec<Arc<DeserializeGuard<Tenant>>> {
+        self.hub.tenants.by(crate::watch::TENANTS_BY_DEPARTMENT, code)
+    }
+
     /// Waits until each store has its first list.
     pub async fn ready(&self) {
         let h = &self.hub;

@@ -93,7 +93,7 @@ impl crate::controller::Reconciler for Channels {
     ) -> crate::controller::Wired<ExchangeChannel> {
         let hub = self.ctx.watches.clone();
         let channels = hub.channels.store();
-        let tenants_in = hub.tenants.store();
+        let tenants_in = hub.clone();
         let (by_tenant, by_zone, by_service, by_policy) =
             (channels.clone(), channels.clone(), channels.clone(), channels);
         // Tenants appearing, moving zone or losing namespaces change what a channel resolves to.
@@ -104,9 +104,9 @@ impl crate::controller::Reconciler for Channels {
         .watches_shared_stream(hub.zones.subscribe(), move |z: Arc<DeserializeGuard<Zone>>| {
             let zone = z.name_any();
             tenants_in
-                .state()
+                .tenants
+                .by(crate::watch::TENANTS_BY_ZONE, &zone)
                 .iter()
-                .filter(|t| t.0.as_ref().is_ok_and(|t| t.spec.zone == zone))
                 .flat_map(|t| naming(&by_zone, &t.name_any()))
                 .collect::<Vec<_>>()
         })

@@ -150,7 +150,11 @@ async fn reconcile(d: &Department, state: &Departments) -> Result<Action> {
     let name = d.name_any();
     let departments = ctx.watches.departments.state();
     let departments: Vec<&Department> = departments.iter().filter_map(|d| d.0.as_ref().ok()).collect();
-    let tenants = ctx.watches.tenants.state();
+    // The tenants of its subtree, from the index by department: all its status reads.
+    let tenants: Vec<_> = budget::subtree(&d.spec.code, &departments)
+        .iter()
+        .flat_map(|code| ctx.watches.tenants.by(crate::watch::TENANTS_BY_DEPARTMENT, code))
+        .collect();
     let tenants: Vec<&Tenant> = tenants.iter().filter_map(|t| t.0.as_ref().ok()).collect();
     // The admin group's binding (removed by the garbage collector with the Department; a
     // group dropped from the spec leaves it until then, which the webhook makes harmless:
@@ -355,4 +359,3 @@ mod tests {
         assert!(role.rules.unwrap_or_default().iter().all(|r| !r.verbs.iter().any(|v| v == "delete")));
     }
 }
-

@@ -166,9 +166,7 @@ impl crate::controller::Reconciler for Tenants {
 
     fn wire(self: &Arc<Self>, c: crate::controller::Wired<Tenant>) -> crate::controller::Wired<Tenant> {
         let hub = self.ctx.watches.clone();
-        let tenants = hub.tenants.store();
-        let in_zone = tenants.clone();
-        let of_department = tenants;
+        let (in_zone, of_department) = (hub.clone(), hub.clone());
         let departments_now = hub.departments.store();
         let department_generations: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>> =
             Default::default();
@@ -187,9 +185,9 @@ impl crate::controller::Reconciler for Tenants {
                     return Vec::new();
                 }
                 in_zone
-                    .state()
+                    .tenants
+                    .by(crate::watch::TENANTS_BY_ZONE, &name)
                     .iter()
-                    .filter(|t| t.0.as_ref().is_ok_and(|t| t.spec.zone == name))
                     .map(|t| ObjectRef::from_obj(t.as_ref()))
                     .collect::<Vec<_>>()
             })
@@ -212,9 +210,9 @@ impl crate::controller::Reconciler for Tenants {
                         return Vec::new();
                     }
                     of_department
-                        .state()
+                        .tenants
+                        .by(crate::watch::TENANTS_BY_DEPARTMENT, &d.spec.code)
                         .iter()
-                        .filter(|t| t.0.as_ref().is_ok_and(|t| t.spec.department.code == d.spec.code))
                         .map(|t| ObjectRef::from_obj(t.as_ref()))
                         .collect::<Vec<_>>()
                 },
@@ -704,7 +702,8 @@ fn department_condition(hub: &crate::watch::Hub, tenant: &Tenant) -> Option<Cond
             format!("spec.department.code: no Department has code {code}"),
         ));
     };
-    let tenants = hub.tenants.state();
+    // Its own tenants only (the index), not every tenant: they are what its budget holds.
+    let tenants = hub.tenants.by(crate::watch::TENANTS_BY_DEPARTMENT, code);
     let tenants: Vec<&Tenant> = tenants.iter().filter_map(|t| t.0.as_ref().ok()).collect();
     let takers = budget::takers(code, &departments, &tenants);
     Some(match budget::fits(code, &budget::amounts(&d.spec.budget), &takers) {

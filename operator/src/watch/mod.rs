@@ -88,6 +88,8 @@ pub struct Shared<K: Watched> {
     fanout: Arc<Mutex<Fanout<K>>>,
     index: Arc<RwLock<HashMap<String, HashSet<ObjectRef<K>>>>>,
     key: Option<KeyFn<K>>,
+    /// More indexes by name (tenants by zone, by department, ...), fed by the same events.
+    indexes: Vec<Named<K>>,
     /// What the store keeps of each object, when less than the watch delivers (subscribers
     /// still get the whole object, labels and all, to find whom it concerns).
     keep: Option<fn(&mut K)>,
@@ -99,6 +101,15 @@ pub struct Shared<K: Watched> {
     /// that takes it as its primary.
     ready: tokio::sync::watch::Sender<bool>,
 }
+
+/// An index kept beside the store under a name.
+struct Named<K: Watched> {
+    name: &'static str,
+    key: KeyFn<K>,
+    map: Index<K>,
+}
+
+type Index<K> = Arc<RwLock<HashMap<String, HashSet<ObjectRef<K>>>>>;
 
 type Events<K> = futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
 
@@ -189,10 +200,28 @@ impl<K: Watched> Shared<K> {
             fanout: Arc::new(Mutex::new(Fanout { subscribers: Vec::new() })),
             index: Default::default(),
             key,
+            indexes: Vec::new(),
             keep: None,
             pending: Mutex::new(Some((events, writer))),
             ready: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// This watch with another index, named `name`, by `key` (read with [`Shared::by`]).
+    pub fn indexed(mut self, name: &'static str, key: KeyFn<K>) -> Self {
+        self.indexes.push(Named { name, key, map: Default::default() });
+        self
+    }
+
+    /// The held objects whose key in the index named `name` is `key` (none for an unknown index).
+    pub fn by(&self, name: &str, key: &str) -> Vec<Arc<K>> {
+        let Some(ix) = self.indexes.iter().find(|i| i.name == name) else { return Vec::new() };
+        let refs: Vec<ObjectRef<K>> = match ix.map.read() {
+            Ok(m) => m.get(key).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
+            Err(_) => return Vec::new(),
+        };
+        let f = ix.key;
+        refs.iter().filter_map(|r| self.store.get(r)).filter(|o| f(o).as_deref() == Some(key)).collect()
     }
 
     /// The store, its watch not started by this call (a reader that needs it started also
@@ -245,6 +274,7 @@ impl<K: Watched> Shared<K> {
     fn start(&self) {
         let Some((mut events, mut writer)) = self.pending.lock().ok().and_then(|mut p| p.take()) else { return };
         let (fanout, index, key, keep) = (self.fanout.clone(), self.index.clone(), self.key, self.keep);
+        let more: Vec<(KeyFn<K>, Index<K>)> = self.indexes.iter().map(|i| (i.key, i.map.clone())).collect();
         let (store, ready) = (self.store.clone(), self.ready.clone());
         tokio::spawn(async move {
             while let Some(event) = events.next().await {
@@ -252,12 +282,17 @@ impl<K: Watched> Shared<K> {
                 let Ok(event) = event else { continue };
                 let Ok(mut f) = fanout.lock() else { return };
                 let before = key.and_then(|k| key_before(&store, k, &event));
+                let more_before: Vec<Option<String>> =
+                    more.iter().map(|(k, _)| key_before(&store, *k, &event)).collect();
                 match keep {
                     Some(keep) => writer.apply_watcher_event(&event.clone().modify(keep)),
                     None => writer.apply_watcher_event(&event),
                 }
                 if let Some(key) = key {
                     reindex(&index, &store, key, &event, before);
+                }
+                for ((k, map), before) in more.iter().zip(more_before) {
+                    reindex(map, &store, *k, &event, before);
                 }
                 if matches!(event, watcher::Event::InitDone) {
                     ready.send_replace(true);
@@ -338,6 +373,11 @@ fn reindex<K: Watched>(
         watcher::Event::Init | watcher::Event::InitApply(_) => {}
     }
 }
+
+/// The index of tenants by their zone (`spec.zone`).
+pub const TENANTS_BY_ZONE: &str = "zone";
+/// The index of tenants by their department's code (`spec.department.code`).
+pub const TENANTS_BY_DEPARTMENT: &str = "department";
 
 /// The tenant an object of ours belongs to (its `zhengyun.io/tenant` label).
 pub fn tenant_of<K: Resource>(obj: &K) -> Option<String> {
@@ -429,7 +469,11 @@ impl Hub {
             Some(namespace_of as KeyFn<K>)
         }
         Hub {
-            tenants: Shared::new(Api::all(client.clone()), all(), None),
+            tenants: Shared::new(Api::all(client.clone()), all(), None)
+                .indexed(TENANTS_BY_ZONE, |t: &DeserializeGuard<Tenant>| t.0.as_ref().ok().map(|t| t.spec.zone.clone()))
+                .indexed(TENANTS_BY_DEPARTMENT, |t: &DeserializeGuard<Tenant>| {
+                    t.0.as_ref().ok().map(|t| t.spec.department.code.clone())
+                }),
             zones: Shared::new(Api::all(client.clone()), all(), None),
             namespaces: Metas::new(Api::all(client.clone()), all(), IndexBy::Label(crate::labels::TENANT), read_here),
             // Labels kept: a quota is compared whole with what we apply (`apply::Seen::Whole`),
@@ -540,5 +584,35 @@ mod tests {
         f.feed(watcher::Event::InitDone);
         assert_eq!(f.of("b"), ["q"]);
         assert!(f.index.read().expect("lock").get("a").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_named_index_is_kept_from_the_same_events() {
+        let events = vec![
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(cm("a-x", "q", Some("a")))),
+            Ok(watcher::Event::InitApply(cm("b-x", "r", Some("b")))),
+            Ok(watcher::Event::InitDone),
+            Ok(watcher::Event::Apply(cm("a-x", "r2", Some("a")))),
+            Ok(watcher::Event::Apply(cm("b-x", "r", Some("a")))),
+            Ok(watcher::Event::Delete(cm("a-x", "q", Some("a")))),
+        ];
+        let shared = Shared::from_events(futures::stream::iter(events).boxed(), None).indexed("tenant", tenant_of);
+        shared.ready().await;
+        let names = |key: &str| {
+            let mut n: Vec<String> = shared.by("tenant", key).iter().map(|o| o.name_any()).collect();
+            n.sort();
+            n
+        };
+        // The stream is read by a task: wait until it has delivered the last event.
+        for _ in 0..100 {
+            if names("a") == ["r", "r2"] {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(names("a"), ["r", "r2"]);
+        assert!(names("b").is_empty(), "relabelled away");
+        assert!(shared.by("no such index", "a").is_empty());
     }
 }

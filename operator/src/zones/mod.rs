@@ -194,13 +194,8 @@ async fn reconcile(zone: &Zone, ctx: &Zones) -> Result<Action> {
         nodes.iter().map(|n| n.as_ref()).filter(|n| selects(&zone.spec.node_selector, n.labels())).collect();
     // A store has no order; the status lists nodes by name, so it changes only when they do.
     mine.sort_by_key(|n| n.name_any());
-    let tenants = ctx.watches.tenants.state();
-    let mut in_zone: Vec<String> = tenants
-        .iter()
-        .filter_map(|t| t.0.as_ref().ok())
-        .filter(|t| t.spec.zone == name)
-        .map(|t| t.name_any())
-        .collect();
+    let mut in_zone: Vec<String> =
+        ctx.watches.tenants.by(crate::watch::TENANTS_BY_ZONE, &name).iter().map(|t| t.name_any()).collect();
     in_zone.sort();
     let has_nodes = !mine.is_empty();
     let invalid = validate::validate(&zone.spec).err();
