@@ -1,16 +1,15 @@
 //! `zhengyun-operator`: runs the controllers, or prints the CRDs.
 #![forbid(unsafe_code)]
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use clap::{Parser, Subcommand};
-use kube::{Api, api::ListParams};
+use clap::Parser;
 use tokio::sync::watch;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, reload, util::SubscriberInitExt};
 use zhengyun::{
-    Error,
     admin::{self, LogReload},
-    api::{self, Tenant},
+    api,
+    cli::args::{Cli, Command, RunArgs},
     context::Context,
     leader,
     manager::{self, Ended},
@@ -22,158 +21,6 @@ use zhengyun::{
 /// jemalloc returns freed pages within seconds (docs/performance.md has the figures).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-#[derive(Parser)]
-#[command(
-    name = "zhengyun-operator",
-    version,
-    about = "zhengyun (政云): the control plane of a government private cloud"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the operator (the default).
-    Run(Box<RunArgs>),
-    /// Print the CustomResourceDefinitions as YAML.
-    Crd,
-    /// Print the JSON Schema of the tenant chart's values (derived from the Tenant CRD).
-    TenantValuesSchema,
-    /// Measure this build's SM2 sign and verify rates on one core (hack/bench-sm2.sh compares
-    /// them with `tongsuo speed sm2`).
-    BenchSm2 {
-        #[arg(long, default_value_t = 3)]
-        seconds: u64,
-    },
-    /// Plan the consolidation of every ComputerRoom's inventory onto the free capacity of the
-    /// cluster's zone nodes, as `zhengyun-plan` does from CSV files (same report, same formats).
-    Plan {
-        /// markdown, json or html.
-        #[arg(long, default_value = "markdown")]
-        format: String,
-        /// Write the report here instead of standard output.
-        #[arg(short, long)]
-        output: Option<String>,
-        /// The share of each node's free capacity that may be used (0.7 keeps 30% free).
-        #[arg(long, default_value_t = zhengyun::rooms::plan::HEADROOM)]
-        headroom: f64,
-        /// Monthly prices (planner's prices.csv format); without them no money appears.
-        #[arg(long)]
-        prices: Option<String>,
-    },
-    /// Write the assessor's report (等保 2.0 level 3 and 密评 level 3 evidence) from the current
-    /// cluster: a self-contained HTML page and its JSON.
-    Evidence {
-        /// Where to write evidence.html and evidence.json.
-        #[arg(short, long, default_value = ".")]
-        output: String,
-        /// The operator's ClusterRole (the chart names it after the release).
-        #[arg(long, default_value = "zhengyun-operator")]
-        operator_role: String,
-        /// A traffic matrix observed on real pods (the e2e suite's matrix-*.md), shown beside
-        /// the computed one.
-        #[arg(long)]
-        observed: Option<String>,
-        /// The first-instant test's measured result (the e2e suite's first-instant.txt), quoted
-        /// in the boundary-protection check.
-        #[arg(long)]
-        first_instant: Option<String>,
-        /// As `reachability`: ClusterNetworkPolicies count only when the network plugin
-        /// enforces them.
-        #[arg(long, env = "ZHENGYUN_CLUSTER_NETWORK_POLICY_ENFORCED", default_value_t = false)]
-        cluster_network_policy_enforced: bool,
-    },
-    /// Print the department tree from the current cluster: each department's budget, what is
-    /// handed down from it, what its subtree uses, and its tenants.
-    Tree,
-    /// Print who can reach whom, from the policies in force in the current cluster.
-    Reachability {
-        /// Explain one verdict: the source group (a tenant, `ns/NAME` or `(outside)`) and the
-        /// destination group; the two ends, the port, and each policy and rule that decided.
-        #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
-        explain: Option<Vec<String>>,
-        /// `text` for a person, `json` for machines (with `--explain`).
-        #[arg(long, short = 'o', value_parser = ["text", "json"], default_value = "text")]
-        output: String,
-        /// The cluster's network plugin enforces ClusterNetworkPolicy (as the operator's flag
-        /// of that name): only then are they part of the verdict. Served but not declared
-        /// enforced, they are left out, and this says so.
-        #[arg(long, env = "ZHENGYUN_CLUSTER_NETWORK_POLICY_ENFORCED", default_value_t = false)]
-        cluster_network_policy_enforced: bool,
-        /// Instead of the matrix between groups, the verdict for every pair of the running pods
-        /// (outside `kube-*` namespaces) and these outside addresses, on `--ports`, as JSON lines
-        /// `{"from", "to", "port", "allowed"}` (pods named `namespace/name`).
-        #[arg(long)]
-        pods: bool,
-        /// Outside addresses for `--pods`.
-        #[arg(long, value_delimiter = ',')]
-        outside: Vec<std::net::IpAddr>,
-        /// TCP ports for `--pods`.
-        #[arg(long, value_delimiter = ',', default_value = "8080")]
-        ports: Vec<u16>,
-    },
-}
-
-#[derive(Parser, Clone)]
-struct RunArgs {
-    /// Address of the admin server (/metrics, /healthz, /readyz).
-    #[arg(long, env = "ZHENGYUN_ADMIN_ADDR", default_value = "127.0.0.1:8080")]
-    admin_addr: SocketAddr,
-    /// Namespace of the leader-election Lease.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "zhengyun-system")]
-    lease_namespace: String,
-    /// Name of the leader-election Lease; replicas sharing it elect one leader.
-    #[arg(long, env = "ZHENGYUN_LEASE_NAME", default_value = "zhengyun-operator")]
-    lease_name: String,
-    /// This replica's identity in the election (default: host name and process id).
-    #[arg(long, env = "POD_NAME")]
-    identity: Option<String>,
-    /// Seconds a lease is valid without renewal.
-    #[arg(long, default_value_t = 15)]
-    lease_duration: u64,
-    /// Seconds between renewals and retries.
-    #[arg(long, default_value_t = 2)]
-    lease_retry: u64,
-    /// Seconds between SIGTERM and closing the webhook: the replica reports not ready at once,
-    /// and keeps answering admissions while its endpoint leaves every node's Service rules (a
-    /// replica that closes first gets "connection refused" admissions during a rollout).
-    #[arg(long, default_value_t = 0)]
-    shutdown_delay: u64,
-    /// The zhengyun-gateway image SecureGateways run (the chart sets it); without it a
-    /// SecureGateway is reported unservable.
-    #[arg(long, env = "ZHENGYUN_GATEWAY_IMAGE")]
-    gateway_image: Option<String>,
-    /// The probe image (hack/build-images.sh): with it, every new tenant pod starts with the
-    /// isolation gate, and the operator runs the canary the gates check against on every node
-    /// (docs/security.md). Needs the webhook.
-    #[arg(long, env = "ZHENGYUN_ISOLATION_GATE_IMAGE")]
-    isolation_gate_image: Option<String>,
-    /// Serve the admission webhook on this address (every replica serves it).
-    #[arg(long, env = "ZHENGYUN_WEBHOOK_ADDR")]
-    webhook_addr: Option<SocketAddr>,
-    /// Register the webhook at this URL (the local control plane: https://127.0.0.1:PORT).
-    #[arg(long, env = "ZHENGYUN_WEBHOOK_URL", conflicts_with = "webhook_service")]
-    webhook_url: Option<String>,
-    /// Register the webhook as this Service, `namespace/name:port` (in a cluster).
-    #[arg(long, env = "ZHENGYUN_WEBHOOK_SERVICE")]
-    webhook_service: Option<String>,
-    /// The ClusterRole (the chart's own) that owns the webhook registrations, so that deleting
-    /// the release deletes them too: they fail closed, and would otherwise block every guarded
-    /// change once no operator answers.
-    #[arg(long, env = "ZHENGYUN_REGISTRATION_OWNER")]
-    registration_owner: Option<String>,
-    /// Log format: `json` (production) or `text`.
-    #[arg(long, env = "ZHENGYUN_LOG_FORMAT", default_value = "json")]
-    log_format: String,
-    /// The cluster's network plugin enforces ClusterNetworkPolicy. Only then is the tenant
-    /// boundary left to it: an API that is served but enforced by nothing would let tenants'
-    /// own NetworkPolicies open what the cluster policy was meant to close.
-    #[arg(long, env = "ZHENGYUN_CLUSTER_NETWORK_POLICY_ENFORCED", default_value_t = false)]
-    cluster_network_policy_enforced: bool,
-}
 
 fn init_logging(format: &str) -> LogReload {
     let filter =
@@ -246,19 +93,6 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn webhook_endpoint(args: &RunArgs) -> anyhow::Result<Option<zhengyun::admission::config::Endpoint>> {
-    use zhengyun::admission::config::Endpoint;
-    if let Some(url) = &args.webhook_url {
-        return Ok(Some(Endpoint::Url(url.clone())));
-    }
-    let Some(svc) = &args.webhook_service else { return Ok(None) };
-    let (ns_name, port) = svc.rsplit_once(':').unwrap_or((svc.as_str(), "443"));
-    let (namespace, name) = ns_name
-        .split_once('/')
-        .ok_or_else(|| anyhow::anyhow!("--webhook-service takes namespace/name:port, not {svc}"))?;
-    Ok(Some(Endpoint::Service { namespace: namespace.into(), name: name.into(), port: port.parse()? }))
-}
-
 async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let concern_metrics = manager::ConcernMetrics::new(&metrics);
@@ -281,33 +115,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
 
     let admin = tokio::spawn(admin::serve(args.admin_addr, ctx.clone(), reload, stop_rx.clone()));
 
-    // Fail fast, with the fix in the message, when the CRD is missing. Metadata only: a
-    // malformed Tenant stored in etcd must not stop the operator from starting.
-    match Api::<kube::core::PartialObjectMeta<Tenant>>::all(client.clone())
-        .list_metadata(&ListParams::default().limit(1))
-        .await
-    {
-        Err(kube::Error::Api(s)) if s.code == 404 => {
-            return Err(Error::CrdMissing { crd: "tenants.zhengyun.io" }.into());
-        }
-        Err(e) => return Err(e.into()),
-        Ok(_) => {}
-    }
-    // Optional APIs are detected, not assumed; that one is enforced is the admin's word, as
-    // nothing in the API says whether a network plugin implements it.
-    let served = zhengyun::isolation::served(&client).await;
-    let cnp = served && args.cluster_network_policy_enforced;
-    if served && !cnp {
-        tracing::warn!(
-            "the ClusterNetworkPolicy API is served but --cluster-network-policy-enforced is not set, so it is not \
-             relied on (not enforced, as far as zhengyun knows): tenants are isolated by NetworkPolicies and the webhook \
-             keeps restricting tenants' own policies"
-        );
-    } else if args.cluster_network_policy_enforced && !served {
-        tracing::warn!(
-            "--cluster-network-policy-enforced is set but the ClusterNetworkPolicy API is not served: ignored"
-        );
-    }
+    let cnp = manager::preflight(&client, args.cluster_network_policy_enforced).await?;
     ctx.cluster_network_policy.store(cnp, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(
         isolation = if cnp { "ClusterNetworkPolicy (Admin tier) + NetworkPolicy" } else { "NetworkPolicy + webhook" },
@@ -320,7 +128,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     if gate.is_some() && args.webhook_addr.is_none() {
         anyhow::bail!("--isolation-gate-image needs the webhook (--webhook-addr): the webhook injects the gate");
     }
-    let webhook = match (args.webhook_addr, webhook_endpoint(&args)?) {
+    let webhook = match (args.webhook_addr, args.webhook_endpoint()?) {
         (Some(addr), Some(endpoint)) => {
             let user = zhengyun::admission::run::whoami(&client).await?;
             tracing::info!(%user, "the webhook lets only this user change what zhengyun owns");

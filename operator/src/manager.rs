@@ -192,6 +192,40 @@ pub async fn lead(
     Ok(ended)
 }
 
+/// Before anything runs: the CRDs are installed (else the fix is in the error), and whether
+/// the ClusterNetworkPolicy API is served and declared enforced (the admin's word: nothing in
+/// the API says whether a network plugin implements it), so tenants rely on it.
+pub async fn preflight(client: &kube::Client, cluster_network_policy_enforced: bool) -> crate::Result<bool> {
+    // Fail fast, with the fix in the message, when the CRD is missing. Metadata only: a
+    // malformed Tenant stored in etcd must not stop the operator from starting.
+    match kube::Api::<kube::core::PartialObjectMeta<crate::api::Tenant>>::all(client.clone())
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            return Err(crate::Error::CrdMissing { crd: "tenants.zhengyun.io" });
+        }
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    // Optional APIs are detected, not assumed; that one is enforced is the admin's word, as
+    // nothing in the API says whether a network plugin implements it.
+    let served = crate::isolation::served(client).await;
+    let cnp = served && cluster_network_policy_enforced;
+    if served && !cnp {
+        tracing::warn!(
+            "the ClusterNetworkPolicy API is served but --cluster-network-policy-enforced is not set, so it is not \
+             relied on (not enforced, as far as zhengyun knows): tenants are isolated by NetworkPolicies and the webhook \
+             keeps restricting tenants' own policies"
+        );
+    } else if cluster_network_policy_enforced && !served {
+        tracing::warn!(
+            "--cluster-network-policy-enforced is set but the ClusterNetworkPolicy API is not served: ignored"
+        );
+    }
+    Ok(cnp)
+}
+
 /// The ClusterRoles every tenant's owners and every department's admins are bound to; the
 /// leader keeps them in shape.
 async fn shared_roles(ctx: &Context) -> crate::Result<()> {
