@@ -190,9 +190,9 @@ impl CertificateMetrics {
     }
 }
 
-impl Collector for CertificateMetrics {
-    fn desc(&self) -> Vec<&Desc> {
-        let all: [&dyn Collector; 8] = [
+impl CertificateMetrics {
+    fn parts(&self) -> [&dyn Collector; 8] {
+        [
             &self.certificates,
             &self.certificates_overdue,
             &self.certificates_expired,
@@ -201,23 +201,18 @@ impl Collector for CertificateMetrics {
             &self.issuer_expiry,
             &self.certificate_issuances,
             &self.certificate_failures,
-        ];
-        all.into_iter().flat_map(|c| c.desc()).collect()
+        ]
+    }
+}
+
+impl Collector for CertificateMetrics {
+    fn desc(&self) -> Vec<&Desc> {
+        self.parts().into_iter().flat_map(|c| c.desc()).collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
         self.refresh_certificate_times();
-        let all: [&dyn Collector; 8] = [
-            &self.certificates,
-            &self.certificates_overdue,
-            &self.certificates_expired,
-            &self.certificate_expiry,
-            &self.certificate_renewal,
-            &self.issuer_expiry,
-            &self.certificate_issuances,
-            &self.certificate_failures,
-        ];
-        all.into_iter().flat_map(|c| c.collect()).collect()
+        self.parts().into_iter().flat_map(|c| c.collect()).collect()
     }
 }
 
