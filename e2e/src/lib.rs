@@ -716,6 +716,20 @@ pub fn node_tenant(name: &str, suffixes: &[&str], zone: &str, level: u8) -> Tena
     t
 }
 
+/// Applies tenants on the real nodes (name, zone, level; one `apps` namespace each) and waits
+/// until each is Ready and its namespace has the default service account pods need.
+pub async fn ready_node_tenants(client: &Client, tenants: &[(&str, &str, u8)]) {
+    for (name, zone, level) in tenants {
+        apply_tenant(client, &node_tenant(name, &["apps"], zone, *level)).await;
+    }
+    for (name, _, _) in tenants {
+        wait_ready(client, name).await;
+        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), &format!("{name}-apps"));
+        wait_for("default service account", SECONDS, || async { sa.get_opt("default").await.ok()? }).await;
+    }
+}
+
 /// Lets the Helm release `release` in `namespace` adopt the CRDs the suite installed, as
 /// docs/admin-guide.md says an existing CRD is adopted.
 pub async fn adopt_crds(client: &Client, release: &str, namespace: &str) {

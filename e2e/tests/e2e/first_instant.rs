@@ -25,9 +25,7 @@ use kube::{
     api::{DeleteParams, LogParams, PostParams},
 };
 use serde_json::Value;
-use zhengyun_e2e::{
-    SECONDS, apply_tenant, client, gate_passed, node_tenant, nodes_here, operator_with_webhook, wait_for, wait_ready,
-};
+use zhengyun_e2e::{SECONDS, client, gate_passed, nodes_here, operator_with_webhook, wait_for};
 
 /// Pod starts per direction (the issue asks for at least 50).
 const STARTS: usize = 50;
@@ -104,12 +102,11 @@ async fn first_instant_no_pod_start_opens_a_window_in_either_direction() {
     }
     let client = client().await;
     let (_op, _hooks) = operator_with_webhook(&client, "first-instant").await;
-    for (name, zone, level) in [("fi-a", "intranet", 3), ("fi-b", "intranet", 3), ("fi-c", "extranet", 2)] {
-        apply_tenant(&client, &node_tenant(name, &["apps"], zone, level)).await;
-    }
-    for name in ["fi-a", "fi-b", "fi-c"] {
-        wait_ready(&client, name).await;
-    }
+    zhengyun_e2e::ready_node_tenants(
+        &client,
+        &[("fi-a", "intranet", 3), ("fi-b", "intranet", 3), ("fi-c", "extranet", 2)],
+    )
+    .await;
     let (a_ip, a_node) = serving(&client, "fi-a-apps", "fi-a-home").await;
     let (b_ip, b_node) = serving(&client, "fi-b-apps", "fi-b-neighbour").await;
     let (c_ip, c_node) = serving(&client, "fi-c-apps", "fi-c-far").await;

@@ -17,15 +17,15 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api,
     api::{DeleteParams, ListParams, LogParams, PostParams},
 };
 use serde_json::{Value, json};
 use zhengyun_e2e::{
-    SECONDS, apply_tenant, client, events_about, gate_passed, node_tenant, nodes_here, operator_with_webhook,
-    probe_run_pod, repo_path, run_tool, wait_for, wait_ready,
+    SECONDS, client, events_about, gate_passed, nodes_here, operator_with_webhook, probe_run_pod, repo_path, run_tool,
+    wait_for,
 };
 
 /// A node's kube-router, stopped and started as hack/lib/cluster.sh does; started again when
@@ -136,14 +136,11 @@ async fn gate_holds_new_pods_while_the_enforcer_is_down_and_every_controllers_po
     }
     let client = client().await;
     let (op, _hooks) = operator_with_webhook(&client, "gate-enforcer").await;
-    for (name, zone, level) in [("ge-a", "extranet", 2), ("ge-c", "extranet", 2), ("ge-b", "intranet", 3)] {
-        apply_tenant(&client, &node_tenant(name, &["apps"], zone, level)).await;
-    }
-    for name in ["ge-a", "ge-c", "ge-b"] {
-        wait_ready(&client, name).await;
-        let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), &format!("{name}-apps"));
-        wait_for("default service account", SECONDS, || async { sa.get_opt("default").await.ok()? }).await;
-    }
+    zhengyun_e2e::ready_node_tenants(
+        &client,
+        &[("ge-a", "extranet", 2), ("ge-c", "extranet", 2), ("ge-b", "intranet", 3)],
+    )
+    .await;
     let pods_a: Api<Pod> = Api::namespaced(client.clone(), "ge-a-apps");
     let pods_b: Api<Pod> = Api::namespaced(client.clone(), "ge-b-apps");
     let pods_c: Api<Pod> = Api::namespaced(client.clone(), "ge-c-apps");
