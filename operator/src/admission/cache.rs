@@ -18,6 +18,14 @@ use crate::{
     watch::Hub,
 };
 
+/// A tenant namespace as the webhook sees it: whose it is and the zone it runs in.
+pub struct InZone {
+    pub tenant: String,
+    pub zone_name: String,
+    pub placement: crate::zones::ZonePlacement,
+    pub zone: Zone,
+}
+
 /// The stores the webhook answers from.
 #[derive(Clone)]
 pub struct Caches {
@@ -48,6 +56,21 @@ impl Caches {
     /// The cached tenants of one department (its own, not those below it), from the index.
     pub fn tenants_of_department(&self, code: &str) -> Vec<Arc<DeserializeGuard<Tenant>>> {
         self.hub.tenants.by(crate::watch::TENANTS_BY_DEPARTMENT, code)
+    }
+
+    /// The zone a tenant namespace runs in, or `None` for namespaces we do not manage.
+    pub fn namespace_zone(&self, namespace: &str) -> Result<Option<InZone>, String> {
+        use crate::labels;
+        use kube::ResourceExt;
+        let Some(ns) = self.namespace(namespace) else { return Ok(None) };
+        let l = ns.labels();
+        let (Some(tenant), Some(zone_name)) = (l.get(labels::TENANT), l.get(labels::ZONE)) else { return Ok(None) };
+        let Some(zone) = self.zone(zone_name) else {
+            return Err(format!("zone {zone_name} of tenant {tenant} does not exist: pods cannot be placed"));
+        };
+        let mut placement = crate::zones::placement(&zone);
+        placement.arch = l.get(labels::ARCH).cloned();
+        Ok(Some(InZone { tenant: tenant.clone(), zone_name: zone_name.clone(), placement, zone }))
     }
 
     /// Waits until each store has its first list.

@@ -51,7 +51,9 @@ fn rule(groups: &[&str], resources: &[&str], ops: &[&str]) -> RuleWithOperations
     let v = |x: &[&str]| Some(x.iter().map(|s| s.to_string()).collect());
     RuleWithOperations {
         api_groups: v(groups),
-        api_versions: v(&["*"]),
+        // The versions the webhook reads (`subject::parse` checks them); with `Equivalent`
+        // matching, the API server converts a request in any other version to these.
+        api_versions: v(&[if groups == ["zhengyun.io"] { "v1alpha1" } else { "v1" }]),
         resources: v(resources),
         operations: v(ops),
         scope: None,

@@ -11,6 +11,7 @@ pub(crate) mod budgets;
 pub(crate) mod cache;
 pub(crate) mod checks;
 pub mod config;
+pub(crate) mod decide;
 pub mod run;
 pub(crate) mod server;
 pub(crate) mod subject;

@@ -114,9 +114,23 @@ fn letting_go_of_malformed(req: &AdmissionRequest<DynamicObject>) -> bool {
         && new.data.get("spec") == old.data.get("spec")
 }
 
+/// Who asks: user name and groups.
+pub fn caller(req: &AdmissionRequest<DynamicObject>) -> (String, Vec<String>) {
+    (req.user_info.username.clone().unwrap_or_default(), req.user_info.groups.clone().unwrap_or_default())
+}
+
 /// The typed subject of a request, or why it cannot be read.
 pub fn parse(req: &AdmissionRequest<DynamicObject>) -> Result<Subject, String> {
     let (group, kind) = (req.kind.group.as_str(), req.kind.kind.as_str());
+    // The registrations ask for these versions (the API server converts others to them): a
+    // body of another version would be read into the wrong type.
+    let expected = if group == "zhengyun.io" { "v1alpha1" } else { "v1" };
+    if req.kind.version != expected {
+        return Err(format!(
+            "zhengyun's webhook reads {group}/{expected} {kind}, not {}: check its registration",
+            req.kind.version
+        ));
+    }
     let new = &req.object;
     Ok(match (group, kind) {
         ("", "Pod") => {
@@ -181,7 +195,8 @@ mod tests {
         object: serde_json::Value,
         old: Option<serde_json::Value>,
     ) -> AdmissionRequest<DynamicObject> {
-        let (version, resource) = ("v1", format!("{}s", kind.to_lowercase()));
+        let version = if group == "zhengyun.io" { "v1alpha1" } else { "v1" };
+        let resource = format!("{}s", kind.to_lowercase());
         let review = serde_json::json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
@@ -307,6 +322,15 @@ mod tests {
         let mut live = let_go;
         live["metadata"].as_object_mut().map(|m| m.remove("deletionTimestamp"));
         assert!(parse(&request("zhengyun.io", "Tenant", live, Some(stored))).is_err());
+    }
+
+    #[test]
+    fn a_version_the_webhook_does_not_read_is_refused_naming_it() {
+        let zone = serde_json::json!({"apiVersion": "zhengyun.io/v1beta1", "kind": "Zone", "metadata": {"name": "x"}, "spec": {}});
+        let mut req = request("zhengyun.io", "Zone", zone, None);
+        req.kind.version = "v1beta1".into();
+        let err = parse(&req).expect_err("refused");
+        assert!(err.contains("zhengyun.io/v1alpha1 Zone, not v1beta1"), "{err}");
     }
 
     #[test]

@@ -16,3 +16,15 @@ pub struct Webhook {
     /// The isolation gate every new tenant pod starts with (`--isolation-gate-image`).
     pub gate: Option<crate::gate::run::Gate>,
 }
+
+impl Webhook {
+    /// Whether `name` in `namespace` is the zhengyun-managed Deployment of gateway `gateway`.
+    pub fn gateway_deployment(&self, namespace: &str, name: &str, gateway: &str) -> bool {
+        use kube::ResourceExt;
+        self.caches.gateway_deployment(namespace, name).is_some_and(|d| {
+            let l = d.labels();
+            l.get(crate::labels::MANAGED_BY).map(String::as_str) == Some(crate::labels::MANAGER)
+                && l.get(crate::gateways::GATEWAY_LABEL).map(String::as_str) == Some(gateway)
+        })
+    }
+}
