@@ -43,6 +43,9 @@ pub const CONTROLLER: &str = "securegateway";
 
 type Guarded = DeserializeGuard<SecureGateway>;
 
+/// A refusal as reported: the generation it was about, its reason and message.
+type Reported = (Option<i64>, &'static str, String);
+
 /// What the controller keeps between rounds.
 pub struct Gateways {
     ctx: Arc<Context>,
@@ -51,6 +54,9 @@ pub struct Gateways {
     told: std::sync::Mutex<HashMap<(String, String), String>>,
     /// SecureGateways that cannot be served, by reason.
     problems: prometheus::IntCounterVec,
+    /// Per gateway, the refusal this process last reported (generation, reason, message): a
+    /// round that runs again before the cache shows the status it wrote must not report it twice.
+    reported: std::sync::Mutex<HashMap<(String, String), Reported>>,
 }
 
 /// The gateways of a namespace for which `pick` holds.
@@ -80,7 +86,13 @@ fn secrets_of(g: &SecureGateway, certificates: &Store<DeserializeGuard<SmCertifi
 
 /// The SecureGateway controller, for [`crate::controller::run`].
 pub fn controller(ctx: Arc<Context>, problems: prometheus::IntCounterVec) -> Arc<Gateways> {
-    Arc::new(Gateways { ctx, applied: apply::Memory::default(), told: Default::default(), problems })
+    Arc::new(Gateways {
+        ctx,
+        applied: apply::Memory::default(),
+        told: Default::default(),
+        problems,
+        reported: Default::default(),
+    })
 }
 
 impl crate::controller::Reconciler for Gateways {
@@ -147,8 +159,12 @@ impl crate::controller::Reconciler for Gateways {
 
     /// A deleted gateway: what its pods were told goes with it.
     fn forget(&self, namespace: Option<&str>, name: &str) {
+        let key = (namespace.unwrap_or_default().to_string(), name.to_string());
         if let Ok(mut t) = self.told.lock() {
-            t.remove(&(namespace.unwrap_or_default().to_string(), name.to_string()));
+            t.remove(&key);
+        }
+        if let Ok(mut r) = self.reported.lock() {
+            r.remove(&key);
         }
     }
 }
@@ -326,7 +342,7 @@ async fn reconcile_inner(g: &SecureGateway, state: &Gateways) -> Result<Action> 
                 apply::delete_namespaced::<Deployment>(client, &ns, &child).await?;
                 warn!(namespace = %ns, gateway = %name, %reason, "stopped the gateway: it serves what its namespace forbids");
             }
-            return fail(g, ctx, &state.problems, reason, why, now).await;
+            return fail(g, state, reason, why, now).await;
         }
     };
     // A child of that name that zhengyun did not make is not taken over.
@@ -343,7 +359,7 @@ async fn reconcile_inner(g: &SecureGateway, state: &Gateways) -> Result<Action> 
         if exists == Some(false) {
             let why =
                 format!("a {kind} named {child} exists in {ns} and was not made by zhengyun: rename or remove it");
-            return fail(g, ctx, &state.problems, "ChildConflict", why, now).await;
+            return fail(g, state, "ChildConflict", why, now).await;
         }
     }
     // The policy first: a gateway never runs before its traffic is bounded.
@@ -485,19 +501,24 @@ async fn tell_pods(g: &SecureGateway, state: &Gateways, ns: &str, name: &str) ->
 /// last good certificate is better than none, and the condition says what to fix.
 async fn fail(
     g: &SecureGateway,
-    ctx: &Context,
-    problems: &prometheus::IntCounterVec,
+    state: &Gateways,
     reason: &'static str,
     why: String,
     now: Timestamp,
 ) -> Result<Action> {
+    let ctx = &state.ctx;
     let (ns, name) = (g.namespace().unwrap_or_default(), g.name_any());
     let previous = g.status.clone().unwrap_or_default();
-    let already = previous.observed_generation == g.metadata.generation
+    let in_status = previous.observed_generation == g.metadata.generation
         && previous.conditions.iter().any(|x| x.type_ == "Ready" && x.reason == reason && x.message == why);
-    if !already {
+    let now_reported = (g.metadata.generation, reason, why.clone());
+    let reported_here = match state.reported.lock() {
+        Ok(mut r) => r.insert((ns.clone(), name.clone()), now_reported.clone()) == Some(now_reported),
+        Err(_) => false,
+    };
+    if !in_status && !reported_here {
         warn!(namespace = %ns, gateway = %name, %reason, problem = %why, "cannot serve");
-        problems.with_label_values(&[reason]).inc();
+        state.problems.with_label_values(&[reason]).inc();
         let event = Event {
             type_: EventType::Warning,
             reason: reason.into(),
@@ -508,6 +529,8 @@ async fn fail(
         if let Err(e) = ctx.recorder.publish(&event, &g.object_ref(&())).await {
             tracing::debug!(error = %e, "event not recorded");
         }
+    }
+    if !in_status {
         let merged = conditions::merge(
             &previous.conditions,
             &[Observed::new("Ready", false, reason, why)],
