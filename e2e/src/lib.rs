@@ -654,6 +654,30 @@ pub fn probe_run_pod(name: &str, args: &[String]) -> k8s_openapi::api::core::v1:
     .expect("pod")
 }
 
+/// A prober in the outside network (no policy of its own) printing each connection that got
+/// through; its output is read as it comes (a full pipe would stop it).
+pub fn outside_prober(targets: &[String]) -> (tokio::process::Child, tokio::task::JoinHandle<String>) {
+    let netns = std::env::var("ZHENGYUN_OUTSIDE_NETNS").expect("the nodes' outside network (hack/lib/nodes.sh)");
+    let probe = std::env::var("ZHENGYUN_PROBE_BIN").expect("the probe binary (hack/lib/nodes.sh)");
+    let mut args = vec![format!("--net={netns}"), "--".into(), probe, "connect".into()];
+    args.extend(["--for-ms", "900000", "--timeout-ms", "100", "--parallel", "--only-ok"].map(String::from));
+    args.extend(targets.iter().cloned());
+    let mut child = tokio::process::Command::new("nsenter")
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the prober in the outside network");
+    let mut stdout = child.stdout.take().expect("the prober's output");
+    let reading = tokio::spawn(async move {
+        let mut all = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut all).await;
+        all
+    });
+    (child, reading)
+}
+
 /// Whether the pod's isolation gate ran first among its init containers and passed.
 pub fn gate_passed(p: &k8s_openapi::api::core::v1::Pod) -> bool {
     p.status.as_ref().and_then(|s| s.init_container_statuses.as_ref()).is_some_and(|l| {

@@ -102,11 +102,6 @@ async fn first_instant_no_pod_start_opens_a_window_in_either_direction() {
     if !nodes_here() {
         return;
     }
-    let Some((outside_netns, probe_bin)) =
-        std::env::var("ZHENGYUN_OUTSIDE_NETNS").ok().zip(std::env::var("ZHENGYUN_PROBE_BIN").ok())
-    else {
-        panic!("the nodes run without their outside network (hack/lib/nodes.sh makes it)");
-    };
     let client = client().await;
     let (_op, _hooks) = operator_with_webhook(&client, "first-instant").await;
     for (name, zone, level) in [("fi-a", "intranet", 3), ("fi-b", "intranet", 3), ("fi-c", "extranet", 2)] {
@@ -186,24 +181,7 @@ async fn first_instant_no_pod_start_opens_a_window_in_either_direction() {
     let candidates = next_addresses(&c_ip, STARTS + 20);
     let mut targets: Vec<String> = candidates.iter().map(|ip| format!("{ip}:8080")).collect();
     targets.push(control_in.clone());
-    let net = format!("--net={outside_netns}");
-    let mut prober_args = vec![net, "--".into(), probe_bin, "connect".into()];
-    prober_args.extend(["--for-ms", "600000", "--timeout-ms", "100", "--parallel", "--only-ok"].map(String::from));
-    prober_args.extend(targets);
-    let mut prober = tokio::process::Command::new("nsenter")
-        .args(&prober_args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the prober in the outside network");
-    // Read as it comes: a full pipe would stop the prober.
-    let mut stdout = prober.stdout.take().expect("the prober's output");
-    let reading = tokio::spawn(async move {
-        let mut all = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut all).await;
-        all
-    });
+    let (mut prober, reading) = zhengyun_e2e::outside_prober(&targets);
     let pods_c: Api<Pod> = Api::namespaced(client.clone(), "fi-c-apps");
     let mut addresses: Vec<(String, String)> = Vec::new();
     let mut gates_in = 0;

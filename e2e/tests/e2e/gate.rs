@@ -98,30 +98,6 @@ fn started(p: &Pod) -> bool {
     })
 }
 
-/// A prober in the outside network (no policy of its own) printing each connection that got
-/// through; its output is read as it comes (a full pipe would stop it).
-fn prober(targets: &[String]) -> (tokio::process::Child, tokio::task::JoinHandle<String>) {
-    let netns = std::env::var("ZHENGYUN_OUTSIDE_NETNS").expect("the nodes' outside network (hack/lib/nodes.sh)");
-    let probe = std::env::var("ZHENGYUN_PROBE_BIN").expect("the probe binary (hack/lib/nodes.sh)");
-    let mut args = vec![format!("--net={netns}"), "--".into(), probe, "connect".into()];
-    args.extend(["--for-ms", "900000", "--timeout-ms", "100", "--parallel", "--only-ok"].map(String::from));
-    args.extend(targets.iter().cloned());
-    let mut child = tokio::process::Command::new("nsenter")
-        .args(&args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the prober in the outside network");
-    let mut stdout = child.stdout.take().expect("the prober's output");
-    let reading = tokio::spawn(async move {
-        let mut all = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut all).await;
-        all
-    });
-    (child, reading)
-}
-
 /// The targets each line of a probe's `--only-ok` output reached.
 fn reached(output: &str) -> Vec<String> {
     output
@@ -144,13 +120,8 @@ fn template(app: &str, restart: &str) -> Value {
 }
 
 fn apply(object: Value) {
-    let file = zhengyun_e2e::workdir("gate").join(format!(
-        "{}-{}.json",
-        object["kind"].as_str().unwrap_or_default(),
-        object["metadata"]["name"].as_str().unwrap_or_default()
-    ));
-    std::fs::write(&file, object.to_string()).expect("write");
-    zhengyun_e2e::must("kubectl apply", run_tool("kubectl", &["apply", "-f", file.to_str().unwrap_or_default()], None));
+    let manifest = object.to_string();
+    zhengyun_e2e::must("kubectl apply", run_tool("kubectl", &["apply", "-f", "-"], Some(&manifest)));
 }
 
 #[tokio::test]
@@ -192,7 +163,7 @@ async fn gate_holds_new_pods_while_the_enforcer_is_down_and_every_controllers_po
         .expect("the extranet node's canary");
     // The canary's port that admits anyone: the prober's control.
     let control = format!("{canary}:{}", zhengyun::gate::DENIED_PORT);
-    let (mut prober_old, read_old) = prober(&[format!("{old_ip}:8080"), control.clone()]);
+    let (mut prober_old, read_old) = zhengyun_e2e::outside_prober(&[format!("{old_ip}:8080"), control.clone()]);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut enforcer = Enforcer::new("extranet");
@@ -223,7 +194,7 @@ async fn gate_holds_new_pods_while_the_enforcer_is_down_and_every_controllers_po
         pods_a.get("ge-always").await.ok()?.status?.pod_ip
     })
     .await;
-    let (mut prober_new, read_new) = prober(&[format!("{always_ip}:8080"), control.clone()]);
+    let (mut prober_new, read_new) = zhengyun_e2e::outside_prober(&[format!("{always_ip}:8080"), control.clone()]);
 
     // The pod that may not retry: its gate gives up after its bounded wait, its container
     // never starts, and the operator says so.
