@@ -46,11 +46,17 @@ pub const CONTROLLER: &str = "securegateway";
 type Guarded = DeserializeGuard<SecureGateway>;
 
 /// What the controller keeps between rounds.
+/// A refusal as reported: the generation it was about, its reason and message.
+type Reported = (Option<i64>, &'static str, String);
+
 struct Gateways {
     ctx: Arc<Context>,
     applied: apply::Memory,
     /// Per gateway, the Secret versions its pods were last told about.
     told: std::sync::Mutex<HashMap<(String, String), String>>,
+    /// Per gateway, the refusal this process last reported: a round that runs again before the
+    /// cache shows the status it wrote must not report it twice.
+    reported: std::sync::Mutex<HashMap<(String, String), Reported>>,
 }
 
 /// The gateways of a namespace for which `pick` holds.
@@ -82,7 +88,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let hub = ctx.watches.clone();
     let store = hub.gateways.store();
     let certificates = hub.certificates.store();
-    let state = Arc::new(Gateways { ctx: ctx.clone(), applied: apply::Memory::default(), told: Default::default() });
+    let state = Arc::new(Gateways {
+        ctx: ctx.clone(),
+        applied: apply::Memory::default(),
+        told: Default::default(),
+        reported: Default::default(),
+    });
     let (s1, s2, s3, s4, s5) = (store.clone(), store.clone(), store.clone(), store.clone(), store.clone());
     let forget = state.clone();
     Controller::for_shared_stream(hub.gateways.subscribe(), store)
@@ -122,6 +133,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                     Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
                         if let Ok(mut t) = forget.told.lock() {
                             t.remove(&(obj.namespace.clone().unwrap_or_default(), obj.name.clone()));
+                        }
+                        if let Ok(mut r) = forget.reported.lock() {
+                            r.remove(&(obj.namespace.clone().unwrap_or_default(), obj.name.clone()));
                         }
                     }
                     Err(e) => tracing::debug!(error = %e, "gateway reconcile"),
@@ -322,7 +336,7 @@ async fn reconcile_inner(g: &SecureGateway, state: &Gateways) -> Result<Action> 
                 apply::delete_namespaced::<Deployment>(client, &ns, &child).await?;
                 warn!(namespace = %ns, gateway = %name, %reason, "stopped the gateway: it serves what its namespace forbids");
             }
-            return fail(g, ctx, reason, why, now).await;
+            return fail(g, state, reason, why, now).await;
         }
     };
     // A child of that name that zhengyun did not make is not taken over.
@@ -339,7 +353,7 @@ async fn reconcile_inner(g: &SecureGateway, state: &Gateways) -> Result<Action> 
         if exists == Some(false) {
             let why =
                 format!("a {kind} named {child} exists in {ns} and was not made by zhengyun: rename or remove it");
-            return fail(g, ctx, "ChildConflict", why, now).await;
+            return fail(g, state, "ChildConflict", why, now).await;
         }
     }
     // The policy first: a gateway never runs before its traffic is bounded.
@@ -479,12 +493,24 @@ async fn tell_pods(g: &SecureGateway, state: &Gateways, ns: &str, name: &str) ->
 
 /// Reports why the gateway cannot be served. What already runs stays: a gateway serving the
 /// last good certificate is better than none, and the condition says what to fix.
-async fn fail(g: &SecureGateway, ctx: &Context, reason: &'static str, why: String, now: Timestamp) -> Result<Action> {
+async fn fail(
+    g: &SecureGateway,
+    state: &Gateways,
+    reason: &'static str,
+    why: String,
+    now: Timestamp,
+) -> Result<Action> {
+    let ctx = &state.ctx;
     let (ns, name) = (g.namespace().unwrap_or_default(), g.name_any());
     let previous = g.status.clone().unwrap_or_default();
-    let already = previous.observed_generation == g.metadata.generation
+    let in_status = previous.observed_generation == g.metadata.generation
         && previous.conditions.iter().any(|x| x.type_ == "Ready" && x.reason == reason && x.message == why);
-    if !already {
+    let now_reported = (g.metadata.generation, reason, why.clone());
+    let reported_here = match state.reported.lock() {
+        Ok(mut r) => r.insert((ns.clone(), name.clone()), now_reported.clone()) == Some(now_reported),
+        Err(_) => false,
+    };
+    if !in_status && !reported_here {
         warn!(namespace = %ns, gateway = %name, %reason, problem = %why, "cannot serve");
         ctx.metrics.gateway_problems.with_label_values(&[reason]).inc();
         let event = Event {
@@ -497,6 +523,8 @@ async fn fail(g: &SecureGateway, ctx: &Context, reason: &'static str, why: Strin
         if let Err(e) = ctx.recorder.publish(&event, &g.object_ref(&())).await {
             tracing::debug!(error = %e, "event not recorded");
         }
+    }
+    if !in_status {
         let merged = conditions::merge(
             &previous.conditions,
             &[Observed::new("Ready", false, reason, why)],
