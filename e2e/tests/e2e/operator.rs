@@ -99,7 +99,11 @@ async fn of_two_replicas_only_the_leader_writes_and_the_other_takes_over_within_
     let (leader, follower) = if holder == a.identity { (&mut a, &mut b) } else { (&mut b, &mut a) };
     leader.wait_leading(lease).await;
     let master = format!("leader_election_master_status{{name=\"{lease}\"}}");
-    assert_eq!(follower.metric(&master).await, Some(0.0));
+    // The follower reports it follows once it has started (the leader may be there first).
+    wait_for("the follower to report it follows", SECONDS, || async {
+        (follower.metric(&master).await == Some(0.0)).then_some(())
+    })
+    .await;
 
     // Hundreds of tenants converging: the leader is killed while it writes.
     let (prefix, n) = ("pair-", 200);
