@@ -120,13 +120,8 @@ fn template(app: &str, restart: &str) -> Value {
 }
 
 fn apply(object: Value) {
-    let file = zhengyun_e2e::workdir("gate").join(format!(
-        "{}-{}.json",
-        object["kind"].as_str().unwrap_or_default(),
-        object["metadata"]["name"].as_str().unwrap_or_default()
-    ));
-    std::fs::write(&file, object.to_string()).expect("write");
-    zhengyun_e2e::must("kubectl apply", run_tool("kubectl", &["apply", "-f", file.to_str().unwrap_or_default()], None));
+    let manifest = object.to_string();
+    zhengyun_e2e::must("kubectl apply", run_tool("kubectl", &["apply", "-f", "-"], Some(&manifest)));
 }
 
 #[tokio::test]
