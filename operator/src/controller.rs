@@ -111,7 +111,7 @@ async fn round<R: Reconciler>(obj: Arc<DeserializeGuard<R::Kind>>, reconciler: A
         "reconcile",
         controller = R::NAME,
         namespace = o.namespace().unwrap_or_default(),
-        name = %o.name_any()
+        object = %o.name_any()
     );
     crate::metrics::instrumented(&reconciler.context().metrics, R::NAME, span, reconciler.reconcile(o)).await
 }

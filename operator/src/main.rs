@@ -106,7 +106,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_str(&agent)?));
     let host = config.cluster_url.host().unwrap_or("unknown").to_string();
     let layer = zhengyun::rest_metrics::RestMetricsLayer { requests: metrics.rest_requests.clone(), host };
-    let client = kube::client::ClientBuilder::try_from(config)?.with_layer(&layer).build();
+    let client = kube::client::ClientBuilder::try_from(config.clone())?.with_layer(&layer).build();
     let ctx = Context::new(client.clone(), &identity, metrics.clone(), &args.lease_namespace);
     if let Some(image) = &args.gateway_image {
         let _ = ctx.gateway_image.set(image.clone());
@@ -159,7 +159,11 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
         writes: Some(metrics.lease_writes.clone()),
     };
     let (lead_tx, mut lead_rx) = watch::channel(false);
-    let election = tokio::spawn(leader::run(client.clone(), cfg, lead_tx, stop_rx.clone()));
+    let election_client = kube::client::ClientBuilder::try_from(config)?;
+    let election_layer = layer.clone();
+    let election =
+        leader::spawn(move || election_client.with_layer(&election_layer).build(), cfg, lead_tx, stop_rx.clone())?;
+    let election = tokio::task::spawn_blocking(move || election.join());
     metrics.leader.with_label_values(&[&args.lease_name]).set(0);
     tracing::info!(%identity, lease = %args.lease_name, "waiting to lead");
 
