@@ -146,6 +146,8 @@ pub fn fingerprint<K: Serialize>(obj: &K) -> u64 {
 struct Applied {
     fingerprint: u64,
     version: Option<String>,
+    /// When, for objects no store watches.
+    at: Option<std::time::Instant>,
 }
 
 /// What the operator last applied, by object, so a round writes only what changed. A write is
@@ -179,9 +181,26 @@ impl Memory {
     /// Notes that `desired` was applied and the API server stored it as `written`.
     pub fn remember<K: Resource<DynamicType = ()> + Serialize>(&self, desired: &K, written: &K) {
         if let Ok(mut m) = self.0.lock() {
-            let applied =
-                Applied { fingerprint: fingerprint(desired), version: written.meta().resource_version.clone() };
+            let applied = Applied {
+                fingerprint: fingerprint(desired),
+                version: written.meta().resource_version.clone(),
+                at: None,
+            };
             m.insert(Self::key(desired), applied);
+        }
+    }
+
+    /// Whether `key` was last applied as `fingerprint` less than `within` ago (an object no
+    /// store watches: only time tells when to look again).
+    pub fn recent(&self, key: &str, fingerprint: u64, within: std::time::Duration) -> bool {
+        let Ok(m) = self.0.lock() else { return false };
+        m.get(key).is_some_and(|a| a.fingerprint == fingerprint && a.at.is_some_and(|at| at.elapsed() < within))
+    }
+
+    /// Notes that `key` was applied as `fingerprint` at `at`.
+    pub fn note_recent(&self, key: &str, fingerprint: u64, at: std::time::Instant) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(key.to_string(), Applied { fingerprint, version: None, at: Some(at) });
         }
     }
 

@@ -15,7 +15,7 @@ pub enum Error {
     /// A child object the API server refused; the round applied the others and said so in the
     /// status, an Event and `zhengyun_child_apply_failures_total`.
     #[error("applying {kind} {name} failed: {error}")]
-    Apply { kind: &'static str, name: String, error: String },
+    Apply { kind: String, name: String, error: String },
 
     #[error(
         "the {crd} CustomResourceDefinition is not installed: apply crds/ first (`zhengyun-operator crd | kubectl apply -f -`)"

@@ -12,6 +12,7 @@ pub mod admission;
 pub mod apply;
 pub mod certificates;
 pub mod channels;
+pub mod children;
 pub mod cli;
 pub(crate) mod conditions;
 pub mod context;
@@ -19,6 +20,8 @@ pub mod controller;
 pub mod departments;
 pub mod error;
 pub mod evidence;
+#[cfg(test)]
+pub mod fake_api;
 pub mod gate;
 pub mod gateways;
 pub mod isolation;

@@ -38,12 +38,79 @@ const WORKERS: usize = 32;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// The department tree the tenants live under (issue 23): one province, 21 cities, 6 counties
+/// each; tenant `i` belongs to department `i % 148`, so every department holds tenants.
+const CITIES: usize = 21;
+const COUNTIES: usize = 6;
+const DEPARTMENTS: usize = 1 + CITIES + CITIES * COUNTIES;
+
+/// Department `d`'s code and its parent's: 0 is the province, 1..=21 the cities, then the
+/// counties of city 1, of city 2, ...
+fn department(d: usize) -> (String, Option<String>) {
+    match d {
+        0 => ("P".into(), None),
+        c if c <= CITIES => (format!("C{c:02}"), Some("P".into())),
+        k => {
+            let (city, county) = ((k - CITIES - 1) / COUNTIES + 1, (k - CITIES - 1) % COUNTIES + 1);
+            (format!("C{city:02}-K{county}"), Some(format!("C{city:02}")))
+        }
+    }
+}
+
+/// The tree's Department objects, each budgeted for its own tenants plus what it hands down to
+/// its children (plus one tenant's worth of room), so every tenant is admitted and Ready.
+fn departments(n: usize) -> Vec<zhengyun::api::department::Department> {
+    let own = |d: usize| (0..n).filter(|i| i % DEPARTMENTS == d).count();
+    let children = |d: usize| -> Vec<usize> {
+        match d {
+            0 => (1..=CITIES).collect(),
+            c if c <= CITIES => (0..COUNTIES).map(|k| CITIES + 1 + (c - 1) * COUNTIES + k).collect(),
+            _ => Vec::new(),
+        }
+    };
+    fn held(d: usize, own: &dyn Fn(usize) -> usize, children: &dyn Fn(usize) -> Vec<usize>) -> usize {
+        own(d) + 1 + children(d).into_iter().map(|c| held(c, own, children)).sum::<usize>()
+    }
+    (0..DEPARTMENTS)
+        .map(|d| {
+            let (code, parent) = department(d);
+            let k = held(d, &own, &children);
+            zhengyun::api::department::Department::new(
+                &code.to_lowercase(),
+                zhengyun::api::department::DepartmentSpec {
+                    code: code.clone(),
+                    name_zh: format!("部门 {code}"),
+                    name: None,
+                    parent,
+                    admin_group: None,
+                    budget: TenantQuota {
+                        cpu: Some(format!("{}", 4 * k).as_str().into()),
+                        memory: Some(format!("{}Gi", 8 * k).as_str().into()),
+                        pods: Some(Count::from(20 * k as i64)),
+                        ..Default::default()
+                    },
+                },
+            )
+        })
+        .collect()
+}
+
+/// Creates the department tree, parents first.
+async fn create_departments(client: &Client, n: usize) -> anyhow::Result<()> {
+    let api: Api<zhengyun::api::department::Department> = Api::all(client.clone());
+    for d in departments(n) {
+        api.create(&PostParams::default(), &d).await?;
+    }
+    Ok(())
+}
+
 fn tenant(i: usize) -> Tenant {
     let name = format!("t{i:05}");
+    let (code, _) = department(i % DEPARTMENTS);
     Tenant::new(
         &name,
         TenantSpec {
-            department: Department { code: format!("D{i:05}"), name: format!("Department {i}"), name_zh: None },
+            department: Department { code, name: format!("Department {i}"), name_zh: None },
             zone: "extranet".into(),
             arch: None,
             owners: vec![Owner { kind: OwnerKind::Group, name: format!("dept-{i:05}") }],
@@ -72,23 +139,37 @@ fn out(key: &str, value: impl std::fmt::Display) {
     println!("{key} {value}");
 }
 
-async fn create_tenants(client: &Client, n: usize) -> anyhow::Result<()> {
+/// Creates the N tenants; how long each create took (with the operator: its admission, budget
+/// check against the department tree included).
+async fn create_tenants(client: &Client, n: usize) -> anyhow::Result<Vec<(usize, String, f64)>> {
     let api: Api<Tenant> = Api::all(client.clone());
     let results: Vec<_> = stream::iter(0..n)
         .map(|i| {
             let api = api.clone();
-            async move { api.create(&PostParams::default(), &tenant(i)).await }
+            async move {
+                let t = Instant::now();
+                let created = api.create(&PostParams::default(), &tenant(i)).await?;
+                Ok::<_, kube::Error>((i, created.metadata.uid.unwrap_or_default(), t.elapsed().as_secs_f64()))
+            }
         })
         .buffer_unordered(WORKERS)
         .collect()
         .await;
     let failed = results.iter().filter(|r| r.is_err()).count();
     anyhow::ensure!(failed == 0, "{failed} tenant creates failed: {:?}", results.iter().find(|r| r.is_err()));
-    Ok(())
+    Ok(results.into_iter().flatten().collect())
 }
 
-/// The objects the operator writes for a tenant, in the order it writes them.
-fn children(t: &Tenant) -> anyhow::Result<Vec<serde_json::Value>> {
+fn creates(prefix: &str, created: &[(usize, String, f64)]) {
+    let took: Vec<f64> = created.iter().map(|c| c.2).collect();
+    out(&format!("{prefix}_tenant_create_p50_seconds"), format!("{:.3}", percentile(took.clone(), 0.50)));
+    out(&format!("{prefix}_tenant_create_p99_seconds"), format!("{:.3}", percentile(took, 0.99)));
+}
+
+/// The objects the operator writes for a tenant, in the order it writes them: its own desired
+/// set (`build::desired`, destructured whole, so a kind added there shows up here), for a
+/// tenant whose UID is `uid` (the owner of its reader role) and whose quotas start empty.
+fn children(t: &Tenant, uid: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     let vt = validate::validate(t)?;
     let placement = zhengyun::zones::ZonePlacement {
         node_selector: [("zhengyun.io/zone".to_string(), "extranet".to_string())].into(),
@@ -96,17 +177,39 @@ fn children(t: &Tenant) -> anyhow::Result<Vec<serde_json::Value>> {
     };
     let observed: Vec<quota::Observed> = vt.namespaces.iter().map(|_| Default::default()).collect();
     let (hards, _) = quota::split(&vt.quota, &observed);
+    let hards: Vec<_> = hards.into_iter().map(Some).collect();
+    let department = t.spec.department.code.to_lowercase();
+    let inputs = build::Inputs {
+        owned: &vt.namespaces,
+        quotas: &hards,
+        placement: &placement,
+        system: "zhengyun-system",
+        cluster_policy_owner: None,
+        uid: Some(uid),
+        department: Some(&department),
+    };
+    let build::Desired {
+        namespaces,
+        policies,
+        cluster_policy,
+        quotas,
+        limits,
+        certificates,
+        gateways,
+        bindings,
+        reader,
+    } = build::desired(&vt, &inputs);
+    anyhow::ensure!(cluster_policy.is_none() && certificates.is_empty() && gateways.is_empty(), "not in the benchmark");
     let mut objs = Vec::new();
-    for (ns, hard) in vt.namespaces.iter().zip(&hards) {
-        objs.push(serde_json::to_value(build::namespace(&vt, ns))?);
-        for np in build::network_policies(&vt, ns, &placement, "zhengyun-system") {
-            objs.push(serde_json::to_value(np)?);
-        }
-        objs.push(serde_json::to_value(build::resource_quota(&vt, ns, hard))?);
-        if let Some(lr) = build::limit_range(&vt, ns) {
-            objs.push(serde_json::to_value(lr)?);
-        }
-        objs.push(serde_json::to_value(build::role_binding(&vt, ns))?);
+    let mut push = |v: serde_json::Result<serde_json::Value>| v.map(|v| objs.push(v));
+    namespaces.iter().try_for_each(|o| push(serde_json::to_value(o)))?;
+    policies.iter().try_for_each(|o| push(serde_json::to_value(o)))?;
+    quotas.iter().try_for_each(|o| push(serde_json::to_value(o)))?;
+    limits.iter().try_for_each(|o| push(serde_json::to_value(o)))?;
+    bindings.iter().try_for_each(|o| push(serde_json::to_value(o)))?;
+    if let Some((role, binding)) = reader {
+        push(serde_json::to_value(role))?;
+        push(serde_json::to_value(binding))?;
     }
     Ok(objs)
 }
@@ -116,20 +219,16 @@ async fn apply_value(client: &Client, v: serde_json::Value) -> Result<(), kube::
     let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
     let ns = v["metadata"]["namespace"].as_str().map(str::to_string);
     let pp = PatchParams::apply("zhengyun-bench-floor").force();
-    let gvk = match kind.as_str() {
-        "Namespace" => kube::api::GroupVersionKind::gvk("", "v1", "Namespace"),
-        "ResourceQuota" => kube::api::GroupVersionKind::gvk("", "v1", "ResourceQuota"),
-        "LimitRange" => kube::api::GroupVersionKind::gvk("", "v1", "LimitRange"),
-        "NetworkPolicy" => kube::api::GroupVersionKind::gvk("networking.k8s.io", "v1", "NetworkPolicy"),
-        _ => kube::api::GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "RoleBinding"),
+    let (group, version) = match v["apiVersion"].as_str().unwrap_or_default().split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), v["apiVersion"].as_str().unwrap_or("v1").to_string()),
     };
+    let gvk = kube::api::GroupVersionKind::gvk(&group, &version, &kind);
     let plural = match kind.as_str() {
-        "Namespace" => "namespaces",
-        "ResourceQuota" => "resourcequotas",
-        "LimitRange" => "limitranges",
-        "NetworkPolicy" => "networkpolicies",
-        _ => "rolebindings",
+        "NetworkPolicy" => "networkpolicies".to_string(),
+        other => format!("{}s", other.to_lowercase()),
     };
+    let plural = plural.as_str();
     let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
     let api: Api<kube::api::DynamicObject> = match ns {
         Some(ns) => Api::namespaced_with(client.clone(), &ns, &ar),
@@ -155,15 +254,20 @@ async fn enforced_quotas(client: &Client) -> usize {
 }
 
 async fn floor(client: &Client, n: usize) -> anyhow::Result<()> {
+    create_departments(client, n).await?;
     let start = Instant::now();
-    create_tenants(client, n).await?;
+    let created = create_tenants(client, n).await?;
+    creates("floor", &created);
+    let uids: std::collections::HashMap<usize, String> = created.into_iter().map(|(i, uid, _)| (i, uid)).collect();
+    let uids = &uids;
     // Each tenant's children in order (a namespace before what goes in it), tenants in parallel.
     let results: Vec<_> = stream::iter(0..n)
         .map(|i| {
             let client = client.clone();
             async move {
                 let mut writes = 0usize;
-                for v in children(&tenant(i)).map_err(|e| kube::Error::Service(e.into()))? {
+                let uid = uids.get(&i).cloned().unwrap_or_default();
+                for v in children(&tenant(i), &uid).map_err(|e| kube::Error::Service(e.into()))? {
                     apply_value(&client, v).await?;
                     writes += 1;
                 }
@@ -286,8 +390,9 @@ async fn ready_count(client: &Client) -> usize {
 }
 
 async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::Result<()> {
+    create_departments(client, n).await?;
     let start = Instant::now();
-    create_tenants(client, n).await?;
+    creates("operator", &create_tenants(client, n).await?);
     out("operator_created_seconds", format!("{:.1}", start.elapsed().as_secs_f64()));
     loop {
         if ready_count(client).await >= n {
@@ -304,6 +409,7 @@ async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::R
     out("object_writes_per_tenant", format!("{:.1}", r.ours / n as f64));
     let (cpu0, _) = proc_stats(pid);
     out("operator_cpu_seconds_converging", format!("{cpu0:.1}"));
+    out("operator_cpu_ms_per_tenant", format!("{:.2}", cpu0 * 1000.0 / n as f64));
 
     // The idle window: nothing changes; what does the operator still do? It spans the tenants'
     // resync (every tenant is looked at again 300 s after it settled), so "idle" includes the
@@ -530,7 +636,7 @@ mod memory {
         let mut by_kind: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
         for i in 0..n {
             by_kind.entry("Tenant".into()).or_default().push(tenant_as_stored(i));
-            for (j, c) in super::children(&super::tenant(i))?.into_iter().enumerate() {
+            for (j, c) in super::children(&super::tenant(i), &format!("uid-{i}"))?.into_iter().enumerate() {
                 let kind = c["kind"].as_str().unwrap_or_default().to_string();
                 by_kind.entry(kind).or_default().push(as_stored(c, i, j));
             }

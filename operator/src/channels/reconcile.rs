@@ -1,7 +1,7 @@
 //! The ExchangeChannel controller: resolves the channel's ends, applies or removes its
 //! policies by phase, and wakes up at the expiry to close the flow.
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::{
     api::{core::v1::Service, networking::v1::NetworkPolicy},
@@ -25,10 +25,11 @@ use super::{
 };
 use crate::{
     api::{ChannelPhase, ExchangeChannel, ExchangeChannelStatus, Tenant, Zone},
-    apply,
+    apply::{self, Seen},
+    children::{self, ChildSet},
     conditions::{self, Observed},
     context::Context,
-    error::Result,
+    error::{Error, Result},
 };
 
 pub const CONTROLLER: &str = "exchangechannel";
@@ -282,12 +283,15 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Channels) -> Result<Action>
         (ChannelPhase::Active, Ok(ends)) => build::policies(ch, ends),
         _ => Vec::new(),
     };
+    // One child set: what changed is written, what this round no longer opens is closed.
+    let mut set = ChildSet::new(client, &ctx.applied);
     let mut applied = Vec::new();
     for np in &desired {
         let (ns, n) = (np.namespace().unwrap_or_default(), np.name_any());
         let actual = ctx.watches.policies.get(&ObjectRef::new(&n).within(&ns));
-        apply::ensure_namespaced(client, &ctx.applied, np, apply::Seen::meta(actual.as_deref())).await?;
-        applied.push(format!("{ns}/{n}"));
+        if set.namespaced(np, Seen::meta(actual.as_deref())).await {
+            applied.push(format!("{ns}/{n}"));
+        }
     }
     if ctx.uses_cluster_network_policy() {
         let cluster_policies = match (&phase, &ends) {
@@ -296,23 +300,30 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Channels) -> Result<Action>
         };
         let mut keep = Vec::new();
         for p in &cluster_policies {
-            crate::isolation::apply(client, p).await?;
             let n = p.metadata.name.clone().unwrap_or_default();
-            applied.push(n.clone());
+            let fingerprint = apply::fingerprint(p);
+            if set.unwatched("ClusterNetworkPolicy", &n, fingerprint, crate::isolation::apply(client, p)).await {
+                applied.push(n.clone());
+            }
             keep.push(n);
         }
         crate::isolation::delete_except(client, &format!("{CHANNEL_LABEL}={name}"), &keep).await?;
     }
-    // Close what this round no longer opens.
-    let keep: BTreeSet<&String> = applied.iter().collect();
-    let existing = ctx.watches.policies.state();
-    for np in existing.iter().filter(|p| p.labels().get(CHANNEL_LABEL) == Some(&name)) {
-        let key = format!("{}/{}", np.namespace().unwrap_or_default(), np.name_any());
-        if !keep.contains(&key) {
-            apply::delete_namespaced::<NetworkPolicy>(client, &np.namespace().unwrap_or_default(), &np.name_any())
-                .await?;
-            info!(channel = %name, policy = %key, "closed");
-        }
+    let found: Vec<(String, String)> = ctx
+        .watches
+        .policies
+        .state()
+        .iter()
+        .filter(|p| p.labels().get(CHANNEL_LABEL) == Some(&name))
+        .map(|p| (p.namespace().unwrap_or_default(), p.name_any()))
+        .collect();
+    set.prune::<NetworkPolicy>(&found, &children::keys(&desired)).await;
+    let outcome = set.finish(&ctx.metrics, CONTROLLER);
+    for (_, key) in &outcome.deleted {
+        info!(channel = %name, policy = %key, "closed");
+    }
+    if let Some(f) = outcome.failures.into_iter().next() {
+        return Err(Error::Apply { kind: f.kind, name: f.name, error: f.error });
     }
 
     let previous = ch.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);

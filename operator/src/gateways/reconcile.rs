@@ -8,8 +8,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use jiff::Timestamp;
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{ConfigMap, Pod, Secret, Service},
-    networking::v1::NetworkPolicy,
+    core::v1::{Pod, Secret, Service},
 };
 use kube::{
     Api, Resource, ResourceExt,
@@ -32,10 +31,11 @@ use crate::{
         Pair, SecureGateway, SecureGatewayStatus, SmCertificate, SmIssuer, Zone,
         gateway::{ClientAuthMode, GatewayProtocol},
     },
-    apply,
+    apply::{self, Seen},
+    children::ChildSet,
     conditions::{self, Observed},
     context::Context,
-    error::Result,
+    error::{Error, Result},
     labels,
 };
 
@@ -362,40 +362,26 @@ async fn reconcile_inner(g: &SecureGateway, state: &Gateways) -> Result<Action> 
             return fail(g, state, "ChildConflict", why, now).await;
         }
     }
-    // The policy first: a gateway never runs before its traffic is bounded.
+    // The policy first: a gateway never runs before its traffic is bounded, nor without its
+    // client CA; the Service meanwhile is harmless (no pod behind it).
+    let mut set = ChildSet::new(client, &state.applied);
     let np = build::network_policy(g, &r);
     let seen = hub.policies.get(&ObjectRef::new(&child).within(&ns));
-    write(
-        ctx,
-        "NetworkPolicy",
-        apply::ensure_namespaced::<NetworkPolicy>(client, &state.applied, &np, apply::Seen::meta(seen.as_deref()))
-            .await,
-    )?;
+    set.namespaced(&np, Seen::meta(seen.as_deref())).await;
     if let Some(cm) = build::client_ca(g, &r) {
         let seen = hub.gateway_configmaps.get(&ObjectRef::new(&cm.name_any()).within(&ns));
-        write(
-            ctx,
-            "ConfigMap",
-            apply::ensure_namespaced::<ConfigMap>(client, &state.applied, &cm, apply::Seen::meta(seen.as_deref()))
-                .await,
-        )?;
+        set.namespaced(&cm, Seen::meta(seen.as_deref())).await;
     }
     let svc = build::service(g, &r);
     let seen_svc = hub.services.get(&ObjectRef::new(&child).within(&ns));
-    write(
-        ctx,
-        "Service",
-        apply::ensure_namespaced::<Service>(client, &state.applied, &svc, apply::Seen::Whole(seen_svc.as_deref()))
-            .await,
-    )?;
-    let dep = build::deployment(g, &r);
+    set.namespaced(&svc, Seen::Whole(seen_svc.as_deref())).await;
     let seen_dep = hub.gateway_deployments.get(&ObjectRef::new(&child).within(&ns));
-    write(
-        ctx,
-        "Deployment",
-        apply::ensure_namespaced::<Deployment>(client, &state.applied, &dep, apply::Seen::Whole(seen_dep.as_deref()))
-            .await,
-    )?;
+    if set.clean() {
+        set.namespaced(&build::deployment(g, &r), Seen::Whole(seen_dep.as_deref())).await;
+    }
+    if let Some(f) = set.finish(&ctx.metrics, CONTROLLER).failures.into_iter().next() {
+        return Err(Error::Apply { kind: f.kind, name: f.name, error: f.error });
+    }
 
     tell_pods(g, state, &ns, &name).await?;
 
@@ -442,20 +428,6 @@ async fn reconcile_inner(g: &SecureGateway, state: &Gateways) -> Result<Action> 
 
 fn d_generation(d: Option<&Deployment>) -> Option<i64> {
     d.and_then(|d| d.metadata.generation)
-}
-
-fn write(ctx: &Context, kind: &str, r: std::result::Result<bool, kube::Error>) -> Result<()> {
-    match r {
-        Ok(true) => {
-            ctx.metrics.child_writes.with_label_values(&[CONTROLLER, kind]).inc();
-            Ok(())
-        }
-        Ok(false) => Ok(()),
-        Err(e) => {
-            ctx.metrics.child_apply_failures.with_label_values(&[CONTROLLER, kind]).inc();
-            Err(e.into())
-        }
-    }
 }
 
 /// Annotates the gateway's pods with the versions of the Secrets they mount, when those moved:

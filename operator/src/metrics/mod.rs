@@ -22,6 +22,7 @@ pub struct Metrics {
     pub reconcile_error_categories: IntCounterVec,
     pub child_apply_failures: IntCounterVec,
     pub child_writes: IntCounterVec,
+    pub child_deletes: IntCounterVec,
     pub lease_writes: prometheus::IntCounter,
     pub reconcile_time: HistogramVec,
     pub active_workers: IntGaugeVec,
@@ -71,6 +72,13 @@ impl Metrics {
             ),
             &["controller", "kind"],
         ));
+        let child_deletes = must(IntCounterVec::new(
+            Opts::new(
+                "zhengyun_deletes_total",
+                "Owned objects the operator deleted because its desired set no longer names them (orphans), by controller and kind",
+            ),
+            &["controller", "kind"],
+        ));
         let lease_writes = must(prometheus::IntCounter::new(
             "zhengyun_lease_writes_total",
             "Writes to the leader-election Lease (creating, renewing or taking it over)",
@@ -112,6 +120,7 @@ impl Metrics {
             Box::new(reconcile_error_categories.clone()),
             Box::new(child_apply_failures.clone()),
             Box::new(child_writes.clone()),
+            Box::new(child_deletes.clone()),
             Box::new(lease_writes.clone()),
             Box::new(reconcile_time.clone()),
             Box::new(active_workers.clone()),
@@ -132,6 +141,7 @@ impl Metrics {
             reconcile_error_categories,
             child_apply_failures,
             child_writes,
+            child_deletes,
             lease_writes,
             reconcile_time,
             active_workers,

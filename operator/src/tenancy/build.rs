@@ -30,6 +30,65 @@ use crate::{
     quantity::{self, Kind, Milli},
 };
 
+/// Everything one round of a tenant wants to exist. Where it is applied it is destructured
+/// without `..`, so a kind added here cannot be forgotten there (nor in the orphan sweep).
+#[derive(Debug, Default)]
+pub struct Desired {
+    /// The tenant's namespaces it holds (claimed this round or before).
+    pub namespaces: Vec<Namespace>,
+    /// Default-deny and the allowances, per namespace.
+    pub policies: Vec<NetworkPolicy>,
+    /// The tenant boundary as an Admin-tier policy, where the cluster enforces those.
+    pub cluster_policy: Option<ClusterNetworkPolicy>,
+    /// The quotas to write; a namespace whose quota is held this round has none here.
+    pub quotas: Vec<ResourceQuota>,
+    pub limits: Vec<LimitRange>,
+    pub certificates: Vec<SmCertificate>,
+    pub gateways: Vec<crate::api::SecureGateway>,
+    /// The owners' access, per namespace (applied only where isolation and quota hold).
+    pub bindings: Vec<RoleBinding>,
+    /// The owners' cluster-scoped reads (their Tenant, namespaces and Department).
+    pub reader: Option<(ClusterRole, ClusterRoleBinding)>,
+}
+
+/// What a round knows besides the spec when it builds [`Desired`].
+pub struct Inputs<'a> {
+    /// The namespaces the tenant holds.
+    pub owned: &'a [String],
+    /// Per owned namespace, the quota this round writes; `None` keeps the one in place.
+    pub quotas: &'a [Option<BTreeMap<String, Milli>>],
+    pub placement: &'a ZonePlacement,
+    /// The operator's namespace (the isolation canary lives there).
+    pub system: &'a str,
+    /// The Tenant as owner of its ClusterNetworkPolicy, when the cluster enforces those.
+    pub cluster_policy_owner: Option<OwnerReference>,
+    /// The Tenant's UID (owner of its reader role); none before the API server gave it one.
+    pub uid: Option<&'a str>,
+    /// The name of the Department object whose code the tenant names, if any.
+    pub department: Option<&'a str>,
+}
+
+/// The whole desired set of a tenant: pure, from the validated spec and [`Inputs`].
+pub fn desired(t: &ValidatedTenant, i: &Inputs<'_>) -> Desired {
+    let per_ns = |f: &dyn Fn(&str) -> Vec<NetworkPolicy>| i.owned.iter().flat_map(|ns| f(ns)).collect();
+    Desired {
+        namespaces: i.owned.iter().map(|ns| namespace(t, ns)).collect(),
+        policies: per_ns(&|ns| network_policies(t, ns, i.placement, i.system)),
+        cluster_policy: i.cluster_policy_owner.clone().map(|o| cluster_policy(t, i.placement, o, i.system)),
+        quotas: i
+            .owned
+            .iter()
+            .zip(i.quotas)
+            .filter_map(|(ns, hard)| hard.as_ref().map(|h| resource_quota(t, ns, h)))
+            .collect(),
+        limits: i.owned.iter().filter_map(|ns| limit_range(t, ns)).collect(),
+        certificates: i.owned.iter().flat_map(|ns| certificates(t, ns)).collect(),
+        gateways: i.owned.iter().flat_map(|ns| gateways(t, ns)).collect(),
+        bindings: i.owned.iter().map(|ns| role_binding(t, ns)).collect(),
+        reader: i.uid.map(|uid| owner_reader(t, uid, i.owned, i.department)),
+    }
+}
+
 /// Name of the per-namespace ResourceQuota, LimitRange and owners' RoleBinding.
 pub const CHILD_NAME: &str = "zhengyun-tenant";
 /// The ClusterRole the owners are bound to in each namespace.

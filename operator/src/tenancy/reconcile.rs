@@ -33,13 +33,14 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use super::{
-    build::{self, ALLOW_POLICY, CHILD_NAME, DENY_POLICY},
+    build::{self, CHILD_NAME},
     quota::{self, Observed},
     validate::{ValidatedTenant, check_zone, validate},
 };
 use crate::{
     api::{DeletionPolicy, QuotaStatus, SmCertificate, Tenant, TenantStatus, Zone},
     apply::{self, Seen},
+    children::{self, ChildSet},
     conditions::{self, Observed as Cond},
     context::Context,
     error::{Error, Result},
@@ -401,8 +402,9 @@ fn parse_map(
         .unwrap_or_default()
 }
 
+/// A round of a tenant: validate → zone → claim its namespaces → plan its quotas → build the
+/// whole desired set → apply it in the safety order → sweep orphans → status.
 async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
-    let client = &ctx.client;
     let vt = match validate(tenant) {
         Ok(vt) => vt,
         Err(e) => {
@@ -412,88 +414,155 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
+    let (placement, zone_problem) = placement(ctx, &vt);
+    if let Some(e) = &zone_problem {
+        publish(ctx, tenant, EventType::Warning, e.reason(), e.to_string()).await;
+    }
+    let claims = claim_all(ctx, &vt).await?;
+    for why in &claims.conflicts {
+        publish(ctx, tenant, EventType::Warning, "NamespaceConflict", why.clone()).await;
+    }
+    let owned = &claims.owned;
+    let plan = quota_plan(ctx, &vt, owned).await?;
+    let department = ctx
+        .watches
+        .departments
+        .state()
+        .iter()
+        .filter_map(|d| d.0.as_ref().ok())
+        .find(|d| d.spec.code == vt.department_code)
+        .map(|d| d.name_any());
+    let desired = build::desired(
+        &vt,
+        &build::Inputs {
+            owned,
+            quotas: &plan.writes,
+            placement: &placement,
+            system: &ctx.cluster_resource_namespace,
+            cluster_policy_owner: ctx
+                .uses_cluster_network_policy()
+                .then(|| tenant.controller_owner_ref(&()).unwrap_or_default()),
+            uid: tenant.metadata.uid.as_deref(),
+            department: department.as_deref(),
+        },
+    );
 
-    // The zone: where the tenant's pods run and which outside networks it reaches.
+    let mut set = ChildSet::new(&ctx.client, &ctx.applied);
+    let safe = apply_desired(ctx, &mut set, &desired, owned, &claims.created).await;
+    if set.clean() && ctx.sweep_due(&vt.name, tenant.metadata.generation) {
+        prune(ctx, &mut set, &vt, &desired, owned).await;
+        if set.clean() {
+            release_dropped(ctx, tenant, &vt).await?;
+            if let Ok(mut swept) = ctx.swept.lock() {
+                swept.insert(vt.name.clone(), (tenant.metadata.generation, std::time::Instant::now()));
+            }
+        }
+    }
+    let outcome = set.finish(&ctx.metrics, CONTROLLER);
+    for f in &outcome.failures {
+        warn!(tenant = %vt.name, kind = %f.kind, object = %f.name, error = %f.error, "applying a child failed");
+        publish(ctx, tenant, EventType::Warning, "ApplyFailed", f.to_string()).await;
+    }
+
+    let failures: Vec<String> = outcome.failures.iter().map(|f| f.to_string()).collect();
+    let status = super::status::compute(&super::status::Round {
+        vt: &vt,
+        owned,
+        conflicts: &claims.conflicts,
+        pending: &claims.pending,
+        quotas: &plan.observed,
+        settled: plan.settled,
+        isolated: safe.isolated,
+        bound: safe.bound,
+        failures: &failures,
+        zone_problem: zone_problem.as_ref().map(|e| (e.reason(), e.to_string())),
+        department: department_condition(&ctx.watches, tenant),
+    });
+    let ready = status.ready;
+    write_status(ctx, tenant, status.conditions, owned.clone(), Some((status.quota, &vt, &status.used))).await?;
+
+    if let Some(first) = outcome.failures.into_iter().next() {
+        return Err(Error::Apply { kind: first.kind, name: first.name, error: first.error });
+    }
+    ctx.own.tenant_series.set_last_success(&vt.name, jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
+    Ok(if ready && plan.settled {
+        Action::requeue(RESYNC)
+    } else if !claims.conflicts.is_empty() || !claims.pending.is_empty() {
+        Action::requeue(SOON)
+    } else {
+        Action::requeue(BACKSTOP)
+    })
+}
+
+/// The zone's placement for the tenant, and what keeps its pods from running there (no such
+/// zone, a level it does not admit, no node of the asked architecture: the webhook refuses its
+/// pods with the same words). Its networking and quota are put in place regardless.
+fn placement(
+    ctx: &Tenants,
+    vt: &ValidatedTenant,
+) -> (crate::zones::ZonePlacement, Option<super::validate::ValidationError>) {
     let zone = ctx.watches.zones.get(&ObjectRef::new(&vt.zone));
     let zone = zone.as_ref().and_then(|z| z.0.as_ref().ok());
-    let (placement, zone_problem) = match check_zone(vt.level.number(), &vt.zone, zone) {
+    let (placement, problem) = match check_zone(vt.level.number(), &vt.zone, zone) {
         Ok(p) => (p, None),
         Err(e) => (crate::zones::ZonePlacement::default(), Some(e)),
     };
-    // An architecture the zone has no node of: the tenant's pods could never run (the webhook
-    // refuses them with the same words). Its networking and quota are still put in place.
-    let zone_problem = zone_problem.or_else(|| {
+    let problem = problem.or_else(|| {
         let nodes = ctx.watches.nodes.state();
         let nodes: Vec<&k8s_openapi::api::core::v1::Node> = nodes.iter().map(|n| n.as_ref()).collect();
         zone.and_then(|z| crate::tenancy::validate::check_arch(vt.arch, z, &nodes).err())
     });
-    if let Some(e) = &zone_problem {
-        publish(ctx, tenant, EventType::Warning, e.reason(), e.to_string()).await;
-    }
+    (placement, problem)
+}
 
-    // Namespaces: claim each, never taking one over.
-    let mut owned = Vec::new();
-    let mut conflicts = Vec::new();
-    let mut pending = Vec::new();
-    let mut created: BTreeMap<String, Box<Namespace>> = BTreeMap::new();
+/// The namespaces of a round, by how their claim went.
+#[derive(Default)]
+struct Claims {
+    owned: Vec<String>,
+    /// Created by this round, as the API server stored them (the cache has yet to see them).
+    created: BTreeMap<String, Box<Namespace>>,
+    conflicts: Vec<String>,
+    pending: Vec<String>,
+}
+
+/// Claims each namespace of the spec, never taking one over.
+async fn claim_all(ctx: &Tenants, vt: &ValidatedTenant) -> Result<Claims> {
+    let mut c = Claims::default();
     for name in &vt.namespaces {
-        match claim(ctx, &vt, name).await? {
-            Claim::Owned => owned.push(name.clone()),
+        match claim(ctx, vt, name).await? {
+            Claim::Owned => c.owned.push(name.clone()),
             Claim::Created(ns) => {
-                owned.push(name.clone());
-                created.insert(name.clone(), ns);
+                c.owned.push(name.clone());
+                c.created.insert(name.clone(), ns);
             }
-            Claim::Conflict(why) => conflicts.push(why),
-            Claim::NotYet => pending.push(name.clone()),
+            Claim::Conflict(why) => c.conflicts.push(why),
+            Claim::NotYet => c.pending.push(name.clone()),
         }
     }
-    for why in &conflicts {
-        publish(ctx, tenant, EventType::Warning, "NamespaceConflict", why.clone()).await;
-    }
-    // Every child is tried, in the order that keeps a namespace safe: its isolation first, then
-    // its bounds (quota, limits), and the owners' access last and only where isolation and quota
-    // are in place. One refused child never leaves the safety objects after it unapplied.
-    let mut failed = Failures::default();
-    let (s, memory) = (&*ctx.watches, &ctx.applied);
-    for name in &owned {
-        let ns = build::namespace(&vt, name);
-        let actual = s.namespaces.get(&ObjectRef::new(name));
-        let seen = match created.get(name) {
-            Some(c) => Seen::Version(Some(&c.metadata)),
-            None => Seen::meta(actual.as_deref()),
-        };
-        failed.note("Namespace", name, apply::ensure_cluster(client, memory, &ns, seen).await);
-    }
-    let mut isolated: BTreeSet<&str> = BTreeSet::new();
-    for ns in &owned {
-        let mut ok = true;
-        for np in build::network_policies(&vt, ns, &placement, &ctx.cluster_resource_namespace) {
-            let name = format!("{ns}/{}", np.name_any());
-            let actual = cached_meta(&s.policies, ns, &np.name_any());
-            ok &= failed.note(
-                "NetworkPolicy",
-                &name,
-                apply::ensure_namespaced(client, memory, &np, Seen::meta(actual.as_deref())).await,
-            );
-        }
-        if ok {
-            isolated.insert(ns.as_str());
-        }
-    }
-    if ctx.uses_cluster_network_policy() {
-        let owner = tenant.controller_owner_ref(&()).unwrap_or_default();
-        let cnp = build::cluster_policy(&vt, &placement, owner, &ctx.cluster_resource_namespace);
-        if !failed.note("ClusterNetworkPolicy", &vt.name, crate::isolation::apply(client, &cnp).await.map(|()| true)) {
-            isolated.clear();
-        }
-    }
+    Ok(c)
+}
 
-    // Quotas before access, so the namespace is bounded before anyone may create pods in it.
-    let observe = |q: Option<&ResourceQuota>| Observed {
+/// The quotas a round writes.
+struct QuotaPlan {
+    /// Per owned namespace, what its quota says and enforces now.
+    observed: Vec<Observed>,
+    /// Per owned namespace, the quota to write; `None` keeps the one in place (a write of ours
+    /// the cache has not shown yet: a split on a stale cache could hand out room twice).
+    writes: Vec<Option<BTreeMap<String, Milli>>>,
+    /// Whether the split is where it wants to be.
+    settled: bool,
+}
+
+fn observe(q: Option<&ResourceQuota>) -> Observed {
+    Observed {
         spec: parse_map(q.and_then(|q| q.spec.as_ref()).and_then(|s| s.hard.as_ref())),
         enforced: parse_map(q.and_then(|q| q.status.as_ref()).and_then(|s| s.hard.as_ref())),
         used: parse_map(q.and_then(|q| q.status.as_ref()).and_then(|s| s.used.as_ref())),
-    };
+    }
+}
+
+async fn quota_plan(ctx: &Tenants, vt: &ValidatedTenant, owned: &[String]) -> Result<QuotaPlan> {
+    let (client, s) = (&ctx.client, &*ctx.watches);
     let mut observed: Vec<Observed> =
         owned.iter().map(|ns| observe(cached(&s.quotas, ns, CHILD_NAME).as_deref())).collect();
     let (mut hards, mut settled) = quota::split(&vt.quota, &observed);
@@ -506,7 +575,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
         // now are counted too, and the larger count is used (terminating pods included: a
         // count too high only delays a raise).
         let mut fresh = Vec::with_capacity(owned.len());
-        for ns in &owned {
+        for ns in owned {
             let q = Api::<ResourceQuota>::namespaced(client.clone(), ns).get_opt(CHILD_NAME).await?;
             let mut o = observe(q.as_ref());
             if vt.quota.contains_key("pods") {
@@ -546,141 +615,186 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
         Err(_) => BTreeMap::new(),
     };
     let hold = !in_flight.is_empty();
-    let mut bounded: BTreeSet<&str> = BTreeSet::new();
-    for (ns, hard) in owned.iter().zip(&hards) {
-        let actual = cached(&s.quotas, ns, CHILD_NAME);
-        let hard = match (hold, &actual) {
-            (false, _) => hard,
-            (true, Some(_)) => {
-                settled = false;
-                bounded.insert(ns.as_str());
-                continue;
+    let writes = owned
+        .iter()
+        .zip(hards)
+        .map(|(ns, hard)| {
+            if !hold {
+                return Some(hard);
             }
-            (true, None) => {
-                settled = false;
-                in_flight.get(ns).map_or(hard, |e| &e.hard)
+            settled = false;
+            match cached(&s.quotas, ns, CHILD_NAME) {
+                Some(_) => None,
+                None => Some(in_flight.get(ns).map_or(hard, |e| e.hard.clone())),
             }
+        })
+        .collect();
+    Ok(QuotaPlan { observed, writes, settled })
+}
+
+/// How far a round's safety objects got.
+struct Safe {
+    /// Namespaces whose isolation is in place.
+    isolated: usize,
+    /// Namespaces whose owners' access is in place (only where isolation and quota are).
+    bound: usize,
+}
+
+/// Applies the desired set in the order that keeps a namespace safe: the namespaces, their
+/// isolation, their bounds (quota, limits), certificates and gateways, and the owners' access
+/// last and only where isolation and quota are in place; the owners' cluster-scoped reads after
+/// everything that keeps them in bounds. Every child is tried: one refusal never leaves the
+/// safety objects after it unapplied.
+async fn apply_desired(
+    ctx: &Tenants,
+    set: &mut ChildSet<'_>,
+    desired: &build::Desired,
+    owned: &[String],
+    created: &BTreeMap<String, Box<Namespace>>,
+) -> Safe {
+    let build::Desired {
+        namespaces,
+        policies,
+        cluster_policy,
+        quotas,
+        limits,
+        certificates,
+        gateways,
+        bindings,
+        reader,
+    } = desired;
+    let s = &*ctx.watches;
+    for ns in namespaces {
+        let name = ns.name_any();
+        let actual = s.namespaces.get(&ObjectRef::new(&name));
+        let seen = match created.get(&name) {
+            Some(c) => Seen::Version(Some(&c.metadata)),
+            None => Seen::meta(actual.as_deref()),
         };
-        let rq = build::resource_quota(&vt, ns, hard);
-        let result = apply::ensure_namespaced_written(client, memory, &rq, Seen::Whole(actual.as_deref())).await;
-        if let Ok(Some(stored)) = &result
+        set.cluster(ns, seen).await;
+    }
+    for np in policies {
+        let actual = cached_meta(&s.policies, &np.namespace().unwrap_or_default(), &np.name_any());
+        set.namespaced(np, Seen::meta(actual.as_deref())).await;
+    }
+    let mut cluster_wide = true;
+    if let Some(cnp) = cluster_policy {
+        let name = cnp.metadata.name.clone().unwrap_or_default();
+        let fingerprint = apply::fingerprint(cnp);
+        cluster_wide =
+            set.unwatched("ClusterNetworkPolicy", &name, fingerprint, crate::isolation::apply(&ctx.client, cnp)).await;
+    }
+    let isolated: BTreeSet<&str> =
+        owned.iter().map(String::as_str).filter(|ns| cluster_wide && set.in_place::<NetworkPolicy>(ns)).collect();
+
+    // Quotas before access, so the namespace is bounded before anyone may create pods in it.
+    for rq in quotas {
+        let ns = rq.namespace().unwrap_or_default();
+        let actual = cached(&s.quotas, &ns, CHILD_NAME);
+        if let Some(Some(stored)) = set.namespaced_written(rq, Seen::Whole(actual.as_deref())).await
             && let Ok(mut w) = ctx.quota_written.lock()
         {
             let before = actual.as_ref().and_then(|q| q.resource_version());
-            w.insert(ns.clone(), QuotaWrite { before, after: stored.resource_version(), hard: hard.clone() });
-        }
-        let result = result.map(|w| w.is_some());
-        if failed.note("ResourceQuota", &format!("{ns}/{CHILD_NAME}"), result) {
-            bounded.insert(ns.as_str());
+            let hard = parse_map(rq.spec.as_ref().and_then(|s| s.hard.as_ref()));
+            w.insert(ns, QuotaWrite { before, after: stored.resource_version(), hard });
         }
     }
-    for ns in &owned {
-        if let Some(lr) = build::limit_range(&vt, ns) {
-            let actual = cached_meta(&s.limits, ns, CHILD_NAME);
-            let result = apply::ensure_namespaced(client, memory, &lr, Seen::meta(actual.as_deref())).await;
-            failed.note("LimitRange", &format!("{ns}/{CHILD_NAME}"), result);
-        }
+    // A namespace whose quota is held this round keeps the one in place (the plan holds only
+    // quotas the cache shows): bounded, like one whose quota the API server took.
+    let bounded: BTreeSet<&str> =
+        owned.iter().map(String::as_str).filter(|ns| set.in_place::<ResourceQuota>(ns)).collect();
+    for lr in limits {
+        let actual = cached_meta(&s.limits, &lr.namespace().unwrap_or_default(), CHILD_NAME);
+        set.namespaced(lr, Seen::meta(actual.as_deref())).await;
     }
-    for ns in &owned {
-        for c in build::certificates(&vt, ns) {
-            let name = format!("{ns}/{}", c.name_any());
-            let actual = cached(&s.certificates, ns, &c.name_any());
-            let actual = actual.as_ref().and_then(|a| a.0.as_ref().ok());
-            failed.note(
-                "SmCertificate",
-                &name,
-                apply::ensure_namespaced(client, memory, &c, Seen::Whole(actual)).await,
-            );
-        }
+    for c in certificates {
+        let actual = cached(&s.certificates, &c.namespace().unwrap_or_default(), &c.name_any());
+        set.namespaced(c, Seen::Whole(actual.as_ref().and_then(|a| a.0.as_ref().ok()))).await;
     }
-    for ns in &owned {
-        for g in build::gateways(&vt, ns) {
-            let name = format!("{ns}/{}", g.name_any());
-            let actual = cached(&s.gateways, ns, &g.name_any());
-            let actual = actual.as_ref().and_then(|a| a.0.as_ref().ok());
-            failed.note(
-                "SecureGateway",
-                &name,
-                apply::ensure_namespaced(client, memory, &g, Seen::Whole(actual)).await,
-            );
-        }
+    for g in gateways {
+        let actual = cached(&s.gateways, &g.namespace().unwrap_or_default(), &g.name_any());
+        set.namespaced(g, Seen::Whole(actual.as_ref().and_then(|a| a.0.as_ref().ok()))).await;
     }
     let mut bound = 0;
-    for ns in &owned {
+    for rb in bindings {
+        let ns = rb.namespace().unwrap_or_default();
         if isolated.contains(ns.as_str()) && bounded.contains(ns.as_str()) {
-            let rb = build::role_binding(&vt, ns);
-            let actual = cached_meta(&s.bindings, ns, CHILD_NAME);
-            let result = apply::ensure_namespaced(client, memory, &rb, Seen::meta(actual.as_deref())).await;
-            bound += usize::from(failed.note("RoleBinding", &format!("{ns}/{CHILD_NAME}"), result));
+            let actual = cached_meta(&s.bindings, &ns, CHILD_NAME);
+            bound += usize::from(set.namespaced(rb, Seen::meta(actual.as_deref())).await);
         }
     }
     // The owners read their Tenant and their namespaces by name (cluster-scoped reads, which
     // no RoleBinding can grant): read-only, so after everything that keeps them in bounds.
-    if let Some(uid) = tenant.metadata.uid.as_deref() {
-        let departments = s.departments.state();
-        let department = departments
-            .iter()
-            .filter_map(|d| d.0.as_ref().ok())
-            .find(|d| d.spec.code == vt.department_code)
-            .map(|d| d.name_any());
-        let (role, binding) = build::owner_reader(&vt, uid, &owned, department.as_deref());
-        let name = build::reader_name(&vt.name);
+    if let Some((role, binding)) = reader {
+        let name = role.name_any();
         let actual = s.reader_roles.get(&ObjectRef::new(&name));
-        let role_ok = failed.note(
-            "ClusterRole",
-            &name,
-            apply::ensure_cluster(client, memory, &role, Seen::meta(actual.as_deref())).await,
-        );
-        if role_ok {
+        if set.cluster(role, Seen::meta(actual.as_deref())).await {
             let actual = s.reader_bindings.get(&ObjectRef::new(&name));
-            let result = apply::ensure_cluster(client, memory, &binding, Seen::meta(actual.as_deref())).await;
-            failed.note("ClusterRoleBinding", &name, result);
+            set.cluster(binding, Seen::meta(actual.as_deref())).await;
         }
     }
+    Safe { isolated: isolated.len(), bound }
+}
 
-    if failed.0.is_empty() && ctx.sweep_due(&vt.name, tenant.metadata.generation) {
-        sweep(ctx, tenant, &vt, &owned).await?;
-        if let Ok(mut swept) = ctx.swept.lock() {
-            swept.insert(vt.name.clone(), (tenant.metadata.generation, std::time::Instant::now()));
-        }
-    }
-    for kind in &failed.1 {
-        ctx.metrics.child_writes.with_label_values(&[CONTROLLER, kind]).inc();
-    }
-    for f in &failed.0 {
-        ctx.metrics.child_apply_failures.with_label_values(&[CONTROLLER, f.kind]).inc();
-        warn!(tenant = %vt.name, kind = f.kind, object = %f.name, error = %f.error, "applying a child failed");
-        publish(ctx, tenant, EventType::Warning, "ApplyFailed", f.to_string()).await;
-    }
+/// Deletes what the tenant's namespaces hold of ours that the desired set no longer names
+/// (found through the watch-fed stores). A channel's or a gateway's NetworkPolicy belongs to
+/// it, not to the tenant's own set; a dropped certificate's Secret (the department's keys)
+/// stays.
+async fn prune(
+    ctx: &Tenants,
+    set: &mut ChildSet<'_>,
+    vt: &ValidatedTenant,
+    desired: &build::Desired,
+    owned: &[String],
+) {
+    let build::Desired {
+        namespaces: _,
+        policies,
+        cluster_policy: _,
+        quotas: _,
+        limits,
+        certificates,
+        gateways,
+        bindings,
+        reader: _,
+    } = desired;
+    let s = &*ctx.watches;
+    let owned_set: BTreeSet<&str> = owned.iter().map(String::as_str).collect();
+    let mine = |ns: &str| owned_set.contains(ns);
+    let found = |v: Vec<(String, String)>| v.into_iter().filter(|(ns, _)| mine(ns)).collect::<Vec<_>>();
+    let at = |ns: Option<String>, name: String| (ns.unwrap_or_default(), name);
+    let limits_found = children_in(&s.limits, owned).iter().map(|o| at(o.namespace(), o.name_any())).collect();
+    set.prune::<LimitRange>(&found(limits_found), &children::keys(limits)).await;
+    let policies_found = children_in(&s.policies, owned)
+        .iter()
+        .filter(|np| !np.labels().contains_key(labels::CHANNEL) && !np.labels().contains_key(labels::SECURE_GATEWAY))
+        .map(|o| at(o.namespace(), o.name_any()))
+        .collect();
+    set.prune::<NetworkPolicy>(&found(policies_found), &children::keys(policies)).await;
+    let certificates_found =
+        labelled(&s.certificates, &vt.name).iter().map(|o| at(o.namespace(), o.name_any())).collect();
+    set.prune::<SmCertificate>(&found(certificates_found), &children::keys(certificates)).await;
+    let gateways_found = labelled(&s.gateways, &vt.name).iter().map(|o| at(o.namespace(), o.name_any())).collect();
+    set.prune::<crate::api::SecureGateway>(&found(gateways_found), &children::keys(gateways)).await;
+    let bindings_found = children_in(&s.bindings, owned).iter().map(|o| at(o.namespace(), o.name_any())).collect();
+    set.prune::<RoleBinding>(&found(bindings_found), &children::keys(bindings)).await;
+}
 
-    let failures: Vec<String> = failed.0.iter().map(|f| f.to_string()).collect();
-    let outcome = super::status::compute(&super::status::Round {
-        vt: &vt,
-        owned: &owned,
-        conflicts: &conflicts,
-        pending: &pending,
-        quotas: &observed,
-        settled,
-        isolated: isolated.len(),
-        bound,
-        failures: &failures,
-        zone_problem: zone_problem.as_ref().map(|e| (e.reason(), e.to_string())),
-        department: department_condition(&ctx.watches, tenant),
-    });
-    let ready = outcome.ready;
-    write_status(ctx, tenant, outcome.conditions, owned, Some((outcome.quota, &vt, &outcome.used))).await?;
-
-    if let Some(first) = failed.0.into_iter().next() {
-        return Err(Error::Apply { kind: first.kind, name: first.name, error: first.error });
+/// Lets go of the namespaces dropped from the spec, by the deletion policy.
+async fn release_dropped(ctx: &Tenants, tenant: &Tenant, vt: &ValidatedTenant) -> Result<()> {
+    let dropped: Vec<String> = ctx
+        .watches
+        .namespaces
+        .by_key(&vt.name)
+        .into_iter()
+        .filter(|ns| ns.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER))
+        .map(|ns| ns.name_any())
+        .filter(|n| !vt.namespaces.contains(n))
+        .collect();
+    if dropped.is_empty() {
+        return Ok(());
     }
-    ctx.own.tenant_series.set_last_success(&vt.name, jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
-    Ok(if ready && settled {
-        Action::requeue(RESYNC)
-    } else if !conflicts.is_empty() || !pending.is_empty() {
-        Action::requeue(SOON)
-    } else {
-        Action::requeue(BACKSTOP)
-    })
+    release_namespaces(ctx, tenant, vt.deletion_policy, vt.confirm_data_deletion, &dropped).await
 }
 
 /// The tenant's `Department` condition: its department exists and its budget holds what it
@@ -710,106 +824,6 @@ fn department_condition(hub: &crate::watch::Hub, tenant: &Tenant) -> Option<Cond
         Ok(()) => Cond::new("Department", true, "WithinBudget", format!("department {code}'s budget holds the quota")),
         Err(over) => Cond::new("Department", false, "OverBudget", over.message),
     })
-}
-
-/// A child the API server did not take this round.
-struct Failure {
-    kind: &'static str,
-    name: String,
-    error: String,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.kind, self.name, self.error)
-    }
-}
-
-/// The children a round failed to apply (the round goes on past each), and the kinds it wrote.
-#[derive(Default)]
-struct Failures(Vec<Failure>, Vec<&'static str>);
-
-impl Failures {
-    /// Notes the outcome of one apply (`Ok(true)`: written, `Ok(false)`: already in place);
-    /// true when the object is in place.
-    fn note(&mut self, kind: &'static str, name: &str, result: std::result::Result<bool, kube::Error>) -> bool {
-        match result {
-            Ok(wrote) => {
-                if wrote {
-                    self.1.push(kind);
-                }
-                true
-            }
-            Err(e) => {
-                let error = match &e {
-                    kube::Error::Api(s) => s.message.clone(),
-                    other => other.to_string(),
-                };
-                self.0.push(Failure { kind, name: name.to_string(), error });
-                false
-            }
-        }
-    }
-}
-
-/// Removes what this round no longer produces: children in our namespaces that the spec no
-/// longer implies, and namespaces dropped from the spec (by the deletion policy).
-async fn sweep(ctx: &Tenants, tenant: &Tenant, vt: &ValidatedTenant, owned: &[String]) -> Result<()> {
-    let client = &ctx.client;
-    let s = &*ctx.watches;
-    let owned_set: BTreeSet<&str> = owned.iter().map(String::as_str).collect();
-    // The LimitRange is the same in every namespace: whether it exists depends on the spec alone.
-    let wants_limits = owned.first().is_some_and(|ns| build::limit_range(vt, ns).is_some());
-
-    for lr in children_in(&s.limits, owned) {
-        let ns = lr.namespace().unwrap_or_default();
-        if owned_set.contains(ns.as_str()) && !(wants_limits && lr.name_any() == CHILD_NAME) {
-            apply::delete_namespaced::<LimitRange>(client, &ns, &lr.name_any()).await?;
-        }
-    }
-    for np in children_in(&s.policies, owned) {
-        let ns = np.namespace().unwrap_or_default();
-        let name = np.name_any();
-        // A channel's or a gateway's policy belongs to it, not to the tenant's own set.
-        let channel =
-            np.labels().contains_key(crate::labels::CHANNEL) || np.labels().contains_key(crate::labels::SECURE_GATEWAY);
-        if owned_set.contains(ns.as_str()) && !channel && name != DENY_POLICY && name != ALLOW_POLICY {
-            apply::delete_namespaced::<NetworkPolicy>(client, &ns, &name).await?;
-        }
-    }
-    // A certificate dropped from the spec goes; its Secret (the department's keys) stays.
-    for c in labelled(&s.certificates, &vt.name) {
-        let ns = c.namespace().unwrap_or_default();
-        if owned_set.contains(ns.as_str()) && !build::certificates(vt, &ns).iter().any(|d| d.name_any() == c.name_any())
-        {
-            apply::delete_namespaced::<SmCertificate>(client, &ns, &c.name_any()).await?;
-        }
-    }
-    for g in labelled(&s.gateways, &vt.name) {
-        let ns = g.namespace().unwrap_or_default();
-        if owned_set.contains(ns.as_str()) && !build::gateways(vt, &ns).iter().any(|d| d.name_any() == g.name_any()) {
-            apply::delete_namespaced::<crate::api::SecureGateway>(client, &ns, &g.name_any()).await?;
-        }
-    }
-    for rb in children_in(&s.bindings, owned) {
-        let ns = rb.namespace().unwrap_or_default();
-        if owned_set.contains(ns.as_str()) && rb.name_any() != CHILD_NAME {
-            apply::delete_namespaced::<RoleBinding>(client, &ns, &rb.name_any()).await?;
-        }
-    }
-
-    let dropped: Vec<String> = s
-        .namespaces
-        .by_key(&vt.name)
-        .into_iter()
-        .filter(|ns| ns.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER))
-        .map(|ns| ns.name_any())
-        .filter(|n| !vt.namespaces.contains(n))
-        .collect();
-    if !dropped.is_empty() {
-        release_namespaces(ctx, tenant, vt.deletion_policy, vt.confirm_data_deletion, &dropped).await?;
-    }
-    Ok(())
 }
 
 /// Lets namespaces go by the deletion policy: `Retain` orphans them, `Delete` deletes them
@@ -1084,6 +1098,125 @@ fn summary(vt: &ValidatedTenant, used: &BTreeMap<String, Milli>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake_api::{self, Answer, Received};
+    use serde_json::{Value, json};
+
+    /// The cluster as the stores list it: the tenant's `edu-apps` namespace exists and is ours,
+    /// with our default-deny, a stale policy of ours and a channel's policy; `edu-data` does
+    /// not exist yet. `refuse` says which writes the API server refuses.
+    fn cluster(refuse: fn(&Received) -> bool) -> impl Fn(&Received) -> Answer + Send + 'static {
+        move |r: &Received| {
+            let path = r.uri.split('?').next().unwrap_or_default().to_string();
+            if fake_api::is_watch(r) {
+                return Answer::quiet_watch();
+            }
+            if fake_api::is_list(r) {
+                let mine = json!({"app.kubernetes.io/managed-by": labels::MANAGER, "zhengyun.io/tenant": "edu"});
+                let policy = |name: &str, extra: Value| {
+                    let mut l = mine.clone();
+                    if let (Some(l), Some(e)) = (l.as_object_mut(), extra.as_object()) {
+                        l.extend(e.clone());
+                    }
+                    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                        "metadata": {"name": name, "namespace": "edu-apps", "resourceVersion": "5", "labels": l}})
+                };
+                return Answer::list(match path.as_str() {
+                    "/apis/zhengyun.io/v1alpha1/zones" => vec![json!({
+                        "apiVersion": "zhengyun.io/v1alpha1", "kind": "Zone",
+                        "metadata": {"name": "extranet", "resourceVersion": "3", "generation": 1},
+                        "spec": {"kind": "Extranet", "nodeSelector": {"zone": "extranet"}}
+                    })],
+                    "/api/v1/namespaces" => vec![json!({
+                        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                        "metadata": {"name": "edu-apps", "resourceVersion": "4", "labels": mine}
+                    })],
+                    "/apis/networking.k8s.io/v1/networkpolicies" => vec![
+                        policy(build::DENY_POLICY, json!({})),
+                        policy("stale", json!({})),
+                        policy("channel-x", json!({(labels::CHANNEL): "x"})),
+                    ],
+                    _ => vec![],
+                });
+            }
+            if refuse(r) {
+                return Answer::status(403, "Forbidden", "refused by the test");
+            }
+            match r.method.as_str() {
+                // What a status write returns is the whole Tenant.
+                "PATCH" if path.ends_with("/status") => {
+                    let mut t = serde_json::to_value(super::super::validate::tests::sample()).unwrap_or_default();
+                    t["status"] = r.body["status"].clone();
+                    Answer::ok(t)
+                }
+                "GET" if path.ends_with("/pods") => Answer::list(vec![]),
+                "GET" => Answer::status(404, "NotFound", "not found"),
+                "DELETE" => Answer::ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+                _ => fake_api::echo(r, "9"),
+            }
+        }
+    }
+
+    async fn round(refuse: fn(&Received) -> bool) -> (Result<Action>, Vec<String>) {
+        let (client, recorded) = fake_api::serve(cluster(refuse));
+        let ctx = Context::new(client, "test", Arc::new(crate::metrics::Metrics::new()), "zhengyun-system");
+        let tenants = controller(ctx.clone(), Arc::new(super::super::metrics::TenantMetrics::unregistered()));
+        let hub = &ctx.watches;
+        let reads = <Tenants as crate::controller::Reconciler>::reads(hub);
+        tokio::time::timeout(Duration::from_secs(10), crate::watch::all_ready(&reads)).await.expect("stores listed");
+        let mut tenant = super::super::validate::tests::sample();
+        tenant.metadata.uid = Some("u-1".into());
+        tenant.metadata.generation = Some(1);
+        let result = apply_tenant(&tenant, &tenants).await;
+        let writes = recorded
+            .all()
+            .iter()
+            .filter(|r| !fake_api::is_watch(r) && !fake_api::is_list(r) && r.method != http::Method::GET)
+            .map(Received::line)
+            .collect();
+        (result, writes)
+    }
+
+    #[tokio::test]
+    async fn a_round_writes_its_set_in_safety_order_and_no_access_where_isolation_was_refused() {
+        // The API server refuses every NetworkPolicy of edu-data.
+        let (result, writes) =
+            round(|r| r.method == http::Method::PATCH && r.uri.contains("/namespaces/edu-data/networkpolicies/")).await;
+        assert!(matches!(result, Err(Error::Apply { ref kind, .. }) if kind == "NetworkPolicy"), "{result:?}");
+        let position = |w: &str| writes.iter().position(|x| x == w).unwrap_or_else(|| panic!("{w} not in {writes:#?}"));
+        let ns = position("POST /api/v1/namespaces");
+        let deny = position(&format!(
+            "PATCH /apis/networking.k8s.io/v1/namespaces/edu-apps/networkpolicies/{}",
+            build::DENY_POLICY
+        ));
+        let quota = position(&format!("PATCH /api/v1/namespaces/edu-apps/resourcequotas/{CHILD_NAME}"));
+        let access = position(&format!(
+            "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/edu-apps/rolebindings/{CHILD_NAME}"
+        ));
+        let reader =
+            position(&format!("PATCH /apis/rbac.authorization.k8s.io/v1/clusterroles/{}", build::reader_name("edu")));
+        let status = position("PATCH /apis/zhengyun.io/v1alpha1/tenants/edu/status");
+        assert!(ns < deny && deny < quota && quota < access && access < reader && reader < status, "{writes:#?}");
+        // edu-data got its quota (a refusal stops nothing after it) but no access.
+        position(&format!("PATCH /api/v1/namespaces/edu-data/resourcequotas/{CHILD_NAME}"));
+        assert!(
+            !writes.iter().any(|w| w.contains("edu-data/rolebindings")),
+            "access granted where isolation was refused: {writes:#?}"
+        );
+        assert!(!writes.iter().any(|w| w.starts_with("DELETE")), "no sweep after a refusal: {writes:#?}");
+        assert!(writes.iter().any(|w| w.contains("/events")), "the refusal is an Event: {writes:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_clean_round_deletes_its_orphans_and_nothing_else() {
+        let (result, writes) = round(|_| false).await;
+        assert!(result.is_ok(), "{result:?}");
+        let deletes: Vec<&String> = writes.iter().filter(|w| w.starts_with("DELETE")).collect();
+        assert_eq!(
+            deletes,
+            ["DELETE /apis/networking.k8s.io/v1/namespaces/edu-apps/networkpolicies/stale"],
+            "only our stale policy goes: not the channel's, not our default-deny"
+        );
+    }
 
     fn write(before: Option<&str>, after: Option<&str>) -> QuotaWrite {
         QuotaWrite { before: before.map(str::to_string), after: after.map(str::to_string), hard: BTreeMap::new() }

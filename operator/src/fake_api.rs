@@ -1,0 +1,133 @@
+//! A fake API server for reconcile tests without a cluster: a mocked HTTP service behind a real
+//! `kube::Client`, which answers each request with what the test's handler says and records
+//! every request, so a test asserts what a round wrote, and that a settled round wrote nothing.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use kube::client::Body;
+use serde_json::{Value, json};
+
+/// One request as the fake API server received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: Method,
+    /// The path and query.
+    pub uri: String,
+    /// The body, as JSON (`Null` when empty or not JSON).
+    pub body: Value,
+}
+
+impl Received {
+    /// `"PATCH /api/v1/namespaces/a/configmaps/c"`: method and path without the query.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.uri.split('?').next().unwrap_or_default())
+    }
+}
+
+/// What the handler answers.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    /// A response that never ends (a watch with nothing to say).
+    pub open: bool,
+}
+
+impl Answer {
+    pub fn ok(body: Value) -> Self {
+        Answer { status: StatusCode::OK, body, open: false }
+    }
+
+    /// A watch that stays open and says nothing.
+    pub fn quiet_watch() -> Self {
+        Answer { status: StatusCode::OK, body: Value::Null, open: true }
+    }
+
+    /// A list of `items` (as a LIST answers, at resourceVersion 1).
+    pub fn list(items: Vec<Value>) -> Self {
+        Answer::ok(json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}))
+    }
+
+    /// A Kubernetes `Status` failure with `code` and `message`.
+    pub fn status(code: u16, reason: &str, message: &str) -> Self {
+        Answer {
+            status: StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body: json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message}),
+            open: false,
+        }
+    }
+}
+
+/// The fake server: what it received so far.
+#[derive(Clone, Default)]
+pub struct Recorded(Arc<Mutex<Vec<Received>>>);
+
+impl Recorded {
+    pub fn all(&self) -> Vec<Received> {
+        self.0.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Every request as [`Received::line`].
+    pub fn lines(&self) -> Vec<String> {
+        self.all().iter().map(Received::line).collect()
+    }
+}
+
+/// A client whose requests `handler` answers (on a task of the current runtime), and the
+/// record of them.
+pub fn serve(handler: impl Fn(&Received) -> Answer + Send + 'static) -> (kube::Client, Recorded) {
+    type Answered = BoxBody<Bytes, std::convert::Infallible>;
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Answered>>();
+    let recorded = Recorded::default();
+    let log = recorded.clone();
+    tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let received = Received {
+                method: parts.method,
+                uri: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            };
+            let answer = handler(&received);
+            if let Ok(mut l) = log.0.lock() {
+                l.push(received);
+            }
+            let body: Answered = if answer.open {
+                StreamBody::new(futures::stream::pending::<Result<http_body::Frame<Bytes>, std::convert::Infallible>>())
+                    .boxed()
+            } else {
+                Full::new(Bytes::from(serde_json::to_vec(&answer.body).unwrap_or_default())).boxed()
+            };
+            let response =
+                Response::builder().status(answer.status).header("content-type", "application/json").body(body);
+            match response {
+                Ok(r) => send.send_response(r),
+                Err(e) => panic!("building a fake response: {e}"),
+            }
+        }
+    });
+    (kube::Client::new(service, "default"), recorded)
+}
+
+/// Answers an apply (PATCH) or create (POST) with the object it was sent, given a
+/// `resourceVersion`: what a real API server stores for an object nobody else writes.
+pub fn echo(r: &Received, version: &str) -> Answer {
+    let mut obj = r.body.clone();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), version.into());
+    }
+    Answer::ok(obj)
+}
+
+/// Whether a request is a watch.
+pub fn is_watch(r: &Received) -> bool {
+    r.method == Method::GET && r.uri.contains("watch=true")
+}
+
+/// Whether a request is a watcher's LIST (paged).
+pub fn is_list(r: &Received) -> bool {
+    r.method == Method::GET && !is_watch(r) && r.uri.contains("limit=")
+}
