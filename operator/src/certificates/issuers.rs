@@ -134,6 +134,7 @@ pub async fn load_ca<K: IssuerResource>(
 pub struct Issuers<K> {
     ctx: Arc<Context>,
     metrics: Arc<super::metrics::CertificateMetrics>,
+    status: crate::status::Writer,
     kind: std::marker::PhantomData<fn() -> K>,
 }
 
@@ -142,7 +143,8 @@ pub fn controller<K: IssuerResource>(
     ctx: Arc<Context>,
     metrics: Arc<super::metrics::CertificateMetrics>,
 ) -> Arc<Issuers<K>> {
-    Arc::new(Issuers { ctx, metrics, kind: std::marker::PhantomData })
+    let status = crate::status::Writer::new(&K::KIND.to_lowercase());
+    Arc::new(Issuers { ctx, metrics, status, kind: std::marker::PhantomData })
 }
 
 impl<K: IssuerResource> crate::controller::Reconciler for Issuers<K> {
@@ -182,11 +184,12 @@ impl<K: IssuerResource> crate::controller::Reconciler for Issuers<K> {
     }
 
     async fn reconcile(&self, issuer: &K) -> Result<Action> {
-        reconcile_inner(issuer, &self.ctx, &self.metrics).await
+        reconcile_inner(issuer, &self.ctx, &self.metrics, &self.status).await
     }
 
     fn forget(&self, namespace: Option<&str>, name: &str) {
         self.metrics.observe_issuer(K::KIND, namespace, name, None);
+        self.status.forget(namespace, name);
     }
 }
 
@@ -284,6 +287,7 @@ async fn reconcile_inner<K: IssuerResource>(
     issuer: &K,
     ctx: &Context,
     m: &super::metrics::CertificateMetrics,
+    writer: &crate::status::Writer,
 ) -> Result<Action> {
     let now = Timestamp::now();
     let outcome = match issuer.self_signed() {
@@ -319,19 +323,11 @@ async fn reconcile_inner<K: IssuerResource>(
             (status, Duration::from_secs(30))
         }
     };
-    let unchanged = issuer.issuer_status().is_some_and(|s| {
-        (&s.subject, &s.fingerprint, &s.not_after, s.observed_generation)
-            == (&status.subject, &status.fingerprint, &status.not_after, status.observed_generation)
-            && conditions::same(&s.conditions, &status.conditions)
-    });
-    if !unchanged {
-        if let Err((reason, message)) = &outcome {
-            warn!(issuer = %issuer.name_any(), %reason, problem = %message, "issuer cannot sign");
-        }
-        let api = K::api(&ctx.client, issuer.meta().namespace.as_deref());
-        let controller = K::KIND.to_lowercase();
-        crate::status::write(&ctx.metrics, &controller, &api, &issuer.name_any(), crate::status::Body::Whole(&status))
-            .await?;
+    let api = K::api(&ctx.client, issuer.meta().namespace.as_deref());
+    if writer.whole(&ctx.metrics, &api, issuer, issuer.issuer_status(), &status).await?
+        && let Err((reason, message)) = &outcome
+    {
+        warn!(issuer = %issuer.name_any(), %reason, problem = %message, "issuer cannot sign");
     }
     Ok(Action::requeue(next))
 }

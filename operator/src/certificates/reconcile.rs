@@ -62,11 +62,12 @@ fn referencing(
 pub struct Certificates {
     ctx: Arc<Context>,
     metrics: Arc<super::metrics::CertificateMetrics>,
+    status: crate::status::Writer,
 }
 
 /// The SmCertificate controller, for [`crate::controller::run`].
 pub fn controller(ctx: Arc<Context>, metrics: Arc<super::metrics::CertificateMetrics>) -> Arc<Certificates> {
-    Arc::new(Certificates { ctx, metrics })
+    Arc::new(Certificates { ctx, metrics, status: crate::status::Writer::new(CONTROLLER) })
 }
 
 impl crate::controller::Reconciler for Certificates {
@@ -109,11 +110,12 @@ impl crate::controller::Reconciler for Certificates {
     }
 
     async fn reconcile(&self, c: &SmCertificate) -> Result<Action> {
-        reconcile_inner(c, &self.ctx, &self.metrics).await
+        reconcile_inner(c, &self.ctx, &self.metrics, &self.status).await
     }
 
     fn forget(&self, namespace: Option<&str>, name: &str) {
         self.metrics.forget_certificate(namespace.unwrap_or_default(), name);
+        self.status.forget(namespace, name);
     }
 }
 
@@ -176,7 +178,12 @@ fn not_ready_names<K: IssuerResource>(
     loaded.map_err(|(_, why)| ("IssuerNotReady", format!("{} {:?} cannot sign: {why}", K::KIND, issuer.name_any())))
 }
 
-async fn reconcile_inner(c: &SmCertificate, ctx: &Context, m: &super::metrics::CertificateMetrics) -> Result<Action> {
+async fn reconcile_inner(
+    c: &SmCertificate,
+    ctx: &Context,
+    m: &super::metrics::CertificateMetrics,
+    writer: &crate::status::Writer,
+) -> Result<Action> {
     let (ns, name) = (c.namespace().unwrap_or_default(), c.name_any());
     let now = Timestamp::now();
     let timing = c.spec.lifetime().and_then(|life| c.spec.renew_before(life));
@@ -232,14 +239,20 @@ async fn reconcile_inner(c: &SmCertificate, ctx: &Context, m: &super::metrics::C
             issued.current
         }
     };
-    write_status(c, ctx, &current, now).await?;
+    write_status(c, ctx, writer, &current, now).await?;
     m.observe_certificate(&ns, &name, "Ready", Some((current.not_after, current.renewal_time)));
     // Sleep until the renewal time (capped, so a lost event still gets noticed within the hour).
     let wait = current.renewal_time.duration_since(now).as_secs_f64().clamp(0.5, 3600.0);
     Ok(Action::requeue(Duration::from_secs_f64(wait)))
 }
 
-async fn write_status(c: &SmCertificate, ctx: &Context, current: &Current, now: Timestamp) -> Result<()> {
+async fn write_status(
+    c: &SmCertificate,
+    ctx: &Context,
+    writer: &crate::status::Writer,
+    current: &Current,
+    now: Timestamp,
+) -> Result<()> {
     let previous = c.status.clone().unwrap_or_default();
     let revision = Some(current.revision);
     let issuing = Observed::new(
@@ -264,22 +277,8 @@ async fn write_status(c: &SmCertificate, ctx: &Context, current: &Current, now: 
         revision,
         conditions: conditions::merge(&previous.conditions, &[ready, issuing], c.metadata.generation, now),
     };
-    patch_status(c, ctx, &previous, status).await
-}
-
-async fn patch_status(
-    c: &SmCertificate,
-    ctx: &Context,
-    previous: &SmCertificateStatus,
-    status: SmCertificateStatus,
-) -> Result<()> {
-    let mut without_conditions = status.clone();
-    without_conditions.conditions = previous.conditions.clone();
-    if conditions::same(&previous.conditions, &status.conditions) && without_conditions == *previous {
-        return Ok(());
-    }
     let api = Api::<SmCertificate>::namespaced(ctx.client.clone(), &c.namespace().unwrap_or_default());
-    crate::status::write(&ctx.metrics, CONTROLLER, &api, &c.name_any(), crate::status::Body::Whole(&status)).await?;
+    writer.whole(&ctx.metrics, &api, c, c.status.as_ref(), &status).await?;
     Ok(())
 }
 

@@ -39,6 +39,7 @@ pub struct Channels {
     ctx: Arc<Context>,
     applied: apply::Memory,
     own: Arc<super::metrics::ChannelMetrics>,
+    status: crate::status::Writer,
 }
 
 impl std::ops::Deref for Channels {
@@ -69,7 +70,7 @@ fn naming(
 
 /// The channel controller, for [`crate::controller::run`].
 pub fn controller(ctx: Arc<Context>, own: Arc<super::metrics::ChannelMetrics>) -> Arc<Channels> {
-    Arc::new(Channels { ctx, applied: apply::Memory::default(), own })
+    Arc::new(Channels { ctx, applied: apply::Memory::default(), own, status: crate::status::Writer::new(CONTROLLER) })
 }
 
 impl crate::controller::Reconciler for Channels {
@@ -141,6 +142,7 @@ impl crate::controller::Reconciler for Channels {
     /// A deleted channel: its policies go with it (owner references), its series here.
     fn forget(&self, _namespace: Option<&str>, name: &str) {
         self.own.forget_channel(name);
+        self.status.forget(None, name);
     }
 }
 
@@ -341,20 +343,8 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Channels) -> Result<Action>
         conditions: conditions::merge(previous, &ready, ch.metadata.generation, now),
     };
     announce(ctx, ch, &status).await;
-    let seen = |s: &ExchangeChannelStatus| {
-        (
-            s.phase,
-            s.message.clone(),
-            s.policies.clone(),
-            s.observed_generation,
-            s.approved_at.clone(),
-            s.requested_by.clone(),
-        )
-    };
-    if ch.status.as_ref().map(seen) != Some(seen(&status)) {
-        let api = Api::<ExchangeChannel>::all(client.clone());
-        crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
-    }
+    let api = Api::<ExchangeChannel>::all(client.clone());
+    ctx.status.whole(&ctx.metrics, &api, ch, ch.status.as_ref(), &status).await?;
 
     let to_expiry = expires.map(|t| t.duration_since(now).as_secs_f64());
     ctx.own.observe_channel(&name, &format!("{phase:?}"), to_expiry.unwrap_or(0.0).max(0.0));

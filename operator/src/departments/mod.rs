@@ -54,7 +54,7 @@ fn refs_for(
 
 /// The department controller, for [`crate::controller::run`].
 pub fn controller(ctx: Arc<Context>, problems: prometheus::IntCounterVec) -> Arc<Departments> {
-    Arc::new(Departments { ctx, applied: Default::default(), problems })
+    Arc::new(Departments { ctx, applied: Default::default(), problems, status: crate::status::Writer::new(CONTROLLER) })
 }
 
 impl crate::controller::Reconciler for Departments {
@@ -143,11 +143,11 @@ pub struct Departments {
     applied: crate::apply::Memory,
     /// Departments found broken (a parent missing, a budget exceeded anyway), by reason.
     problems: prometheus::IntCounterVec,
+    status: crate::status::Writer,
 }
 
 async fn reconcile(d: &Department, state: &Departments) -> Result<Action> {
     let ctx = &state.ctx;
-    let name = d.name_any();
     let departments = ctx.watches.departments.state();
     let departments: Vec<&Department> = departments.iter().filter_map(|d| d.0.as_ref().ok()).collect();
     // The tenants of its subtree, from the index by department: all its status reads.
@@ -191,14 +191,9 @@ async fn reconcile(d: &Department, state: &Departments) -> Result<Action> {
             warn!(error = %e, "publishing an event failed");
         }
     }
-    let unchanged = d.status.as_ref().is_some_and(|s| {
-        let mut times_aside = s.clone();
-        times_aside.conditions = status.conditions.clone();
-        times_aside == status && conditions::same(&s.conditions, &status.conditions)
-    });
-    if !unchanged {
+    {
         let api: Api<Department> = Api::all(ctx.client.clone());
-        crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
+        state.status.whole(&ctx.metrics, &api, d, d.status.as_ref(), &status).await?;
     }
     Ok(Action::requeue(Duration::from_secs(300)))
 }

@@ -57,6 +57,7 @@ pub struct Gateways {
     /// Per gateway, the refusal this process last reported (generation, reason, message): a
     /// round that runs again before the cache shows the status it wrote must not report it twice.
     reported: std::sync::Mutex<HashMap<(String, String), Reported>>,
+    status: crate::status::Writer,
 }
 
 /// The gateways of a namespace for which `pick` holds.
@@ -92,6 +93,7 @@ pub fn controller(ctx: Arc<Context>, problems: prometheus::IntCounterVec) -> Arc
         told: Default::default(),
         problems,
         reported: Default::default(),
+        status: crate::status::Writer::new(CONTROLLER),
     })
 }
 
@@ -166,6 +168,7 @@ impl crate::controller::Reconciler for Gateways {
         if let Ok(mut r) = self.reported.lock() {
             r.remove(&key);
         }
+        self.status.forget(namespace, name);
     }
 }
 
@@ -417,12 +420,8 @@ async fn reconcile_inner(g: &SecureGateway, state: &Gateways) -> Result<Action> 
         ready_replicas: Some(ready_replicas),
         conditions: conditions::merge(&previous.conditions, &[ready], g.metadata.generation, now),
     };
-    let mut without = status.clone();
-    without.conditions = previous.conditions.clone();
-    if !(conditions::same(&previous.conditions, &status.conditions) && without == previous) {
-        let api = Api::<SecureGateway>::namespaced(client.clone(), &ns);
-        crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
-    }
+    let api = Api::<SecureGateway>::namespaced(client.clone(), &ns);
+    state.status.whole(&ctx.metrics, &api, g, g.status.as_ref(), &status).await?;
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 

@@ -277,11 +277,7 @@ async fn reconcile(room: &ComputerRoom, ctx: &Rooms) -> Result<Action> {
         publish(ctx, room, EventType::Warning, refusal.reason, refusal.message.clone()).await;
     }
     // Unchanged (condition times aside): no write, so no event and no loop.
-    let unchanged = room.status.as_ref().is_some_and(|s| {
-        let mut times_aside = s.clone();
-        times_aside.conditions = status.conditions.clone();
-        times_aside == status && conditions::same(&s.conditions, &status.conditions)
-    });
+    let unchanged = room.status.as_ref().is_some_and(|s| crate::status::same(s, &status));
     // Only what the pods request moved: written at most every USAGE_EVERY, and looked at
     // again then.
     let same_verdict = room.status.as_ref().is_some_and(|s| conditions::same(&s.conditions, &status.conditions));

@@ -90,6 +90,7 @@ pub fn allocatable(nodes: &[&Node]) -> BTreeMap<String, String> {
 /// The zone controller's state: the shared [`Context`], whose watches it reads.
 pub struct Zones {
     ctx: Arc<Context>,
+    status: crate::status::Writer,
 }
 
 impl std::ops::Deref for Zones {
@@ -135,7 +136,7 @@ fn zones_of_tenant(
 
 /// The zone controller, for [`crate::controller::run`].
 pub fn controller(ctx: Arc<Context>) -> Arc<Zones> {
-    Arc::new(Zones { ctx })
+    Arc::new(Zones { ctx, status: crate::status::Writer::new(CONTROLLER) })
 }
 
 impl crate::controller::Reconciler for Zones {
@@ -241,14 +242,9 @@ async fn reconcile(zone: &Zone, ctx: &Zones) -> Result<Action> {
         tenants: in_zone,
     };
     // Unchanged status: no write, so no event and no loop.
-    let ready = |s: &ZoneStatus| {
-        s.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.clone(), c.message.clone()))
-    };
-    if zone.status.as_ref().map(|s| (&s.nodes, &s.tenants, &s.allocatable, s.observed_generation, ready(s)))
-        != Some((&status.nodes, &status.tenants, &status.allocatable, status.observed_generation, ready(&status)))
     {
         let api = Api::<Zone>::all(ctx.client.clone());
-        crate::status::write(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Whole(&status)).await?;
+        ctx.status.whole(&ctx.metrics, &api, zone, zone.status.as_ref(), &status).await?;
     }
     Ok(Action::requeue(Duration::from_secs(300)))
 }
