@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod amount;
+pub mod amounts;
 pub mod certificate;
 pub mod channel;
 pub mod cidr;

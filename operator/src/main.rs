@@ -125,6 +125,9 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
         .isolation_gate_image
         .clone()
         .map(|image| zhengyun::gate::Config { image, namespace: args.lease_namespace.clone() });
+    // A name that is in no registry stops the operator now, not once it leads.
+    manager::select(manager::registry(&ctx, &concern_metrics, gate.is_some()), args.controllers.as_deref())
+        .map_err(anyhow::Error::msg)?;
     if gate.is_some() && args.webhook_addr.is_none() {
         anyhow::bail!("--isolation-gate-image needs the webhook (--webhook-addr): the webhook injects the gate");
     }
@@ -212,8 +215,13 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
             }
         }
     };
-    let term =
-        manager::Term { metrics: concern_metrics, webhook, gate, registration_owner: args.registration_owner.clone() };
+    let term = manager::Term {
+        metrics: concern_metrics,
+        webhook,
+        gate,
+        registration_owner: args.registration_owner.clone(),
+        only: args.controllers.clone(),
+    };
     let ended = manager::lead(&ctx, term, stop_rx.clone(), lost, async {
         let _ = (&mut shutdown).await;
     })

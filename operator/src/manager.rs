@@ -97,6 +97,19 @@ pub fn registry(ctx: &Arc<Context>, m: &ConcernMetrics, gated: bool) -> Vec<Regi
     all
 }
 
+/// The registry narrowed to `only` (every entry when `None`; none for `["none"]`), or the names
+/// that are in no registry.
+pub fn select(all: Vec<Registered>, only: Option<&[String]>) -> Result<Vec<Registered>, String> {
+    let Some(only) = only else { return Ok(all) };
+    let wanted: Vec<&str> = only.iter().map(|n| n.trim()).filter(|n| !n.is_empty() && *n != "none").collect();
+    let unknown: Vec<&str> = wanted.iter().copied().filter(|n| !all.iter().any(|r| r.name == *n)).collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = all.iter().map(|r| r.name).collect();
+        return Err(format!("--controllers: no controller {} (there are: {})", unknown.join(", "), known.join(", ")));
+    }
+    Ok(all.into_iter().filter(|r| wanted.contains(&r.name)).collect())
+}
+
 /// What the leader keeps besides its controllers.
 pub struct Term {
     /// Each concern's metrics, for its controllers.
@@ -108,6 +121,8 @@ pub struct Term {
     /// The ClusterRole that owns what the leader keeps outside any tenant (registrations,
     /// canary), so uninstalling removes them.
     pub registration_owner: Option<String>,
+    /// Of the registry, only these (`--controllers`; checked by [`select`] at start).
+    pub only: Option<Vec<String>>,
 }
 
 /// How a leader's term ended.
@@ -154,7 +169,7 @@ pub async fn lead(
                 keepers.shutdown().await;
                 return Err(e);
             }
-            for r in registry(ctx, &term.metrics, gated) {
+            for r in select(registry(ctx, &term.metrics, gated), term.only.as_deref()).unwrap_or_default() {
                 let handle = writers.spawn((r.start)(ctl_stopped.clone()));
                 names.insert(handle.id(), r.name);
             }
@@ -232,4 +247,24 @@ async fn shared_roles(ctx: &Context) -> crate::Result<()> {
     apply::cluster::<ClusterRole>(&ctx.client, &tenancy::build::owner_cluster_role()).await?;
     apply::cluster::<ClusterRole>(&ctx.client, &departments::admin_cluster_role()).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(r: &[Registered]) -> Vec<&'static str> {
+        r.iter().map(|r| r.name).collect()
+    }
+
+    #[test]
+    fn controllers_are_narrowed_by_name_and_an_unknown_name_is_refused() {
+        let all = || vec![task("tenant", |_| async {}), task("zone", |_| async {}), task("showback", |_| async {})];
+        assert_eq!(names(&select(all(), None).unwrap_or_default()), ["tenant", "zone", "showback"]);
+        let only = ["zone".to_string(), " showback".to_string()];
+        assert_eq!(names(&select(all(), Some(&only)).unwrap_or_default()), ["zone", "showback"]);
+        assert!(select(all(), Some(&["none".to_string()])).is_ok_and(|r| r.is_empty()));
+        let Err(e) = select(all(), Some(&["tenants".to_string()])) else { panic!("an unknown name") };
+        assert_eq!(e, "--controllers: no controller tenants (there are: tenant, zone, showback)");
+    }
 }

@@ -392,7 +392,11 @@ async fn ready_count(client: &Client) -> usize {
 async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::Result<()> {
     create_departments(client, n).await?;
     let start = Instant::now();
+    let before = metrics(admin).await;
     creates("operator", &create_tenants(client, n).await?);
+    let (p50, p99) = admission::webhook_quantiles(&before, &metrics(admin).await, "validate", "Tenant");
+    out("operator_tenant_validate_p50_seconds", p50);
+    out("operator_tenant_validate_p99_seconds", p99);
     out("operator_created_seconds", format!("{:.1}", start.elapsed().as_secs_f64()));
     loop {
         if ready_count(client).await >= n {
@@ -483,6 +487,7 @@ async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::R
         .unwrap_or_default()
     };
     let mut admissions = Vec::new();
+    let before = metrics(admin).await;
     for k in 0..200usize {
         let i = (k * 104729) % n;
         let api: Api<Pod> = Api::namespaced(client.clone(), &format!("t{i:05}-data"));
@@ -493,6 +498,11 @@ async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::R
     out("pod_admission_p50_seconds", format!("{:.3}", percentile(admissions.clone(), 0.5)));
     out("pod_admission_p99_seconds", format!("{:.3}", percentile(admissions, 0.99)));
     let m = metrics(admin).await;
+    for hook in ["mutate", "validate"] {
+        let (p50, p99) = admission::webhook_quantiles(&before, &m, hook, "Pod");
+        out(&format!("pod_{hook}_p50_seconds"), p50);
+        out(&format!("pod_{hook}_p99_seconds"), p99);
+    }
     out(
         "reconciles_per_tenant",
         format!("{:.1}", sum(&m, "controller_runtime_reconcile_total{controller=\"tenant\"", &[]) / n as f64),
@@ -518,7 +528,146 @@ async fn main() -> anyhow::Result<()> {
             let admin = args.get(4).cloned().unwrap_or_else(|| "127.0.0.1:8080".into());
             operator(&client, n, pid, &admin).await
         }
-        _ => anyhow::bail!("usage: scale floor N | scale operator N PID ADMIN_ADDR | scale memory N"),
+        Some("admission-floor") => {
+            admission::floor(&client, args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000)).await
+        }
+        Some("admission") => {
+            let admin = args.get(2).cloned().unwrap_or_else(|| "127.0.0.1:8080".into());
+            admission::webhook(&client, &admin).await
+        }
+        _ => anyhow::bail!(
+            "usage: scale floor N | scale operator N PID ADMIN_ADDR | scale memory N | scale admission-floor N | scale admission ADMIN_ADDR"
+        ),
+    }
+}
+
+/// `admission-floor N` and `admission ADMIN` (bench/admission.sh): Tenant creates in one
+/// department that already holds N tenants, without the webhook (the floor: what the API server
+/// and etcd take) and then through it (the operator runs with `--controllers none`, so nothing
+/// but admission is measured).
+mod admission {
+    use super::*;
+
+    /// The one department, budgeted for `room` tenants like those of [`super::tenant`].
+    fn department(room: usize) -> zhengyun::api::department::Department {
+        zhengyun::api::department::Department::new(
+            "one",
+            zhengyun::api::department::DepartmentSpec {
+                code: "ONE".into(),
+                name_zh: "一个部门".into(),
+                name: None,
+                parent: None,
+                admin_group: None,
+                budget: TenantQuota {
+                    cpu: Some(format!("{}", 4 * room).as_str().into()),
+                    memory: Some(format!("{}Gi", 8 * room).as_str().into()),
+                    pods: Some(Count::from(20 * room as i64)),
+                    ..Default::default()
+                },
+            },
+        )
+    }
+
+    fn tenant(name: String) -> Tenant {
+        let mut t = super::tenant(0);
+        t.metadata.name = Some(name);
+        t.spec.department.code = "ONE".into();
+        t
+    }
+
+    /// Creates `names` with `workers` at once; each create's seconds.
+    async fn create(client: &Client, names: Vec<String>, workers: usize) -> anyhow::Result<Vec<f64>> {
+        let api: Api<Tenant> = Api::all(client.clone());
+        let results: Vec<Result<f64, kube::Error>> = stream::iter(names)
+            .map(|name| {
+                let api = api.clone();
+                async move {
+                    let t = Instant::now();
+                    api.create(&PostParams::default(), &tenant(name)).await?;
+                    Ok(t.elapsed().as_secs_f64())
+                }
+            })
+            .buffer_unordered(workers)
+            .collect()
+            .await;
+        let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        anyhow::ensure!(failed.is_empty(), "{} creates failed, the first: {}", failed.len(), failed[0]);
+        Ok(results.into_iter().flatten().collect())
+    }
+
+    fn report(prefix: &str, took: Vec<f64>) {
+        out(&format!("{prefix}_p50_seconds"), format!("{:.4}", percentile(took.clone(), 0.5)));
+        out(&format!("{prefix}_p99_seconds"), format!("{:.4}", percentile(took, 0.99)));
+    }
+
+    const ONE_BY_ONE: usize = 200;
+    const AT_ONCE: usize = 2000;
+    /// Room in the budget for what the webhook phase adds.
+    const MORE: usize = 2 * (ONE_BY_ONE + AT_ONCE);
+
+    /// Without the webhook: the department, its N tenants (32 at once), then creates one by one.
+    pub async fn floor(client: &Client, n: usize) -> anyhow::Result<()> {
+        let api: Api<zhengyun::api::department::Department> = Api::all(client.clone());
+        api.create(&PostParams::default(), &department(n + MORE)).await?;
+        let start = Instant::now();
+        create(client, (0..n).map(|i| format!("a{i:05}")).collect(), WORKERS).await?;
+        out("admission_held_tenants", n);
+        out("admission_held_created_seconds", format!("{:.1}", start.elapsed().as_secs_f64()));
+        report("floor_one_by_one", create(client, (0..ONE_BY_ONE).map(|k| format!("f{k:04}")).collect(), 1).await?);
+        report("floor_at_once", create(client, (0..AT_ONCE).map(|k| format!("g{k:04}")).collect(), WORKERS).await?);
+        Ok(())
+    }
+
+    /// The webhook's own time for validating Tenant creates, from its histogram: the bucket
+    /// bounds below which 50% and 99% of the requests since `before` fell.
+    pub(super) fn webhook_quantiles(before: &str, after: &str, hook: &str, kind: &str) -> (String, String) {
+        let buckets = |text: &str| -> Vec<(f64, f64)> {
+            let filter = format!(
+                "zhengyun_admission_duration_seconds_bucket{{hook=\"{hook}\",kind=\"{kind}\",verdict=\"allowed\""
+            );
+            let mut v: Vec<(f64, f64)> = text
+                .lines()
+                .filter(|l| l.starts_with(&filter))
+                .filter_map(|l| {
+                    let le = l.split("le=\"").nth(1)?.split('"').next()?;
+                    let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                    Some((le, l.rsplit(' ').next()?.parse().ok()?))
+                })
+                .collect();
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+            v
+        };
+        let (b, a) = (buckets(before), buckets(after));
+        let delta: Vec<(f64, f64)> =
+            a.iter().map(|(le, n)| (*le, n - b.iter().find(|(l, _)| l == le).map(|x| x.1).unwrap_or(0.0))).collect();
+        let total = delta.last().map(|d| d.1).unwrap_or(0.0);
+        let at = |q: f64| {
+            delta
+                .iter()
+                .find(|(_, n)| *n >= q * total && total > 0.0)
+                .map(|(le, _)| format!("≤ {le}"))
+                .unwrap_or_else(|| "?".into())
+        };
+        (at(0.5), at(0.99))
+    }
+
+    /// Through the webhook: creates one by one, then 32 at once, into the same department.
+    pub async fn webhook(client: &Client, admin: &str) -> anyhow::Result<()> {
+        let before = metrics(admin).await;
+        report("webhook_one_by_one", create(client, (0..ONE_BY_ONE).map(|k| format!("w{k:04}")).collect(), 1).await?);
+        let after = metrics(admin).await;
+        let (p50, p99) = webhook_quantiles(&before, &after, "validate", "Tenant");
+        out("webhook_validate_p50_seconds", p50);
+        out("webhook_validate_p99_seconds", p99);
+        let (p50, p99) = webhook_quantiles(&before, &after, "mutate", "Tenant");
+        out("webhook_mutate_p50_seconds", p50);
+        out("webhook_mutate_p99_seconds", p99);
+        report("webhook_at_once", create(client, (0..AT_ONCE).map(|k| format!("x{k:04}")).collect(), WORKERS).await?);
+        let dept = Api::<zhengyun::api::department::Department>::all(client.clone()).get("one").await?;
+        let held = dept.metadata.annotations.unwrap_or_default();
+        let text = held.get(zhengyun::departments::ledger::RESERVATIONS).cloned().unwrap_or_default();
+        out("reservations_bytes_after", text.len());
+        Ok(())
     }
 }
 

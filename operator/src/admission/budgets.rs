@@ -49,10 +49,34 @@ async fn fresh_departments(w: &Webhook) -> Result<Vec<Department>, String> {
         .map_err(|e| format!("reading the departments failed: {e}; retry"))
 }
 
-/// The takers of `code`'s budget as the caches show them.
-fn cached_takers(w: &Webhook, code: &str) -> BTreeMap<Taker, Amounts> {
-    let (ds, ts) = (departments(w), tenants(w, code));
-    budget::takers(code, &ds.iter().collect::<Vec<_>>(), &readable(&ts))
+/// Whether department `d`'s budget holds its takers as cached with `overlay` laid over: from
+/// the watch's sums first; counted one by one (which names them) only when those say no.
+fn decide(
+    w: &Webhook,
+    d: &Department,
+    departments: &[&Department],
+    overlay: &BTreeMap<Taker, Amounts>,
+) -> Result<(), String> {
+    let code = d.spec.code.as_str();
+    let budget = budget::amounts(&d.spec.budget);
+    let tally = w.caches.tenants_tally(code);
+    if budget::holds_tallied(code, &budget, tally, departments, overlay, |n| w.caches.tenant_part(n, code)) {
+        return Ok(());
+    }
+    let ts = tenants(w, code);
+    let mut all = budget::takers(code, departments, &readable(&ts));
+    all.extend(overlay.iter().map(|(k, v)| (k.clone(), v.clone())));
+    budget::fits(code, &budget, &all).map_err(|e| e.message)
+}
+
+/// Whether the caches show `who` taking `amounts` of department `code`'s budget.
+fn shown(w: &Webhook, departments: &[&Department], code: &str, who: &Taker, amounts: &Amounts) -> bool {
+    match who {
+        Taker::Tenant(n) => w.caches.tenant_part(n, code).as_ref() == Some(amounts),
+        Taker::Department(c) => departments.iter().any(|d| {
+            d.spec.code == *c && d.spec.parent.as_deref() == Some(code) && budget::amounts(&d.spec.budget) == *amounts
+        }),
+    }
 }
 
 /// Reserves `amounts` for `who` against department `code`'s budget, if it fits.
@@ -64,19 +88,25 @@ async fn take(
     amounts: &Amounts,
 ) -> Result<(), String> {
     let Some(client) = w.client.as_ref() else { return Ok(()) };
-    let mut found = departments(w).into_iter().find(|d| d.spec.code == code);
+    let cached = departments(w);
+    let mut found = cached.iter().find(|d| d.spec.code == code).cloned();
+    let from_cache = found.is_some();
     // No department tree at all: nothing to ask. Some tree but not this code: the cache may be
     // a moment behind.
-    if found.is_none() && !w.caches.departments.state().is_empty() {
+    if found.is_none() && !cached.is_empty() {
         found = fresh_departments(w).await?.into_iter().find(|d| d.spec.code == code);
     }
     let Some(dept) = found else { return Ok(()) };
-    let ask = ledger::Ask { name: &dept.name_any(), code, who, amounts, dry_run: req.dry_run };
+    let name = dept.name_any();
+    let refs: Vec<&Department> = cached.iter().collect();
+    let ask = ledger::Ask { name: &name, code, who, amounts, dry_run: req.dry_run };
     ledger::reserve(
         client,
+        &w.ledger,
         ask,
-        || cached_takers(w, code),
-        |d, all| budget::fits(code, &budget::amounts(&d.spec.budget), all),
+        from_cache.then_some(dept),
+        |d, overlay| decide(w, d, &refs, overlay),
+        |who, amounts| shown(w, &refs, code, who, amounts),
     )
     .await
 }
@@ -155,11 +185,9 @@ pub async fn department(
         tree_holds(&all)?;
     }
     let refs: Vec<&Department> = all.iter().collect();
-    let ts = tenants(w, code);
-    let trefs = readable(&ts);
     let now = jiff::Timestamp::now().as_second();
-    let own = ledger::with_reservations(&new.metadata, now, budget::takers(code, &refs, &trefs));
-    budget::fits(code, &budget::amounts(&new.spec.budget), &own).map_err(|e| format!("spec.budget: {e}"))?;
+    let overlay = ledger::with_reservations(&new.metadata, now, BTreeMap::new());
+    decide(w, new, &refs, &overlay).map_err(|e| format!("spec.budget: {e}"))?;
     let Some(parent) = new.spec.parent.as_deref() else { return Ok(()) };
     let amounts = budget::amounts(&new.spec.budget);
     if let Some(o) = old

@@ -58,6 +58,21 @@ impl Caches {
         self.hub.tenants.by(crate::watch::TENANTS_BY_DEPARTMENT, code)
     }
 
+    /// What department `code`'s own tenants take together, as the watch adds it up.
+    pub fn tenants_tally(&self, code: &str) -> crate::api::amounts::Tally {
+        self.hub.tenants.tally(code)
+    }
+
+    /// What tenant `name` takes of department `code`'s budget, as cached (none if it counts
+    /// elsewhere or nowhere).
+    pub fn tenant_part(&self, name: &str, code: &str) -> Option<crate::api::amounts::Amounts> {
+        self.hub
+            .tenants
+            .part(&kube::runtime::reflector::ObjectRef::new(name))
+            .filter(|(k, _)| k == code)
+            .map(|(_, a)| a)
+    }
+
     /// The zone a tenant namespace runs in, or `None` for namespaces we do not manage.
     pub fn namespace_zone(&self, namespace: &str) -> Result<Option<InZone>, String> {
         use crate::labels;

@@ -66,6 +66,8 @@ pub async fn start(
         operator_user: operator_user.clone(),
         cluster_network_policy,
         client: Some(client.clone()),
+        ledger: Default::default(),
+        durations: super::webhook::durations_metric(&ctx.metrics),
         gate: gate.map(|g| crate::gate::run::Gate::new(g, client.clone())),
     });
     let (resolver_for_server, stop_server) = (resolver.clone(), stop.clone());

@@ -172,10 +172,32 @@ fn mutate_channel(req: &AdmissionRequest<DynamicObject>) -> Json<AdmissionReview
     patched(req, ops, decision.warnings)
 }
 
+/// Answers `review` with `answer`, recording how long that took.
+async fn timed(
+    w: &Webhook,
+    hook: &str,
+    review: AdmissionReview<DynamicObject>,
+    answer: impl AsyncFnOnce(AdmissionReview<DynamicObject>) -> Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let start = std::time::Instant::now();
+    let kind = review.request.as_ref().map(|r| r.kind.kind.clone()).unwrap_or_default();
+    let out = answer(review).await;
+    let verdict = match out.0.response.as_ref() {
+        Some(r) if r.allowed => "allowed",
+        _ => "denied",
+    };
+    w.durations.with_label_values(&[hook, kind.as_str(), verdict]).observe(start.elapsed().as_secs_f64());
+    out
+}
+
 async fn mutate(
     State(w): State<Arc<Webhook>>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
+    timed(&w, "mutate", review, async |r| mutate_review(&w, r).await).await
+}
+
+async fn mutate_review(w: &Webhook, review: AdmissionReview<DynamicObject>) -> Json<AdmissionReview<DynamicObject>> {
     let req = match parse(review) {
         Ok(r) => r,
         Err(resp) => return *resp,
@@ -220,15 +242,19 @@ async fn validate_handler(
     State(w): State<Arc<Webhook>>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
+    timed(&w, "validate", review, async |r| validate_review(&w, r).await).await
+}
+
+async fn validate_review(w: &Webhook, review: AdmissionReview<DynamicObject>) -> Json<AdmissionReview<DynamicObject>> {
     let req = match parse(review) {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
     if req.kind.kind == "SmCertificate" {
-        let (verdict, warnings) = certificate(&w, &req).await;
+        let (verdict, warnings) = certificate(w, &req).await;
         return respond_warning(&req, verdict, warnings);
     }
-    let verdict = super::decide::decide(&w, &req).await;
+    let verdict = super::decide::decide(w, &req).await;
     respond(&req, verdict)
 }
 

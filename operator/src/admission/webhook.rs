@@ -13,6 +13,10 @@ pub struct Webhook {
     /// For the one write an admission makes: a reservation against a department's budget
     /// ([`crate::departments::ledger`]).
     pub client: Option<kube::Client>,
+    /// This replica's reservations, one department at a time.
+    pub ledger: crate::departments::ledger::Ledger,
+    /// How long each admission took (`zhengyun_admission_duration_seconds`).
+    pub durations: prometheus::HistogramVec,
     /// The isolation gate every new tenant pod starts with (`--isolation-gate-image`).
     pub gate: Option<crate::gate::run::Gate>,
 }
@@ -27,4 +31,19 @@ impl Webhook {
                 && l.get(crate::gateways::GATEWAY_LABEL).map(String::as_str) == Some(gateway)
         })
     }
+}
+
+/// How long the webhook took to answer, by hook (`mutate`, `validate`), kind and verdict: the
+/// API server's own histogram starts at 5 ms and counts the network and TLS too.
+pub fn durations_metric(m: &crate::metrics::Metrics) -> prometheus::HistogramVec {
+    let h = crate::metrics::must(prometheus::HistogramVec::new(
+        prometheus::HistogramOpts::new(
+            "zhengyun_admission_duration_seconds",
+            "Time the webhook took to decide an admission request, by hook, kind and verdict",
+        )
+        .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        &["hook", "kind", "verdict"],
+    ));
+    m.register(h.clone());
+    h
 }

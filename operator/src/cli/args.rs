@@ -132,6 +132,12 @@ pub struct RunArgs {
     /// (docs/security.md). Needs the webhook.
     #[arg(long, env = "ZHENGYUN_ISOLATION_GATE_IMAGE")]
     pub isolation_gate_image: Option<String>,
+    /// Run only these of the leader's controllers and tasks (names as in
+    /// `controller_runtime_reconcile_total`, comma-separated), or `none`: the leader then keeps
+    /// the webhook's registration and runs nothing else (the admission benchmark runs so).
+    /// Default: all. An unknown name stops the operator at start.
+    #[arg(long, env = "ZHENGYUN_CONTROLLERS", value_delimiter = ',')]
+    pub controllers: Option<Vec<String>>,
     /// Serve the admission webhook on this address (every replica serves it).
     #[arg(long, env = "ZHENGYUN_WEBHOOK_ADDR")]
     pub webhook_addr: Option<SocketAddr>,

@@ -5,42 +5,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{
     api::{Tenant, TenantQuota, department::Department},
-    quantity::{self, Kind, Milli},
+    quantity,
 };
 use kube::ResourceExt;
 
-/// Amounts by resource (the budget's field names: `cpu`, `memory`, `pods`, ...).
-pub type Amounts = BTreeMap<&'static str, Milli>;
-
-/// The budget's resources, their kinds, and how a ResourceQuota names each (for `used`).
-pub const RESOURCES: &[(&str, Kind, &str)] = &[
-    ("cpu", Kind::Cores, "requests.cpu"),
-    ("memory", Kind::Bytes, "requests.memory"),
-    ("storage", Kind::Bytes, "requests.storage"),
-    ("persistentVolumeClaims", Kind::Count, "persistentvolumeclaims"),
-    ("pods", Kind::Count, "pods"),
-    ("services", Kind::Count, "services"),
-    ("loadBalancers", Kind::Count, "services.loadbalancers"),
-    ("gpu", Kind::Count, "gpu"),
-];
-
-fn kind_of(resource: &str) -> Kind {
-    RESOURCES.iter().find(|(r, _, _)| *r == resource).map(|(_, k, _)| *k).unwrap_or(Kind::Count)
-}
+pub use crate::api::amounts::{Amounts, RESOURCES, Tally, kind_of};
 
 /// The amounts a quota (or budget) states; the ones it leaves out are absent.
 pub fn amounts(q: &TenantQuota) -> Amounts {
-    let fields: [(&'static str, Option<Milli>); 8] = [
-        ("cpu", q.cpu.as_ref().and_then(|a| a.milli().ok())),
-        ("memory", q.memory.as_ref().and_then(|a| a.milli().ok())),
-        ("storage", q.storage.as_ref().and_then(|a| a.milli().ok())),
-        ("persistentVolumeClaims", q.persistent_volume_claims.as_ref().and_then(|a| a.milli().ok())),
-        ("pods", q.pods.as_ref().and_then(|a| a.milli().ok())),
-        ("services", q.services.as_ref().and_then(|a| a.milli().ok())),
-        ("loadBalancers", q.load_balancers.as_ref().and_then(|a| a.milli().ok())),
-        ("gpu", q.gpu.as_ref().and_then(|a| a.milli().ok())),
-    ];
-    fields.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
+    crate::api::amounts::of(q)
 }
 
 /// Who takes from a department's budget: a child department or one of its own tenants.
@@ -73,6 +46,36 @@ pub fn takers(code: &str, departments: &[&Department], tenants: &[&Tenant]) -> B
         }
     }
     out
+}
+
+/// Whether `budget` holds what department `code` hands down, without listing its tenants: their
+/// quotas as the watch adds them up (`tenants`, [`crate::watch::Shared::tally`]), its children's
+/// budgets, and `overlay` laid over (standing reservations and the taker asking, each the newer
+/// word on its taker: a tenant named there no longer counts as `part_of` says it does).
+/// `false` may be a moment's lag of the sums: the caller then counts the takers one by one
+/// ([`takers`], [`fits`]), which also names them.
+pub fn holds_tallied(
+    code: &str,
+    budget: &Amounts,
+    mut tenants: Tally,
+    departments: &[&Department],
+    overlay: &BTreeMap<Taker, Amounts>,
+    part_of: impl Fn(&str) -> Option<Amounts>,
+) -> bool {
+    for d in departments.iter().filter(|d| d.spec.parent.as_deref() == Some(code)) {
+        if !overlay.contains_key(&Taker::Department(d.spec.code.clone())) {
+            tenants.add(&amounts(&d.spec.budget));
+        }
+    }
+    for (who, a) in overlay {
+        if let Taker::Tenant(name) = who
+            && let Some(cached) = part_of(name)
+        {
+            tenants.remove(&cached);
+        }
+        tenants.add(a);
+    }
+    tenants.within(budget)
 }
 
 /// The sum of what the takers take, by resource.
@@ -264,6 +267,43 @@ mod tests {
         // A resource the budget leaves out is not limited here.
         let open = dept("GZ", None, None);
         assert!(fits("GZ", &amounts(&open.spec.budget), &takers("GZ", &[&open], &[&unbounded])).is_ok());
+    }
+
+    #[test]
+    fn the_tally_decides_as_the_takers_one_by_one_do() {
+        let city = dept("GZ", None, Some("10"));
+        let county = dept("TH", Some("GZ"), Some("6"));
+        let tenants = [tenant("a", "GZ", Some("1")), tenant("b", "GZ", Some("2")), tenant("c", "GZ", None)];
+        let budget = amounts(&city.spec.budget);
+        let ds = [&city, &county];
+        // Each case: the tenants held, and what is laid over (reservations, the ask).
+        type Case<'a> = (Vec<&'a Tenant>, Vec<(Taker, &'a str)>);
+        let cases: Vec<Case> = vec![
+            (vec![&tenants[0], &tenants[1]], vec![]),
+            (vec![&tenants[0], &tenants[1]], vec![(Taker::Tenant("n".into()), "1")]),
+            (vec![&tenants[0], &tenants[1]], vec![(Taker::Tenant("n".into()), "2")]),
+            // `b` raising its own quota: its cached 2 no longer counts.
+            (vec![&tenants[0], &tenants[1]], vec![(Taker::Tenant("b".into()), "3")]),
+            (vec![&tenants[0], &tenants[1]], vec![(Taker::Tenant("b".into()), "4")]),
+            (vec![&tenants[0], &tenants[2]], vec![]),
+            (vec![&tenants[0]], vec![(Taker::Department("TH".into()), "9")]),
+            (vec![&tenants[0]], vec![(Taker::Department("TH".into()), "2"), (Taker::Tenant("n".into()), "7")]),
+        ];
+        for (i, (held, over)) in cases.into_iter().enumerate() {
+            let overlay: BTreeMap<Taker, Amounts> = over
+                .iter()
+                .map(|(who, cpu)| (who.clone(), [("cpu", crate::quantity::parse(cpu).unwrap_or_default())].into()))
+                .collect();
+            let mut tally = Tally::default();
+            for t in &held {
+                tally.add(&amounts(&t.spec.quota));
+            }
+            let part_of = |n: &str| held.iter().find(|t| t.name_any() == n).map(|t| amounts(&t.spec.quota));
+            let mut all = takers("GZ", &ds, &held);
+            all.extend(overlay.clone());
+            let tallied = holds_tallied("GZ", &budget, tally, &ds, &overlay, part_of);
+            assert_eq!(tallied, fits("GZ", &budget, &all).is_ok(), "case {i}");
+        }
     }
 
     #[test]

@@ -816,12 +816,19 @@ fn department_condition(hub: &crate::watch::Hub, tenant: &Tenant) -> Option<Cond
             format!("spec.department.code: no Department has code {code}"),
         ));
     };
-    // Its own tenants only (the index), not every tenant: they are what its budget holds.
+    let within = Cond::new("Department", true, "WithinBudget", format!("department {code}'s budget holds the quota"));
+    let budget = budget::amounts(&d.spec.budget);
+    // The sums the watch keeps: a round costs the same in a department of 10,000 tenants.
+    let no_overlay = std::collections::BTreeMap::new();
+    if budget::holds_tallied(code, &budget, hub.tenants.tally(code), &departments, &no_overlay, |_| None) {
+        return Some(within);
+    }
+    // Over: its own tenants one by one (the index), to name them.
     let tenants = hub.tenants.by(crate::watch::TENANTS_BY_DEPARTMENT, code);
     let tenants: Vec<&Tenant> = tenants.iter().filter_map(|t| t.0.as_ref().ok()).collect();
     let takers = budget::takers(code, &departments, &tenants);
-    Some(match budget::fits(code, &budget::amounts(&d.spec.budget), &takers) {
-        Ok(()) => Cond::new("Department", true, "WithinBudget", format!("department {code}'s budget holds the quota")),
+    Some(match budget::fits(code, &budget, &takers) {
+        Ok(()) => within,
         Err(over) => Cond::new("Department", false, "OverBudget", over.message),
     })
 }

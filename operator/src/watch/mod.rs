@@ -41,7 +41,9 @@ use futures::channel::mpsc;
 
 mod metas;
 pub mod secrets;
+mod sums;
 pub use metas::{IndexBy, Metas};
+pub use sums::PartFn;
 
 /// What a kind must be to be watched here.
 pub trait Watched:
@@ -90,6 +92,8 @@ pub struct Shared<K: Watched> {
     key: Option<KeyFn<K>>,
     /// More indexes by name (tenants by zone, by department, ...), fed by the same events.
     indexes: Vec<Named<K>>,
+    /// Amounts added up by a key (tenants' quotas by department), fed by the same events.
+    sums: Option<Arc<RwLock<sums::Sums<K>>>>,
     /// What the store keeps of each object, when less than the watch delivers (subscribers
     /// still get the whole object, labels and all, to find whom it concerns).
     keep: Option<fn(&mut K)>,
@@ -201,6 +205,7 @@ impl<K: Watched> Shared<K> {
             index: Default::default(),
             key,
             indexes: Vec::new(),
+            sums: None,
             keep: None,
             pending: Mutex::new(Some((events, writer))),
             ready: tokio::sync::watch::Sender::new(false),
@@ -211,6 +216,23 @@ impl<K: Watched> Shared<K> {
     pub fn indexed(mut self, name: &'static str, key: KeyFn<K>) -> Self {
         self.indexes.push(Named { name, key, map: Default::default() });
         self
+    }
+
+    /// This watch adding up what `part` says each object takes, by its key (read with
+    /// [`Shared::tally`]).
+    pub fn summed(mut self, part: PartFn<K>) -> Self {
+        self.sums = Some(Arc::new(RwLock::new(sums::Sums::new(part))));
+        self
+    }
+
+    /// What the held objects of `key` take together (nothing without [`Shared::summed`]).
+    pub fn tally(&self, key: &str) -> crate::api::amounts::Tally {
+        self.sums.as_ref().and_then(|s| s.read().ok().map(|s| s.tally(key))).unwrap_or_default()
+    }
+
+    /// What the held object `r` adds to the sums, and to which key.
+    pub fn part(&self, r: &ObjectRef<K>) -> Option<(String, crate::api::amounts::Amounts)> {
+        self.sums.as_ref().and_then(|s| s.read().ok().and_then(|s| s.part(r)))
     }
 
     /// The held objects whose key in the index named `name` is `key` (none for an unknown index).
@@ -275,7 +297,7 @@ impl<K: Watched> Shared<K> {
         let Some((mut events, mut writer)) = self.pending.lock().ok().and_then(|mut p| p.take()) else { return };
         let (fanout, index, key, keep) = (self.fanout.clone(), self.index.clone(), self.key, self.keep);
         let more: Vec<(KeyFn<K>, Index<K>)> = self.indexes.iter().map(|i| (i.key, i.map.clone())).collect();
-        let (store, ready) = (self.store.clone(), self.ready.clone());
+        let (store, ready, sums) = (self.store.clone(), self.ready.clone(), self.sums.clone());
         tokio::spawn(async move {
             while let Some(event) = events.next().await {
                 // Errors are retried with backoff inside the stream.
@@ -293,6 +315,14 @@ impl<K: Watched> Shared<K> {
                 }
                 for ((k, map), before) in more.iter().zip(more_before) {
                     reindex(map, &store, *k, &event, before);
+                }
+                if let Some(mut s) = sums.as_ref().and_then(|s| s.write().ok()) {
+                    match &event {
+                        watcher::Event::Apply(o) => s.follow(plain_ref(o), Some(o)),
+                        watcher::Event::Delete(o) => s.follow(plain_ref(o), None),
+                        watcher::Event::InitDone => s.rebuild(store.state(), |o| plain_ref(o)),
+                        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+                    }
                 }
                 if matches!(event, watcher::Event::InitDone) {
                     ready.send_replace(true);
@@ -378,6 +408,12 @@ fn reindex<K: Watched>(
 pub const TENANTS_BY_ZONE: &str = "zone";
 /// The index of tenants by their department's code (`spec.department.code`).
 pub const TENANTS_BY_DEPARTMENT: &str = "department";
+
+/// What a tenant takes of its department's budget: its quota, unless it is being deleted.
+pub fn quota_by_department(t: &DeserializeGuard<Tenant>) -> Option<(String, crate::api::amounts::Amounts)> {
+    let t = t.0.as_ref().ok().filter(|t| t.metadata.deletion_timestamp.is_none())?;
+    Some((t.spec.department.code.clone(), crate::api::amounts::of(&t.spec.quota)))
+}
 
 /// The tenant an object of ours belongs to (its `zhengyun.io/tenant` label).
 pub fn tenant_of<K: Resource>(obj: &K) -> Option<String> {
@@ -473,7 +509,8 @@ impl Hub {
                 .indexed(TENANTS_BY_ZONE, |t: &DeserializeGuard<Tenant>| t.0.as_ref().ok().map(|t| t.spec.zone.clone()))
                 .indexed(TENANTS_BY_DEPARTMENT, |t: &DeserializeGuard<Tenant>| {
                     t.0.as_ref().ok().map(|t| t.spec.department.code.clone())
-                }),
+                })
+                .summed(quota_by_department),
             zones: Shared::new(Api::all(client.clone()), all(), None),
             namespaces: Metas::new(Api::all(client.clone()), all(), IndexBy::Label(crate::labels::TENANT), read_here),
             // Labels kept: a quota is compared whole with what we apply (`apply::Seen::Whole`),
