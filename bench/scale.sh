@@ -128,3 +128,7 @@ row "pod admission p50 (s)" pod_admission_p50_seconds
 row "pod admission p99 (s)" pod_admission_p99_seconds "goal ≤ 0.05"
 row "pod admission: the webhook's own time, p99 (s): mutate" pod_mutate_p99_seconds
 row "pod admission: the webhook's own time, p99 (s): validate" pod_validate_p99_seconds
+for n in "${sizes[@]}"; do
+  printf '\nN=%s: writes per tenant by controller and kind (zhengyun_writes_total):\n' "$n"
+  grep '^writes_of\[' "$work/operator-$n.txt" | sed 's/^writes_of\[\(.*\)\] /  \1: /' || true
+done

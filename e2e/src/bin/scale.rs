@@ -411,6 +411,14 @@ async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::R
     out("requests_per_tenant", format!("{:.1}", r.all / n as f64));
     out("writes_per_tenant", format!("{:.1}", (r.writes - r.lease) / n as f64));
     out("object_writes_per_tenant", format!("{:.1}", r.ours / n as f64));
+    // Which writes, per tenant: each controller's objects and statuses (the rest of the API
+    // writes are finalizers and the webhook's budget reservations).
+    for l in metrics(admin).await.lines().filter(|l| l.starts_with("zhengyun_writes_total{")) {
+        let (series, v) = l.rsplit_once(' ').unwrap_or_default();
+        let labels = series.trim_start_matches("zhengyun_writes_total{").trim_end_matches('}').replace('"', "");
+        let v: f64 = v.parse().unwrap_or(0.0);
+        out(&format!("writes_of[{labels}]"), format!("{:.2}", v / n as f64));
+    }
     let (cpu0, _) = proc_stats(pid);
     out("operator_cpu_seconds_converging", format!("{cpu0:.1}"));
     out("operator_cpu_ms_per_tenant", format!("{:.2}", cpu0 * 1000.0 / n as f64));

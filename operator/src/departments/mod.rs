@@ -353,4 +353,118 @@ mod tests {
         let role = admin_cluster_role();
         assert!(role.rules.unwrap_or_default().iter().all(|r| !r.verbs.iter().any(|v| v == "delete")));
     }
+
+    /// A round of the controller against a fake API server whose stores list `listed`
+    /// departments and one tenant `edu` of GZ taking 4 CPUs; what it writes, round after round.
+    mod rounds {
+        use super::*;
+        use crate::fake_api::{self, Answer, Received};
+        use serde_json::json;
+
+        fn listed(d: &Department) -> serde_json::Value {
+            let mut v = serde_json::to_value(d).unwrap_or_default();
+            v["metadata"]["resourceVersion"] = json!("3");
+            v
+        }
+
+        async fn controller_over(gz: &Department) -> (Arc<Departments>, fake_api::Recorded) {
+            let gz = listed(gz);
+            let (client, recorded) = fake_api::serve(move |r: &Received| {
+                if fake_api::is_watch(r) {
+                    return Answer::quiet_watch();
+                }
+                let path = r.uri.split('?').next().unwrap_or_default().to_string();
+                if fake_api::is_list(r) {
+                    return Answer::list(match path.as_str() {
+                        "/apis/zhengyun.io/v1alpha1/departments" => vec![gz.clone()],
+                        "/apis/zhengyun.io/v1alpha1/tenants" => vec![json!({
+                            "apiVersion": "zhengyun.io/v1alpha1", "kind": "Tenant",
+                            "metadata": {"name": "edu", "resourceVersion": "4"},
+                            "spec": {"department": {"code": "GZ", "name": "GZ"}, "zone": "z",
+                                     "owners": [{"kind": "User", "name": "a"}], "namespaces": [{"suffix": "a"}],
+                                     "quota": {"cpu": "4"}, "securityLevel": 2}
+                        })],
+                        // The binding as the API server keeps it after our write (the echo
+                        // below answers version 9): a later round finds it in place.
+                        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings" => vec![json!({
+                            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                            "metadata": {"name": "zhengyun-department-admin:gz", "resourceVersion": "9",
+                                         "labels": {(crate::labels::MANAGED_BY): crate::labels::MANAGER}}
+                        })],
+                        _ => vec![],
+                    });
+                }
+                if path.ends_with("/status") {
+                    let mut d = gz.clone();
+                    d["status"] = r.body["status"].clone();
+                    return Answer::ok(d);
+                }
+                fake_api::echo(r, "9")
+            });
+            let ctx = Context::new(client, "test", Arc::new(crate::metrics::Metrics::new()), "zhengyun-system");
+            let problems = prometheus::IntCounterVec::new(prometheus::Opts::new("p", "p"), &["reason"])
+                .unwrap_or_else(|e| panic!("{e}"));
+            let state = controller(ctx.clone(), problems);
+            let hub = &ctx.watches;
+            let reads = [&hub.departments as &dyn crate::watch::Ready, &hub.tenants, &hub.reader_bindings];
+            tokio::time::timeout(Duration::from_secs(10), crate::watch::all_ready(&reads))
+                .await
+                .expect("stores listed");
+            (state, recorded)
+        }
+
+        fn writes(recorded: &fake_api::Recorded) -> Vec<String> {
+            let all = recorded.all();
+            let writes = all.iter().filter(|r| r.method != http::Method::GET);
+            writes.map(Received::line).collect()
+        }
+
+        #[tokio::test]
+        async fn a_department_gets_its_binding_and_status_once_and_nothing_when_settled() {
+            let mut gz = dept("GZ", None, Some("gz-admins"));
+            gz.spec.budget.cpu = Some("10".into());
+            gz.metadata.resource_version = Some("3".into());
+            let (state, recorded) = controller_over(&gz).await;
+            reconcile(&gz, &state).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                writes(&recorded),
+                [
+                    "PATCH /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/zhengyun-department-admin:gz",
+                    "PATCH /apis/zhengyun.io/v1alpha1/departments/gz/status"
+                ]
+            );
+            let body = &recorded.all().iter().rfind(|r| r.uri.contains("/status")).map(|r| r.body.clone());
+            let status = body.as_ref().map(|b| b["status"].clone()).unwrap_or_default();
+            assert_eq!(status["tenants"], json!(["edu"]));
+            assert_eq!(status["allocated"]["cpu"], json!("4"));
+            assert_eq!(status["conditions"][0]["reason"], json!("WithinBudget"));
+
+            // The same round again: the binding in place at the version our write left, the
+            // status written already though the cache still shows the one it replaced.
+            reconcile(&gz, &state).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(writes(&recorded).len(), 2, "{:#?}", writes(&recorded));
+        }
+
+        #[tokio::test]
+        async fn a_budget_cut_below_what_is_handed_down_is_a_condition_and_an_event_and_a_dropped_group_loses_its_binding()
+         {
+            let mut gz = dept("GZ", None, None);
+            gz.spec.budget.cpu = Some("3".into());
+            gz.metadata.resource_version = Some("3".into());
+            let (state, recorded) = controller_over(&gz).await;
+            reconcile(&gz, &state).await.unwrap_or_else(|e| panic!("{e}"));
+            let w = writes(&recorded);
+            // The group left the spec (a binding of it is listed): the binding keeps no subject.
+            let binding = recorded.all().into_iter().find(|r| r.uri.contains("clusterrolebindings")).map(|r| r.body);
+            let subjects = binding.map(|b| b["subjects"].clone()).unwrap_or(json!(["no binding written"]));
+            // Left out of the apply: our field manager lets go of the subjects it set.
+            assert!(subjects.as_array().is_none_or(|s| s.is_empty()), "{subjects} in {w:#?}");
+            assert!(w.iter().any(|w| w.contains("/events")), "an Event: {w:#?}");
+            let body = recorded.all().iter().rfind(|r| r.uri.contains("/status")).map(|r| r.body.clone());
+            let condition = body.map(|b| b["status"]["conditions"][0].clone()).unwrap_or_default();
+            assert_eq!(condition["reason"], json!("OverBudget"));
+            assert!(condition["message"].as_str().is_some_and(|m| m.contains("tenant edu 4")), "{condition}");
+            assert_eq!(state.problems.with_label_values(&["OverBudget"]).get(), 1);
+        }
+    }
 }
