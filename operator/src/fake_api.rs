@@ -131,3 +131,41 @@ pub fn is_watch(r: &Received) -> bool {
 pub fn is_list(r: &Received) -> bool {
     r.method == Method::GET && !is_watch(r) && r.uri.contains("limit=")
 }
+
+/// A fake cluster: a LIST of a collection path in `lists` answers its items (any other LIST
+/// answers none), watches stay open and quiet, a status write answers the listed object with
+/// the status it was sent, a DELETE succeeds, another GET is not found, and any other write
+/// is echoed at version 9.
+pub fn cluster(lists: Vec<(&'static str, Vec<Value>)>) -> impl Fn(&Received) -> Answer + Send + 'static {
+    move |r: &Received| {
+        let path = r.uri.split('?').next().unwrap_or_default();
+        if is_watch(r) {
+            return Answer::quiet_watch();
+        }
+        if is_list(r) {
+            let items = lists.iter().find(|(p, _)| *p == path).map(|(_, items)| items.clone());
+            return Answer::list(items.unwrap_or_default());
+        }
+        if let Some(object) = path.strip_suffix("/status") {
+            let (collection, name) = object.rsplit_once('/').unwrap_or_default();
+            let listed = lists
+                .iter()
+                .find(|(p, _)| *p == collection)
+                .and_then(|(_, items)| items.iter().find(|i| i["metadata"]["name"].as_str() == Some(name)).cloned());
+            if let Some(mut obj) = listed {
+                obj["status"] = r.body["status"].clone();
+                return Answer::ok(obj);
+            }
+        }
+        match r.method {
+            Method::GET => Answer::status(404, "NotFound", "not found"),
+            Method::DELETE => Answer::ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+            _ => echo(r, "9"),
+        }
+    }
+}
+
+/// The writes among what was received (no GET, LIST or watch), as [`Received::line`].
+pub fn writes(recorded: &Recorded) -> Vec<String> {
+    recorded.all().iter().filter(|r| r.method != Method::GET).map(Received::line).collect()
+}

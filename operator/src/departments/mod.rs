@@ -358,7 +358,7 @@ mod tests {
     /// departments and one tenant `edu` of GZ taking 4 CPUs; what it writes, round after round.
     mod rounds {
         use super::*;
-        use crate::fake_api::{self, Answer, Received};
+        use crate::fake_api::{self, writes};
         use serde_json::json;
 
         fn listed(d: &Department) -> serde_json::Value {
@@ -368,39 +368,25 @@ mod tests {
         }
 
         async fn controller_over(gz: &Department) -> (Arc<Departments>, fake_api::Recorded) {
-            let gz = listed(gz);
-            let (client, recorded) = fake_api::serve(move |r: &Received| {
-                if fake_api::is_watch(r) {
-                    return Answer::quiet_watch();
-                }
-                let path = r.uri.split('?').next().unwrap_or_default().to_string();
-                if fake_api::is_list(r) {
-                    return Answer::list(match path.as_str() {
-                        "/apis/zhengyun.io/v1alpha1/departments" => vec![gz.clone()],
-                        "/apis/zhengyun.io/v1alpha1/tenants" => vec![json!({
-                            "apiVersion": "zhengyun.io/v1alpha1", "kind": "Tenant",
-                            "metadata": {"name": "edu", "resourceVersion": "4"},
-                            "spec": {"department": {"code": "GZ", "name": "GZ"}, "zone": "z",
-                                     "owners": [{"kind": "User", "name": "a"}], "namespaces": [{"suffix": "a"}],
-                                     "quota": {"cpu": "4"}, "securityLevel": 2}
-                        })],
-                        // The binding as the API server keeps it after our write (the echo
-                        // below answers version 9): a later round finds it in place.
-                        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings" => vec![json!({
-                            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-                            "metadata": {"name": "zhengyun-department-admin:gz", "resourceVersion": "9",
-                                         "labels": {(crate::labels::MANAGED_BY): crate::labels::MANAGER}}
-                        })],
-                        _ => vec![],
-                    });
-                }
-                if path.ends_with("/status") {
-                    let mut d = gz.clone();
-                    d["status"] = r.body["status"].clone();
-                    return Answer::ok(d);
-                }
-                fake_api::echo(r, "9")
+            let edu = json!({
+                "apiVersion": "zhengyun.io/v1alpha1", "kind": "Tenant",
+                "metadata": {"name": "edu", "resourceVersion": "4"},
+                "spec": {"department": {"code": "GZ", "name": "GZ"}, "zone": "z",
+                         "owners": [{"kind": "User", "name": "a"}], "namespaces": [{"suffix": "a"}],
+                         "quota": {"cpu": "4"}, "securityLevel": 2}
             });
+            // The binding as the API server keeps it after our write (writes are echoed at
+            // version 9): a later round finds it in place.
+            let binding = json!({
+                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                "metadata": {"name": "zhengyun-department-admin:gz", "resourceVersion": "9",
+                             "labels": {(crate::labels::MANAGED_BY): crate::labels::MANAGER}}
+            });
+            let (client, recorded) = fake_api::serve(fake_api::cluster(vec![
+                ("/apis/zhengyun.io/v1alpha1/departments", vec![listed(gz)]),
+                ("/apis/zhengyun.io/v1alpha1/tenants", vec![edu]),
+                ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", vec![binding]),
+            ]));
             let ctx = Context::new(client, "test", Arc::new(crate::metrics::Metrics::new()), "zhengyun-system");
             let problems = prometheus::IntCounterVec::new(prometheus::Opts::new("p", "p"), &["reason"])
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -411,12 +397,6 @@ mod tests {
                 .await
                 .expect("stores listed");
             (state, recorded)
-        }
-
-        fn writes(recorded: &fake_api::Recorded) -> Vec<String> {
-            let all = recorded.all();
-            let writes = all.iter().filter(|r| r.method != http::Method::GET);
-            writes.map(Received::line).collect()
         }
 
         #[tokio::test]

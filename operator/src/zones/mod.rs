@@ -261,4 +261,83 @@ mod tests {
         labels.insert("arch".into(), "arm64".into());
         assert!(selects(&sel, &labels));
     }
+
+    /// Rounds against a fake API server listing nodes n1 (in the zone) and n2 (not), and
+    /// tenant edu placed in the zone.
+    mod rounds {
+        use super::*;
+        use crate::fake_api::{self, writes};
+        use serde_json::{Value, json};
+
+        fn zone(selector: Value) -> Zone {
+            serde_json::from_value(json!({
+                "apiVersion": "zhengyun.io/v1alpha1", "kind": "Zone",
+                "metadata": {"name": "extranet", "resourceVersion": "3", "generation": 1},
+                "spec": {"kind": "Extranet", "nodeSelector": selector}
+            }))
+            .unwrap_or_else(|e| panic!("{e}"))
+        }
+
+        async fn zones_over(z: &Zone) -> (Arc<Zones>, fake_api::Recorded) {
+            let node = |name: &str, zone: &str| {
+                json!({"apiVersion": "v1", "kind": "Node",
+                       "metadata": {"name": name, "resourceVersion": "2", "labels": {"zone": zone}},
+                       "status": {"allocatable": {"cpu": "8", "memory": "16Gi", "pods": "110"}}})
+            };
+            let edu = json!({
+                "apiVersion": "zhengyun.io/v1alpha1", "kind": "Tenant",
+                "metadata": {"name": "edu", "resourceVersion": "4"},
+                "spec": {"department": {"code": "GZ", "name": "GZ"}, "zone": "extranet",
+                         "owners": [{"kind": "User", "name": "a"}], "namespaces": [{"suffix": "a"}],
+                         "quota": {}, "securityLevel": 2}
+            });
+            let (client, recorded) = fake_api::serve(fake_api::cluster(vec![
+                ("/apis/zhengyun.io/v1alpha1/zones", vec![serde_json::to_value(z).unwrap_or_default()]),
+                ("/api/v1/nodes", vec![node("n1", "extranet"), node("n2", "intranet")]),
+                ("/apis/zhengyun.io/v1alpha1/tenants", vec![edu]),
+            ]));
+            let ctx = Context::new(client, "test", Arc::new(crate::metrics::Metrics::new()), "zhengyun-system");
+            let zones = controller(ctx.clone());
+            let reads = <Zones as crate::controller::Reconciler>::reads(&ctx.watches);
+            tokio::time::timeout(Duration::from_secs(10), crate::watch::all_ready(&reads))
+                .await
+                .expect("stores listed");
+            (zones, recorded)
+        }
+
+        #[tokio::test]
+        async fn a_zone_reports_its_nodes_and_tenants_once_and_nothing_when_settled() {
+            let z = zone(json!({"zone": "extranet"}));
+            let (zones, recorded) = zones_over(&z).await;
+            reconcile(&z, &zones).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(writes(&recorded), ["PATCH /apis/zhengyun.io/v1alpha1/zones/extranet/status"]);
+            let status = recorded.all().last().map(|r| r.body["status"].clone()).unwrap_or_default();
+            assert_eq!(status["nodes"], json!(["n1"]));
+            assert_eq!(status["tenants"], json!(["edu"]));
+            assert_eq!(status["allocatable"]["cpu"], json!("8"));
+            assert_eq!(status["conditions"][0]["reason"], json!("NodesFound"));
+            // Again, a second later, on the same cached copy: written already.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            reconcile(&z, &zones).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(writes(&recorded).len(), 1, "{:#?}", writes(&recorded));
+        }
+
+        #[tokio::test]
+        async fn a_zone_without_nodes_or_past_the_schema_says_so_and_an_invalid_one_is_an_event() {
+            let empty = zone(json!({"zone": "nowhere"}));
+            let (zones, recorded) = zones_over(&empty).await;
+            reconcile(&empty, &zones).await.unwrap_or_else(|e| panic!("{e}"));
+            let status = recorded.all().last().map(|r| r.body["status"].clone()).unwrap_or_default();
+            assert_eq!(status["conditions"][0]["reason"], json!("NoNodes"));
+            assert!(!writes(&recorded).iter().any(|w| w.contains("/events")), "no nodes is no Event");
+
+            let invalid = zone(json!({}));
+            let (zones, recorded) = zones_over(&invalid).await;
+            reconcile(&invalid, &zones).await.unwrap_or_else(|e| panic!("{e}"));
+            let status = recorded.all().last().map(|r| r.body["status"].clone()).unwrap_or_default();
+            assert_eq!(status["conditions"][0]["reason"], json!("InvalidSpec"));
+            assert_eq!(status["conditions"][0]["status"], json!("False"));
+            assert!(writes(&recorded).iter().any(|w| w.contains("/events")), "{:#?}", writes(&recorded));
+        }
+    }
 }
