@@ -133,9 +133,9 @@ pub fn is_list(r: &Received) -> bool {
 }
 
 /// A fake cluster: a LIST of a collection path in `lists` answers its items (any other LIST
-/// answers none), watches stay open and quiet, a status write answers the listed object with
-/// the status it was sent, a DELETE succeeds, another GET is not found, and any other write
-/// is echoed at version 9.
+/// answers none), watches stay open and quiet, a PATCH of a listed object answers it with the
+/// patch merged (a status write: with the status sent) at version 9, a DELETE succeeds,
+/// another GET is not found, and any other write is echoed at version 9.
 pub fn cluster(lists: Vec<(&'static str, Vec<Value>)>) -> impl Fn(&Received) -> Answer + Send + 'static {
     move |r: &Received| {
         let path = r.uri.split('?').next().unwrap_or_default();
@@ -146,14 +146,19 @@ pub fn cluster(lists: Vec<(&'static str, Vec<Value>)>) -> impl Fn(&Received) -> 
             let items = lists.iter().find(|(p, _)| *p == path).map(|(_, items)| items.clone());
             return Answer::list(items.unwrap_or_default());
         }
-        if let Some(object) = path.strip_suffix("/status") {
+        let listed = |object: &str| {
             let (collection, name) = object.rsplit_once('/').unwrap_or_default();
-            let listed = lists
-                .iter()
-                .find(|(p, _)| *p == collection)
-                .and_then(|(_, items)| items.iter().find(|i| i["metadata"]["name"].as_str() == Some(name)).cloned());
-            if let Some(mut obj) = listed {
-                obj["status"] = r.body["status"].clone();
+            let items = lists.iter().find(|(p, _)| *p == collection).map(|(_, items)| items.as_slice());
+            items.unwrap_or_default().iter().find(|i| i["metadata"]["name"].as_str() == Some(name)).cloned()
+        };
+        if r.method == Method::PATCH {
+            let status = path.strip_suffix("/status");
+            if let Some(mut obj) = listed(status.unwrap_or(path)) {
+                match status {
+                    Some(_) => obj["status"] = r.body["status"].clone(),
+                    None => merge(&mut obj, &r.body),
+                }
+                obj["metadata"]["resourceVersion"] = json!("9");
                 return Answer::ok(obj);
             }
         }
@@ -162,6 +167,25 @@ pub fn cluster(lists: Vec<(&'static str, Vec<Value>)>) -> impl Fn(&Received) -> 
             Method::DELETE => Answer::ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
             _ => echo(r, "9"),
         }
+    }
+}
+
+/// `patch` merged into `obj` as a JSON merge patch does (a null removes).
+fn merge(obj: &mut Value, patch: &Value) {
+    if patch.is_object() && !obj.is_object() {
+        *obj = json!({});
+    }
+    match (obj.as_object_mut(), patch.as_object()) {
+        (Some(o), Some(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    o.remove(k);
+                } else {
+                    merge(o.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        _ => *obj = patch.clone(),
     }
 }
 

@@ -299,3 +299,120 @@ async fn reconcile(room: &ComputerRoom, ctx: &Rooms) -> Result<Action> {
         Action::requeue(Duration::from_secs(30))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Rounds against a fake API server: node n1 (unlabelled), n2 (another room's), n3 (this
+    //! room's once, no longer selected); zone extranet.
+    use super::*;
+    use crate::fake_api::{self, writes};
+    use serde_json::{Value, json};
+
+    fn room(nodes: &[&str], finalizer: bool, deleting: bool) -> ComputerRoom {
+        let mut v = json!({
+            "apiVersion": "zhengyun.io/v1alpha1", "kind": "ComputerRoom",
+            "metadata": {"name": "hq", "resourceVersion": "5", "generation": 1},
+            "spec": {"department": "GZ", "zone": "extranet", "nodes": {"names": nodes}}
+        });
+        if finalizer {
+            v["metadata"]["finalizers"] = json!([FINALIZER, "example.com/keep"]);
+        }
+        if deleting {
+            v["metadata"]["deletionTimestamp"] = json!("2026-12-07T00:00:00Z");
+        }
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn rooms_over(r: &ComputerRoom, n1_room: Option<&str>) -> (Arc<Rooms>, fake_api::Recorded) {
+        let node = |name: &str, labels: Value| {
+            json!({"apiVersion": "v1", "kind": "Node",
+                   "metadata": {"name": name, "resourceVersion": "2", "labels": labels},
+                   "status": {"allocatable": {"cpu": "8", "memory": "16Gi", "pods": "110"}}})
+        };
+        let n1 = match n1_room {
+            Some(room) => json!({"kubernetes.io/arch": "amd64", (labels::ROOM): room}),
+            None => json!({"kubernetes.io/arch": "amd64"}),
+        };
+        let zone = json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "Zone",
+            "metadata": {"name": "extranet", "resourceVersion": "3"},
+            "spec": {"kind": "Extranet", "nodeSelector": {"zone": "extranet"}}});
+        let (client, recorded) = fake_api::serve(fake_api::cluster(vec![
+            ("/apis/zhengyun.io/v1alpha1/computerrooms", vec![serde_json::to_value(r).unwrap_or_default()]),
+            ("/apis/zhengyun.io/v1alpha1/zones", vec![zone]),
+            (
+                "/api/v1/nodes",
+                vec![
+                    node("n1", n1),
+                    node("n2", json!({(labels::ROOM): "other"})),
+                    node("n3", json!({(labels::ROOM): "hq", "zone": "extranet"})),
+                ],
+            ),
+        ]));
+        let metrics = crate::metrics::Metrics::new();
+        let own = metrics::RoomMetrics::new(&metrics);
+        let ctx = Context::new(client, "test", Arc::new(metrics), "zhengyun-system");
+        let rooms = controller(ctx.clone(), own);
+        let hub = &ctx.watches;
+        let mut reads = <Rooms as crate::controller::Reconciler>::reads(hub);
+        reads.extend([&hub.rooms as &dyn crate::watch::Ready, &hub.namespaces]);
+        tokio::time::timeout(Duration::from_secs(10), crate::watch::all_ready(&reads)).await.expect("stores listed");
+        (rooms, recorded)
+    }
+
+    fn without_events(recorded: &fake_api::Recorded) -> Vec<String> {
+        writes(recorded).into_iter().filter(|w| !w.contains("/events")).collect()
+    }
+
+    #[tokio::test]
+    async fn a_room_takes_its_finalizer_first_then_labels_its_nodes_and_lets_go_of_the_rest() {
+        let fresh = room(&["n1"], false, false);
+        let (rooms, recorded) = rooms_over(&fresh, None).await;
+        reconcile(&fresh, &rooms).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(writes(&recorded), ["PATCH /apis/zhengyun.io/v1alpha1/computerrooms/hq"], "no node before it");
+
+        let held = room(&["n1"], true, false);
+        let (rooms, recorded) = rooms_over(&held, None).await;
+        reconcile(&held, &rooms).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            without_events(&recorded),
+            [
+                "PATCH /api/v1/nodes/n1",
+                "PATCH /api/v1/nodes/n3",
+                "PATCH /apis/zhengyun.io/v1alpha1/computerrooms/hq/status"
+            ]
+        );
+        let body = |node: &str| recorded.all().into_iter().find(|r| r.uri.contains(node)).map(|r| r.body);
+        let labelled = body("/nodes/n1").unwrap_or_default();
+        assert_eq!(labelled["metadata"]["labels"][labels::ROOM], json!("hq"));
+        assert_eq!(labelled["metadata"]["labels"]["zone"], json!("extranet"), "the zone's selector");
+        let released = body("/nodes/n3").unwrap_or_default();
+        assert_eq!(released["metadata"]["labels"][labels::ROOM], Value::Null);
+        assert!(!writes(&recorded).iter().any(|w| w.contains("/nodes/n2")), "another room's node is not touched");
+    }
+
+    #[tokio::test]
+    async fn a_node_of_another_room_refuses_the_whole_room_and_touches_no_node() {
+        let greedy = room(&["n1", "n2"], true, false);
+        let (rooms, recorded) = rooms_over(&greedy, None).await;
+        reconcile(&greedy, &rooms).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(!writes(&recorded).iter().any(|w| w.contains("/nodes/")), "{:#?}", writes(&recorded));
+        let status =
+            recorded.all().into_iter().rfind(|r| r.line().ends_with("/status")).map(|r| r.body["status"].clone());
+        let ready = status.map(|s| s["conditions"][0].clone()).unwrap_or_default();
+        assert_eq!((ready["status"].clone(), ready["reason"].clone()), (json!("False"), json!("NodeInTwoRooms")));
+    }
+
+    #[tokio::test]
+    async fn a_deleted_room_gives_its_nodes_back_then_only_its_own_finalizer_goes() {
+        let going = room(&["n1"], true, true);
+        let (rooms, recorded) = rooms_over(&going, Some("hq")).await;
+        reconcile(&going, &rooms).await.unwrap_or_else(|e| panic!("{e}"));
+        let w = writes(&recorded);
+        let at = |x: &str| w.iter().position(|l| l == x).unwrap_or_else(|| panic!("{x} not in {w:#?}"));
+        let room_patch = at("PATCH /apis/zhengyun.io/v1alpha1/computerrooms/hq");
+        assert!(at("PATCH /api/v1/nodes/n1") < room_patch && at("PATCH /api/v1/nodes/n3") < room_patch, "{w:#?}");
+        assert!(!w.iter().any(|l| l.contains("/nodes/n2")), "{w:#?}");
+        let body = recorded.all().into_iter().find(|r| r.uri.contains("/computerrooms/hq")).map(|r| r.body);
+        assert_eq!(body.map(|b| b["metadata"]["finalizers"].clone()), Some(json!(["example.com/keep"])));
+    }
+}
