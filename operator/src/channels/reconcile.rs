@@ -342,9 +342,12 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Channels) -> Result<Action>
         policies: applied,
         conditions: conditions::merge(previous, &ready, ch.metadata.generation, now),
     };
-    announce(ctx, ch, &status).await;
     let api = Api::<ExchangeChannel>::all(client.clone());
-    ctx.status.whole(&ctx.metrics, &api, ch, ch.status.as_ref(), &status).await?;
+    // Announced with the write that says it: a round on a cache one write behind neither
+    // writes nor announces again.
+    if ctx.status.whole(&ctx.metrics, &api, ch, ch.status.as_ref(), &status).await? {
+        announce(ctx, ch, &status).await;
+    }
 
     let to_expiry = expires.map(|t| t.duration_since(now).as_secs_f64());
     ctx.own.observe_channel(&name, &format!("{phase:?}"), to_expiry.unwrap_or(0.0).max(0.0));
@@ -356,4 +359,115 @@ async fn reconcile_inner(ch: &ExchangeChannel, ctx: &Channels) -> Result<Action>
         _ => Duration::from_secs(60),
     };
     Ok(Action::requeue(next))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Rounds against a fake API server: tenants tax (namespace tax-export) and stats
+    //! (stats-ingest, whose Service api listens on 443) in one zone, and a policy this channel
+    //! opened in a namespace it no longer reaches.
+    use super::*;
+    use crate::fake_api::{self, writes};
+    use serde_json::{Value, json};
+
+    fn tenant(name: &str, suffix: &str) -> Value {
+        json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "Tenant",
+               "metadata": {"name": name, "resourceVersion": "4"},
+               "spec": {"department": {"code": "GZ", "name": "GZ"}, "zone": "extranet",
+                        "owners": [{"kind": "User", "name": "a"}], "namespaces": [{"suffix": suffix}],
+                        "quota": {}, "securityLevel": 2}})
+    }
+
+    fn policy(namespace: &str, name: &str) -> Value {
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+               "metadata": {"name": name, "namespace": namespace, "resourceVersion": "9",
+                            "labels": {(crate::labels::MANAGED_BY): crate::labels::MANAGER, (CHANNEL_LABEL): "tax-to-stats"}}})
+    }
+
+    async fn channels_over(ch: &ExchangeChannel, policies: Vec<Value>) -> (Arc<Channels>, fake_api::Recorded) {
+        let service = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "api", "namespace": "stats-ingest", "resourceVersion": "2"},
+            "spec": {"ports": [{"port": 443, "targetPort": 8443}], "selector": {"app": "api"}}});
+        let zone = json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "Zone",
+            "metadata": {"name": "extranet", "resourceVersion": "3"},
+            "spec": {"kind": "Extranet", "nodeSelector": {"zone": "extranet"}}});
+        let (client, recorded) = fake_api::serve(fake_api::cluster(vec![
+            ("/apis/zhengyun.io/v1alpha1/exchangechannels", vec![serde_json::to_value(ch).unwrap_or_default()]),
+            ("/apis/zhengyun.io/v1alpha1/tenants", vec![tenant("tax", "export"), tenant("stats", "ingest")]),
+            ("/apis/zhengyun.io/v1alpha1/zones", vec![zone]),
+            ("/api/v1/services", vec![service]),
+            ("/apis/networking.k8s.io/v1/networkpolicies", policies),
+        ]));
+        let metrics = crate::metrics::Metrics::new();
+        let own = super::super::metrics::ChannelMetrics::new(&metrics);
+        let ctx = Context::new(client, "test", Arc::new(metrics), "zhengyun-system");
+        let channels = controller(ctx.clone(), own);
+        let reads = <Channels as crate::controller::Reconciler>::reads(&ctx.watches);
+        tokio::time::timeout(Duration::from_secs(10), crate::watch::all_ready(&reads)).await.expect("stores listed");
+        (channels, recorded)
+    }
+
+    fn approved() -> ExchangeChannel {
+        let mut ch = super::super::tests::channel(true, "2099-01-01T00:00:00Z");
+        ch.metadata.resource_version = Some("5".into());
+        ch
+    }
+
+    #[tokio::test]
+    async fn an_approved_channel_opens_its_policies_closes_a_stale_one_and_is_quiet_when_settled() {
+        let ch = approved();
+        let (channels, recorded) = channels_over(&ch, vec![policy("tax-old", "channel-tax-to-stats")]).await;
+        reconcile_inner(&ch, &channels).await.unwrap_or_else(|e| panic!("{e}"));
+        let w = writes(&recorded);
+        let opened: Vec<&String> =
+            w.iter().filter(|l| l.starts_with("PATCH") && l.contains("networkpolicies")).collect();
+        assert!(
+            opened.iter().any(|l| l.contains("/namespaces/tax-export/"))
+                && opened.iter().any(|l| l.contains("/namespaces/stats-ingest/")),
+            "egress from the source and ingress to the target: {w:#?}"
+        );
+        assert!(w.contains(
+            &"DELETE /apis/networking.k8s.io/v1/namespaces/tax-old/networkpolicies/channel-tax-to-stats".to_string()
+        ));
+        let status =
+            recorded.all().into_iter().rfind(|r| r.line().ends_with("/status")).map(|r| r.body["status"].clone());
+        assert_eq!(status.map(|s| s["phase"].clone()), Some(json!("Active")));
+        assert!(w.iter().any(|l| l.contains("/events")), "the approval is an Event: {w:#?}");
+
+        // The same cluster with those policies in place at the version our writes left: one
+        // round writes them (nothing remembered yet), the next writes nothing at all.
+        let in_place: Vec<Value> = opened
+            .iter()
+            .filter_map(|l| {
+                let rest = l.split("/namespaces/").nth(1)?;
+                let (ns, name) = rest.split_once("/networkpolicies/")?;
+                Some(policy(ns, name))
+            })
+            .collect();
+        let (channels, recorded) = channels_over(&ch, in_place).await;
+        reconcile_inner(&ch, &channels).await.unwrap_or_else(|e| panic!("{e}"));
+        let first = writes(&recorded).len();
+        reconcile_inner(&ch, &channels).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(writes(&recorded).len(), first, "{:#?}", &writes(&recorded)[first..]);
+        assert!(!writes(&recorded).iter().any(|l| l.starts_with("DELETE")), "nothing of its own to close");
+    }
+
+    #[tokio::test]
+    async fn an_unapproved_channel_opens_nothing_and_closes_what_it_had_opened() {
+        let mut ch = super::super::tests::channel(false, "2099-01-01T00:00:00Z");
+        ch.metadata.resource_version = Some("5".into());
+        let (channels, recorded) = channels_over(&ch, vec![policy("stats-ingest", "channel-tax-to-stats")]).await;
+        reconcile_inner(&ch, &channels).await.unwrap_or_else(|e| panic!("{e}"));
+        let w = writes(&recorded);
+        assert!(!w.iter().any(|l| l.starts_with("PATCH") && l.contains("networkpolicies")), "{w:#?}");
+        assert!(
+            w.contains(
+                &"DELETE /apis/networking.k8s.io/v1/namespaces/stats-ingest/networkpolicies/channel-tax-to-stats"
+                    .to_string()
+            )
+        );
+        let status =
+            recorded.all().into_iter().rfind(|r| r.line().ends_with("/status")).map(|r| r.body["status"].clone());
+        assert_eq!(status.map(|s| s["phase"].clone()), Some(json!("Pending")));
+    }
 }
