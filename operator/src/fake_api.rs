@@ -132,8 +132,8 @@ pub fn is_list(r: &Received) -> bool {
     r.method == Method::GET && !is_watch(r) && r.uri.contains("limit=")
 }
 
-/// A fake cluster: a LIST of a collection path in `lists` answers its items (any other LIST
-/// answers none), watches stay open and quiet, a PATCH of a listed object answers it with the
+/// A fake cluster: a LIST (or any GET) of a collection path in `lists` answers its items (any
+/// other LIST answers none), watches stay open and quiet, a PATCH of a listed object answers it with the
 /// patch merged (a status write: with the status sent) at version 9, a DELETE succeeds,
 /// another GET is not found, and any other write is echoed at version 9.
 pub fn cluster(lists: Vec<(&'static str, Vec<Value>)>) -> impl Fn(&Received) -> Answer + Send + 'static {
@@ -142,9 +142,9 @@ pub fn cluster(lists: Vec<(&'static str, Vec<Value>)>) -> impl Fn(&Received) -> 
         if is_watch(r) {
             return Answer::quiet_watch();
         }
-        if is_list(r) {
-            let items = lists.iter().find(|(p, _)| *p == path).map(|(_, items)| items.clone());
-            return Answer::list(items.unwrap_or_default());
+        let collection = lists.iter().find(|(p, _)| *p == path).map(|(_, items)| items.clone());
+        if is_list(r) || (r.method == Method::GET && collection.is_some()) {
+            return Answer::list(collection.unwrap_or_default());
         }
         let listed = |object: &str| {
             let (collection, name) = object.rsplit_once('/').unwrap_or_default();

@@ -43,8 +43,9 @@ pub const CONTROLLER: &str = "securegateway";
 
 type Guarded = DeserializeGuard<SecureGateway>;
 
-/// A refusal as reported: the generation it was about, its reason and message.
-type Reported = (Option<i64>, &'static str, String);
+/// A refusal as reported: the generation it was about, its reason and message, and the
+/// version of the gateway its status write replaced.
+type Reported = (Option<i64>, &'static str, String, Option<String>);
 
 /// What the controller keeps between rounds.
 pub struct Gateways {
@@ -482,11 +483,19 @@ async fn fail(
     let previous = g.status.clone().unwrap_or_default();
     let in_status = previous.observed_generation == g.metadata.generation
         && previous.conditions.iter().any(|x| x.type_ == "Ready" && x.reason == reason && x.message == why);
-    let now_reported = (g.metadata.generation, reason, why.clone());
-    let reported_here = match state.reported.lock() {
-        Ok(mut r) => r.insert((ns.clone(), name.clone()), now_reported.clone()) == Some(now_reported),
-        Err(_) => false,
+    let key = (ns.clone(), name.clone());
+    let note = |r: Reported| {
+        if let Ok(mut m) = state.reported.lock() {
+            m.insert(key.clone(), r);
+        }
     };
+    let written = (g.metadata.generation, reason, why.clone(), g.resource_version());
+    let before = state.reported.lock().ok().and_then(|r| r.get(&key).cloned());
+    let reported_here = before.as_ref().is_some_and(|b| (b.0, b.1, &b.2) == (written.0, reason, &why));
+    // Written by this process while the cache still shows the version that write replaced.
+    let written_here = before.as_ref() == Some(&written);
+    // Reported (the Event below) though not written yet: a failed write is retried, the Event is not.
+    note((g.metadata.generation, reason, why.clone(), None));
     if !in_status && !reported_here {
         warn!(namespace = %ns, gateway = %name, %reason, problem = %why, "cannot serve");
         state.problems.with_label_values(&[reason]).inc();
@@ -501,7 +510,7 @@ async fn fail(
             tracing::debug!(error = %e, "event not recorded");
         }
     }
-    if !in_status {
+    if !in_status && !written_here {
         let merged = conditions::merge(
             &previous.conditions,
             &[Observed::new("Ready", false, reason, why)],
@@ -512,6 +521,9 @@ async fn fail(
         let api = Api::<SecureGateway>::namespaced(ctx.client.clone(), &ns);
         crate::status::write::<_, ()>(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Fields(fields))
             .await?;
+    }
+    if !in_status {
+        note(written);
     }
     Ok(Action::requeue(Duration::from_secs(30)))
 }
@@ -527,4 +539,101 @@ pub fn problems_metric(m: &crate::metrics::Metrics) -> prometheus::IntCounterVec
     ));
     m.register(gateway_problems.clone());
     gateway_problems
+}
+
+#[cfg(test)]
+mod tests {
+    //! Rounds against a fake API server: tenant namespace edu-apps (level 3, zone extranet) with
+    //! the Service web, and, when `certified`, a Ready SmCertificate web-cert.
+    use super::*;
+    use crate::fake_api::{self, writes};
+    use serde_json::{Value, json};
+
+    fn gateway() -> SecureGateway {
+        serde_json::from_value(json!({
+            "apiVersion": "zhengyun.io/v1alpha1", "kind": "SecureGateway",
+            "metadata": {"name": "web", "namespace": "edu-apps", "resourceVersion": "5", "generation": 1},
+            "spec": {"backend": {"service": "web", "port": 8080}, "protocols": ["TLS13-SM"],
+                     "certificate": {"name": "web-cert"}, "replicas": 2}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn gateways_over(certified: bool) -> (Arc<Gateways>, fake_api::Recorded) {
+        let namespace = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": "edu-apps", "resourceVersion": "2", "labels": {
+                (labels::MANAGED_BY): labels::MANAGER, (labels::TENANT): "edu",
+                (labels::ZONE): "extranet", (labels::SECURITY_LEVEL): "3"}}});
+        let zone = json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "Zone",
+            "metadata": {"name": "extranet", "resourceVersion": "3"},
+            "spec": {"kind": "Extranet", "nodeSelector": {"zone": "extranet"}}});
+        let service = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "edu-apps", "resourceVersion": "2"},
+            "spec": {"clusterIP": "10.0.0.5", "selector": {"app": "web"}, "ports": [{"port": 8080}]}});
+        let certificate = json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "SmCertificate",
+            "metadata": {"name": "web-cert", "namespace": "edu-apps", "resourceVersion": "4"},
+            "spec": {"issuerRef": {"name": "ca"}, "secretName": "web-cert", "dnsNames": ["web.edu.gov.cn"]},
+            "status": {"serialNumber": "01", "conditions": [{"type": "Ready", "status": "True", "reason": "Issued",
+                "message": "", "lastTransitionTime": "2026-12-01T00:00:00Z"}]}});
+        let gw = serde_json::to_value(gateway()).unwrap_or_default();
+        let (client, recorded) = fake_api::serve(fake_api::cluster(vec![
+            ("/apis/zhengyun.io/v1alpha1/namespaces/edu-apps/securegateways", vec![gw.clone()]),
+            ("/apis/zhengyun.io/v1alpha1/securegateways", vec![gw]),
+            ("/api/v1/namespaces", vec![namespace]),
+            ("/apis/zhengyun.io/v1alpha1/zones", vec![zone]),
+            ("/api/v1/services", vec![service]),
+            ("/apis/zhengyun.io/v1alpha1/smcertificates", if certified { vec![certificate] } else { vec![] }),
+            ("/api/v1/namespaces/edu-apps/pods", vec![]),
+        ]));
+        let metrics = crate::metrics::Metrics::new();
+        let problems = problems_metric(&metrics);
+        let ctx = Context::new(client, "test", Arc::new(metrics), "zhengyun-system");
+        let _ = ctx.gateway_image.set("registry.local/zhengyun-gateway:1".into());
+        let gateways = controller(ctx.clone(), problems);
+        let hub = &ctx.watches;
+        let mut reads = <Gateways as crate::controller::Reconciler>::reads(hub);
+        reads.push(&hub.gateways);
+        tokio::time::timeout(Duration::from_secs(10), crate::watch::all_ready(&reads)).await.expect("stores listed");
+        (gateways, recorded)
+    }
+
+    fn status_body(recorded: &fake_api::Recorded) -> Value {
+        let all = recorded.all();
+        all.into_iter().rfind(|r| r.line().ends_with("/status")).map(|r| r.body["status"].clone()).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_gateway_gets_its_policy_before_its_service_and_deployment_and_reports_its_endpoint() {
+        let (gateways, recorded) = gateways_over(true).await;
+        reconcile_inner(&gateway(), &gateways).await.unwrap_or_else(|e| panic!("{e}"));
+        let w: Vec<String> = writes(&recorded).into_iter().filter(|l| !l.contains("/events")).collect();
+        assert_eq!(
+            w,
+            [
+                "PATCH /apis/networking.k8s.io/v1/namespaces/edu-apps/networkpolicies/sgw-web",
+                "PATCH /api/v1/namespaces/edu-apps/services/sgw-web",
+                "PATCH /apis/apps/v1/namespaces/edu-apps/deployments/sgw-web",
+                "PATCH /apis/zhengyun.io/v1alpha1/namespaces/edu-apps/securegateways/web/status"
+            ]
+        );
+        let status = status_body(&recorded);
+        assert_eq!(status["endpoints"][0], json!("sgw-web.edu-apps.svc:443"));
+        assert_eq!(status["signSerial"], json!("01"));
+        assert_eq!(status["conditions"][0]["reason"], json!("ReplicasNotReady"), "no replica ready yet");
+    }
+
+    #[tokio::test]
+    async fn a_gateway_without_its_certificate_says_so_once_and_deploys_nothing() {
+        let (gateways, recorded) = gateways_over(false).await;
+        reconcile_inner(&gateway(), &gateways).await.unwrap_or_else(|e| panic!("{e}"));
+        let w = writes(&recorded);
+        assert!(!w.iter().any(|l| l.contains("deployments") || l.contains("services")), "{w:#?}");
+        assert_eq!(status_body(&recorded)["conditions"][0]["reason"], json!("CertificateNotFound"));
+        assert!(w.iter().any(|l| l.contains("/events")), "an Event: {w:#?}");
+        assert_eq!(gateways.problems.with_label_values(&["CertificateNotFound"]).get(), 1);
+        // Again on a cache one write behind: no second write, Event or count.
+        reconcile_inner(&gateway(), &gateways).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(writes(&recorded), w);
+        assert_eq!(gateways.problems.with_label_values(&["CertificateNotFound"]).get(), 1);
+    }
 }
