@@ -133,10 +133,12 @@ pub fn is_list(r: &Received) -> bool {
 }
 
 /// A fake cluster: a LIST (or any GET) of a collection path in `lists` answers its items (any
-/// other LIST answers none), watches stay open and quiet, a PATCH of a listed object answers it with the
-/// patch merged (a status write: with the status sent) at version 9, a DELETE succeeds,
-/// another GET is not found, and any other write is echoed at version 9.
+/// other LIST answers none) and watches stay open and quiet. A write answers the object as
+/// stored at version 9 (a PATCH merged into the object written or listed before, a status
+/// write with the status sent) and is kept: a GET answers what was written, else what is
+/// listed, else not found. A DELETE succeeds.
 pub fn cluster(lists: Vec<(&'static str, Vec<Value>)>) -> impl Fn(&Received) -> Answer + Send + 'static {
+    let written: Mutex<std::collections::HashMap<String, Value>> = Mutex::default();
     move |r: &Received| {
         let path = r.uri.split('?').next().unwrap_or_default();
         if is_watch(r) {
@@ -146,27 +148,44 @@ pub fn cluster(lists: Vec<(&'static str, Vec<Value>)>) -> impl Fn(&Received) -> 
         if is_list(r) || (r.method == Method::GET && collection.is_some()) {
             return Answer::list(collection.unwrap_or_default());
         }
-        let listed = |object: &str| {
+        let status = path.strip_suffix("/status");
+        let object = status.unwrap_or(path).to_string();
+        let held = written.lock().ok().and_then(|w| w.get(&object).cloned()).or_else(|| {
             let (collection, name) = object.rsplit_once('/').unwrap_or_default();
             let items = lists.iter().find(|(p, _)| *p == collection).map(|(_, items)| items.as_slice());
             items.unwrap_or_default().iter().find(|i| i["metadata"]["name"].as_str() == Some(name)).cloned()
-        };
-        if r.method == Method::PATCH {
-            let status = path.strip_suffix("/status");
-            if let Some(mut obj) = listed(status.unwrap_or(path)) {
+        });
+        let stored = match (&r.method, held) {
+            (&Method::GET, Some(obj)) => return Answer::ok(obj),
+            (&Method::GET, None) => return Answer::status(404, "NotFound", "not found"),
+            (&Method::DELETE, _) => {
+                if let Ok(mut w) = written.lock() {
+                    w.remove(&object);
+                }
+                return Answer::ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
+            }
+            (&Method::PATCH, Some(mut obj)) => {
                 match status {
                     Some(_) => obj["status"] = r.body["status"].clone(),
                     None => merge(&mut obj, &r.body),
                 }
-                obj["metadata"]["resourceVersion"] = json!("9");
-                return Answer::ok(obj);
+                obj
             }
+            _ => r.body.clone(),
+        };
+        let mut stored = stored;
+        if let Some(meta) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".into(), "9".into());
         }
-        match r.method {
-            Method::GET => Answer::status(404, "NotFound", "not found"),
-            Method::DELETE => Answer::ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
-            _ => echo(r, "9"),
+        // A POST names the collection: the object is kept under its own path.
+        let at = match (&r.method, stored["metadata"]["name"].as_str()) {
+            (&Method::POST, Some(name)) => format!("{object}/{name}"),
+            _ => object,
+        };
+        if let Ok(mut w) = written.lock() {
+            w.insert(at, stored.clone());
         }
+        Answer::ok(stored)
     }
 }
 

@@ -150,6 +150,43 @@ impl Writer {
         Ok(true)
     }
 
+    /// Merges `fields` into the status of `obj` (for a controller that must not write back
+    /// fields it cannot see fresh) unless `shown` (the cache says so already) or this process
+    /// wrote the same fields, condition times aside, over the version the cache still shows;
+    /// whether it wrote.
+    pub async fn fields<K>(
+        &self,
+        metrics: &Metrics,
+        api: &Api<K>,
+        obj: &K,
+        shown: bool,
+        fields: serde_json::Value,
+    ) -> Result<bool, kube::Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        if shown {
+            return Ok(false);
+        }
+        let key = Self::key(obj);
+        let mut times_aside = fields.clone();
+        if let Some(cs) = times_aside.get_mut("conditions").and_then(serde_json::Value::as_array_mut) {
+            for c in cs.iter_mut().filter_map(serde_json::Value::as_object_mut) {
+                c.remove("lastTransitionTime");
+            }
+        }
+        let fingerprint = crate::apply::fingerprint(&times_aside);
+        let version = obj.resource_version();
+        if self.last.lock().ok().and_then(|l| l.get(&key).cloned()) == Some((fingerprint, version.clone())) {
+            return Ok(false);
+        }
+        write::<K, ()>(metrics, &self.controller, api, &obj.name_any(), Body::Fields(fields)).await?;
+        if let Ok(mut l) = self.last.lock() {
+            l.insert(key, (fingerprint, version));
+        }
+        Ok(true)
+    }
+
     /// Forgets a deleted object.
     pub fn forget(&self, namespace: Option<&str>, name: &str) {
         if let Ok(mut l) = self.last.lock() {

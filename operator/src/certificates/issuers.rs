@@ -331,3 +331,83 @@ async fn reconcile_inner<K: IssuerResource>(
     }
     Ok(Action::requeue(next))
 }
+
+#[cfg(test)]
+mod tests {
+    //! Rounds of the SmIssuer controller against a fake API server that keeps what it is sent.
+    use super::*;
+    use crate::api::SmIssuer;
+    use crate::fake_api::{self, writes};
+    use serde_json::{Value, json};
+
+    fn issuer() -> SmIssuer {
+        serde_json::from_value(json!({
+            "apiVersion": "zhengyun.io/v1alpha1", "kind": "SmIssuer",
+            "metadata": {"name": "ca", "namespace": "edu-apps", "resourceVersion": "5", "generation": 1},
+            "spec": {"selfSigned": {"commonName": "教育局 SM2 根 CA", "secretName": "ca-root"}}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn issuers_over(secrets: Vec<Value>) -> (Arc<Issuers<SmIssuer>>, fake_api::Recorded) {
+        let i = serde_json::to_value(issuer()).unwrap_or_default();
+        let (client, recorded) = fake_api::serve(fake_api::cluster(vec![
+            ("/apis/zhengyun.io/v1alpha1/namespaces/edu-apps/smissuers", vec![i]),
+            ("/api/v1/namespaces/edu-apps/secrets", secrets),
+        ]));
+        let metrics = crate::metrics::Metrics::new();
+        let own = super::super::metrics::CertificateMetrics::new(&metrics);
+        let ctx = Context::new(client, "test", Arc::new(metrics), "zhengyun-system");
+        (controller::<SmIssuer>(ctx, own), recorded)
+    }
+
+    async fn round(issuers: &Issuers<SmIssuer>) {
+        let i = issuer();
+        reconcile_inner(&i, &issuers.ctx, &issuers.metrics, &issuers.status).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test]
+    async fn a_self_signed_issuer_makes_its_root_once_and_signs_with_it() {
+        let (issuers, recorded) = issuers_over(vec![]).await;
+        round(&issuers).await;
+        assert_eq!(
+            writes(&recorded),
+            [
+                "PATCH /api/v1/namespaces/edu-apps/secrets/ca-root",
+                "PATCH /apis/zhengyun.io/v1alpha1/namespaces/edu-apps/smissuers/ca/status"
+            ]
+        );
+        let all = recorded.all();
+        let secret = all
+            .iter()
+            .find(|r| r.line() == "PATCH /api/v1/namespaces/edu-apps/secrets/ca-root")
+            .map(|r| r.body.clone());
+        let secret = secret.unwrap_or_default();
+        assert_eq!(secret["metadata"]["labels"][issuer_label::<SmIssuer>()], json!("ca"));
+        assert!(secret["data"]["tls.key"].is_string() && secret["data"]["tls.crt"].is_string());
+        let status = all.iter().rfind(|r| r.line().ends_with("/status")).map(|r| r.body["status"].clone());
+        let status = status.unwrap_or_default();
+        assert_eq!(status["conditions"][0]["reason"], json!("CAReady"));
+        assert!(status["subject"].as_str().is_some_and(|s| s.contains("教育局")), "{status}");
+        // Again, the watch not showing the Secret yet: it is read back, not made again.
+        round(&issuers).await;
+        assert_eq!(writes(&recorded).len(), 2, "{:#?}", writes(&recorded));
+    }
+
+    #[tokio::test]
+    async fn a_secret_not_made_for_the_issuer_is_never_overwritten() {
+        let theirs = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "ca-root", "namespace": "edu-apps", "resourceVersion": "3"},
+            "data": {"tls.crt": "c29tZW9uZSBlbHNlJ3M="}});
+        let (issuers, recorded) = issuers_over(vec![theirs]).await;
+        round(&issuers).await;
+        assert_eq!(
+            writes(&recorded),
+            ["PATCH /apis/zhengyun.io/v1alpha1/namespaces/edu-apps/smissuers/ca/status"],
+            "the Secret is left as it is"
+        );
+        let status = recorded.all().last().map(|r| r.body["status"].clone()).unwrap_or_default();
+        assert_eq!(status["conditions"][0]["reason"], json!("SecretConflict"));
+        assert_eq!(status["conditions"][0]["status"], json!("False"));
+    }
+}

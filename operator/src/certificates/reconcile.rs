@@ -189,11 +189,11 @@ async fn reconcile_inner(
     let timing = c.spec.lifetime().and_then(|life| c.spec.renew_before(life));
     let renew_before = match timing {
         Ok(rb) => rb,
-        Err(why) => return fail(c, ctx, m, "InvalidSpec", why, now).await,
+        Err(why) => return fail(c, ctx, m, writer, "InvalidSpec", why, now).await,
     };
     let ca = match issuer_ca(c, ctx, now).await? {
         Ok(ca) => ca,
-        Err((reason, why)) => return fail(c, ctx, m, reason, why, now).await,
+        Err((reason, why)) => return fail(c, ctx, m, writer, reason, why, now).await,
     };
     let existing = ctx.secrets.get(&ctx.client, &ns, &c.spec.secret_name).await?;
     if let Some(s) = &existing
@@ -203,7 +203,7 @@ async fn reconcile_inner(
             "spec.secretName: Secret {ns}/{} exists and was not made for this certificate: choose another name (the operator does not overwrite it)",
             c.spec.secret_name
         );
-        return fail(c, ctx, m, "SecretConflict", why, now).await;
+        return fail(c, ctx, m, writer, "SecretConflict", why, now).await;
     }
     let current = match build::inspect(existing.as_deref(), c, &ca, renew_before, now) {
         Ok(current) => current,
@@ -212,7 +212,7 @@ async fn reconcile_inner(
             let revision = last.max(build::secret_revision(existing.as_deref())) + 1;
             let issued = match build::issue(ctx.keys.as_ref(), c, &ca, (revision, &why), renew_before, now) {
                 Ok(issued) => issued,
-                Err(e) => return fail(c, ctx, m, "IssueFailed", e, now).await,
+                Err(e) => return fail(c, ctx, m, writer, "IssueFailed", e, now).await,
             };
             match apply::namespaced(&ctx.client, &issued.secret).await {
                 Ok(written) => ctx.secrets.remember(&ns, &c.spec.secret_name, Some(Arc::new(written))),
@@ -287,6 +287,7 @@ async fn fail(
     c: &SmCertificate,
     ctx: &Context,
     m: &super::metrics::CertificateMetrics,
+    writer: &crate::status::Writer,
     reason: &'static str,
     why: String,
     now: Timestamp,
@@ -294,11 +295,8 @@ async fn fail(
     let (ns, name) = (c.namespace().unwrap_or_default(), c.name_any());
     let previous = c.status.clone().unwrap_or_default();
     let already = previous.conditions.iter().any(|x| x.type_ == "Ready" && x.reason == reason && x.message == why);
-    if !already {
-        warn!(namespace = %ns, certificate = %name, %reason, problem = %why, "cannot issue");
-        m.certificate_failures.with_label_values(&[reason]).inc();
-    }
-    let conds = [Observed::new("Ready", false, reason, why.clone()), Observed::new("Issuing", true, reason, why)];
+    let conds =
+        [Observed::new("Ready", false, reason, why.clone()), Observed::new("Issuing", true, reason, why.clone())];
     let merged = conditions::merge(&previous.conditions, &conds, c.metadata.generation, now);
     let same =
         previous.observed_generation == c.metadata.generation
@@ -306,17 +304,110 @@ async fn fail(
             && previous.conditions.iter().zip(&merged).all(|(a, b)| {
                 (&a.type_, &a.status, &a.reason, &a.message) == (&b.type_, &b.status, &b.reason, &b.message)
             });
-    if !same {
-        // Only the conditions: the cached status may lag behind what the Secret holds, and
-        // writing its notAfter or revision back would roll the status back.
-        let fields = serde_json::json!({"observedGeneration": c.metadata.generation, "conditions": merged});
-        let api = Api::<SmCertificate>::namespaced(ctx.client.clone(), &ns);
-        crate::status::write::<_, ()>(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Fields(fields))
-            .await?;
+    // Only the conditions: the cached status may lag behind what the Secret holds, and writing
+    // its notAfter or revision back would roll the status back.
+    let fields = serde_json::json!({"observedGeneration": c.metadata.generation, "conditions": merged});
+    let api = Api::<SmCertificate>::namespaced(ctx.client.clone(), &ns);
+    // Counted with the write that says it: not again on a cache one write behind.
+    if writer.fields(&ctx.metrics, &api, c, same, fields).await? && !already {
+        warn!(namespace = %ns, certificate = %name, %reason, problem = %why, "cannot issue");
+        m.certificate_failures.with_label_values(&[reason]).inc();
     }
     // What was issued before still expires: keep reporting it.
     let parse = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
     let times = parse(&previous.not_after).zip(parse(&previous.renewal_time));
     m.observe_certificate(&ns, &name, "Failed", times);
     Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Rounds against a fake API server that keeps what it is sent: the SmIssuer ca (self-signed,
+    //! its root made by the issuers' round first) and the SmCertificate web-cert it signs.
+    use super::*;
+    use crate::controller::Reconciler;
+    use crate::fake_api::{self, writes};
+    use serde_json::{Value, json};
+
+    fn certificate(issuer: &str) -> SmCertificate {
+        serde_json::from_value(json!({
+            "apiVersion": "zhengyun.io/v1alpha1", "kind": "SmCertificate",
+            "metadata": {"name": "web-cert", "namespace": "edu-apps", "resourceVersion": "6", "generation": 1},
+            "spec": {"issuerRef": {"name": issuer}, "secretName": "web-cert", "dnsNames": ["web.edu.gov.cn"]}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn cluster() -> (Arc<Certificates>, Arc<super::super::issuers::Issuers<SmIssuer>>, fake_api::Recorded) {
+        let issuer = json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "SmIssuer",
+            "metadata": {"name": "ca", "namespace": "edu-apps", "resourceVersion": "5", "generation": 1},
+            "spec": {"selfSigned": {"commonName": "教育局 SM2 根 CA", "secretName": "ca-root"}}});
+        let cert = serde_json::to_value(certificate("ca")).unwrap_or_default();
+        let (client, recorded) = fake_api::serve(fake_api::cluster(vec![
+            ("/apis/zhengyun.io/v1alpha1/smissuers", vec![issuer.clone()]),
+            ("/apis/zhengyun.io/v1alpha1/namespaces/edu-apps/smissuers", vec![issuer]),
+            ("/apis/zhengyun.io/v1alpha1/namespaces/edu-apps/smcertificates", vec![cert]),
+        ]));
+        let metrics = crate::metrics::Metrics::new();
+        let own = super::super::metrics::CertificateMetrics::new(&metrics);
+        let ctx = Context::new(client, "test", Arc::new(metrics), "zhengyun-system");
+        let issuers = super::super::issuers::controller::<SmIssuer>(ctx.clone(), own.clone());
+        let certificates = controller(ctx.clone(), own);
+        let reads = Certificates::reads(&ctx.watches);
+        tokio::time::timeout(Duration::from_secs(10), crate::watch::all_ready(&reads)).await.expect("stores listed");
+        (certificates, issuers, recorded)
+    }
+
+    fn issuer_of(v: Value) -> SmIssuer {
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_certificate_is_issued_once_into_its_secret_and_left_alone_while_valid() {
+        let (certificates, issuers, recorded) = cluster().await;
+        let ca = issuer_of(json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "SmIssuer",
+            "metadata": {"name": "ca", "namespace": "edu-apps", "resourceVersion": "5", "generation": 1},
+            "spec": {"selfSigned": {"commonName": "教育局 SM2 根 CA", "secretName": "ca-root"}}}));
+        issuers.reconcile(&ca).await.unwrap_or_else(|e| panic!("{e}"));
+        let before = writes(&recorded).len();
+
+        let c = certificate("ca");
+        certificates.reconcile(&c).await.unwrap_or_else(|e| panic!("{e}"));
+        let w: Vec<String> = writes(&recorded)[before..].to_vec();
+        let at = |x: &str| w.iter().position(|l| l.starts_with(x)).unwrap_or_else(|| panic!("{x} not in {w:#?}"));
+        assert!(
+            at("PATCH /api/v1/namespaces/edu-apps/secrets/web-cert")
+                < at("PATCH /apis/zhengyun.io/v1alpha1/namespaces/edu-apps/smcertificates/web-cert/status"),
+            "the Secret before the status that describes it: {w:#?}"
+        );
+        assert!(w.iter().any(|l| l.contains("/events")), "Issued is an Event: {w:#?}");
+        let secret =
+            recorded.all().into_iter().find(|r| r.line() == "PATCH /api/v1/namespaces/edu-apps/secrets/web-cert");
+        let secret = secret.map(|r| r.body).unwrap_or_default();
+        assert_eq!(secret["metadata"]["labels"][CERTIFICATE_LABEL], json!("web-cert"));
+        assert!(secret["data"]["tls.crt"].is_string() && secret["data"]["tls.key"].is_string());
+        assert!(!secret["data"]["tls.crt"].as_str().unwrap_or_default().is_empty());
+
+        // Again, the watch showing neither the Secret nor the status: read back, not re-issued.
+        let after = writes(&recorded).len();
+        certificates.reconcile(&c).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(writes(&recorded).len(), after, "{:#?}", &writes(&recorded)[after..]);
+        assert_eq!(certificates.metrics.certificate_issuances.with_label_values(&["new"]).get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_issuer_is_a_condition_counted_once() {
+        let (certificates, _, recorded) = cluster().await;
+        let c = certificate("nosuch");
+        certificates.reconcile(&c).await.unwrap_or_else(|e| panic!("{e}"));
+        certificates.reconcile(&c).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            writes(&recorded),
+            ["PATCH /apis/zhengyun.io/v1alpha1/namespaces/edu-apps/smcertificates/web-cert/status"],
+            "no Secret, and one status write for two rounds on the same cache"
+        );
+        let status = recorded.all().last().map(|r| r.body["status"].clone()).unwrap_or_default();
+        assert_eq!(status["conditions"][0]["reason"], json!("IssuerNotFound"));
+        assert_eq!(certificates.metrics.certificate_failures.with_label_values(&["IssuerNotFound"]).get(), 1);
+    }
 }

@@ -43,10 +43,6 @@ pub const CONTROLLER: &str = "securegateway";
 
 type Guarded = DeserializeGuard<SecureGateway>;
 
-/// A refusal as reported: the generation it was about, its reason and message, and the
-/// version of the gateway its status write replaced.
-type Reported = (Option<i64>, &'static str, String, Option<String>);
-
 /// What the controller keeps between rounds.
 pub struct Gateways {
     ctx: Arc<Context>,
@@ -55,9 +51,6 @@ pub struct Gateways {
     told: std::sync::Mutex<HashMap<(String, String), String>>,
     /// SecureGateways that cannot be served, by reason.
     problems: prometheus::IntCounterVec,
-    /// Per gateway, the refusal this process last reported (generation, reason, message): a
-    /// round that runs again before the cache shows the status it wrote must not report it twice.
-    reported: std::sync::Mutex<HashMap<(String, String), Reported>>,
     status: crate::status::Writer,
 }
 
@@ -93,7 +86,6 @@ pub fn controller(ctx: Arc<Context>, problems: prometheus::IntCounterVec) -> Arc
         applied: apply::Memory::default(),
         told: Default::default(),
         problems,
-        reported: Default::default(),
         status: crate::status::Writer::new(CONTROLLER),
     })
 }
@@ -165,9 +157,6 @@ impl crate::controller::Reconciler for Gateways {
         let key = (namespace.unwrap_or_default().to_string(), name.to_string());
         if let Ok(mut t) = self.told.lock() {
             t.remove(&key);
-        }
-        if let Ok(mut r) = self.reported.lock() {
-            r.remove(&key);
         }
         self.status.forget(namespace, name);
     }
@@ -483,47 +472,29 @@ async fn fail(
     let previous = g.status.clone().unwrap_or_default();
     let in_status = previous.observed_generation == g.metadata.generation
         && previous.conditions.iter().any(|x| x.type_ == "Ready" && x.reason == reason && x.message == why);
-    let key = (ns.clone(), name.clone());
-    let note = |r: Reported| {
-        if let Ok(mut m) = state.reported.lock() {
-            m.insert(key.clone(), r);
-        }
-    };
-    let written = (g.metadata.generation, reason, why.clone(), g.resource_version());
-    let before = state.reported.lock().ok().and_then(|r| r.get(&key).cloned());
-    let reported_here = before.as_ref().is_some_and(|b| (b.0, b.1, &b.2) == (written.0, reason, &why));
-    // Written by this process while the cache still shows the version that write replaced.
-    let written_here = before.as_ref() == Some(&written);
-    // Reported (the Event below) though not written yet: a failed write is retried, the Event is not.
-    note((g.metadata.generation, reason, why.clone(), None));
-    if !in_status && !reported_here {
+    let merged = conditions::merge(
+        &previous.conditions,
+        &[Observed::new("Ready", false, reason, why.clone())],
+        g.metadata.generation,
+        now,
+    );
+    let fields = serde_json::json!({"observedGeneration": g.metadata.generation, "conditions": merged});
+    let api = Api::<SecureGateway>::namespaced(ctx.client.clone(), &ns);
+    // Reported with the write that says it: a round on a cache one write behind neither writes
+    // nor reports again.
+    if state.status.fields(&ctx.metrics, &api, g, in_status, fields).await? {
         warn!(namespace = %ns, gateway = %name, %reason, problem = %why, "cannot serve");
         state.problems.with_label_values(&[reason]).inc();
         let event = Event {
             type_: EventType::Warning,
             reason: reason.into(),
-            note: Some(why.clone()),
+            note: Some(why),
             action: "Reconcile".into(),
             secondary: None,
         };
         if let Err(e) = ctx.recorder.publish(&event, &g.object_ref(&())).await {
             tracing::debug!(error = %e, "event not recorded");
         }
-    }
-    if !in_status && !written_here {
-        let merged = conditions::merge(
-            &previous.conditions,
-            &[Observed::new("Ready", false, reason, why)],
-            g.metadata.generation,
-            now,
-        );
-        let fields = serde_json::json!({"observedGeneration": g.metadata.generation, "conditions": merged});
-        let api = Api::<SecureGateway>::namespaced(ctx.client.clone(), &ns);
-        crate::status::write::<_, ()>(&ctx.metrics, CONTROLLER, &api, &name, crate::status::Body::Fields(fields))
-            .await?;
-    }
-    if !in_status {
-        note(written);
     }
     Ok(Action::requeue(Duration::from_secs(30)))
 }
