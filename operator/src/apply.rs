@@ -73,20 +73,29 @@ where
     }
 }
 
-/// A JSON merge patch, for the label transitions SSA cannot express (removing a label that
-/// another manager entry of ours also owns).
+/// A JSON merge patch under our field manager, for what a desired object cannot say without
+/// owning the whole object: labels, taints and annotations on objects others own (a node, a
+/// gateway's pods), finalizers, and the label transitions SSA cannot express (removing a label
+/// that another manager entry of ours also owns). A `resourceVersion` in the patch makes it
+/// conditional.
+pub async fn merge<K>(api: &Api<K>, name: &str, patch: &serde_json::Value) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    api.patch(
+        name,
+        &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
+        &Patch::Merge(patch),
+    )
+    .await
+}
+
+/// [`merge`] of labels only.
 pub async fn merge_labels<K>(api: &Api<K>, name: &str, labels: serde_json::Value) -> Result<(), kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
-    let patch = serde_json::json!({ "metadata": { "labels": labels } });
-    api.patch(
-        name,
-        &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map(|_| ())
+    merge(api, name, &serde_json::json!({ "metadata": { "labels": labels } })).await.map(|_| ())
 }
 
 /// Whether `actual` already says everything `desired` says: every field of `desired` is in

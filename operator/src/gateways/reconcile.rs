@@ -12,7 +12,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{ListParams, PartialObjectMeta, Patch, PatchParams},
+    api::{ListParams, PartialObjectMeta},
     core::DeserializeGuard,
     runtime::{
         controller::Action,
@@ -445,7 +445,7 @@ async fn tell_pods(g: &SecureGateway, state: &Gateways, ns: &str, name: &str) ->
             continue;
         }
         let patch = serde_json::json!({"metadata": {"annotations": {SECRETS_ANNOTATION: versions}}});
-        match pods.patch(&p.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match apply::merge(&pods, &p.name_any(), &patch).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(e.into()),

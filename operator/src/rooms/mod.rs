@@ -12,7 +12,6 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{
         controller::Action,
@@ -144,10 +143,6 @@ async fn publish(ctx: &Context, room: &ComputerRoom, type_: EventType, reason: &
     }
 }
 
-fn params() -> PatchParams {
-    PatchParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..Default::default() }
-}
-
 /// Gives back every node that carries this room's label but is not `keep`.
 async fn release(ctx: &Context, name: &str, keep: &[String]) -> Result<()> {
     let api: Api<Node> = Api::all(ctx.client.clone());
@@ -155,7 +150,7 @@ async fn release(ctx: &Context, name: &str, keep: &[String]) -> Result<()> {
         if node.labels().get(labels::ROOM).map(String::as_str) != Some(name) || keep.contains(&node.name_any()) {
             continue;
         }
-        api.patch(&node.name_any(), &params(), &Patch::Merge(&build::release_patch(&node))).await?;
+        crate::apply::merge(&api, &node.name_any(), &build::release_patch(&node)).await?;
         info!(node = %node.name_any(), room = name, "node let go by its room");
     }
     Ok(())
@@ -170,7 +165,7 @@ async fn reconcile(room: &ComputerRoom, ctx: &Rooms) -> Result<Action> {
         if finalizers.iter().any(|f| f == FINALIZER) {
             let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
             let patch = json!({"metadata": {"resourceVersion": room.resource_version(), "finalizers": rest}});
-            api.patch(&name, &params(), &Patch::Merge(&patch)).await?;
+            crate::apply::merge(&api, &name, &patch).await?;
         }
         ctx.own.forget_room(&name);
         if let Ok(mut w) = ctx.written.lock() {
@@ -182,7 +177,7 @@ async fn reconcile(room: &ComputerRoom, ctx: &Rooms) -> Result<Action> {
         let mut all = finalizers.clone();
         all.push(FINALIZER.into());
         let patch = json!({"metadata": {"resourceVersion": room.resource_version(), "finalizers": all}});
-        api.patch(&name, &params(), &Patch::Merge(&patch)).await?;
+        crate::apply::merge(&api, &name, &patch).await?;
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
 
@@ -209,7 +204,7 @@ async fn reconcile(room: &ComputerRoom, ctx: &Rooms) -> Result<Action> {
             let node_api: Api<Node> = Api::all(ctx.client.clone());
             for n in &mine {
                 if let Some(patch) = build::label_patch(&name, &room.spec, zone, n) {
-                    node_api.patch(&n.name_any(), &params(), &Patch::Merge(&patch)).await?;
+                    crate::apply::merge(&node_api, &n.name_any(), &patch).await?;
                     ctx.metrics.child_writes.with_label_values(&[CONTROLLER, "Node"]).inc();
                     info!(node = %n.name_any(), "node labelled and tainted for its room");
                 }
