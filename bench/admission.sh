@@ -20,6 +20,8 @@ cd "$root"
 source hack/lib/cluster.sh
 # shellcheck source=../hack/lib/env.sh
 source hack/lib/env.sh
+# shellcheck source=lib.sh
+source bench/lib.sh
 n=${1:-10000}
 
 hack/build-k8s.sh >&2
@@ -36,19 +38,7 @@ stop_all() {
 }
 trap 'stop_all; rm -rf "$work"' EXIT
 
-mkdir -p "$dir"
-cluster_up "$dir" >&2
-# shellcheck disable=SC1091
-source "$dir/env"
-"$bin" crd | kubectl apply --server-side -f - >/dev/null
-kubectl wait --for=condition=Established crd --all >/dev/null
-kubectl create namespace zhengyun-system >/dev/null
-kubectl apply -f - >/dev/null <<'ZONE'
-apiVersion: zhengyun.io/v1alpha1
-kind: Zone
-metadata: {name: extranet}
-spec: {kind: Extranet, nodeSelector: {zhengyun.io/zone: extranet}, minSecurityLevel: 2}
-ZONE
+tenant_cluster "$dir" "$bin"
 
 echo "== the floor: $n tenants in one department, then creates without the webhook" >&2
 "$driver" admission-floor "$n" | tee "$work/floor.txt" >&2

@@ -23,6 +23,8 @@ cd "$root"
 source hack/lib/cluster.sh
 # shellcheck source=../hack/lib/env.sh
 source hack/lib/env.sh
+# shellcheck source=lib.sh
+source bench/lib.sh
 sizes=("$@")
 [ ${#sizes[@]} -eq 0 ] && sizes=(1000)
 
@@ -42,19 +44,7 @@ trap 'stop_all; rm -rf "$work"' EXIT
 
 fresh_cluster() { # name
   dir=$work/$1
-  mkdir -p "$dir"
-  cluster_up "$dir" >&2
-  # shellcheck disable=SC1091
-  source "$dir/env"
-  "$bin" crd | kubectl apply --server-side -f - >/dev/null
-  kubectl wait --for=condition=Established crd --all >/dev/null
-  kubectl create namespace zhengyun-system >/dev/null
-  kubectl apply -f - >/dev/null <<'ZONE'
-apiVersion: zhengyun.io/v1alpha1
-kind: Zone
-metadata: {name: extranet}
-spec: {kind: Extranet, nodeSelector: {zhengyun.io/zone: extranet}, minSecurityLevel: 2}
-ZONE
+  tenant_cluster "$dir" "$bin"
 }
 
 declare -A result

@@ -28,6 +28,32 @@ use crate::{
 /// The controller-runtime controller of a kind, read through `DeserializeGuard`.
 pub type Wired<K> = Controller<DeserializeGuard<K>>;
 
+/// What every [`Reconciler`] says the same way, in its impl block: the kind it reconciles, its
+/// name, its context (its `ctx` field) and its primary watch (the hub's field `$watch`).
+///
+/// ```ignore
+/// impl crate::controller::Reconciler for Zones {
+///     crate::controller::plumbing!(Zone, CONTROLLER, zones);
+///     fn reads(hub: &Hub) -> Vec<&dyn Ready> { vec![&hub.nodes] }
+///     async fn reconcile(&self, zone: &Zone) -> Result<Action> { ... }
+/// }
+/// ```
+macro_rules! plumbing {
+    ($kind:ty, $name:expr, $watch:ident) => {
+        type Kind = $kind;
+        const NAME: &'static str = $name;
+
+        fn context(&self) -> &$crate::context::Context {
+            &self.ctx
+        }
+
+        fn primary(hub: &$crate::watch::Hub) -> &$crate::watch::Shared<kube::core::DeserializeGuard<$kind>> {
+            &hub.$watch
+        }
+    };
+}
+pub(crate) use plumbing;
+
 /// What a controller is: the rest is [`run`]'s.
 pub trait Reconciler: Send + Sync + Sized + 'static {
     /// The kind it reconciles.

@@ -212,3 +212,23 @@ fn merge(obj: &mut Value, patch: &Value) {
 pub fn writes(recorded: &Recorded) -> Vec<String> {
     recorded.all().iter().filter(|r| r.method != Method::GET).map(Received::line).collect()
 }
+
+/// A controller's context over a fake [`cluster`] of `lists`, and the record of its requests.
+pub fn context(lists: Vec<(&'static str, Vec<Value>)>) -> (Arc<crate::context::Context>, Recorded) {
+    let (client, recorded) = serve(cluster(lists));
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    (crate::context::Context::new(client, "test", metrics, "zhengyun-system"), recorded)
+}
+
+/// Waits until `reads` have their first list from the fake cluster (a test fails after 10 s).
+pub async fn listed(reads: &[&dyn crate::watch::Ready]) {
+    let first = crate::watch::all_ready(reads);
+    if tokio::time::timeout(std::time::Duration::from_secs(10), first).await.is_err() {
+        panic!("the stores never listed");
+    }
+}
+
+/// `v` as a typed object (a test fails naming why it does not read).
+pub fn object<K: serde::de::DeserializeOwned>(v: Value) -> K {
+    serde_json::from_value(v).unwrap_or_else(|e| panic!("a test object that does not read: {e}"))
+}

@@ -341,23 +341,20 @@ mod tests {
     use serde_json::{Value, json};
 
     fn issuer() -> SmIssuer {
-        serde_json::from_value(json!({
+        fake_api::object(json!({
             "apiVersion": "zhengyun.io/v1alpha1", "kind": "SmIssuer",
             "metadata": {"name": "ca", "namespace": "edu-apps", "resourceVersion": "5", "generation": 1},
             "spec": {"selfSigned": {"commonName": "教育局 SM2 根 CA", "secretName": "ca-root"}}
         }))
-        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     async fn issuers_over(secrets: Vec<Value>) -> (Arc<Issuers<SmIssuer>>, fake_api::Recorded) {
         let i = serde_json::to_value(issuer()).unwrap_or_default();
-        let (client, recorded) = fake_api::serve(fake_api::cluster(vec![
+        let (ctx, recorded) = fake_api::context(vec![
             ("/apis/zhengyun.io/v1alpha1/namespaces/edu-apps/smissuers", vec![i]),
             ("/api/v1/namespaces/edu-apps/secrets", secrets),
-        ]));
-        let metrics = crate::metrics::Metrics::new();
-        let own = super::super::metrics::CertificateMetrics::new(&metrics);
-        let ctx = Context::new(client, "test", Arc::new(metrics), "zhengyun-system");
+        ]);
+        let own = super::super::metrics::CertificateMetrics::new(&ctx.metrics);
         (controller::<SmIssuer>(ctx, own), recorded)
     }
 

@@ -71,16 +71,7 @@ pub fn controller(ctx: Arc<Context>, metrics: Arc<super::metrics::CertificateMet
 }
 
 impl crate::controller::Reconciler for Certificates {
-    type Kind = SmCertificate;
-    const NAME: &'static str = CONTROLLER;
-
-    fn context(&self) -> &Context {
-        &self.ctx
-    }
-
-    fn primary(hub: &crate::watch::Hub) -> &crate::watch::Shared<Guarded> {
-        &hub.certificates
-    }
+    crate::controller::plumbing!(SmCertificate, CONTROLLER, certificates);
 
     fn reads(h: &crate::watch::Hub) -> Vec<&dyn crate::watch::Ready> {
         vec![&h.issuers, &h.cluster_issuers, &h.namespaces, &h.departments]
@@ -330,12 +321,11 @@ mod tests {
     use serde_json::{Value, json};
 
     fn certificate(issuer: &str) -> SmCertificate {
-        serde_json::from_value(json!({
+        fake_api::object(json!({
             "apiVersion": "zhengyun.io/v1alpha1", "kind": "SmCertificate",
             "metadata": {"name": "web-cert", "namespace": "edu-apps", "resourceVersion": "6", "generation": 1},
             "spec": {"issuerRef": {"name": issuer}, "secretName": "web-cert", "dnsNames": ["web.edu.gov.cn"]}
         }))
-        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     async fn cluster() -> (Arc<Certificates>, Arc<super::super::issuers::Issuers<SmIssuer>>, fake_api::Recorded) {
@@ -343,23 +333,21 @@ mod tests {
             "metadata": {"name": "ca", "namespace": "edu-apps", "resourceVersion": "5", "generation": 1},
             "spec": {"selfSigned": {"commonName": "教育局 SM2 根 CA", "secretName": "ca-root"}}});
         let cert = serde_json::to_value(certificate("ca")).unwrap_or_default();
-        let (client, recorded) = fake_api::serve(fake_api::cluster(vec![
+        let (ctx, recorded) = fake_api::context(vec![
             ("/apis/zhengyun.io/v1alpha1/smissuers", vec![issuer.clone()]),
             ("/apis/zhengyun.io/v1alpha1/namespaces/edu-apps/smissuers", vec![issuer]),
             ("/apis/zhengyun.io/v1alpha1/namespaces/edu-apps/smcertificates", vec![cert]),
-        ]));
-        let metrics = crate::metrics::Metrics::new();
-        let own = super::super::metrics::CertificateMetrics::new(&metrics);
-        let ctx = Context::new(client, "test", Arc::new(metrics), "zhengyun-system");
+        ]);
+        let own = super::super::metrics::CertificateMetrics::new(&ctx.metrics);
         let issuers = super::super::issuers::controller::<SmIssuer>(ctx.clone(), own.clone());
         let certificates = controller(ctx.clone(), own);
         let reads = Certificates::reads(&ctx.watches);
-        tokio::time::timeout(Duration::from_secs(10), crate::watch::all_ready(&reads)).await.expect("stores listed");
+        fake_api::listed(&reads).await;
         (certificates, issuers, recorded)
     }
 
     fn issuer_of(v: Value) -> SmIssuer {
-        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+        fake_api::object(v)
     }
 
     #[tokio::test]

@@ -74,16 +74,7 @@ pub fn controller(ctx: Arc<Context>, own: Arc<super::metrics::ChannelMetrics>) -
 }
 
 impl crate::controller::Reconciler for Channels {
-    type Kind = ExchangeChannel;
-    const NAME: &'static str = CONTROLLER;
-
-    fn context(&self) -> &Context {
-        &self.ctx
-    }
-
-    fn primary(hub: &crate::watch::Hub) -> &crate::watch::Shared<DeserializeGuard<ExchangeChannel>> {
-        &hub.channels
-    }
+    crate::controller::plumbing!(ExchangeChannel, CONTROLLER, channels);
 
     fn reads(hub: &crate::watch::Hub) -> Vec<&dyn crate::watch::Ready> {
         vec![&hub.tenants, &hub.zones, &hub.services, &hub.policies]
@@ -391,19 +382,17 @@ mod tests {
         let zone = json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "Zone",
             "metadata": {"name": "extranet", "resourceVersion": "3"},
             "spec": {"kind": "Extranet", "nodeSelector": {"zone": "extranet"}}});
-        let (client, recorded) = fake_api::serve(fake_api::cluster(vec![
+        let (ctx, recorded) = fake_api::context(vec![
             ("/apis/zhengyun.io/v1alpha1/exchangechannels", vec![serde_json::to_value(ch).unwrap_or_default()]),
             ("/apis/zhengyun.io/v1alpha1/tenants", vec![tenant("tax", "export"), tenant("stats", "ingest")]),
             ("/apis/zhengyun.io/v1alpha1/zones", vec![zone]),
             ("/api/v1/services", vec![service]),
             ("/apis/networking.k8s.io/v1/networkpolicies", policies),
-        ]));
-        let metrics = crate::metrics::Metrics::new();
-        let own = super::super::metrics::ChannelMetrics::new(&metrics);
-        let ctx = Context::new(client, "test", Arc::new(metrics), "zhengyun-system");
+        ]);
+        let own = super::super::metrics::ChannelMetrics::new(&ctx.metrics);
         let channels = controller(ctx.clone(), own);
         let reads = <Channels as crate::controller::Reconciler>::reads(&ctx.watches);
-        tokio::time::timeout(Duration::from_secs(10), crate::watch::all_ready(&reads)).await.expect("stores listed");
+        fake_api::listed(&reads).await;
         (channels, recorded)
     }
 

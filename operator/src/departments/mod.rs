@@ -58,16 +58,7 @@ pub fn controller(ctx: Arc<Context>, problems: prometheus::IntCounterVec) -> Arc
 }
 
 impl crate::controller::Reconciler for Departments {
-    type Kind = Department;
-    const NAME: &'static str = CONTROLLER;
-
-    fn context(&self) -> &Context {
-        &self.ctx
-    }
-
-    fn primary(hub: &crate::watch::Hub) -> &crate::watch::Shared<DeserializeGuard<Department>> {
-        &hub.departments
-    }
+    crate::controller::plumbing!(Department, CONTROLLER, departments);
 
     fn reads(hub: &crate::watch::Hub) -> Vec<&dyn crate::watch::Ready> {
         vec![&hub.tenants, &hub.reader_bindings]
@@ -382,20 +373,17 @@ mod tests {
                 "metadata": {"name": "zhengyun-department-admin:gz", "resourceVersion": "9",
                              "labels": {(crate::labels::MANAGED_BY): crate::labels::MANAGER}}
             });
-            let (client, recorded) = fake_api::serve(fake_api::cluster(vec![
+            let (ctx, recorded) = fake_api::context(vec![
                 ("/apis/zhengyun.io/v1alpha1/departments", vec![listed(gz)]),
                 ("/apis/zhengyun.io/v1alpha1/tenants", vec![edu]),
                 ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", vec![binding]),
-            ]));
-            let ctx = Context::new(client, "test", Arc::new(crate::metrics::Metrics::new()), "zhengyun-system");
+            ]);
             let problems = prometheus::IntCounterVec::new(prometheus::Opts::new("p", "p"), &["reason"])
                 .unwrap_or_else(|e| panic!("{e}"));
             let state = controller(ctx.clone(), problems);
             let hub = &ctx.watches;
             let reads = [&hub.departments as &dyn crate::watch::Ready, &hub.tenants, &hub.reader_bindings];
-            tokio::time::timeout(Duration::from_secs(10), crate::watch::all_ready(&reads))
-                .await
-                .expect("stores listed");
+            fake_api::listed(&reads).await;
             (state, recorded)
         }
 

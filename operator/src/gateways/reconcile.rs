@@ -91,16 +91,7 @@ pub fn controller(ctx: Arc<Context>, problems: prometheus::IntCounterVec) -> Arc
 }
 
 impl crate::controller::Reconciler for Gateways {
-    type Kind = SecureGateway;
-    const NAME: &'static str = CONTROLLER;
-
-    fn context(&self) -> &Context {
-        &self.ctx
-    }
-
-    fn primary(hub: &crate::watch::Hub) -> &crate::watch::Shared<Guarded> {
-        &hub.gateways
-    }
+    crate::controller::plumbing!(SecureGateway, CONTROLLER, gateways);
 
     fn reads(h: &crate::watch::Hub) -> Vec<&dyn crate::watch::Ready> {
         vec![
@@ -521,13 +512,12 @@ mod tests {
     use serde_json::{Value, json};
 
     fn gateway() -> SecureGateway {
-        serde_json::from_value(json!({
+        fake_api::object(json!({
             "apiVersion": "zhengyun.io/v1alpha1", "kind": "SecureGateway",
             "metadata": {"name": "web", "namespace": "edu-apps", "resourceVersion": "5", "generation": 1},
             "spec": {"backend": {"service": "web", "port": 8080}, "protocols": ["TLS13-SM"],
                      "certificate": {"name": "web-cert"}, "replicas": 2}
         }))
-        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     async fn gateways_over(certified: bool) -> (Arc<Gateways>, fake_api::Recorded) {
@@ -547,7 +537,7 @@ mod tests {
             "status": {"serialNumber": "01", "conditions": [{"type": "Ready", "status": "True", "reason": "Issued",
                 "message": "", "lastTransitionTime": "2026-12-01T00:00:00Z"}]}});
         let gw = serde_json::to_value(gateway()).unwrap_or_default();
-        let (client, recorded) = fake_api::serve(fake_api::cluster(vec![
+        let (ctx, recorded) = fake_api::context(vec![
             ("/apis/zhengyun.io/v1alpha1/namespaces/edu-apps/securegateways", vec![gw.clone()]),
             ("/apis/zhengyun.io/v1alpha1/securegateways", vec![gw]),
             ("/api/v1/namespaces", vec![namespace]),
@@ -555,16 +545,14 @@ mod tests {
             ("/api/v1/services", vec![service]),
             ("/apis/zhengyun.io/v1alpha1/smcertificates", if certified { vec![certificate] } else { vec![] }),
             ("/api/v1/namespaces/edu-apps/pods", vec![]),
-        ]));
-        let metrics = crate::metrics::Metrics::new();
-        let problems = problems_metric(&metrics);
-        let ctx = Context::new(client, "test", Arc::new(metrics), "zhengyun-system");
+        ]);
+        let problems = problems_metric(&ctx.metrics);
         let _ = ctx.gateway_image.set("registry.local/zhengyun-gateway:1".into());
         let gateways = controller(ctx.clone(), problems);
         let hub = &ctx.watches;
         let mut reads = <Gateways as crate::controller::Reconciler>::reads(hub);
         reads.push(&hub.gateways);
-        tokio::time::timeout(Duration::from_secs(10), crate::watch::all_ready(&reads)).await.expect("stores listed");
+        fake_api::listed(&reads).await;
         (gateways, recorded)
     }
 

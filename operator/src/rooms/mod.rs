@@ -79,16 +79,7 @@ pub fn controller(ctx: Arc<Context>, own: Arc<metrics::RoomMetrics>) -> Arc<Room
 }
 
 impl crate::controller::Reconciler for Rooms {
-    type Kind = ComputerRoom;
-    const NAME: &'static str = CONTROLLER;
-
-    fn context(&self) -> &Context {
-        &self.ctx
-    }
-
-    fn primary(hub: &crate::watch::Hub) -> &crate::watch::Shared<DeserializeGuard<ComputerRoom>> {
-        &hub.rooms
-    }
+    crate::controller::plumbing!(ComputerRoom, CONTROLLER, rooms);
 
     fn reads(hub: &crate::watch::Hub) -> Vec<&dyn crate::watch::Ready> {
         vec![&hub.nodes, &hub.zones, &hub.placed_pods]
@@ -315,7 +306,7 @@ mod tests {
         if deleting {
             v["metadata"]["deletionTimestamp"] = json!("2026-12-07T00:00:00Z");
         }
-        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+        fake_api::object(v)
     }
 
     async fn rooms_over(r: &ComputerRoom, n1_room: Option<&str>) -> (Arc<Rooms>, fake_api::Recorded) {
@@ -331,7 +322,7 @@ mod tests {
         let zone = json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "Zone",
             "metadata": {"name": "extranet", "resourceVersion": "3"},
             "spec": {"kind": "Extranet", "nodeSelector": {"zone": "extranet"}}});
-        let (client, recorded) = fake_api::serve(fake_api::cluster(vec![
+        let (ctx, recorded) = fake_api::context(vec![
             ("/apis/zhengyun.io/v1alpha1/computerrooms", vec![serde_json::to_value(r).unwrap_or_default()]),
             ("/apis/zhengyun.io/v1alpha1/zones", vec![zone]),
             (
@@ -342,15 +333,13 @@ mod tests {
                     node("n3", json!({(labels::ROOM): "hq", "zone": "extranet"})),
                 ],
             ),
-        ]));
-        let metrics = crate::metrics::Metrics::new();
-        let own = metrics::RoomMetrics::new(&metrics);
-        let ctx = Context::new(client, "test", Arc::new(metrics), "zhengyun-system");
+        ]);
+        let own = metrics::RoomMetrics::new(&ctx.metrics);
         let rooms = controller(ctx.clone(), own);
         let hub = &ctx.watches;
         let mut reads = <Rooms as crate::controller::Reconciler>::reads(hub);
         reads.extend([&hub.rooms as &dyn crate::watch::Ready, &hub.namespaces]);
-        tokio::time::timeout(Duration::from_secs(10), crate::watch::all_ready(&reads)).await.expect("stores listed");
+        fake_api::listed(&reads).await;
         (rooms, recorded)
     }
 

@@ -137,16 +137,7 @@ pub fn controller(ctx: Arc<Context>, own: Arc<super::metrics::TenantMetrics>) ->
 }
 
 impl crate::controller::Reconciler for Tenants {
-    type Kind = Tenant;
-    const NAME: &'static str = CONTROLLER;
-
-    fn context(&self) -> &Context {
-        &self.ctx
-    }
-
-    fn primary(hub: &crate::watch::Hub) -> &crate::watch::Shared<DeserializeGuard<Tenant>> {
-        &hub.tenants
-    }
+    crate::controller::plumbing!(Tenant, CONTROLLER, tenants);
 
     fn reads(h: &crate::watch::Hub) -> Vec<&dyn crate::watch::Ready> {
         vec![

@@ -140,16 +140,7 @@ pub fn controller(ctx: Arc<Context>) -> Arc<Zones> {
 }
 
 impl crate::controller::Reconciler for Zones {
-    type Kind = Zone;
-    const NAME: &'static str = CONTROLLER;
-
-    fn context(&self) -> &Context {
-        &self.ctx
-    }
-
-    fn primary(hub: &crate::watch::Hub) -> &crate::watch::Shared<DeserializeGuard<Zone>> {
-        &hub.zones
-    }
+    crate::controller::plumbing!(Zone, CONTROLLER, zones);
 
     fn reads(hub: &crate::watch::Hub) -> Vec<&dyn crate::watch::Ready> {
         vec![&hub.nodes, &hub.tenants]
@@ -270,12 +261,11 @@ mod tests {
         use serde_json::{Value, json};
 
         fn zone(selector: Value) -> Zone {
-            serde_json::from_value(json!({
+            fake_api::object(json!({
                 "apiVersion": "zhengyun.io/v1alpha1", "kind": "Zone",
                 "metadata": {"name": "extranet", "resourceVersion": "3", "generation": 1},
                 "spec": {"kind": "Extranet", "nodeSelector": selector}
             }))
-            .unwrap_or_else(|e| panic!("{e}"))
         }
 
         async fn zones_over(z: &Zone) -> (Arc<Zones>, fake_api::Recorded) {
@@ -291,17 +281,14 @@ mod tests {
                          "owners": [{"kind": "User", "name": "a"}], "namespaces": [{"suffix": "a"}],
                          "quota": {}, "securityLevel": 2}
             });
-            let (client, recorded) = fake_api::serve(fake_api::cluster(vec![
+            let (ctx, recorded) = fake_api::context(vec![
                 ("/apis/zhengyun.io/v1alpha1/zones", vec![serde_json::to_value(z).unwrap_or_default()]),
                 ("/api/v1/nodes", vec![node("n1", "extranet"), node("n2", "intranet")]),
                 ("/apis/zhengyun.io/v1alpha1/tenants", vec![edu]),
-            ]));
-            let ctx = Context::new(client, "test", Arc::new(crate::metrics::Metrics::new()), "zhengyun-system");
+            ]);
             let zones = controller(ctx.clone());
             let reads = <Zones as crate::controller::Reconciler>::reads(&ctx.watches);
-            tokio::time::timeout(Duration::from_secs(10), crate::watch::all_ready(&reads))
-                .await
-                .expect("stores listed");
+            fake_api::listed(&reads).await;
             (zones, recorded)
         }
 
