@@ -67,7 +67,12 @@ impl crate::controller::Reconciler for Departments {
     fn wire(self: &Arc<Self>, c: crate::controller::Wired<Department>) -> crate::controller::Wired<Department> {
         let hub = self.ctx.watches.clone();
         let store = hub.departments.store();
-        let (for_tenants, for_departments) = (store.clone(), store);
+        let (for_tenants, for_departments, now) = (store.clone(), store.clone(), store);
+        // What wakes the whole tree: a department coming, going or changing its spec (a new
+        // generation). Not its status or its annotations, which move with every tenant and every
+        // budget reservation the webhook records (that woke all 148 departments of the scale
+        // benchmark's tree at each Tenant create).
+        let generations: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>> = Default::default();
         c.with_config(kube::runtime::controller::Config::default().debounce(Duration::from_millis(500)))
             // A tenant's quota or use concerns its department and every one above it.
             .watches_shared_stream(hub.tenants.subscribe(), move |t: Arc<DeserializeGuard<Tenant>>| {
@@ -78,7 +83,13 @@ impl crate::controller::Reconciler for Departments {
             })
             // A department's budget or parent concerns the whole tree (paths, children, sums): a
             // tree is a few hundred departments at most.
-            .watches_shared_stream(hub.departments.subscribe(), move |_d: Arc<DeserializeGuard<Department>>| {
+            .watches_shared_stream(hub.departments.subscribe(), move |d: Arc<DeserializeGuard<Department>>| {
+                let name = d.name_any();
+                let gone = now.get(&ObjectRef::new(&name)).is_none();
+                let seen = generations.lock().ok().and_then(|mut g| g.insert(name, d.meta().generation));
+                if !gone && seen == Some(d.meta().generation) {
+                    return Vec::new();
+                }
                 for_departments.state().iter().map(|d| ObjectRef::from_obj(d.as_ref())).collect::<Vec<_>>()
             })
     }
