@@ -431,8 +431,17 @@ async fn reachability_with_cluster_network_policy_a_tenants_open_policy_opens_no
     wait_ready(&client, "cn-b").await;
     let log = std::fs::read_to_string(&op.log).unwrap_or_default();
     assert!(log.contains("ClusterNetworkPolicy (Admin tier)"), "the operator detected the API");
-    let policies = zhengyun::isolation::list(&client).await.expect("cluster policies");
-    let names: BTreeSet<String> = policies.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    // cn-a was Ready before this operator started (the part above): its cluster policy comes
+    // with this operator's first round of it, which may be a moment after.
+    let mut names = BTreeSet::new();
+    for _ in 0..120 {
+        let policies = zhengyun::isolation::list(&client).await.expect("cluster policies");
+        names = policies.iter().filter_map(|p| p.metadata.name.clone()).collect();
+        if names.contains("zhengyun-tenant-cn-a") && names.contains("zhengyun-tenant-cn-b") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     assert!(names.contains("zhengyun-tenant-cn-a") && names.contains("zhengyun-tenant-cn-b"), "{names:?}");
 
     // With the Admin tier in force the webhook lets a tenant write any policy, even one that
