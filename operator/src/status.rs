@@ -135,15 +135,29 @@ impl Writer {
         if shown.is_some_and(|s| same(s, status)) {
             return Ok(false);
         }
+        self.once(metrics, api, obj, fingerprint(status), Body::Whole(status)).await
+    }
+
+    /// Writes `body` unless this process wrote the same (`fingerprint`) over the version of
+    /// `obj` the cache still shows; whether it wrote.
+    async fn once<K, S>(
+        &self,
+        metrics: &Metrics,
+        api: &Api<K>,
+        obj: &K,
+        fingerprint: u64,
+        body: Body<'_, S>,
+    ) -> Result<bool, kube::Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+        S: Serialize,
+    {
         let key = Self::key(obj);
-        let fingerprint = fingerprint(status);
         let version = obj.resource_version();
-        let written_already =
-            self.last.lock().ok().and_then(|l| l.get(&key).cloned()) == Some((fingerprint, version.clone()));
-        if written_already {
+        if self.last.lock().ok().and_then(|l| l.get(&key).cloned()) == Some((fingerprint, version.clone())) {
             return Ok(false);
         }
-        write(metrics, &self.controller, api, &obj.name_any(), Body::Whole(status)).await?;
+        write(metrics, &self.controller, api, &obj.name_any(), body).await?;
         if let Ok(mut l) = self.last.lock() {
             l.insert(key, (fingerprint, version));
         }
@@ -168,7 +182,6 @@ impl Writer {
         if shown {
             return Ok(false);
         }
-        let key = Self::key(obj);
         let mut times_aside = fields.clone();
         if let Some(cs) = times_aside.get_mut("conditions").and_then(serde_json::Value::as_array_mut) {
             for c in cs.iter_mut().filter_map(serde_json::Value::as_object_mut) {
@@ -176,15 +189,7 @@ impl Writer {
             }
         }
         let fingerprint = crate::apply::fingerprint(&times_aside);
-        let version = obj.resource_version();
-        if self.last.lock().ok().and_then(|l| l.get(&key).cloned()) == Some((fingerprint, version.clone())) {
-            return Ok(false);
-        }
-        write::<K, ()>(metrics, &self.controller, api, &obj.name_any(), Body::Fields(fields)).await?;
-        if let Ok(mut l) = self.last.lock() {
-            l.insert(key, (fingerprint, version));
-        }
-        Ok(true)
+        self.once::<K, ()>(metrics, api, obj, fingerprint, Body::Fields(fields)).await
     }
 
     /// Forgets a deleted object.

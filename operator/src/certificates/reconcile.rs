@@ -328,10 +328,15 @@ mod tests {
         }))
     }
 
-    async fn cluster() -> (Arc<Certificates>, Arc<super::super::issuers::Issuers<SmIssuer>>, fake_api::Recorded) {
-        let issuer = json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "SmIssuer",
+    /// The self-signed SmIssuer ca, as listed and as reconciled.
+    fn issuer() -> Value {
+        json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "SmIssuer",
             "metadata": {"name": "ca", "namespace": "edu-apps", "resourceVersion": "5", "generation": 1},
-            "spec": {"selfSigned": {"commonName": "教育局 SM2 根 CA", "secretName": "ca-root"}}});
+            "spec": {"selfSigned": {"commonName": "教育局 SM2 根 CA", "secretName": "ca-root"}}})
+    }
+
+    async fn cluster() -> (Arc<Certificates>, Arc<super::super::issuers::Issuers<SmIssuer>>, fake_api::Recorded) {
+        let issuer = issuer();
         let cert = serde_json::to_value(certificate("ca")).unwrap_or_default();
         let (ctx, recorded) = fake_api::context(vec![
             ("/apis/zhengyun.io/v1alpha1/smissuers", vec![issuer.clone()]),
@@ -346,16 +351,10 @@ mod tests {
         (certificates, issuers, recorded)
     }
 
-    fn issuer_of(v: Value) -> SmIssuer {
-        fake_api::object(v)
-    }
-
     #[tokio::test]
     async fn a_certificate_is_issued_once_into_its_secret_and_left_alone_while_valid() {
         let (certificates, issuers, recorded) = cluster().await;
-        let ca = issuer_of(json!({"apiVersion": "zhengyun.io/v1alpha1", "kind": "SmIssuer",
-            "metadata": {"name": "ca", "namespace": "edu-apps", "resourceVersion": "5", "generation": 1},
-            "spec": {"selfSigned": {"commonName": "教育局 SM2 根 CA", "secretName": "ca-root"}}}));
+        let ca: SmIssuer = fake_api::object(issuer());
         issuers.reconcile(&ca).await.unwrap_or_else(|e| panic!("{e}"));
         let before = writes(&recorded).len();
 
