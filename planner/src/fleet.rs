@@ -77,6 +77,7 @@ pub fn generate(servers: usize, seed: u64) -> (Vec<Node>, Vec<System>) {
                 replicas,
                 zone: pick_zone(&mut r).into(),
                 arch,
+                gpu_models: Vec::new(),
             });
         }
     }
@@ -107,6 +108,7 @@ pub fn generate(servers: usize, seed: u64) -> (Vec<Node>, Vec<System>) {
                     arch,
                     zone: zone.into(),
                     price: None,
+                    gpu_model: None,
                 });
             }
         }

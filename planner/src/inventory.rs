@@ -116,6 +116,13 @@ pub fn nodes(f: &str, text: &str) -> Result<Vec<Node>, InputError> {
     rows.into_iter()
         .map(|(line, r)| {
             let n = |c: usize, max: f64| number(f, line, NODE_HEADER[c], r[c], max);
+            let gpus = n(6, 64.0)?;
+            if gpus.fract() != 0.0 {
+                return Err(InputError(format!(
+                    "{f}:{line}: gpus '{}' must be a whole number of devices (a system may ask for a share of one)",
+                    r[6]
+                )));
+            }
             Ok(Node {
                 name: r[0].to_string(),
                 zone: r[1].to_string(),
@@ -124,8 +131,9 @@ pub fn nodes(f: &str, text: &str) -> Result<Vec<Node>, InputError> {
                     (n(3, 4096.0)? * 1000.0) as u64,
                     (n(4, 65536.0)? * 1024.0) as u64,
                     n(5, 1_048_576.0)? as u64,
-                    (n(6, 64.0)? * 1000.0) as u64,
+                    gpus as u64 * crate::DEVICE,
                 ],
+                gpu_model: None,
                 price: match r.get(NODE_HEADER.len()) {
                     Some(v) if priced > 0 && !v.is_empty() => Some(number(f, line, NODE_OPTIONAL[0], v, 1e9)?),
                     _ => None,
@@ -141,6 +149,13 @@ pub fn systems(f: &str, text: &str) -> Result<(Vec<System>, Vec<Origin>), InputE
     for (line, r) in rows(f, text, &SYSTEM_HEADER)? {
         let n = |c: usize, max: f64| number(f, line, SYSTEM_HEADER[c], r[c], max);
         let replicas = n(10, 100.0)?;
+        let gpus = n(9, 64.0)?;
+        if gpus > 1.0 && gpus.fract() != 0.0 {
+            return Err(InputError(format!(
+                "{f}:{line}: gpus '{}' must be below 1 (a share of one device) or a whole number of devices",
+                r[9]
+            )));
+        }
         if replicas < 1.0 || replicas.fract() != 0.0 {
             return Err(InputError(format!("{f}:{line}: replicas '{}' must be a whole number from 1 to 100", r[10])));
         }
@@ -153,9 +168,10 @@ pub fn systems(f: &str, text: &str) -> Result<(Vec<System>, Vec<Origin>), InputE
                 (n(6, 4096.0)? * 1000.0) as u64,
                 (n(7, 65536.0)? * 1024.0) as u64,
                 n(8, 1_048_576.0)? as u64,
-                (n(9, 64.0)? * 1000.0) as u64,
+                (gpus * 1000.0).round() as u64,
             ],
             replicas: replicas as u32,
+            gpu_models: Vec::new(),
         });
         out.1.push(Origin { room: r[2].to_string(), server: r[3].to_string() });
     }
@@ -242,18 +258,24 @@ mod tests {
 
     #[test]
     fn a_nodes_file_without_prices_reads_as_before() {
-        let n =
-            nodes("nodes.csv", "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,intranet,arm64,8,32,100,0.5\n")
-                .unwrap();
+        let n = nodes("nodes.csv", "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,intranet,arm64,8,32,100,2\n")
+            .unwrap();
         assert_eq!(
             n,
             vec![Node {
                 name: "n1".into(),
                 zone: "intranet".into(),
                 arch: Arch::Arm64,
-                capacity: [8000, 32_768, 100, 500],
+                capacity: [8000, 32_768, 100, 2000],
                 price: None,
+                gpu_model: None,
             }]
+        );
+        let head = "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\n";
+        let e = nodes("nodes.csv", &format!("{head}n1,intranet,arm64,8,32,100,0.5\n")).unwrap_err();
+        assert_eq!(
+            e.0,
+            "nodes.csv:2: gpus '0.5' must be a whole number of devices (a system may ask for a share of one)"
         );
     }
 

@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod fgd;
 pub mod fleet;
 pub mod inventory;
 pub mod pack;
@@ -22,7 +23,16 @@ pub mod trace;
 pub use pack::{best_fit_decreasing, cost_lower_bound, first_fit_decreasing, lower_bound, plan};
 
 /// Resources, in fixed units: millicores, MiB of memory, GiB of disk, thousandths of a GPU.
+///
+/// GPUs are devices, not a pool (the openb trace's own semantics, see [`trace`]): a node's GPU
+/// capacity is its devices times [`DEVICE`]; a need below [`DEVICE`] is a share of one device
+/// (GPU sharing), a need of k × [`DEVICE`] is k whole devices ([`GpuNeed`]). Headroom does not
+/// apply to GPUs: a device is handed out whole or shared, never burst into.
 pub const DIMS: usize = 4;
+/// One GPU device, in thousandths.
+pub const DEVICE: u64 = 1000;
+/// The most GPU devices of one node the planner hands out (inputs refuse more).
+pub const MAX_DEVICES: u64 = 64;
 pub const DIM_NAMES: [&str; DIMS] = ["cpu", "memory", "disk", "gpu"];
 
 /// An amount of each resource.
@@ -46,6 +56,8 @@ pub struct Node {
     /// file's prices are; `None`: not priced. A zone whose every node is priced is planned for
     /// least cost ([`plan`]); prices are never invented.
     pub price: Option<f64>,
+    /// The model of its GPUs (`V100M32`, `T4`, ...), when it has GPUs and the input says.
+    pub gpu_model: Option<String>,
 }
 
 /// A department's system: `replicas` copies of `need`, each on its own node.
@@ -58,6 +70,30 @@ pub struct System {
     pub zone: String,
     /// `None`: either architecture.
     pub arch: Option<Arch>,
+    /// The GPU models it may run on (the trace's `gpu_spec`); empty: any node with room.
+    pub gpu_models: Vec<String>,
+}
+
+/// What a replica asks of a node's GPU devices, from its GPU need in thousandths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GpuNeed {
+    None,
+    /// A share of one device, 1 to 999 thousandths.
+    Share(u64),
+    /// Whole devices, each to itself.
+    Whole(u64),
+}
+
+impl GpuNeed {
+    /// A need below one device is a share of one; from one device up, whole devices (a need
+    /// that is not a whole number of devices is rounded up: the inputs refuse it before).
+    pub fn of(milli: u64) -> GpuNeed {
+        match milli {
+            0 => GpuNeed::None,
+            m if m < DEVICE => GpuNeed::Share(m),
+            m => GpuNeed::Whole(m.div_ceil(DEVICE)),
+        }
+    }
 }
 
 /// Planning options.
@@ -79,6 +115,9 @@ pub struct Placement {
     pub system: usize,
     pub replica: u32,
     pub node: usize,
+    /// The node's GPU devices it takes (indices from 0), each whole or a share as its
+    /// [`GpuNeed`] says; empty when it needs none.
+    pub gpus: Vec<u8>,
 }
 
 /// One replica that could not be placed, and why.

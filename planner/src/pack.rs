@@ -13,12 +13,20 @@
 //! node fills its tight resource and no node is left with memory full and disk to spare (the
 //! earlier best-fit-decreasing planner filled the largest nodes with the largest,
 //! memory-heavy replicas and ended 5–7% over the bound for that). GPU nodes take replicas that
-//! need a GPU first; amd64 nodes are filled while amd64-only replicas are left, then arm64
+//! need a GPU first, and of those the ones bound to GPU models first; amd64 nodes are filled while amd64-only replicas are left, then arm64
 //! nodes, then either architecture. Replicas wait in buckets of similar shape (each resource
 //! within a factor √2) so a choice looks at a few thousand buckets, not at every replica.
 //! Finally the least-loaded nodes are emptied into the others where everything fits. The
 //! baselines are first-fit and best-fit decreasing as textbooks state them: replicas by their
-//! largest normalized dimension, nodes in the order given.
+//! largest normalized dimension, nodes in the order given; [`best_baseline`] tries eighteen
+//! variants of them (node and replica orders) and keeps the best.
+//!
+//! GPUs are devices ([`crate::GpuNeed`]): every node in use knows each device's free
+//! thousandths; a share goes on the fullest device it fits (shares packed together leave whole
+//! devices free), whole devices are taken only when free, and a replica bound to GPU models goes
+//! only to nodes of one of them. The planner, the baselines, [`crate::fgd`] and [`check`] all
+//! work device by device; the bounds count a zone's GPU thousandths in sum (devices and models
+//! relaxed), which keeps them valid.
 //!
 //! A zone whose every node has a price is planned for least cost instead (a zone with an
 //! unpriced node is planned as above, whatever its other nodes cost). Beside the plan for fewest
@@ -33,16 +41,84 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Arch, DIMS, Node, Options, Placement, Plan, Res, System, Unplaced};
+use std::sync::Arc;
+
+use crate::{Arch, DEVICE, DIMS, GpuNeed, MAX_DEVICES, Node, Options, Placement, Plan, Res, System, Unplaced};
+
+/// A textbook baseline: which open node a replica goes to, the order nodes are opened in, and
+/// the order replicas are taken in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Baseline {
+    pub method: Method,
+    pub nodes: NodeOrder,
+    pub items: ItemOrder,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
+pub enum Method {
+    /// The first open node it fits.
     FirstFit,
+    /// The open node it leaves least room on (each resource weighted by how scarce it is).
     BestFit,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeOrder {
+    /// As the input lists them.
+    Input,
+    /// Largest first: the sum of each resource as a share of the zone's largest node.
+    Largest,
+    /// Largest first by volume: the product of those shares (over the resources the node has).
+    Volume,
+}
+
+/// Replicas largest first, by their needs each as a share of the zone's largest node:
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemOrder {
+    /// the largest share (the textbook's key);
+    Max,
+    /// the sum of the shares;
+    Sum,
+    /// the product of the shares of the resources it asks for.
+    Product,
+}
+
+impl Baseline {
+    /// Every combination [`best_baseline`] tries.
+    pub const ALL: [Baseline; 18] = {
+        let mut all = [Baseline { method: Method::FirstFit, nodes: NodeOrder::Input, items: ItemOrder::Max }; 18];
+        let methods = [Method::FirstFit, Method::BestFit];
+        let orders = [NodeOrder::Input, NodeOrder::Largest, NodeOrder::Volume];
+        let keys = [ItemOrder::Max, ItemOrder::Sum, ItemOrder::Product];
+        let mut i = 0;
+        while i < 18 {
+            all[i] = Baseline { method: methods[i / 9], nodes: orders[(i / 3) % 3], items: keys[i % 3] };
+            i += 1;
+        }
+        all
+    };
+
+    pub fn name(&self) -> String {
+        let m = match self.method {
+            Method::FirstFit => "ffd",
+            Method::BestFit => "bfd",
+        };
+        let n = match self.nodes {
+            NodeOrder::Input => "nodes as given",
+            NodeOrder::Largest => "largest nodes first",
+            NodeOrder::Volume => "nodes by volume",
+        };
+        let k = match self.items {
+            ItemOrder::Max => "max",
+            ItemOrder::Sum => "sum",
+            ItemOrder::Product => "product",
+        };
+        format!("{m} ({n}, replicas by {k})")
+    }
+}
+
 /// The GPU dimension.
-const GPU: usize = 3;
+pub(crate) const GPU: usize = 3;
 
 /// How many of the commonest node shapes of a zone the bound mixes resources over.
 const SHAPES: usize = 16;
@@ -60,31 +136,166 @@ const EMPTY_TRIES: usize = 1024;
 const DEPTH: usize = 8;
 
 #[derive(Debug, Clone)]
-struct Item {
-    system: usize,
-    replica: u32,
-    need: Res,
-    arch: Option<Arch>,
+pub(crate) struct Item {
+    pub(crate) system: usize,
+    pub(crate) replica: u32,
+    /// Its GPU need as devices take it ([`GpuNeed::of`]: whole devices counted whole).
+    pub(crate) need: Res,
+    pub(crate) gpu: GpuNeed,
+    pub(crate) arch: Option<Arch>,
+    /// The GPU models it may run on, sorted; `None`: any.
+    pub(crate) models: Option<Arc<[String]>>,
 }
 
+/// A node in use: its free room in each resource, and each GPU device's free thousandths.
 #[derive(Debug, Clone)]
-struct Bin {
-    node: usize,
-    free: Res,
-    cap: Res,
-    items: Vec<usize>,
+pub(crate) struct Bin {
+    pub(crate) node: usize,
+    pub(crate) free: Res,
+    pub(crate) cap: Res,
+    pub(crate) items: Vec<usize>,
+    /// The devices each of `items` takes (a bit per device), in the same order.
+    pub(crate) gpus: Vec<u64>,
+    pub(crate) devices: Vec<u64>,
 }
 
-fn capacity(n: &Node, o: &Options) -> Res {
+/// How many GPU devices a node's capacity counts.
+pub(crate) fn device_count(gpu_milli: u64) -> usize {
+    (gpu_milli / DEVICE).min(MAX_DEVICES) as usize
+}
+
+impl Bin {
+    pub(crate) fn new(node: usize, cap: Res) -> Bin {
+        Bin { node, free: cap, cap, items: Vec::new(), gpus: Vec::new(), devices: vec![DEVICE; device_count(cap[GPU])] }
+    }
+
+    /// Whether the replica fits what is free, device by device for its GPU need.
+    pub(crate) fn holds(&self, it: &Item) -> bool {
+        fits(&self.free, &it.need) && self.devices_for(it.gpu).is_some()
+    }
+
+    /// The devices `gpu` would take here: for a share, the fullest device it fits on (shares
+    /// packed together leave whole devices free); for whole devices, the first free ones.
+    pub(crate) fn devices_for(&self, gpu: GpuNeed) -> Option<u64> {
+        match gpu {
+            GpuNeed::None => Some(0),
+            GpuNeed::Share(m) => self
+                .devices
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| **f >= m)
+                .min_by_key(|(i, f)| (**f, *i))
+                .map(|(i, _)| 1u64 << i),
+            GpuNeed::Whole(k) => {
+                let mut mask = 0u64;
+                let mut n = 0;
+                for (i, f) in self.devices.iter().enumerate() {
+                    if n == k {
+                        break;
+                    }
+                    if *f == DEVICE {
+                        mask |= 1 << i;
+                        n += 1;
+                    }
+                }
+                (n == k).then_some(mask)
+            }
+        }
+    }
+
+    /// Places the replica `items[ix]` (which [`Bin::holds`]).
+    pub(crate) fn put(&mut self, ix: usize, it: &Item) {
+        let mask = self.devices_for(it.gpu).unwrap_or(0);
+        for d in 0..DIMS {
+            self.free[d] -= it.need[d];
+        }
+        self.take_devices(mask, it.gpu, false);
+        self.items.push(ix);
+        self.gpus.push(mask);
+    }
+
+    /// Places a replica whose share goes on device `device` (which has room for it).
+    pub(crate) fn put_on(&mut self, ix: usize, it: &Item, device: usize) {
+        for d in 0..DIMS {
+            self.free[d] -= it.need[d];
+        }
+        let mask = 1u64 << device;
+        self.take_devices(mask, it.gpu, false);
+        self.items.push(ix);
+        self.gpus.push(mask);
+    }
+
+    /// Removes the replica at `pos` of `items`.
+    fn remove(&mut self, pos: usize, it: &Item) {
+        self.items.remove(pos);
+        let mask = self.gpus.remove(pos);
+        for d in 0..DIMS {
+            self.free[d] += it.need[d];
+        }
+        self.take_devices(mask, it.gpu, true);
+    }
+
+    fn take_devices(&mut self, mask: u64, gpu: GpuNeed, back: bool) {
+        let per = match gpu {
+            GpuNeed::None => return,
+            GpuNeed::Share(m) => m,
+            GpuNeed::Whole(_) => DEVICE,
+        };
+        for (i, f) in self.devices.iter_mut().enumerate() {
+            if mask & (1 << i) != 0 {
+                *f = if back { *f + per } else { *f - per };
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.gpus.clear();
+        self.free = self.cap;
+        self.devices.iter_mut().for_each(|f| *f = DEVICE);
+    }
+
+    /// The devices some replica here takes.
+    fn devices_used(&self) -> usize {
+        self.devices.iter().filter(|f| **f < DEVICE).count()
+    }
+
+    /// Moves everything here onto another node of capacity `cap`, its devices in use onto the
+    /// new node's first ones (every device is the same size, so loads move as they are).
+    fn move_to(&mut self, node: usize, cap: Res) {
+        let used: Vec<usize> = (0..self.devices.len()).filter(|&i| self.devices[i] < DEVICE).collect();
+        let remap = |mask: u64| -> u64 {
+            used.iter().enumerate().filter(|(_, old)| mask & (1 << **old) != 0).fold(0, |m, (new, _)| m | 1 << new)
+        };
+        let mut devices = vec![DEVICE; device_count(cap[GPU])];
+        for (new, &old) in used.iter().enumerate() {
+            devices[new] = self.devices[old];
+        }
+        for m in self.gpus.iter_mut() {
+            *m = remap(*m);
+        }
+        for d in 0..DIMS {
+            self.free[d] = cap[d] - (self.cap[d] - self.free[d]);
+        }
+        self.node = node;
+        self.cap = cap;
+        self.devices = devices;
+    }
+}
+
+/// A node's capacity after headroom. GPUs are devices, handed out whole or shared, so headroom
+/// leaves them alone.
+pub(crate) fn capacity(n: &Node, o: &Options) -> Res {
     let h = o.headroom.clamp(0.0, 1.0);
     let mut c = [0; DIMS];
     for (d, v) in c.iter_mut().enumerate() {
         *v = (n.capacity[d] as f64 * h).floor() as u64;
     }
+    c[GPU] = device_count(n.capacity[GPU]) as u64 * DEVICE;
     c
 }
 
-fn fits(free: &Res, need: &Res) -> bool {
+pub(crate) fn fits(free: &Res, need: &Res) -> bool {
     (0..DIMS).all(|d| need[d] <= free[d])
 }
 
@@ -92,9 +303,29 @@ fn arch_ok(item: Option<Arch>, node: Arch) -> bool {
     item.is_none_or(|a| a == node)
 }
 
+/// Whether a replica that asks for `models` may run on a node of GPU model `model`.
+pub(crate) fn model_ok(models: &Option<Arc<[String]>>, model: &Option<String>) -> bool {
+    match (models, model) {
+        (None, _) => true,
+        (Some(m), Some(g)) => m.iter().any(|x| x == g),
+        (Some(_), None) => false,
+    }
+}
+
+/// Whether the node may take the replica at all (architecture and GPU model).
+pub(crate) fn allowed(it: &Item, n: &Node) -> bool {
+    arch_ok(it.arch, n.arch) && model_ok(&it.models, &n.gpu_model)
+}
+
+/// Whether the node, empty, holds the replica (an empty node's devices are all free, and its
+/// GPU capacity is whole devices: what fits in sum fits device by device).
+fn hosts(it: &Item, n: &Node, o: &Options) -> bool {
+    allowed(it, n) && fits(&capacity(n, o), &it.need)
+}
+
 /// Per architecture, the capacities (after headroom) no other node of `node_ix` exceeds in
 /// every resource: a replica fits some node of an architecture exactly when it fits one of these.
-fn largest_capacities(nodes: &[Node], node_ix: &[usize], o: &Options) -> [Vec<Res>; 2] {
+pub(crate) fn largest_capacities(nodes: &[Node], node_ix: &[usize], o: &Options) -> [Vec<Res>; 2] {
     let mut out: [Vec<Res>; 2] = Default::default();
     for (a, arch) in [Arch::Amd64, Arch::Arm64].into_iter().enumerate() {
         let mut caps: Vec<Res> =
@@ -119,16 +350,39 @@ fn holds_some(fronts: &[Vec<Res>; 2], arch: Option<Arch>, need: &Res) -> bool {
         .any(|(a, x)| arch_ok(arch, x) && fronts[a].iter().any(|c| fits(c, need)))
 }
 
+/// Whether some node of `node_ix` holds the replica: by the fronts, and node by node for a
+/// replica bound to GPU models (few, and the fronts know no models).
+pub(crate) fn placeable(fronts: &[Vec<Res>; 2], nodes: &[Node], node_ix: &[usize], o: &Options, it: &Item) -> bool {
+    if it.models.is_none() {
+        holds_some(fronts, it.arch, &it.need)
+    } else {
+        node_ix.iter().any(|&n| hosts(it, &nodes[n], o))
+    }
+}
+
 /// Zones in a stable order, each with its nodes and replicas.
-fn zones<'a>(nodes: &'a [Node], systems: &'a [System]) -> BTreeMap<&'a str, (Vec<usize>, Vec<Item>)> {
+pub(crate) fn zones<'a>(nodes: &'a [Node], systems: &'a [System]) -> BTreeMap<&'a str, (Vec<usize>, Vec<Item>)> {
     let mut z: BTreeMap<&str, (Vec<usize>, Vec<Item>)> = BTreeMap::new();
     for (i, n) in nodes.iter().enumerate() {
         z.entry(n.zone.as_str()).or_default().0.push(i);
     }
     for (s, sys) in systems.iter().enumerate() {
         let e = z.entry(sys.zone.as_str()).or_default();
+        let gpu = GpuNeed::of(sys.need[GPU]);
+        let mut need = sys.need;
+        need[GPU] = match gpu {
+            GpuNeed::None => 0,
+            GpuNeed::Share(m) => m,
+            GpuNeed::Whole(k) => k * DEVICE,
+        };
+        let models: Option<Arc<[String]>> = (!sys.gpu_models.is_empty()).then(|| {
+            let mut m = sys.gpu_models.clone();
+            m.sort();
+            m.dedup();
+            m.into()
+        });
         for r in 0..sys.replicas {
-            e.1.push(Item { system: s, replica: r, need: sys.need, arch: sys.arch });
+            e.1.push(Item { system: s, replica: r, need, gpu, arch: sys.arch, models: models.clone() });
         }
     }
     z
@@ -204,7 +458,7 @@ fn least(p: &[u128], need: u128) -> usize {
 impl ZoneTests {
     fn new(nodes: &[Node], node_ix: &[usize], items: &[Item], o: &Options) -> ZoneTests {
         let fronts = largest_capacities(nodes, node_ix, o);
-        let placeable: Vec<&Item> = items.iter().filter(|it| holds_some(&fronts, it.arch, &it.need)).collect();
+        let placeable: Vec<&Item> = items.iter().filter(|it| placeable(&fronts, nodes, node_ix, o, it)).collect();
         let ix = |arch: Arch| -> Vec<usize> { node_ix.iter().copied().filter(|&n| nodes[n].arch == arch).collect() };
         let (ix_a, ix_r) = (ix(Arch::Amd64), ix(Arch::Arm64));
         let caps = |ix: &[usize]| -> Vec<Res> { ix.iter().map(|&n| capacity(&nodes[n], o)).collect() };
@@ -556,13 +810,6 @@ fn slack(bin: &Bin, need: &Res, w: &[f64; DIMS]) -> f64 {
         .sum()
 }
 
-fn place(bin: &mut Bin, item_ix: usize, need: &Res) {
-    for d in 0..DIMS {
-        bin.free[d] -= need[d];
-    }
-    bin.items.push(item_ix);
-}
-
 /// A node not used yet: its capacity (after headroom), its size (weighted by how scarce each
 /// resource is; for [`Order::Cheapest`], per unit of price) and its place in the greedy cover,
 /// if the cover took it; its price (1 unless the order is [`Order::Cheapest`]).
@@ -683,13 +930,20 @@ fn cover(mut nodes: Vec<Unused>, demand: &Res, order: Order) -> Vec<Unused> {
 }
 
 /// Why a replica found no node.
-fn unplaced_reason(zone: &str, nodes: &[Node], node_ix: &[usize], o: &Options, it: &Item) -> String {
-    let able =
-        node_ix.iter().filter(|&&n| arch_ok(it.arch, nodes[n].arch) && fits(&capacity(&nodes[n], o), &it.need)).count();
+pub(crate) fn unplaced_reason(zone: &str, nodes: &[Node], node_ix: &[usize], o: &Options, it: &Item) -> String {
+    let able = node_ix.iter().filter(|&&n| hosts(it, &nodes[n], o)).count();
+    let of_model = node_ix.iter().filter(|&&n| allowed(it, &nodes[n])).count();
     if node_ix.is_empty() {
         format!("zone {zone} has no nodes")
+    } else if of_model == 0 && it.models.is_some() {
+        let models = it.models.as_deref().unwrap_or_default().join("|");
+        format!("no node of its zone and architecture has a GPU of model {models}")
     } else if able == 0 {
-        "larger than any node of its zone and architecture (after headroom)".to_string()
+        if it.models.is_some() {
+            "larger than any node of its zone, architecture and GPU models (after headroom)".to_string()
+        } else {
+            "larger than any node of its zone and architecture (after headroom)".to_string()
+        }
     } else if able <= it.replica as usize {
         format!(
             "only {able} node(s) of its zone and architecture can hold it, and its replicas must be on different nodes"
@@ -699,30 +953,43 @@ fn unplaced_reason(zone: &str, nodes: &[Node], node_ix: &[usize], o: &Options, i
     }
 }
 
-fn has_system(bin: &Bin, items: &[Item], system: usize) -> bool {
+pub(crate) fn has_system(bin: &Bin, items: &[Item], system: usize) -> bool {
     bin.items.iter().any(|&i| items[i].system == system)
 }
 
 fn usable(bin: &Bin, items: &[Item], it: &Item, nodes: &[Node]) -> bool {
-    fits(&bin.free, &it.need) && arch_ok(it.arch, nodes[bin.node].arch) && !has_system(bin, items, it.system)
+    bin.holds(it) && allowed(it, &nodes[bin.node]) && !has_system(bin, items, it.system)
 }
 
-fn pack_zone(zone: &str, nodes: &[Node], node_ix: &[usize], items: &[Item], o: &Options, s: Method, plan: &mut Plan) {
+fn pack_zone(zone: &str, nodes: &[Node], node_ix: &[usize], items: &[Item], o: &Options, s: Baseline, plan: &mut Plan) {
     let w = scarcity(items, node_ix, nodes, o);
     let mut order: Vec<usize> = (0..items.len()).collect();
-    let node_order: Vec<usize> = node_ix.to_vec();
-    match s {
-        Method::FirstFit | Method::BestFit => {
-            let mut max = [1u64; DIMS];
-            for &i in node_ix {
-                for d in 0..DIMS {
-                    max[d] = max[d].max(capacity(&nodes[i], o)[d]);
-                }
-            }
-            let key = |it: &Item| -> f64 { (0..DIMS).map(|d| it.need[d] as f64 / max[d] as f64).fold(0.0, f64::max) };
-            let keys: Vec<f64> = items.iter().map(key).collect();
-            order.sort_by(|&a, &b| keys[b].total_cmp(&keys[a]).then(items[a].system.cmp(&items[b].system)));
+    let mut max = [1u64; DIMS];
+    for &i in node_ix {
+        for d in 0..DIMS {
+            max[d] = max[d].max(capacity(&nodes[i], o)[d]);
         }
+    }
+    let share = |x: &Res, d: usize| x[d] as f64 / max[d] as f64;
+    let key = |it: &Item| -> f64 {
+        match s.items {
+            ItemOrder::Max => (0..DIMS).map(|d| share(&it.need, d)).fold(0.0, f64::max),
+            ItemOrder::Sum => (0..DIMS).map(|d| share(&it.need, d)).sum(),
+            ItemOrder::Product => (0..DIMS).filter(|&d| it.need[d] > 0).map(|d| share(&it.need, d)).product(),
+        }
+    };
+    let keys: Vec<f64> = items.iter().map(key).collect();
+    order.sort_by(|&a, &b| keys[b].total_cmp(&keys[a]).then(items[a].system.cmp(&items[b].system)));
+    let mut node_order: Vec<usize> = node_ix.to_vec();
+    let size = |n: usize| -> f64 {
+        let c = capacity(&nodes[n], o);
+        match s.nodes {
+            NodeOrder::Volume => (0..DIMS).filter(|&d| c[d] > 0).map(|d| share(&c, d)).product(),
+            _ => (0..DIMS).map(|d| share(&c, d)).sum(),
+        }
+    };
+    if s.nodes != NodeOrder::Input {
+        node_order.sort_by(|&a, &b| size(b).total_cmp(&size(a)).then(a.cmp(&b)));
     }
     let mut bins: Vec<Bin> = Vec::new();
     let mut next_unused = vec![true; node_order.len()];
@@ -738,12 +1005,12 @@ fn pack_zone(zone: &str, nodes: &[Node], node_ix: &[usize], items: &[Item], o: &
     let mut cursors = [[0usize; 2]; 2];
     for &ix in &order {
         let it = &items[ix];
-        let chosen = match s {
+        let chosen = match s.method {
             Method::FirstFit => bins.iter().position(|b| usable(b, items, it, nodes)),
             Method::BestFit => best(&bins, items, it, nodes, &w),
         };
         if let Some(b) = chosen {
-            place(&mut bins[b], ix, &it.need);
+            bins[b].put(ix, it);
             continue;
         }
         // The first unused node of a class that holds the replica, by position in the order.
@@ -752,7 +1019,10 @@ fn pack_zone(zone: &str, nodes: &[Node], node_ix: &[usize], items: &[Item], o: &
             while cursors[a][g] < list.len() && !next_unused[list[cursors[a][g]]] {
                 cursors[a][g] += 1;
             }
-            list[cursors[a][g]..].iter().copied().find(|&k| next_unused[k] && fits(&caps[k], &it.need))
+            list[cursors[a][g]..]
+                .iter()
+                .copied()
+                .find(|&k| next_unused[k] && fits(&caps[k], &it.need) && allowed(it, &nodes[node_order[k]]))
         };
         let archs: &[usize] = match it.arch {
             Some(Arch::Amd64) => &[0],
@@ -767,9 +1037,8 @@ fn pack_zone(zone: &str, nodes: &[Node], node_ix: &[usize], items: &[Item], o: &
             Some(k) => {
                 next_unused[k] = false;
                 let n = node_order[k];
-                let cap = caps[k];
-                let mut bin = Bin { node: n, free: cap, cap, items: Vec::new() };
-                place(&mut bin, ix, &it.need);
+                let mut bin = Bin::new(n, caps[k]);
+                bin.put(ix, it);
                 bins.push(bin);
             }
             None => {
@@ -778,13 +1047,21 @@ fn pack_zone(zone: &str, nodes: &[Node], node_ix: &[usize], items: &[Item], o: &
             }
         }
     }
-    for b in &bins {
-        if b.items.is_empty() {
-            continue;
-        }
+    record(&bins, items, plan);
+}
+
+/// The bins' replicas as the plan's placements, with the devices each takes.
+pub(crate) fn record(bins: &[Bin], items: &[Item], plan: &mut Plan) {
+    for b in bins.iter().filter(|b| !b.items.is_empty()) {
         plan.nodes_used += 1;
-        for &ix in &b.items {
-            plan.placements.push(Placement { system: items[ix].system, replica: items[ix].replica, node: b.node });
+        for (&ix, &mask) in b.items.iter().zip(&b.gpus) {
+            let gpus = (0..MAX_DEVICES as u8).filter(|&i| mask & (1 << i) != 0).collect();
+            plan.placements.push(Placement {
+                system: items[ix].system,
+                replica: items[ix].replica,
+                node: b.node,
+                gpus,
+            });
         }
     }
 }
@@ -837,7 +1114,7 @@ fn empty_least_loaded(bins: &mut [Bin], items: &[Item], nodes: &[Node], w: &[f64
             }
             match target {
                 Some((b, _)) => {
-                    place(&mut bins[b], ix, &it.need);
+                    bins[b].put(ix, it);
                     moved.push((b, ix));
                 }
                 None => {
@@ -847,16 +1124,12 @@ fn empty_least_loaded(bins: &mut [Bin], items: &[Item], nodes: &[Node], w: &[f64
             }
         }
         if ok {
-            bins[victim].items.clear();
-            bins[victim].free = bins[victim].cap;
+            bins[victim].clear();
         } else {
             for (b, ix) in moved.into_iter().rev() {
                 let bin = &mut bins[b];
                 if let Some(p) = bin.items.iter().rposition(|&i| i == ix) {
-                    bin.items.remove(p);
-                }
-                for d in 0..DIMS {
-                    bin.free[d] += items[ix].need[d];
+                    bin.remove(p, &items[ix]);
                 }
             }
         }
@@ -880,6 +1153,8 @@ struct Bucket {
     items: Vec<(Res, usize)>,
     /// Every replica of the bucket needs at least this much: when it does not fit, none does.
     min: Res,
+    /// The GPU models its replicas may run on (the same for all of them).
+    models: Option<Arc<[String]>>,
 }
 
 fn class_of(a: Option<Arch>) -> usize {
@@ -895,7 +1170,9 @@ impl Pool {
         let size = |it: &Item| -> f64 {
             (0..DIMS).map(|d| if maxcap[d] == 0 { 0.0 } else { it.need[d] as f64 / maxcap[d] as f64 }).sum()
         };
-        let mut keys: BTreeMap<(usize, [i32; DIMS]), usize> = BTreeMap::new();
+        // (architecture class, shape, GPU models) → bucket
+        type Key = (usize, [i32; DIMS], Option<Arc<[String]>>);
+        let mut keys: BTreeMap<Key, usize> = BTreeMap::new();
         let mut pool = Pool { buckets: Vec::new(), active: Default::default(), left: [0; 3], gpu_left: [0; 3] };
         for &i in ix {
             let it = &items[i];
@@ -906,8 +1183,8 @@ impl Pool {
                 }
             }
             let c = class_of(it.arch);
-            let b = *keys.entry((c, q)).or_insert_with(|| {
-                pool.buckets.push(Bucket { items: Vec::new(), min: [u64::MAX; DIMS] });
+            let b = *keys.entry((c, q, it.models.clone())).or_insert_with(|| {
+                pool.buckets.push(Bucket { items: Vec::new(), min: [u64::MAX; DIMS], models: it.models.clone() });
                 pool.active[c].push(pool.buckets.len() - 1);
                 pool.buckets.len() - 1
             });
@@ -939,7 +1216,7 @@ impl Pool {
     /// replica of its system there yet) whose need has the largest dot product with the room
     /// left below the target `rho`, both relative to the node's capacity; replicas that need a
     /// GPU first on a GPU node. Only the [`DEPTH`] largest replicas of a bucket are looked at.
-    fn fill(&mut self, bin: &mut Bin, classes: &[usize], items: &[Item], rho: &[f64; DIMS]) {
+    fn fill(&mut self, bin: &mut Bin, classes: &[usize], items: &[Item], rho: &[f64; DIMS], model: &Option<String>) {
         // Replicas needing a GPU first on a GPU node: no other node takes them.
         let gpu_first = bin.cap[GPU] > 0;
         loop {
@@ -952,31 +1229,35 @@ impl Pool {
                     coef[d] = (rho[d] - (bin.cap[d] - bin.free[d]) as f64 / c) / c;
                 }
             }
-            let mut best: Option<(bool, f64, usize, usize)> = None;
+            // On a GPU node: replicas needing a GPU first, of those the ones bound to GPU models
+            // (they have fewer nodes to go to: on the gpuspec10 list, 12 were left without a
+            // node before); then the score.
+            let mut best: Option<((bool, bool, f64), usize, usize)> = None;
             for &c in classes {
                 for &b in &self.active[c] {
                     let bk = &self.buckets[b];
-                    if !fits(&bin.free, &bk.min) {
+                    if !fits(&bin.free, &bk.min) || !model_ok(&bk.models, model) {
                         continue;
                     }
                     for (pos, (need, ix)) in bk.items.iter().enumerate().rev().take(DEPTH) {
-                        if !fits(&bin.free, need) {
+                        if !bin.holds(&items[*ix]) {
                             continue;
                         }
                         let score: f64 = (0..DIMS).map(|d| need[d] as f64 * coef[d]).sum();
                         let g = gpu_first && need[GPU] > 0;
-                        if best.is_some_and(|(bg, s, _, _)| (g, score) <= (bg, s)) {
+                        let key = (g, g && bk.models.is_some(), score);
+                        if best.is_some_and(|(k, _, _)| key <= k) {
                             break;
                         }
                         if has_system(bin, items, items[*ix].system) {
                             continue;
                         }
-                        best = Some((g, score, b, pos));
+                        best = Some((key, b, pos));
                         break;
                     }
                 }
             }
-            let Some((_, _, b, pos)) = best else { return };
+            let Some((_, b, pos)) = best else { return };
             let (need, ix) = self.buckets[b].items.remove(pos);
             let c = class_of(items[ix].arch);
             self.left[c] -= 1;
@@ -986,7 +1267,7 @@ impl Pool {
             if self.buckets[b].items.is_empty() {
                 self.active[c].retain(|&x| x != b);
             }
-            place(bin, ix, &need);
+            bin.put(ix, &items[ix]);
         }
     }
 
@@ -1020,7 +1301,7 @@ fn fill_once(nodes: &[Node], node_ix: &[usize], items: &[Item], o: &Options, ord
     // Replicas no node of their architecture can hold, even empty, are reported at once.
     let fronts = largest_capacities(nodes, node_ix, o);
     let (placeable, never): (Vec<usize>, Vec<usize>) =
-        (0..items.len()).partition(|&i| holds_some(&fronts, items[i].arch, &items[i].need));
+        (0..items.len()).partition(|&i| placeable(&fronts, nodes, node_ix, o, &items[i]));
     let mut pool = Pool::new(items, &placeable, &maxcap);
     let size = |c: &Res| -> f64 {
         (0..DIMS).map(|d| if maxcap[d] == 0 { 0.0 } else { w[d] * c[d] as f64 / maxcap[d] as f64 }).sum()
@@ -1127,9 +1408,9 @@ fn fill_once(nodes: &[Node], node_ix: &[usize], items: &[Item], o: &Options, ord
                 (None, None) => break,
             };
             let Some(Unused { node: n, cap, .. }) = lists[pick.0][pick.1].pop() else { break };
-            let mut bin = Bin { node: n, free: cap, cap, items: Vec::new() };
+            let mut bin = Bin::new(n, cap);
             let cl: Vec<usize> = classes.iter().copied().filter(|&c| c == 2 || c == pick.0).collect();
-            pool.fill(&mut bin, &cl, items, &rho);
+            pool.fill(&mut bin, &cl, items, &rho, &nodes[n].gpu_model);
             if !bin.items.is_empty() {
                 bins.push(bin);
             }
@@ -1172,7 +1453,7 @@ fn fill_zone(zone: &str, nodes: &[Node], node_ix: &[usize], items: &[Item], o: &
         }
         let planned = |items: &[Item], order: Order| -> Zone {
             let mut z = fill_once(nodes, node_ix, items, o, order);
-            downsize(&mut z.0, nodes, node_ix, o);
+            downsize(&mut z.0, items, nodes, node_ix, o);
             z
         };
         let best = |items: &[Item]| -> (Order, Zone) {
@@ -1227,24 +1508,21 @@ fn fill_zone(zone: &str, nodes: &[Node], node_ix: &[usize], items: &[Item], o: &
         let reason = unplaced_reason(zone, nodes, node_ix, o, it);
         plan.unplaced.push(Unplaced { system: it.system, replica: it.replica, reason });
     }
-    for b in &bins {
-        plan.nodes_used += 1;
-        for &ix in &b.items {
-            plan.placements.push(Placement { system: items[ix].system, replica: items[ix].replica, node: b.node });
-        }
-    }
+    record(&bins, items, plan);
 }
 
 /// Moves the replicas of each node used, the dearest first, onto the cheapest node not used of
 /// the same zone and architecture that holds them all (after headroom), when it costs less: the
 /// same replicas stay together, so architectures and replicas apart still hold. The last nodes
 /// a pass opens are often part-full, and a smaller node does.
-fn downsize(bins: &mut [Bin], nodes: &[Node], node_ix: &[usize], o: &Options) {
+fn downsize(bins: &mut [Bin], items: &[Item], nodes: &[Node], node_ix: &[usize], o: &Options) {
     let used: std::collections::BTreeSet<usize> = bins.iter().map(|b| b.node).collect();
-    // Nodes not used, by (price, architecture, capacity), cheapest first; prices are never
-    // negative here ([`price_of`]), so their bits sort as they do.
-    type Shape = (u64, Arch, Res);
-    let shape = |n: usize| -> Shape { (price_of(&nodes[n]).to_bits(), nodes[n].arch, capacity(&nodes[n], o)) };
+    // Nodes not used, by (price, architecture, capacity, GPU model), cheapest first; prices are
+    // never negative here ([`price_of`]), so their bits sort as they do.
+    type Shape = (u64, Arch, Res, Option<String>);
+    let shape = |n: usize| -> Shape {
+        (price_of(&nodes[n]).to_bits(), nodes[n].arch, capacity(&nodes[n], o), nodes[n].gpu_model.clone())
+    };
     let mut spare: BTreeMap<Shape, Vec<usize>> = BTreeMap::new();
     for &n in node_ix.iter().rev() {
         if !used.contains(&n) {
@@ -1260,11 +1538,17 @@ fn downsize(bins: &mut [Bin], nodes: &[Node], node_ix: &[usize], o: &Options) {
             load[d] = bin.cap[d] - bin.free[d];
         }
         let (price, arch) = (price_of(&nodes[bin.node]), nodes[bin.node].arch);
+        let devices = bin.devices_used();
         let Some(key) = spare
             .keys()
             .take_while(|k| f64::from_bits(k.0) < price)
-            .find(|k| k.1 == arch && fits(&k.2, &load))
-            .copied()
+            .find(|k| {
+                k.1 == arch
+                    && fits(&k.2, &load)
+                    && device_count(k.2[GPU]) >= devices
+                    && bin.items.iter().all(|&ix| model_ok(&items[ix].models, &k.3))
+            })
+            .cloned()
         else {
             continue;
         };
@@ -1274,18 +1558,13 @@ fn downsize(bins: &mut [Bin], nodes: &[Node], node_ix: &[usize], o: &Options) {
         }
         let old = bin.node;
         spare.entry(shape(old)).or_default().push(old);
-        let bin = &mut bins[b];
-        bin.node = n;
-        bin.cap = key.2;
-        for d in 0..DIMS {
-            bin.free[d] = key.2[d] - load[d];
-        }
+        bins[b].move_to(n, key.2);
     }
 }
 
 /// What the nodes `plan` uses cost: `None` when no node of the input has a price (none is
 /// invented) or when some node used has none.
-fn cost_of(nodes: &[Node], plan: &Plan) -> Option<f64> {
+pub(crate) fn cost_of(nodes: &[Node], plan: &Plan) -> Option<f64> {
     if nodes.iter().all(|n| n.price.is_none()) {
         return None;
     }
@@ -1293,7 +1572,7 @@ fn cost_of(nodes: &[Node], plan: &Plan) -> Option<f64> {
     used.into_iter().map(|n| nodes[n].price).sum()
 }
 
-fn run(nodes: &[Node], systems: &[System], o: &Options, s: Option<Method>) -> Plan {
+fn run(nodes: &[Node], systems: &[System], o: &Options, s: Option<Baseline>) -> Plan {
     let mut plan = Plan::default();
     for (zone, (node_ix, items)) in zones(nodes, systems) {
         match s {
@@ -1312,19 +1591,124 @@ pub fn plan(nodes: &[Node], systems: &[System], o: &Options) -> Plan {
 
 /// First-fit decreasing: replicas by their largest normalized dimension, nodes in input order.
 pub fn first_fit_decreasing(nodes: &[Node], systems: &[System], o: &Options) -> Plan {
-    run(nodes, systems, o, Some(Method::FirstFit))
+    baseline(nodes, systems, o, Baseline { method: Method::FirstFit, nodes: NodeOrder::Input, items: ItemOrder::Max })
 }
 
 /// Best-fit decreasing: as first fit, but onto the open node with the least room left.
 pub fn best_fit_decreasing(nodes: &[Node], systems: &[System], o: &Options) -> Plan {
-    run(nodes, systems, o, Some(Method::BestFit))
+    baseline(nodes, systems, o, Baseline { method: Method::BestFit, nodes: NodeOrder::Input, items: ItemOrder::Max })
 }
 
-/// Checks a plan: no node over capacity (after headroom), zones and architectures respected,
-/// no two replicas of a system on one node, every replica placed or reported once. Returns
-/// what is wrong.
+/// One textbook baseline.
+pub fn baseline(nodes: &[Node], systems: &[System], o: &Options, b: Baseline) -> Plan {
+    run(nodes, systems, o, Some(b))
+}
+
+/// The best of the textbook baselines ([`Baseline::ALL`]): the one placing the most replicas,
+/// then using the fewest nodes (the first such in that list).
+pub fn best_baseline(nodes: &[Node], systems: &[System], o: &Options) -> (Baseline, Plan) {
+    let mut best: Option<(Baseline, Plan)> = None;
+    for b in Baseline::ALL {
+        let p = baseline(nodes, systems, o, b);
+        if best.as_ref().is_none_or(|(_, q)| (p.unplaced.len(), p.nodes_used) < (q.unplaced.len(), q.nodes_used)) {
+            best = Some((b, p));
+        }
+    }
+    let b = Baseline::ALL[0];
+    best.unwrap_or_else(|| (b, baseline(nodes, systems, o, b)))
+}
+
+/// Where demand exceeds what a fleet has: a zone (and, within it, the replicas bound to one
+/// architecture or to some GPU models) whose replicas together ask for more of a resource than
+/// the nodes they may use have (after headroom). No plan places every replica then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortfall {
+    pub zone: String,
+    /// Which replicas: "all", "amd64-only", "arm64-only" or "GPU models A|B".
+    pub scope: String,
+    /// The resource ([`crate::DIM_NAMES`]).
+    pub resource: &'static str,
+    /// In the resource's unit ([`crate::Res`]).
+    pub demand: u64,
+    pub capacity: u64,
+}
+
+impl std::fmt::Display for Shortfall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.resource {
+            "cpu" => "millicores",
+            "memory" => "MiB",
+            "disk" => "GiB",
+            _ => "thousandths of a GPU",
+        };
+        write!(
+            f,
+            "zone {}, {} replicas: {} asks {} {unit}, the nodes they may use have {} (short by {})",
+            self.zone,
+            self.scope,
+            self.resource,
+            self.demand,
+            self.capacity,
+            self.demand - self.capacity
+        )
+    }
+}
+
+/// Every [`Shortfall`] of the input, zone by zone.
+pub fn shortfall(nodes: &[Node], systems: &[System], o: &Options) -> Vec<Shortfall> {
+    let mut out = Vec::new();
+    for (zone, (node_ix, items)) in zones(nodes, systems) {
+        let mut scopes: Vec<(String, Vec<&Item>, Vec<usize>)> =
+            vec![("all".into(), items.iter().collect(), node_ix.clone())];
+        for (arch, name) in [(Arch::Amd64, "amd64-only"), (Arch::Arm64, "arm64-only")] {
+            let mine: Vec<&Item> = items.iter().filter(|it| it.arch == Some(arch)).collect();
+            if !mine.is_empty() {
+                scopes.push((name.into(), mine, node_ix.iter().copied().filter(|&n| nodes[n].arch == arch).collect()));
+            }
+        }
+        let mut specs: BTreeMap<Arc<[String]>, Vec<&Item>> = BTreeMap::new();
+        for it in items.iter() {
+            if let Some(m) = &it.models {
+                specs.entry(m.clone()).or_default().push(it);
+            }
+        }
+        for (models, mine) in specs {
+            let able =
+                node_ix.iter().copied().filter(|&n| model_ok(&Some(models.clone()), &nodes[n].gpu_model)).collect();
+            scopes.push((format!("GPU models {}", models.join("|")), mine, able));
+        }
+        for (scope, mine, able) in scopes {
+            let demand = total(&mine);
+            let mut cap = [0u64; DIMS];
+            for &n in &able {
+                let c = capacity(&nodes[n], o);
+                for d in 0..DIMS {
+                    cap[d] = cap[d].saturating_add(c[d]);
+                }
+            }
+            for d in 0..DIMS {
+                if demand[d] > cap[d] {
+                    out.push(Shortfall {
+                        zone: zone.to_string(),
+                        scope: scope.clone(),
+                        resource: crate::DIM_NAMES[d],
+                        demand: demand[d],
+                        capacity: cap[d],
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Checks a plan: no node over capacity (after headroom), no GPU device over its thousandths and
+/// a whole device to one replica alone, each replica on as many devices as its [`GpuNeed`]
+/// says, zones, architectures and GPU models respected, no two replicas of a system on one
+/// node, every replica placed or reported once. Returns what is wrong.
 pub fn check(nodes: &[Node], systems: &[System], o: &Options, plan: &Plan) -> Result<(), String> {
     let mut used: BTreeMap<usize, Res> = BTreeMap::new();
+    let mut device_load: BTreeMap<(usize, u8), u64> = BTreeMap::new();
     let mut seen: BTreeMap<(usize, u32), usize> = BTreeMap::new();
     let mut on_node: BTreeMap<(usize, usize), u32> = BTreeMap::new();
     for p in &plan.placements {
@@ -1338,10 +1722,42 @@ pub fn check(nodes: &[Node], systems: &[System], o: &Options, plan: &Plan) -> Re
         if !arch_ok(s.arch, n.arch) {
             return Err(format!("{} needs {:?} and is on {} ({:?})", s.name, s.arch, n.name, n.arch));
         }
+        if !s.gpu_models.is_empty() && !n.gpu_model.as_ref().is_some_and(|m| s.gpu_models.contains(m)) {
+            return Err(format!(
+                "{} runs on GPU models {} and is on {} ({})",
+                s.name,
+                s.gpu_models.join("|"),
+                n.name,
+                n.gpu_model.as_deref().unwrap_or("no model")
+            ));
+        }
+        let gpu = GpuNeed::of(s.need[GPU]);
+        let (devices, per) = match gpu {
+            GpuNeed::None => (0, 0),
+            GpuNeed::Share(m) => (1, m),
+            GpuNeed::Whole(k) => (k, DEVICE),
+        };
+        let mut distinct = p.gpus.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() as u64 != devices || p.gpus.len() as u64 != devices {
+            return Err(format!(
+                "{} replica {} needs {devices} GPU device(s) ({gpu:?}) and is given {:?} on {}",
+                s.name, p.replica, p.gpus, n.name
+            ));
+        }
+        let have = n.capacity[GPU] / DEVICE;
+        for &g in &p.gpus {
+            if u64::from(g) >= have.min(MAX_DEVICES) {
+                return Err(format!("{} replica {} on GPU {g} of {}, which has {have}", s.name, p.replica, n.name));
+            }
+            *device_load.entry((p.node, g)).or_default() += per;
+        }
         let u = used.entry(p.node).or_default();
         for d in 0..DIMS {
             u[d] += s.need[d];
         }
+        u[GPU] += devices * per - s.need[GPU];
         *seen.entry((p.system, p.replica)).or_default() += 1;
         *on_node.entry((p.system, p.node)).or_default() += 1;
     }
@@ -1350,6 +1766,9 @@ pub fn check(nodes: &[Node], systems: &[System], o: &Options, plan: &Plan) -> Re
         if !fits(&c, u) {
             return Err(format!("node {} over capacity: {u:?} > {c:?}", nodes[*n].name));
         }
+    }
+    if let Some(((n, g), load)) = device_load.iter().find(|(_, l)| **l > DEVICE) {
+        return Err(format!("GPU {g} of node {} holds {load} thousandths", nodes[*n].name));
     }
     if let Some(((s, n), k)) = on_node.iter().find(|(_, k)| **k > 1) {
         return Err(format!("{k} replicas of {} on node {}", systems[*s].name, nodes[*n].name));
@@ -1385,11 +1804,19 @@ mod tests {
     use proptest::prelude::*;
 
     fn node(name: &str, cpu: u64, mem: u64, zone: &str, arch: Arch) -> Node {
-        Node { name: name.into(), capacity: [cpu, mem, 1000, 0], arch, zone: zone.into(), price: None }
+        Node { name: name.into(), capacity: [cpu, mem, 1000, 0], arch, zone: zone.into(), price: None, gpu_model: None }
     }
 
     fn sys(name: &str, cpu: u64, mem: u64, replicas: u32, zone: &str, arch: Option<Arch>) -> System {
-        System { name: name.into(), department: "d".into(), need: [cpu, mem, 10, 0], replicas, zone: zone.into(), arch }
+        System {
+            name: name.into(),
+            department: "d".into(),
+            need: [cpu, mem, 10, 0],
+            replicas,
+            zone: zone.into(),
+            arch,
+            gpu_models: Vec::new(),
+        }
     }
 
     /// The bound before it mixed resources and architectures (kept to show the new one is never
@@ -1421,7 +1848,7 @@ mod tests {
         for (node_ix, items) in zones(nodes, systems).values() {
             let caps: Vec<(Arch, Res)> = node_ix.iter().map(|&i| (nodes[i].arch, capacity(&nodes[i], o))).collect();
             let placeable: Vec<&Item> =
-                items.iter().filter(|it| caps.iter().any(|(a, c)| arch_ok(it.arch, *a) && fits(c, &it.need))).collect();
+                items.iter().filter(|it| node_ix.iter().any(|&n| hosts(it, &nodes[n], o))).collect();
             let all: Vec<Res> = caps.iter().map(|c| c.1).collect();
             let bound_all = dimension_bound(&total(&placeable), &all);
             let per_arch = |arch: Arch| {
@@ -1444,15 +1871,18 @@ mod tests {
 
     /// The least a plan placing every replica can cost, each node used costing `price(node)`, by
     /// trying every placement (tiny fleets only); `None` when no plan places them all.
+    /// Device by device and with GPU models, written apart from the planner's [`Bin`].
     fn cheapest(nodes: &[Node], systems: &[System], o: &Options, price: impl Fn(usize) -> f64) -> Option<f64> {
         let reps: Vec<(usize, &System)> =
             systems.iter().enumerate().flat_map(|(s, sys)| (0..sys.replicas).map(move |_| (s, sys))).collect();
         let caps: Vec<Res> = nodes.iter().map(|n| capacity(n, o)).collect();
+        let devices: Vec<Vec<u64>> = nodes.iter().map(|n| vec![1000; (n.capacity[GPU] / 1000) as usize]).collect();
         struct Search<'a> {
             reps: &'a [(usize, &'a System)],
             nodes: &'a [Node],
             price: &'a dyn Fn(usize) -> f64,
             free: Vec<Res>,
+            devices: Vec<Vec<u64>>,
             on: Vec<Vec<usize>>,
             best: Option<f64>,
         }
@@ -1464,38 +1894,86 @@ mod tests {
                 x.best = Some(cost);
                 return;
             };
+            let mut need = sys.need;
+            need[GPU] = 0;
             for n in 0..x.nodes.len() {
-                if x.nodes[n].zone != sys.zone
-                    || !arch_ok(sys.arch, x.nodes[n].arch)
-                    || !fits(&x.free[n], &sys.need)
+                let node = &x.nodes[n];
+                if node.zone != sys.zone
+                    || !arch_ok(sys.arch, node.arch)
+                    || !(sys.gpu_models.is_empty()
+                        || node.gpu_model.as_ref().is_some_and(|m| sys.gpu_models.contains(m)))
+                    || !fits(&x.free[n], &need)
                     || x.on[n].contains(&s)
                 {
                     continue;
                 }
+                // The device choices: for a share, each distinct free level it fits; for whole
+                // devices, any that many free ones (all alike).
+                let choices: Vec<(Vec<usize>, u64)> = match GpuNeed::of(sys.need[GPU]) {
+                    GpuNeed::None => vec![(Vec::new(), 0)],
+                    GpuNeed::Share(m) => {
+                        let mut seen = Vec::new();
+                        let mut c = Vec::new();
+                        for (i, f) in x.devices[n].iter().enumerate() {
+                            if *f >= m && !seen.contains(f) {
+                                seen.push(*f);
+                                c.push((vec![i], m));
+                            }
+                        }
+                        c
+                    }
+                    GpuNeed::Whole(w) => {
+                        let free: Vec<usize> = (0..x.devices[n].len()).filter(|&i| x.devices[n][i] == 1000).collect();
+                        if (free.len() as u64) < w { Vec::new() } else { vec![(free[..w as usize].to_vec(), 1000)] }
+                    }
+                };
                 let opened = if x.on[n].is_empty() { (x.price)(n) } else { 0.0 };
-                for d in 0..DIMS {
-                    x.free[n][d] -= sys.need[d];
-                }
-                x.on[n].push(s);
-                go(k + 1, cost + opened, x);
-                x.on[n].pop();
-                for d in 0..DIMS {
-                    x.free[n][d] += sys.need[d];
+                for (devs, per) in choices {
+                    for d in 0..DIMS {
+                        x.free[n][d] -= need[d];
+                    }
+                    for &i in &devs {
+                        x.devices[n][i] -= per;
+                    }
+                    x.on[n].push(s);
+                    go(k + 1, cost + opened, x);
+                    x.on[n].pop();
+                    for &i in &devs {
+                        x.devices[n][i] += per;
+                    }
+                    for d in 0..DIMS {
+                        x.free[n][d] += need[d];
+                    }
                 }
             }
         }
-        let mut x =
-            Search { reps: &reps, nodes, price: &price, free: caps, on: vec![Vec::new(); nodes.len()], best: None };
+        let mut x = Search {
+            reps: &reps,
+            nodes,
+            price: &price,
+            free: caps,
+            devices,
+            on: vec![Vec::new(); nodes.len()],
+            best: None,
+        };
         go(0, 0.0, &mut x);
         x.best
     }
 
     fn shaped(name: &str, cap: Res, arch: Arch) -> Node {
-        Node { name: name.into(), capacity: cap, arch, zone: "a".into(), price: None }
+        Node { name: name.into(), capacity: cap, arch, zone: "a".into(), price: None, gpu_model: None }
     }
 
     fn needs(name: &str, need: Res, arch: Option<Arch>) -> System {
-        System { name: name.into(), department: "d".into(), need, replicas: 1, zone: "a".into(), arch }
+        System {
+            name: name.into(),
+            department: "d".into(),
+            need,
+            replicas: 1,
+            zone: "a".into(),
+            arch,
+            gpu_models: Vec::new(),
+        }
     }
 
     #[test]
@@ -1573,36 +2051,91 @@ mod tests {
         assert_eq!(lower_bound(&nodes, &systems, &Options::default()), 2);
     }
 
+    const MODELS: [&str; 3] = ["T4", "V100M16", "V100M32"];
+
+    /// GPU needs as the trace has them: none (most), shares of one device, and whole devices.
+    fn gpu_needs() -> impl Strategy<Value = u64> {
+        proptest::sample::select(vec![0, 0, 0, 0, 250, 460, 500, 700, 1000, 2000, 4000])
+    }
+
+    /// The GPU models a system with GPU need `g` asks for: mostly any, sometimes one or two.
+    fn spec_of(g: u64, pick: u8) -> Vec<String> {
+        match (g, pick) {
+            (0, _) | (_, 0..=4) => Vec::new(),
+            (_, 5) => vec![MODELS[0].into()],
+            (_, 6) => vec![MODELS[1].into(), MODELS[2].into()],
+            _ => vec![MODELS[2].into()],
+        }
+    }
+
     fn arb_tiny() -> impl Strategy<Value = (Vec<Node>, Vec<System>, f64)> {
-        let nodes =
-            proptest::collection::vec((1u64..9, 1u64..9, 0u64..3, any::<bool>(), 0usize..2), 1..6).prop_map(|v| {
+        let nodes = proptest::collection::vec((1u64..9, 1u64..9, 0u64..3, any::<bool>(), 0usize..2, 0usize..3), 1..6)
+            .prop_map(|v| {
                 v.into_iter()
                     .enumerate()
-                    .map(|(i, (c, m, g, arm, z))| Node {
+                    .map(|(i, (c, m, g, arm, z, model))| Node {
                         name: format!("n{i}"),
                         capacity: [c * 1000, m * 1000, 100, g * 1000],
                         arch: if arm { Arch::Arm64 } else { Arch::Amd64 },
                         zone: ["a", "b"][z].into(),
                         price: None,
+                        gpu_model: (g > 0).then(|| MODELS[model].to_string()),
                     })
                     .collect::<Vec<_>>()
             });
-        let systems =
-            proptest::collection::vec((1u64..6000, 1u64..6000, 0u64..60, 0u64..3, 1u32..3, 0u8..3, 0usize..2), 0..6)
-                .prop_map(|v| {
-                    v.into_iter()
-                        .enumerate()
-                        .map(|(i, (c, m, k, g, r, a, z))| System {
-                            name: format!("s{i}"),
-                            department: "d".into(),
-                            need: [c, m, k, g * 500],
-                            replicas: r,
-                            zone: ["a", "b"][z].into(),
-                            arch: [None, Some(Arch::Amd64), Some(Arch::Arm64)][a as usize],
-                        })
-                        .collect::<Vec<_>>()
-                });
+        let systems = proptest::collection::vec(
+            (1u64..6000, 1u64..6000, 0u64..60, gpu_needs(), 1u32..3, 0u8..3, 0usize..2, 0u8..8),
+            0..6,
+        )
+        .prop_map(|v| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (c, m, k, g, r, a, z, spec))| System {
+                    name: format!("s{i}"),
+                    department: "d".into(),
+                    need: [c, m, k, g],
+                    replicas: r,
+                    zone: ["a", "b"][z].into(),
+                    arch: [None, Some(Arch::Amd64), Some(Arch::Arm64)][a as usize],
+                    gpu_models: spec_of(g, spec),
+                })
+                .collect::<Vec<_>>()
+        });
         (nodes, systems, 0.5f64..1.0)
+    }
+
+    #[test]
+    fn a_plan_the_pooled_gpu_model_accepted_is_refused_device_by_device() {
+        // One node of two devices and three shares of 0.6: 1.8 of 2 GPUs in sum, but no device
+        // holds two of them.
+        let n = Node { gpu_model: Some("T4".into()), ..shaped("n", [8000, 8192, 100, 2000], Arch::Amd64) };
+        let two = Node { name: "m".into(), ..n.clone() };
+        let s: Vec<System> = (0..3).map(|i| needs(&format!("s{i}"), [100, 100, 1, 600], None)).collect();
+        let o = Options::default();
+        let on = |node: usize, gpus: Vec<u8>, system: usize| Placement { system, replica: 0, node, gpus };
+        let pooled = Plan {
+            placements: vec![on(0, vec![0], 0), on(0, vec![1], 1), on(0, vec![1], 2)],
+            nodes_used: 1,
+            ..Plan::default()
+        };
+        let nodes = vec![n, two];
+        assert_eq!(check(&nodes, &s, &o, &pooled), Err("GPU 1 of node n holds 1200 thousandths".to_string()));
+        // Whole devices are each to one replica, and a share sits on exactly one device.
+        let whole = vec![needs("w", [100, 100, 1, 2000], None)];
+        let half = Plan { placements: vec![on(0, vec![0], 0)], nodes_used: 1, ..Plan::default() };
+        assert!(check(&nodes, &whole, &o, &half).is_err_and(|e| e.contains("needs 2 GPU device(s)")));
+        // The planner and every baseline need both nodes, and say so.
+        let mut plans = vec![plan(&nodes, &s, &o), crate::fgd::fgd(&nodes, &s, &o)];
+        plans.extend(Baseline::ALL.iter().map(|&b| baseline(&nodes, &s, &o, b)));
+        for p in plans {
+            assert_eq!(check(&nodes, &s, &o, &p), Ok(()));
+            assert_eq!((p.nodes_used, p.unplaced.len()), (2, 0), "{p:?}");
+        }
+        // A model the replica does not take is never used, and the reason names the model.
+        let v100 = vec![System { gpu_models: vec!["V100M32".into()], ..needs("v", [100, 100, 1, 500], None) }];
+        let p = plan(&nodes, &v100, &o);
+        assert_eq!(p.unplaced.len(), 1);
+        assert_eq!(p.unplaced[0].reason, "no node of its zone and architecture has a GPU of model V100M32");
     }
 
     #[test]
@@ -1745,32 +2278,38 @@ mod tests {
     fn arb_fleet() -> impl Strategy<Value = (Vec<Node>, Vec<System>, f64)> {
         let zones = ["a", "b"];
         let nodes =
-            proptest::collection::vec((1u64..64, 1u64..256, 0usize..2, any::<bool>()), 1..12).prop_map(move |v| {
-                v.into_iter()
-                    .enumerate()
-                    .map(|(i, (c, m, z, arm))| Node {
-                        name: format!("n{i}"),
-                        capacity: [c * 1000, m * 1024, 500, 0],
-                        arch: if arm { Arch::Arm64 } else { Arch::Amd64 },
-                        zone: zones[z].into(),
-                        price: None,
-                    })
-                    .collect::<Vec<_>>()
-            });
-        let systems = proptest::collection::vec((1u64..32_000, 1u64..64 * 1024, 1u32..4, 0usize..2, 0u8..3), 0..40)
-            .prop_map(move |v| {
-                v.into_iter()
-                    .enumerate()
-                    .map(|(i, (c, m, r, z, a))| System {
-                        name: format!("s{i}"),
-                        department: "d".into(),
-                        need: [c, m, 10, 0],
-                        replicas: r,
-                        zone: zones[z].into(),
-                        arch: [None, Some(Arch::Amd64), Some(Arch::Arm64)][a as usize],
-                    })
-                    .collect::<Vec<_>>()
-            });
+            proptest::collection::vec((1u64..64, 1u64..256, 0usize..2, any::<bool>(), 0u64..9, 0usize..3), 1..12)
+                .prop_map(move |v| {
+                    v.into_iter()
+                        .enumerate()
+                        .map(|(i, (c, m, z, arm, g, model))| Node {
+                            name: format!("n{i}"),
+                            capacity: [c * 1000, m * 1024, 500, if g > 4 { 0 } else { g * 1000 }],
+                            arch: if arm { Arch::Arm64 } else { Arch::Amd64 },
+                            zone: zones[z].into(),
+                            price: None,
+                            gpu_model: (g > 0 && g <= 4).then(|| MODELS[model].to_string()),
+                        })
+                        .collect::<Vec<_>>()
+                });
+        let systems = proptest::collection::vec(
+            (1u64..32_000, 1u64..64 * 1024, 1u32..4, 0usize..2, 0u8..3, gpu_needs(), 0u8..8),
+            0..40,
+        )
+        .prop_map(move |v| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (c, m, r, z, a, g, spec))| System {
+                    name: format!("s{i}"),
+                    department: "d".into(),
+                    need: [c, m, 10, g],
+                    replicas: r,
+                    zone: zones[z].into(),
+                    arch: [None, Some(Arch::Amd64), Some(Arch::Arm64)][a as usize],
+                    gpu_models: spec_of(g, spec),
+                })
+                .collect::<Vec<_>>()
+        });
         (nodes, systems, 0.5f64..1.0)
     }
 
@@ -1780,7 +2319,9 @@ mod tests {
         #[test]
         fn plans_are_valid_and_above_the_bound((nodes, systems, h) in arb_fleet()) {
             let o = Options { headroom: h };
-            for p in [plan(&nodes, &systems, &o), first_fit_decreasing(&nodes, &systems, &o), best_fit_decreasing(&nodes, &systems, &o)] {
+            let mut plans = vec![plan(&nodes, &systems, &o), crate::fgd::fgd(&nodes, &systems, &o)];
+            plans.extend(Baseline::ALL.iter().map(|&b| baseline(&nodes, &systems, &o, b)));
+            for p in plans {
                 prop_assert_eq!(check(&nodes, &systems, &o, &p), Ok(()));
                 if p.unplaced.is_empty() {
                     prop_assert!(p.nodes_used >= lower_bound(&nodes, &systems, &o));

@@ -120,3 +120,66 @@ fn the_committed_example_reports_are_what_the_planner_writes_today() {
         );
     }
 }
+
+#[test]
+fn check_mode_fails_a_plan_that_cannot_place_everything_and_says_what_is_short() {
+    let nodes = Temp::new(
+        "short-nodes.csv",
+        "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,intranet,amd64,8,32,100,1\nn2,intranet,amd64,8,32,100,0\n",
+    );
+    // Three shares of 0.6 GPU: 1.8 GPUs asked in all, and the one device holds only one of them.
+    let systems = Temp::new(
+        "short-systems.csv",
+        "name,department,room,server,zone,arch,cpu_cores,memory_gib,disk_gib,gpus,replicas\n\
+         a,health,r,s,intranet,any,1,1,1,0.6,1\nb,health,r,s,intranet,any,1,1,1,0.6,1\n\
+         c,transport,r,s,intranet,any,1,1,1,0.6,1\n",
+    );
+    let o = plan(&[nodes.path(), systems.path(), "--headroom", "1", "--check"]);
+    assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("2 replicas unplaced (by department: "), "{err}");
+    assert!(
+        err.contains("zone intranet, all replicas: gpu asks 1800 thousandths of a GPU, the nodes they may use have 1000 (short by 800)"),
+        "{err}"
+    );
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(md.contains("## Demand the nodes cannot hold"), "{md}");
+    assert!(md.contains("| intranet | all | gpu | 1.8 | 1 | 0.8 |"), "{md}");
+    assert!(md.contains("No gap is stated"), "{md}");
+    // Without --check the same report is written and the exit is 0.
+    assert!(plan(&[nodes.path(), systems.path(), "--headroom", "1"]).status.success());
+}
+
+#[test]
+fn a_share_of_a_gpu_is_of_one_device_and_no_device_is_shared_past_whole() {
+    // Two nodes with two devices each; four shares of 0.6: each device holds one, so two nodes,
+    // where pooled GPUs (2 × 1000 per node) would have put three on the first.
+    let nodes = Temp::new(
+        "dev-nodes.csv",
+        "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,intranet,amd64,64,256,100,2\nn2,intranet,amd64,64,256,100,2\n",
+    );
+    let systems = Temp::new(
+        "dev-systems.csv",
+        "name,department,room,server,zone,arch,cpu_cores,memory_gib,disk_gib,gpus,replicas\n\
+         a,health,r,s,intranet,any,1,1,1,0.6,1\nb,health,r,s,intranet,any,1,1,1,0.6,1\n\
+         c,health,r,s,intranet,any,1,1,1,0.6,1\nd,health,r,s,intranet,any,1,1,1,0.6,1\n",
+    );
+    let o = plan(&[nodes.path(), systems.path(), "--headroom", "1", "--check", "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["summary"]["nodes_used"], 2, "{r}");
+    assert_eq!(r["summary"]["replicas_unplaced"], 0);
+    // 1.5 GPUs is neither a share of one device nor whole devices.
+    let bad = Temp::new(
+        "dev-bad.csv",
+        "name,department,room,server,zone,arch,cpu_cores,memory_gib,disk_gib,gpus,replicas\na,health,r,s,intranet,any,1,1,1,1.5,1\n",
+    );
+    let o = plan(&[nodes.path(), bad.path()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains(":2: gpus '1.5' must be below 1 (a share of one device) or a whole number of devices"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

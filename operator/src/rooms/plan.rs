@@ -56,6 +56,7 @@ pub fn shared_nodes(
             arch: a,
             zone: zone.name_any(),
             price: None,
+            gpu_model: None,
         });
     }
     out
@@ -80,6 +81,7 @@ pub fn systems(spec: &ComputerRoomSpec) -> (Vec<planner::System>, Vec<usize>) {
                 replicas: s.replicas,
                 zone: s.zone.clone().unwrap_or_else(|| spec.zone.clone()),
                 arch: s.arch.map(arch),
+                gpu_models: Vec::new(),
             });
             server_of.push(i);
         }
@@ -219,6 +221,7 @@ mod tests {
             arch: planner::Arch::Amd64,
             zone: "intranet".into(),
             price: None,
+            gpu_model: None,
         }];
         assert_eq!(nodes[0].capacity, [16_000, 65_536, 500, 0]);
         let s = summary(&spec, &nodes).expect("a plan");

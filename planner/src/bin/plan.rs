@@ -23,6 +23,9 @@ const USAGE: &str = "usage: zhengyun-plan [OPTIONS] NODES.csv SYSTEMS.csv [HEADR
                       per GiB, gpu per GPU); without it the report shows quantities, never money
   --quotas FILE       each department's quota (department,cpu_cores,memory_gib,disk_gib,gpus),
                       shown beside what its systems request
+  --check             exit 4 when the plan leaves any replica unplaced (the report is written
+                      first; standard error says which departments and, where the demand
+                      exceeds the nodes, which resource and by how much)
   -h, --help          this text
 ";
 
@@ -42,6 +45,7 @@ struct Args {
     servers: Option<String>,
     prices: Option<String>,
     quotas: Option<String>,
+    check: bool,
 }
 
 fn usage_error(msg: &str) -> ! {
@@ -56,6 +60,10 @@ fn parse_args(raw: impl Iterator<Item = String>) -> Args {
         if arg == "-h" || arg == "--help" {
             print!("{USAGE}");
             std::process::exit(0);
+        }
+        if arg == "--check" {
+            a.check = true;
+            continue;
         }
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
@@ -160,5 +168,14 @@ fn main() {
             }
         }
         None => print!("{text}"),
+    }
+    if a.check && !p.unplaced.is_empty() {
+        let by: Vec<String> =
+            r.unplaced_by_department.iter().map(|d| format!("{} {}", d.department, d.replicas)).collect();
+        eprintln!("zhengyun-plan: {} replicas unplaced (by department: {})", p.unplaced.len(), by.join(", "));
+        for s in pack::shortfall(&nodes, &systems, &options) {
+            eprintln!("zhengyun-plan: {s}");
+        }
+        std::process::exit(4);
     }
 }

@@ -72,7 +72,7 @@ pub fn html(r: &Report) -> String {
     let _ = writeln!(
         o,
         "<p class=\"lead\">{} systems ({} replicas) on {} old servers in {} rooms, planned onto the shared nodes with \
-         {:.0}% headroom (no node planned above that share of any resource).</p>",
+         {:.0}% headroom (no node planned above that share of its cpu, memory or disk; GPUs go by whole device or a share of one).</p>",
         s.systems,
         s.replicas,
         s.servers,
@@ -404,7 +404,27 @@ fn unplaced(o: &mut String, r: &Report) {
             esc(&p.reason)
         );
     }
-    *o += "</table>\n";
+    *o += "</table>\n<p>Unplaced replicas by department: ";
+    let by: Vec<String> =
+        r.unplaced_by_department.iter().map(|d| format!("{} {}", esc(&d.department), d.replicas)).collect();
+    *o += &by.join(", ");
+    *o += ".</p>\n";
+    if !r.shortfall.is_empty() {
+        *o += "<h3>Demand the nodes cannot hold</h3>\n<p>No plan places every replica:</p>\n<table>\n<tr><th>zone</th><th>replicas</th><th>resource</th><th class=\"n\">asked</th><th class=\"n\">the nodes they may use have</th><th class=\"n\">short by</th></tr>\n";
+        for s in &r.shortfall {
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&s.zone),
+                esc(&s.scope),
+                s.resource,
+                s.demand,
+                s.capacity,
+                s.short_by
+            );
+        }
+        *o += "</table>\n";
+    }
 }
 
 fn quantity_cells(o: &mut String, q: &Quantities, quota: Option<&Quantities>, over: &[&str]) {

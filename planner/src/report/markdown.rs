@@ -79,7 +79,7 @@ pub fn markdown(r: &Report) -> String {
     let _ = write!(
         o,
         "{} systems ({} replicas) from {} servers in {} rooms go onto **{} of {} shared nodes** (headroom {:.0}%: no node \
-         is planned above that share of any resource)",
+         is planned above that share of its cpu, memory or disk; GPUs go by whole device or a share of one)",
         s.systems,
         s.replicas,
         s.servers,
@@ -205,6 +205,27 @@ pub fn markdown(r: &Report) -> String {
                 esc(&p.server),
                 p.replica,
                 esc(&p.reason)
+            );
+        }
+        o += "\nUnplaced replicas by department: ";
+        let by: Vec<String> =
+            r.unplaced_by_department.iter().map(|d| format!("{} {}", esc(&d.department), d.replicas)).collect();
+        o += &by.join(", ");
+        o += ".\n";
+    }
+    if !r.shortfall.is_empty() {
+        o += "\n## Demand the nodes cannot hold\n\nNo plan places every replica:\n\n\
+              | zone | replicas | resource | asked | the nodes they may use have | short by |\n|---|---|---|---|---|---|\n";
+        for s in &r.shortfall {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} |",
+                esc(&s.zone),
+                esc(&s.scope),
+                s.resource,
+                s.demand,
+                s.capacity,
+                s.short_by
             );
         }
     }

@@ -31,6 +31,10 @@
 //!   `server`, `zone`, `arch` (`amd64`, `arm64`, `any`), `need` (one replica), `replicas`
 //!   (`replica`, `node` or `null`, `reason` or `null`).
 //! - `unplaced`: `system`, `department`, `room`, `server`, `replica`, `reason`.
+//! - `unplaced_by_department`: `department`, `replicas` (how many of its replicas are unplaced).
+//! - `shortfall`: where the replicas ask for more than the nodes they may use have, so that no
+//!   plan places them all: `zone`, `scope` (`all`, `amd64-only`, `arm64-only` or `GPU models
+//!   A|B`), `resource`, `demand`, `capacity`, `short_by` (in the resource's CSV unit).
 //! - `nodes_used`: `node`, `zone`, `arch`, `capacity`, `requested`, `ratio`, `replicas`,
 //!   `departments` (`department`, `requested` on this node), and `price_per_month` when
 //!   `nodes.csv` gives the node a price.
@@ -248,6 +252,22 @@ pub struct UnplacedReport {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnplacedCount {
+    pub department: String,
+    pub replicas: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShortfallReport {
+    pub zone: String,
+    pub scope: String,
+    pub resource: &'static str,
+    pub demand: f64,
+    pub capacity: f64,
+    pub short_by: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DepartmentOnNode {
     pub department: String,
     pub requested: Quantities,
@@ -341,6 +361,8 @@ pub struct Report {
     pub rooms: Vec<RoomReport>,
     pub systems: Vec<SystemReport>,
     pub unplaced: Vec<UnplacedReport>,
+    pub unplaced_by_department: Vec<UnplacedCount>,
+    pub shortfall: Vec<ShortfallReport>,
     pub nodes_used: Vec<NodeReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_cost: Option<NodeCost>,
@@ -658,6 +680,32 @@ impl Report {
             utilisation: Utilisation { before, after },
             rooms,
             systems: system_reports,
+            unplaced_by_department: {
+                let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+                for u in &unplaced {
+                    *by.entry(u.department.as_str()).or_default() += 1;
+                }
+                by.into_iter().map(|(d, n)| UnplacedCount { department: d.to_string(), replicas: n }).collect()
+            },
+            shortfall: crate::pack::shortfall(nodes, systems, &options)
+                .into_iter()
+                .map(|s| {
+                    let d = crate::DIM_NAMES.iter().position(|n| *n == s.resource).unwrap_or(0);
+                    let unit = |x: u64| {
+                        let mut r = [0; DIMS];
+                        r[d] = x;
+                        Quantities::of(&r).get(d)
+                    };
+                    ShortfallReport {
+                        zone: s.zone,
+                        scope: s.scope,
+                        resource: s.resource,
+                        demand: unit(s.demand),
+                        capacity: unit(s.capacity),
+                        short_by: unit(s.demand - s.capacity),
+                    }
+                })
+                .collect(),
             unplaced,
             nodes_used,
             node_cost,
