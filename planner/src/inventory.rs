@@ -150,9 +150,10 @@ pub fn systems(f: &str, text: &str) -> Result<(Vec<System>, Vec<Origin>), InputE
         let n = |c: usize, max: f64| number(f, line, SYSTEM_HEADER[c], r[c], max);
         let replicas = n(10, 100.0)?;
         let gpus = n(9, 64.0)?;
-        if gpus > 1.0 && gpus.fract() != 0.0 {
+        let thousandths = (gpus * 1000.0).round();
+        if (gpus > 1.0 && gpus.fract() != 0.0) || (gpus > 0.0 && gpus < 1.0 && !(1.0..1000.0).contains(&thousandths)) {
             return Err(InputError(format!(
-                "{f}:{line}: gpus '{}' must be below 1 (a share of one device) or a whole number of devices",
+                "{f}:{line}: gpus '{}' must be a share of one device (0.001 to 0.999) or a whole number of devices",
                 r[9]
             )));
         }
@@ -168,7 +169,7 @@ pub fn systems(f: &str, text: &str) -> Result<(Vec<System>, Vec<Origin>), InputE
                 (n(6, 4096.0)? * 1000.0) as u64,
                 (n(7, 65536.0)? * 1024.0) as u64,
                 n(8, 1_048_576.0)? as u64,
-                (gpus * 1000.0).round() as u64,
+                thousandths as u64,
             ],
             replicas: replicas as u32,
             gpu_models: Vec::new(),

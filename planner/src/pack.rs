@@ -1711,8 +1711,14 @@ pub fn check(nodes: &[Node], systems: &[System], o: &Options, plan: &Plan) -> Re
     let mut device_load: BTreeMap<(usize, u8), u64> = BTreeMap::new();
     let mut seen: BTreeMap<(usize, u32), usize> = BTreeMap::new();
     let mut on_node: BTreeMap<(usize, usize), u32> = BTreeMap::new();
+    let known = |system: usize, replica: u32| systems.get(system).is_some_and(|s| replica < s.replicas);
     for p in &plan.placements {
-        let (s, n) = (&systems[p.system], &nodes[p.node]);
+        let (Some(s), Some(n)) = (systems.get(p.system), nodes.get(p.node)) else {
+            return Err(format!("a placement names system {} on node {}, which the input lacks", p.system, p.node));
+        };
+        if !known(p.system, p.replica) {
+            return Err(format!("{} has no replica {}", s.name, p.replica));
+        }
         if s.zone != n.zone {
             return Err(format!(
                 "{} replica {} in zone {} on node {} of zone {}",
@@ -1774,6 +1780,9 @@ pub fn check(nodes: &[Node], systems: &[System], o: &Options, plan: &Plan) -> Re
         return Err(format!("{k} replicas of {} on node {}", systems[*s].name, nodes[*n].name));
     }
     for u in &plan.unplaced {
+        if !known(u.system, u.replica) {
+            return Err(format!("unplaced system {} replica {}, which the input lacks", u.system, u.replica));
+        }
         *seen.entry((u.system, u.replica)).or_default() += 1;
     }
     for (s, sys) in systems.iter().enumerate() {

@@ -31,6 +31,7 @@ struct Header<'a> {
 impl<'a> Header<'a> {
     fn read(file: &'a str, line: Option<&'a str>, required: &[&str]) -> Result<Header<'a>, String> {
         let line = line.ok_or_else(|| format!("{file}: empty, expected a header line"))?;
+        let line = line.trim_start_matches('\u{feff}');
         let names: Vec<&str> = line.trim_end_matches('\r').split(',').map(str::trim).collect();
         let mut at = BTreeMap::new();
         for (i, n) in names.iter().enumerate() {
@@ -84,6 +85,9 @@ pub fn nodes(file: &str, csv: &str) -> Result<Vec<Node>, String> {
         let f = h.fields(n, l)?;
         let gpu = h.number(n, &f, "gpu", MAX_DEVICES)?;
         let model = h.text(&f, "model");
+        if gpu > 0 && model.is_empty() && h.at.contains_key("model") {
+            return Err(format!("{file}:{n}: column model: empty for a node with {gpu} GPUs"));
+        }
         out.push(Node {
             name: h.text(&f, "sn").to_string(),
             capacity: [
@@ -235,6 +239,10 @@ mod tests {
         assert_eq!(
             e("name,cpu_milli,memory_mib,num_gpu,gpu_milli,pod_phase\na,1,1,0,0,Failed\n"),
             "pods.csv: no task to place (1 rows, none Running)"
+        );
+        assert_eq!(
+            nodes("n.csv", "\u{feff}sn,cpu_milli,memory_mib,gpu,model\nn0,1000,1024,2,\n").unwrap_err(),
+            "n.csv:2: column model: empty for a node with 2 GPUs"
         );
         assert_eq!(
             nodes("n.csv", "sn,cpu_milli,memory_mib\n").unwrap_err(),

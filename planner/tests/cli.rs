@@ -178,7 +178,7 @@ fn a_share_of_a_gpu_is_of_one_device_and_no_device_is_shared_past_whole() {
     assert_eq!(o.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&o.stderr)
-            .contains(":2: gpus '1.5' must be below 1 (a share of one device) or a whole number of devices"),
+            .contains(":2: gpus '1.5' must be a share of one device (0.001 to 0.999) or a whole number of devices"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
