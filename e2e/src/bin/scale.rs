@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
 use k8s_openapi::api::{
-    core::v1::{Pod, ResourceQuota},
+    core::v1::{Pod, ResourceQuota, ServiceAccount},
     networking::v1::NetworkPolicy,
 };
 use kube::{
@@ -498,7 +498,16 @@ async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::R
     let before = metrics(admin).await;
     for k in 0..200usize {
         let i = (k * 104729) % n;
-        let api: Api<Pod> = Api::namespaced(client.clone(), &format!("t{i:05}-data"));
+        let ns = format!("t{i:05}-data");
+        // The controller-manager creates each namespace's default ServiceAccount, which pod
+        // admission needs; at 10,000 tenants it can still be catching up. Waited for untimed.
+        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while sas.get_opt("default").await?.is_none() {
+            anyhow::ensure!(Instant::now() < deadline, "no default ServiceAccount in {ns} after 600 s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let t0 = Instant::now();
         api.create(&PostParams::default(), &pod(&format!("bench-{k}"))).await?;
         admissions.push(t0.elapsed().as_secs_f64());
