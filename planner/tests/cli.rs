@@ -121,18 +121,28 @@ fn the_committed_example_reports_are_what_the_planner_writes_today() {
     }
 }
 
+/// An inventory of its own: `nodes` as (name, cores, GPUs) in zone intranet, amd64, 4 GiB a
+/// core and 100 GiB of disk; `systems` as (name, department, GPUs), each 1 core, 1 GiB, 1 GiB
+/// of disk, either architecture, one replica.
+fn inventory(tag: &str, nodes: &[(&str, u32, &str)], systems: &[(&str, &str, &str)]) -> (Temp, Temp) {
+    let mut n = String::from("name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\n");
+    for (name, cores, gpus) in nodes {
+        n += &format!("{name},intranet,amd64,{cores},{},100,{gpus}\n", cores * 4);
+    }
+    let mut s = String::from("name,department,room,server,zone,arch,cpu_cores,memory_gib,disk_gib,gpus,replicas\n");
+    for (name, dept, gpus) in systems {
+        s += &format!("{name},{dept},r,s,intranet,any,1,1,1,{gpus},1\n");
+    }
+    (Temp::new(&format!("{tag}-nodes.csv"), &n), Temp::new(&format!("{tag}-systems.csv"), &s))
+}
+
 #[test]
 fn check_mode_fails_a_plan_that_cannot_place_everything_and_says_what_is_short() {
-    let nodes = Temp::new(
-        "short-nodes.csv",
-        "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,intranet,amd64,8,32,100,1\nn2,intranet,amd64,8,32,100,0\n",
-    );
     // Three shares of 0.6 GPU: 1.8 GPUs asked in all, and the one device holds only one of them.
-    let systems = Temp::new(
-        "short-systems.csv",
-        "name,department,room,server,zone,arch,cpu_cores,memory_gib,disk_gib,gpus,replicas\n\
-         a,health,r,s,intranet,any,1,1,1,0.6,1\nb,health,r,s,intranet,any,1,1,1,0.6,1\n\
-         c,transport,r,s,intranet,any,1,1,1,0.6,1\n",
+    let (nodes, systems) = inventory(
+        "short",
+        &[("n1", 8, "1"), ("n2", 8, "0")],
+        &[("a", "health", "0.6"), ("b", "health", "0.6"), ("c", "transport", "0.6")],
     );
     let o = plan(&[nodes.path(), systems.path(), "--headroom", "1", "--check"]);
     assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
@@ -154,16 +164,8 @@ fn check_mode_fails_a_plan_that_cannot_place_everything_and_says_what_is_short()
 fn a_share_of_a_gpu_is_of_one_device_and_no_device_is_shared_past_whole() {
     // Two nodes with two devices each; four shares of 0.6: each device holds one, so two nodes,
     // where pooled GPUs (2 × 1000 per node) would have put three on the first.
-    let nodes = Temp::new(
-        "dev-nodes.csv",
-        "name,zone,arch,cpu_cores,memory_gib,disk_gib,gpus\nn1,intranet,amd64,64,256,100,2\nn2,intranet,amd64,64,256,100,2\n",
-    );
-    let systems = Temp::new(
-        "dev-systems.csv",
-        "name,department,room,server,zone,arch,cpu_cores,memory_gib,disk_gib,gpus,replicas\n\
-         a,health,r,s,intranet,any,1,1,1,0.6,1\nb,health,r,s,intranet,any,1,1,1,0.6,1\n\
-         c,health,r,s,intranet,any,1,1,1,0.6,1\nd,health,r,s,intranet,any,1,1,1,0.6,1\n",
-    );
+    let shares: Vec<(&str, &str, &str)> = ["a", "b", "c", "d"].iter().map(|n| (*n, "health", "0.6")).collect();
+    let (nodes, systems) = inventory("dev", &[("n1", 64, "2"), ("n2", 64, "2")], &shares);
     let o = plan(&[nodes.path(), systems.path(), "--headroom", "1", "--check", "--format", "json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -412,16 +412,9 @@ fn unplaced(o: &mut String, r: &Report) {
     if !r.shortfall.is_empty() {
         *o += "<h3>Demand the nodes cannot hold</h3>\n<p>No plan places every replica:</p>\n<table>\n<tr><th>zone</th><th>replicas</th><th>resource</th><th class=\"n\">asked</th><th class=\"n\">the nodes they may use have</th><th class=\"n\">short by</th></tr>\n";
         for s in &r.shortfall {
-            let _ = writeln!(
-                o,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                esc(&s.zone),
-                esc(&s.scope),
-                s.resource,
-                s.demand,
-                s.capacity,
-                s.short_by
-            );
+            let [zone, scope, resource, numbers @ ..] = s.cells().map(|c| esc(&c));
+            let numbers: Vec<String> = numbers.iter().map(|n| format!("<td class=\"n\">{n}</td>")).collect();
+            let _ = writeln!(o, "<tr><td>{zone}</td><td>{scope}</td><td>{resource}</td>{}</tr>", numbers.concat());
         }
         *o += "</table>\n";
     }

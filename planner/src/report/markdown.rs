@@ -217,16 +217,7 @@ pub fn markdown(r: &Report) -> String {
         o += "\n## Demand the nodes cannot hold\n\nNo plan places every replica:\n\n\
               | zone | replicas | resource | asked | the nodes they may use have | short by |\n|---|---|---|---|---|---|\n";
         for s in &r.shortfall {
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} | {} | {} | {} |",
-                esc(&s.zone),
-                esc(&s.scope),
-                s.resource,
-                s.demand,
-                s.capacity,
-                s.short_by
-            );
+            let _ = writeln!(o, "| {} |", s.cells().map(|c| esc(&c)).join(" | "));
         }
     }
 

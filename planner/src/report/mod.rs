@@ -267,6 +267,21 @@ pub struct ShortfallReport {
     pub short_by: f64,
 }
 
+impl ShortfallReport {
+    /// The table's cells, as both renderings show them: zone, replicas, resource, asked, had,
+    /// short by.
+    pub fn cells(&self) -> [String; 6] {
+        [
+            self.zone.clone(),
+            self.scope.clone(),
+            self.resource.to_string(),
+            self.demand.to_string(),
+            self.capacity.to_string(),
+            self.short_by.to_string(),
+        ]
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DepartmentOnNode {
     pub department: String,
