@@ -98,6 +98,32 @@ fn fingerprint<S: Conditioned>(status: &S) -> u64 {
     crate::apply::fingerprint(&times_aside)
 }
 
+/// At most one status write per object per interval for changes that may wait (sums and lists
+/// that move with every child during a bulk create), while anything else is written at once.
+pub struct Pace {
+    interval: std::time::Duration,
+    last: Mutex<HashMap<String, std::time::Instant>>,
+}
+
+impl Pace {
+    pub fn new(interval: std::time::Duration) -> Self {
+        Pace { interval, last: Mutex::new(HashMap::new()) }
+    }
+
+    /// How long a change to `name` that may wait should wait: `None` when it may be written now.
+    pub fn wait(&self, name: &str) -> Option<std::time::Duration> {
+        let since = self.last.lock().ok()?.get(name)?.elapsed();
+        (since < self.interval).then(|| self.interval - since)
+    }
+
+    /// Notes that `name`'s status was written now.
+    pub fn wrote(&self, name: &str) {
+        if let Ok(mut l) = self.last.lock() {
+            l.insert(name.to_string(), std::time::Instant::now());
+        }
+    }
+}
+
 /// A controller's status writer: what it last wrote per object (a fingerprint, and the
 /// object's version that write replaced).
 pub struct Writer {

@@ -54,7 +54,13 @@ fn refs_for(
 
 /// The department controller, for [`crate::controller::run`].
 pub fn controller(ctx: Arc<Context>, problems: prometheus::IntCounterVec) -> Arc<Departments> {
-    Arc::new(Departments { ctx, applied: Default::default(), problems, status: crate::status::Writer::new(CONTROLLER) })
+    Arc::new(Departments {
+        ctx,
+        applied: Default::default(),
+        problems,
+        status: crate::status::Writer::new(CONTROLLER),
+        pace: crate::status::Pace::new(SUMS_EVERY),
+    })
 }
 
 impl crate::controller::Reconciler for Departments {
@@ -146,6 +152,25 @@ pub struct Departments {
     /// Departments found broken (a parent missing, a budget exceeded anyway), by reason.
     problems: prometheus::IntCounterVec,
     status: crate::status::Writer,
+    pace: crate::status::Pace,
+}
+
+/// How often a department's status may be written while only its sums and tenant list move
+/// (every Tenant create in a bulk of 10,000 moves them); a change of its Ready condition, path,
+/// children or generation is written at once.
+const SUMS_EVERY: Duration = Duration::from_secs(10);
+
+/// Whether the difference between what is shown and what a round computed may wait for the pace.
+fn may_wait(shown: Option<&DepartmentStatus>, status: &DepartmentStatus) -> bool {
+    let ready = |s: &DepartmentStatus| {
+        s.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    shown.is_some_and(|s| {
+        s.observed_generation == status.observed_generation
+            && s.path == status.path
+            && s.children == status.children
+            && ready(s) == ready(status)
+    })
 }
 
 async fn reconcile(d: &Department, state: &Departments) -> Result<Action> {
@@ -193,9 +218,17 @@ async fn reconcile(d: &Department, state: &Departments) -> Result<Action> {
             warn!(error = %e, "publishing an event failed");
         }
     }
+    let name = d.name_any();
+    let shown = d.status.as_ref();
+    if may_wait(shown, &status)
+        && !shown.is_some_and(|s| crate::status::same(s, &status))
+        && let Some(wait) = state.pace.wait(&name)
     {
-        let api: Api<Department> = Api::all(ctx.client.clone());
-        state.status.whole(&ctx.metrics, &api, d, d.status.as_ref(), &status).await?;
+        return Ok(Action::requeue(wait));
+    }
+    let api: Api<Department> = Api::all(ctx.client.clone());
+    if state.status.whole(&ctx.metrics, &api, d, shown, &status).await? {
+        state.pace.wrote(&name);
     }
     Ok(Action::requeue(Duration::from_secs(300)))
 }
@@ -422,6 +455,36 @@ mod tests {
             // status written already though the cache still shows the one it replaced.
             reconcile(&gz, &state).await.unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(writes(&recorded).len(), 2, "{:#?}", writes(&recorded));
+        }
+
+        #[tokio::test]
+        async fn sums_that_move_again_wait_for_the_pace_but_a_ready_change_does_not() {
+            let mut gz = dept("GZ", None, None);
+            gz.spec.budget.cpu = Some("10".into());
+            gz.metadata.resource_version = Some("3".into());
+            let (state, recorded) = controller_over(&gz).await;
+            reconcile(&gz, &state).await.unwrap_or_else(|e| panic!("{e}"));
+            let status_writes = || writes(&recorded).iter().filter(|w| w.ends_with("/status")).count();
+            assert_eq!(status_writes(), 1);
+
+            // The cache now shows a status from before edu came (no tenants, nothing
+            // allocated): only the sums differ, a moment after the last write.
+            let body = recorded.all().iter().rfind(|r| r.uri.contains("/status")).map(|r| r.body.clone());
+            let mut shown: DepartmentStatus =
+                serde_json::from_value(body.map(|b| b["status"].clone()).unwrap_or_default()).unwrap_or_default();
+            shown.tenants.clear();
+            shown.allocated.clear();
+            shown.budget_summary = Some("cpu 0/10".into());
+            gz.status = Some(shown);
+            gz.metadata.resource_version = Some("10".into());
+            let action = reconcile(&gz, &state).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(status_writes(), 1, "sums written again within {SUMS_EVERY:?}: {:#?}", writes(&recorded));
+            assert_ne!(action, Action::requeue(Duration::from_secs(300)), "the deferred write has its own time");
+
+            // A budget cut below what is handed down turns Ready: written at once.
+            gz.spec.budget.cpu = Some("3".into());
+            reconcile(&gz, &state).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(status_writes(), 2, "{:#?}", writes(&recorded));
         }
 
         #[tokio::test]

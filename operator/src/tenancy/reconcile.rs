@@ -63,6 +63,13 @@ const SOON: Duration = Duration::from_secs(2);
 const BACKSTOP: Duration = Duration::from_secs(30);
 /// How often to re-check a settled tenant, as a safety net under the watches.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How long a new tenant goes without a status while it waits on nothing but the quota
+/// controller. Its first status is then its Ready one: one status write a tenant, not two,
+/// which at 10,000 tenants is 10,000 fewer writes to an API server the quota controller is
+/// already waiting on (the controller-manager writes quota status at 20 a second by default,
+/// so the last of 20,000 namespaces waits about 17 minutes). The conditions metric says
+/// `QuotaReady` is false meanwhile; past this, the status says so too.
+const QUOTA_PATIENCE: Duration = Duration::from_secs(20 * 60);
 
 /// How many tenants converge at once: enough to keep the API server busy, few enough that it
 /// is never saturated by one operator (each round is a handful of writes at most).
@@ -401,7 +408,7 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
         Err(e) => {
             publish(ctx, tenant, EventType::Warning, e.reason(), e.to_string()).await;
             let conds = vec![Cond::new("Ready", false, e.reason(), e.to_string())];
-            write_status(ctx, tenant, conds, Vec::new(), None).await?;
+            write_status(ctx, tenant, conds, Vec::new(), None, false).await?;
             return Ok(Action::await_change());
         }
     };
@@ -470,7 +477,8 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
         department: department_condition(&ctx.watches, tenant),
     });
     let ready = status.ready;
-    write_status(ctx, tenant, status.conditions, owned.clone(), Some((status.quota, &vt, &status.used))).await?;
+    let quiet = status.awaits_quota_only && younger_than(tenant, QUOTA_PATIENCE);
+    write_status(ctx, tenant, status.conditions, owned.clone(), Some((status.quota, &vt, &status.used)), quiet).await?;
 
     if let Some(first) = outcome.failures.into_iter().next() {
         return Err(Error::Apply { kind: first.kind, name: first.name, error: first.error });
@@ -945,7 +953,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     if let Err(e) = release_namespaces(ctx, tenant, policy, tenant.spec.confirm_data_deletion, &names).await {
         if let Error::DeletionBlocked(why) = &e {
             let conds = vec![Cond::new("Ready", false, "DeletionBlocked", why.clone())];
-            write_status(ctx, tenant, conds, names, None).await?;
+            write_status(ctx, tenant, conds, names, None, false).await?;
         }
         return Err(e);
     }
@@ -970,6 +978,7 @@ async fn write_status(
     observed: Vec<Cond>,
     namespaces: Vec<String>,
     quota: Option<(QuotaStatus, &ValidatedTenant, &BTreeMap<String, Milli>)>,
+    quiet_first: bool,
 ) -> Result<()> {
     let name = tenant.name_any();
     // The base is what this process last wrote when it is for the same generation, else the
@@ -1015,6 +1024,11 @@ async fn write_status(
         quota: quota_status,
         quota_summary: summary,
     };
+    // A first status that would only say "waiting for the quota controller" waits for the
+    // Ready one (the quota's status change wakes the round).
+    if quiet_first && cached.is_none() && last.is_none() {
+        return Ok(());
+    }
     let written = Written::of(&status);
     let last_is = last.as_ref().map(|l| l.fingerprint) == Some(written.fingerprint);
     // Nothing new to say: no write, so no event and no round after it.
@@ -1031,6 +1045,14 @@ async fn write_status(
         w.insert(name, written);
     }
     Ok(())
+}
+
+/// Whether `tenant` was created less than `age` ago (by the API server's clock as this
+/// machine reads it; a tenant with no creation time is not young).
+fn younger_than(tenant: &Tenant, age: Duration) -> bool {
+    let Some(created) = tenant.metadata.creation_timestamp.as_ref() else { return false };
+    let elapsed = jiff::Timestamp::now().duration_since(created.0);
+    elapsed.is_negative() || elapsed.unsigned_abs() < age
 }
 
 /// What this process last wrote of a tenant's status: the generation, when each condition last
@@ -1155,6 +1177,14 @@ mod tests {
     }
 
     async fn round(refuse: fn(&Received) -> bool) -> (Result<Action>, Vec<String>) {
+        round_of(refuse, None).await
+    }
+
+    /// A first round of the sample tenant, created at `created`.
+    async fn round_of(
+        refuse: fn(&Received) -> bool,
+        created: Option<jiff::Timestamp>,
+    ) -> (Result<Action>, Vec<String>) {
         let (client, recorded) = fake_api::serve(cluster(refuse));
         let ctx = Context::new(client, "test", Arc::new(crate::metrics::Metrics::new()), "zhengyun-system");
         let tenants = controller(ctx.clone(), Arc::new(super::super::metrics::TenantMetrics::unregistered()));
@@ -1164,6 +1194,7 @@ mod tests {
         let mut tenant = super::super::validate::tests::sample();
         tenant.metadata.uid = Some("u-1".into());
         tenant.metadata.generation = Some(1);
+        tenant.metadata.creation_timestamp = created.map(Time);
         let result = apply_tenant(&tenant, &tenants).await;
         let writes = recorded
             .all()
@@ -1202,6 +1233,24 @@ mod tests {
         );
         assert!(!writes.iter().any(|w| w.starts_with("DELETE")), "no sweep after a refusal: {writes:#?}");
         assert!(writes.iter().any(|w| w.contains("/events")), "the refusal is an Event: {writes:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_new_tenant_waiting_only_on_the_quota_controller_gets_no_status_until_patience_runs_out() {
+        let status = "PATCH /apis/zhengyun.io/v1alpha1/tenants/edu/status";
+        // The fake API server never enforces a quota: everything else is in place.
+        let (result, writes) = round_of(|_| false, Some(jiff::Timestamp::now())).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert!(writes.iter().any(|w| w.contains("/resourcequotas/")), "{writes:#?}");
+        assert!(!writes.iter().any(|w| w == status), "a Pending first status was written: {writes:#?}");
+
+        let long_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(QUOTA_PATIENCE.as_secs() as i64 + 60);
+        let (_, writes) = round_of(|_| false, Some(long_ago)).await;
+        assert!(writes.iter().any(|w| w == status), "past patience the wait is said: {writes:#?}");
+
+        // A refusal is said at once, however young the tenant.
+        let (_, writes) = round_of(|r| r.uri.contains("/clusterroles/"), Some(jiff::Timestamp::now())).await;
+        assert!(writes.iter().any(|w| w == status), "{writes:#?}");
     }
 
     #[tokio::test]

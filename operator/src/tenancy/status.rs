@@ -45,6 +45,9 @@ pub struct Outcome {
     /// Usage summed over the namespaces, for the budgeted resources.
     pub used: BTreeMap<String, Milli>,
     pub ready: bool,
+    /// Everything is in place but the quota controller has not enforced the quotas yet: the
+    /// one wait that says nothing a user can act on.
+    pub awaits_quota_only: bool,
 }
 
 pub fn compute(r: &Round) -> Outcome {
@@ -133,7 +136,8 @@ pub fn compute(r: &Round) -> Outcome {
     if let Some(d) = &r.department {
         conds.push(d.clone());
     }
-    let ready = ns_ok && enforced && r.zone_problem.is_none() && r.failures.is_empty();
+    let in_place = ns_ok && r.zone_problem.is_none() && r.failures.is_empty();
+    let ready = in_place && enforced;
     let (reason, message) = if ready {
         ("Ready", "everything the tenant needs is in place".to_string())
     } else if !r.failures.is_empty() {
@@ -146,7 +150,7 @@ pub fn compute(r: &Round) -> Outcome {
         ("Progressing", "converging".to_string())
     };
     conds.insert(0, Cond::new("Ready", ready, reason, message));
-    Outcome { conditions: conds, quota: quota_status, used, ready }
+    Outcome { conditions: conds, quota: quota_status, used, ready, awaits_quota_only: in_place && !enforced }
 }
 
 #[cfg(test)]
@@ -204,6 +208,9 @@ mod tests {
         pending_quota[1].enforced.clear();
         let o = compute(&Round { quotas: &pending_quota, ..round.clone() });
         assert!(!o.ready && condition(&o, "QuotaReady").reason == "Pending");
+        assert!(o.awaits_quota_only);
+        let o = compute(&Round { quotas: &pending_quota, failures: &failures, ..round.clone() });
+        assert!(!o.awaits_quota_only, "a refused child is worth saying at once");
 
         // The zone's word comes through.
         let o =
