@@ -21,7 +21,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 use zhengyun::{
@@ -237,24 +237,76 @@ async fn apply_value(client: &Client, v: serde_json::Value) -> Result<(), kube::
     api.patch(&name, &pp, &Patch::Apply(&v)).await.map(|_| ())
 }
 
-async fn enforced_quotas(client: &Client) -> usize {
-    let api: Api<ResourceQuota> = Api::all(client.clone());
-    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=zhengyun");
-    api.list(&lp)
-        .await
-        .map(|l| {
-            l.items
-                .iter()
-                .filter(|q| {
-                    q.status.as_ref().and_then(|s| s.hard.as_ref()).is_some_and(|h| h.contains_key("requests.cpu"))
-                })
-                .count()
-        })
-        .unwrap_or(0)
+/// How many objects of a kind satisfy a test, kept from a watch: waiting costs the API server
+/// one event per change, not a list of every object every half second (at 10,000 tenants such
+/// a list is tens of megabytes the API server encodes while the system under test waits on it).
+struct Watched {
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watched {
+    fn start<K>(api: Api<K>, config: kube::runtime::watcher::Config, ok: fn(&K) -> bool) -> Self
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    {
+        use kube::runtime::watcher::{Event, watcher};
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let shown = count.clone();
+        let task = tokio::spawn(async move {
+            let key = |o: &K| {
+                format!("{}/{}", o.meta().namespace.as_deref().unwrap_or(""), o.meta().name.as_deref().unwrap_or(""))
+            };
+            let (mut seen, mut listing) = (std::collections::HashMap::new(), std::collections::HashMap::new());
+            let mut events = std::pin::pin!(watcher(api, config));
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(Event::Apply(o)) => {
+                        seen.insert(key(&o), ok(&o));
+                    }
+                    Ok(Event::Delete(o)) => {
+                        seen.remove(&key(&o));
+                    }
+                    Ok(Event::Init) => listing.clear(),
+                    Ok(Event::InitApply(o)) => {
+                        listing.insert(key(&o), ok(&o));
+                    }
+                    Ok(Event::InitDone) => seen = std::mem::take(&mut listing),
+                    Err(_) => continue,
+                }
+                shown.store(seen.values().filter(|v| **v).count(), std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        Watched { count, task }
+    }
+
+    /// Waits until `want` objects pass, or an hour.
+    async fn reach(&self, want: usize, what: &str, start: Instant) -> anyhow::Result<()> {
+        while self.count.load(std::sync::atomic::Ordering::Relaxed) < want {
+            anyhow::ensure!(start.elapsed() < Duration::from_secs(3600), "{what}: never all");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn enforced(q: &ResourceQuota) -> bool {
+    q.status.as_ref().and_then(|s| s.hard.as_ref()).is_some_and(|h| h.contains_key("requests.cpu"))
 }
 
 async fn floor(client: &Client, n: usize) -> anyhow::Result<()> {
     create_departments(client, n).await?;
+    let quotas = Watched::start(
+        Api::<ResourceQuota>::all(client.clone()),
+        kube::runtime::watcher::Config::default().labels("app.kubernetes.io/managed-by=zhengyun"),
+        enforced,
+    );
     let start = Instant::now();
     let created = create_tenants(client, n).await?;
     creates("floor", &created);
@@ -287,14 +339,9 @@ async fn floor(client: &Client, n: usize) -> anyhow::Result<()> {
     }
     out("floor_written_seconds", format!("{:.1}", written.as_secs_f64()));
     out("floor_objects", objects);
-    loop {
-        if enforced_quotas(client).await >= 2 * n {
-            break;
-        }
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(3600), "quotas never enforced");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    quotas.reach(2 * n, "quotas enforced", start).await?;
     out("floor_seconds", format!("{:.1}", start.elapsed().as_secs_f64()));
+    served(client, "floor", n).await;
     Ok(())
 }
 
@@ -362,6 +409,27 @@ async fn requests(admin: &str) -> Requests {
     Requests { all, writes, lease, ours }
 }
 
+/// What the API server served while a phase converged, from its own `/metrics` (each phase has
+/// its own control plane): requests a tenant other than watches and Leases, and the quota
+/// controller's status writes a namespace (1 when each quota is enforced in one write).
+async fn served(client: &Client, phase: &str, n: usize) {
+    let request = http::Request::get("/metrics").body(Vec::new());
+    let Ok(text) = (match request {
+        Ok(r) => client.request_text(r).await.map_err(anyhow::Error::from),
+        Err(e) => Err(e.into()),
+    }) else {
+        out(&format!("{phase}_apiserver_requests_per_tenant"), "unread");
+        return;
+    };
+    let all = sum(&text, "apiserver_request_total{", &[]);
+    let watches = sum(&text, "apiserver_request_total{", &["verb=\"WATCH\""]);
+    let leases = sum(&text, "apiserver_request_total{", &["resource=\"leases\""]);
+    let quota_status =
+        sum(&text, "apiserver_request_total{", &["resource=\"resourcequotas\"", "subresource=\"status\""]);
+    out(&format!("{phase}_apiserver_requests_per_tenant"), format!("{:.1}", (all - watches - leases) / n as f64));
+    out(&format!("{phase}_quota_status_writes_per_namespace"), format!("{:.2}", quota_status / (2 * n) as f64));
+}
+
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -371,26 +439,16 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
-async fn ready_count(client: &Client) -> usize {
-    let api: Api<Tenant> = Api::all(client.clone());
-    api.list(&ListParams::default())
-        .await
-        .map(|l| {
-            l.items
-                .iter()
-                .filter(|t| {
-                    t.status.as_ref().is_some_and(|s| {
-                        s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                            && s.observed_generation == t.metadata.generation
-                    })
-                })
-                .count()
-        })
-        .unwrap_or(0)
+fn ready(t: &Tenant) -> bool {
+    t.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+            && s.observed_generation == t.metadata.generation
+    })
 }
 
 async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::Result<()> {
     create_departments(client, n).await?;
+    let ready_tenants = Watched::start(Api::<Tenant>::all(client.clone()), Default::default(), ready);
     let start = Instant::now();
     let before = metrics(admin).await;
     creates("operator", &create_tenants(client, n).await?);
@@ -398,15 +456,11 @@ async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::R
     out("operator_tenant_validate_p50_seconds", p50);
     out("operator_tenant_validate_p99_seconds", p99);
     out("operator_created_seconds", format!("{:.1}", start.elapsed().as_secs_f64()));
-    loop {
-        if ready_count(client).await >= n {
-            break;
-        }
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(3600), "tenants never all Ready");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    ready_tenants.reach(n, "tenants Ready", start).await?;
+    drop(ready_tenants);
     let converged = start.elapsed().as_secs_f64();
     out("operator_seconds", format!("{converged:.1}"));
+    served(client, "operator", n).await;
     let r = requests(admin).await;
     out("requests_per_tenant", format!("{:.1}", r.all / n as f64));
     out("writes_per_tenant", format!("{:.1}", (r.writes - r.lease) / n as f64));
