@@ -17,6 +17,7 @@ pub mod cli;
 pub(crate) mod conditions;
 pub mod context;
 pub mod controller;
+pub mod crash_point;
 pub mod departments;
 pub mod error;
 pub mod evidence;

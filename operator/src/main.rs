@@ -22,9 +22,31 @@ use zhengyun::{
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// What is logged unless `RUST_LOG` says otherwise.
+const DEFAULT_LOG: &str = "info,kube=warn,tower=warn,hyper=warn";
+/// kube's client logs every failed request at ERROR, once more beside the round that failed
+/// (WARN) and the outage note of `rest_metrics` (a 2-second API server restart made
+/// 600-1,900 lines): off, unless `RUST_LOG` names that target itself.
+const KUBE_REQUEST_LOG: &str = "kube_client::client::builder";
+
+/// The filter for `spec`, with kube's per-request lines off unless `spec` names them.
+fn log_filter(spec: &str) -> Result<EnvFilter, String> {
+    let filter = EnvFilter::try_new(spec).map_err(|e| e.to_string())?;
+    if spec.contains(KUBE_REQUEST_LOG) {
+        return Ok(filter);
+    }
+    let off =
+        format!("{KUBE_REQUEST_LOG}=off").parse().map_err(|e: tracing_subscriber::filter::ParseError| e.to_string())?;
+    Ok(filter.add_directive(off))
+}
+
 fn init_logging(format: &str) -> LogReload {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
+    let asked = std::env::var("RUST_LOG").ok().filter(|s| !s.trim().is_empty());
+    let filter = asked
+        .as_deref()
+        .and_then(|spec| log_filter(spec).ok())
+        .or_else(|| log_filter(DEFAULT_LOG).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
     if format == "text" {
@@ -32,10 +54,7 @@ fn init_logging(format: &str) -> LogReload {
     } else {
         registry.with(tracing_subscriber::fmt::layer().json().flatten_event(true)).init();
     }
-    Arc::new(move |spec: &str| {
-        let f = EnvFilter::try_new(spec).map_err(|e| e.to_string())?;
-        handle.reload(f).map_err(|e| e.to_string())
-    })
+    Arc::new(move |spec: &str| handle.reload(log_filter(spec)?).map_err(|e| e.to_string()))
 }
 
 #[tokio::main]
@@ -105,8 +124,16 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     let agent = format!("zhengyun-operator/{} ({identity})", env!("CARGO_PKG_VERSION"));
     config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_str(&agent)?));
     let host = config.cluster_url.host().unwrap_or("unknown").to_string();
-    let layer = zhengyun::rest_metrics::RestMetricsLayer { requests: metrics.rest_requests.clone(), host };
-    let client = kube::client::ClientBuilder::try_from(config.clone())?.with_layer(&layer).build();
+    let layer = zhengyun::rest_metrics::RestMetricsLayer {
+        requests: metrics.rest_requests.clone(),
+        host,
+        outage: Default::default(),
+    };
+    let crash = zhengyun::crash_point::CrashPointLayer::from_env();
+    if let Some((after, matching)) = crash.armed() {
+        tracing::warn!(after, matching, "crash point armed (a test): aborting after that many matching writes");
+    }
+    let client = kube::client::ClientBuilder::try_from(config.clone())?.with_layer(&layer).with_layer(&crash).build();
     let ctx = Context::new(client.clone(), &identity, metrics.clone(), &args.lease_namespace);
     if let Some(image) = &args.gateway_image {
         let _ = ctx.gateway_image.set(image.clone());

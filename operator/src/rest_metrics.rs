@@ -1,5 +1,8 @@
 //! `rest_client_requests_total`: every request the operator makes to the API server, counted
-//! the way client-go does, so dashboards built for Go controllers work unchanged.
+//! the way client-go does, so dashboards built for Go controllers work unchanged. And the one
+//! place an API server that stops answering is logged: one WARN when it stops, one INFO with
+//! the count of failed requests when it answers again (each failed round says why once more,
+//! at WARN; kube's own per-request ERROR lines are off by default, see `main.rs`).
 
 use std::{
     future::Future,
@@ -7,21 +10,57 @@ use std::{
     task::{Context, Poll},
 };
 
+use std::sync::{Arc, Mutex};
+
 use prometheus::IntCounterVec;
 use tower::{Layer, Service};
+
+/// Whether the API server is answering, as the requests show it.
+#[derive(Default)]
+pub struct Outage {
+    /// Since when it has not answered, how many requests failed meanwhile.
+    down: Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl Outage {
+    /// A request the API server did not answer (no connection, or 503): WARN on the first;
+    /// whether it logged.
+    pub fn failed(&self, why: &dyn std::fmt::Display) -> bool {
+        let Ok(mut d) = self.down.lock() else { return false };
+        match d.as_mut() {
+            Some((_, n)) => {
+                *n += 1;
+                false
+            }
+            None => {
+                *d = Some((std::time::Instant::now(), 1));
+                tracing::warn!(error = %why, "the API server does not answer; requests failing meanwhile are counted, not logged");
+                true
+            }
+        }
+    }
+
+    /// A request it answered: INFO once when that ends an outage; how many requests failed in it.
+    pub fn answered(&self) -> Option<u64> {
+        let (since, failed) = self.down.lock().ok()?.take()?;
+        tracing::info!(seconds = since.elapsed().as_secs_f64(), failed, "the API server answers again");
+        Some(failed)
+    }
+}
 
 /// Wraps the kube client's HTTP service.
 #[derive(Clone)]
 pub struct RestMetricsLayer {
     pub requests: IntCounterVec,
     pub host: String,
+    pub outage: Arc<Outage>,
 }
 
 impl<S> Layer<S> for RestMetricsLayer {
     type Service = RestMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RestMetrics { inner, requests: self.requests.clone(), host: self.host.clone() }
+        RestMetrics { inner, requests: self.requests.clone(), host: self.host.clone(), outage: self.outage.clone() }
     }
 }
 
@@ -30,12 +69,14 @@ pub struct RestMetrics<S> {
     inner: S,
     requests: IntCounterVec,
     host: String,
+    outage: Arc<Outage>,
 }
 
 impl<S, B, RB> Service<http::Request<B>> for RestMetrics<S>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>>,
     S::Future: Send + 'static,
+    S::Error: std::fmt::Display,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -49,15 +90,42 @@ where
         let method = req.method().as_str().to_string();
         let requests = self.requests.clone();
         let host = self.host.clone();
+        let outage = self.outage.clone();
         let fut = self.inner.call(req);
         Box::pin(async move {
             let res = fut.await;
             let code = match &res {
-                Ok(r) => r.status().as_u16().to_string(),
-                Err(_) => "<error>".to_string(),
+                Ok(r) if r.status() == http::StatusCode::SERVICE_UNAVAILABLE => {
+                    let _ = outage.failed(&r.status());
+                    r.status().as_u16().to_string()
+                }
+                Ok(r) => {
+                    let _ = outage.answered();
+                    r.status().as_u16().to_string()
+                }
+                Err(e) => {
+                    let _ = outage.failed(e);
+                    "<error>".to_string()
+                }
             };
             requests.with_label_values(&[code.as_str(), method.as_str(), host.as_str()]).inc();
             res
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_one_warning_and_one_summary_however_many_requests_fail() {
+        let o = Outage::default();
+        assert_eq!(o.answered(), None, "no outage, nothing to say");
+        let logged: Vec<bool> = (0..500).map(|_| o.failed(&"connection refused")).collect();
+        assert_eq!(logged.iter().filter(|l| **l).count(), 1);
+        assert_eq!(o.answered(), Some(500));
+        assert_eq!(o.answered(), None, "said once");
+        assert!(o.failed(&"connection refused"), "a new outage is told again");
     }
 }

@@ -33,7 +33,7 @@ use zhengyun_e2e::{
 /// The namespace suffixes of every tenant here.
 const SUFFIXES: [&str; 2] = ["apps", "data"];
 
-fn faulty_tenant(name: &str, policy: DeletionPolicy) -> Tenant {
+pub(crate) fn faulty_tenant(name: &str, policy: DeletionPolicy) -> Tenant {
     let mut t = tenant(name, &SUFFIXES);
     t.spec.deletion_policy = policy;
     t.spec.limits = Some(ContainerLimits {
@@ -81,7 +81,7 @@ where
 /// Every tenant has exactly its children: two namespaces, each with one quota, one limit range,
 /// two policies and one binding, all labelled as the tenant's and ours; nothing is missing,
 /// nothing else is there (a duplicate or an orphan), and each tenant carries its finalizer once.
-async fn exactly_their_children(client: &Client, prefix: &str, tenants: &[String]) {
+pub(crate) async fn exactly_their_children(client: &Client, prefix: &str, tenants: &[String]) {
     let mut expected: BTreeMap<Place, String> = BTreeMap::new();
     for t in tenants {
         for suffix in SUFFIXES {

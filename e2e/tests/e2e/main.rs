@@ -6,6 +6,7 @@ mod access;
 mod audit;
 mod certificates;
 mod channels;
+mod crash_points;
 mod departments;
 mod deploy;
 mod evidence;

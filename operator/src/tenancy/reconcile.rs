@@ -90,7 +90,13 @@ pub struct Tenants {
     swept: std::sync::Mutex<std::collections::HashMap<String, (Option<i64>, std::time::Instant)>>,
     /// Quotas written whose new version the cache has not shown yet, by namespace.
     quota_written: std::sync::Mutex<std::collections::HashMap<String, QuotaWrite>>,
+    /// Tenants (by UID) whose cleanup finished and whose finalizer this process removed: a
+    /// round on a cached copy a moment old must not release their namespaces a second time.
+    released: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// How long a released tenant is remembered: far longer than any cache lag.
+const RELEASED_MEMORY: Duration = Duration::from_secs(600);
 
 /// A quota write the cache has not caught up with.
 #[derive(Clone)]
@@ -138,6 +144,7 @@ pub fn controller(ctx: Arc<Context>, own: Arc<super::metrics::TenantMetrics>) ->
         own,
         applied: apply::Memory::default(),
         written: Default::default(),
+        released: Default::default(),
         swept: Default::default(),
         quota_written: Default::default(),
     })
@@ -236,6 +243,12 @@ impl crate::controller::Reconciler for Tenants {
     }
 
     async fn reconcile(&self, tenant: &Tenant) -> Result<Action> {
+        let uid = tenant.metadata.uid.clone().unwrap_or_default();
+        let deleting = tenant.metadata.deletion_timestamp.is_some();
+        if deleting && self.released.lock().is_ok_and(|r| r.contains_key(&uid)) {
+            // Released already; the cache has yet to see the finalizer go.
+            return Ok(Action::await_change());
+        }
         let api: Api<Tenant> = Api::all(self.ctx.client.clone());
         let result = finalizer(&api, FINALIZER, Arc::new(tenant.clone()), |event| async {
             match event {
@@ -244,6 +257,13 @@ impl crate::controller::Reconciler for Tenants {
             }
         })
         .await;
+        if deleting
+            && result.is_ok()
+            && let Ok(mut r) = self.released.lock()
+        {
+            r.retain(|_, at| at.elapsed() < RELEASED_MEMORY);
+            r.insert(uid, std::time::Instant::now());
+        }
         settle_finalizer(result).map_err(|e| Error::Finalizer(Box::new(e)))
     }
 }
@@ -327,6 +347,8 @@ enum Claim {
     /// see it).
     Created(Box<Namespace>),
     Conflict(String),
+    /// Ours again after being found stranded: what to say about it in an Event.
+    Recovered(String),
     /// Being deleted, or created by someone else a moment ago: look again next round.
     NotYet,
 }
@@ -381,16 +403,55 @@ async fn claim(ctx: &Tenants, vt: &ValidatedTenant, name: &str) -> Result<Claim>
             match is_ours(&ns, vt) {
                 Ok(false) => Ok(Claim::Owned),
                 Ok(true) => {
-                    let adopt = serde_json::json!({ labels::ORPHANED: null });
-                    relabel_children(client, name, &format!("{}=true", labels::ORPHANED), adopt.clone()).await?;
-                    apply::merge_labels(&api, name, adopt).await?;
+                    adopt(client, name).await?;
                     info!(namespace = name, "re-adopted orphaned namespace");
                     Ok(Claim::Owned)
                 }
-                Err(why) => Ok(Claim::Conflict(why)),
+                Err(why) => {
+                    if !(stranded(&ns, vt) && labelled_by_us(&api.get_metadata(name).await?)) {
+                        return Ok(Claim::Conflict(why));
+                    }
+                    adopt(client, name).await?;
+                    warn!(namespace = name, "re-adopted a namespace stranded without its owner marker");
+                    Ok(Claim::Recovered(format!(
+                        "namespace {name} had this tenant's labels, set by zhengyun, but neither {} nor {} (left by an interrupted re-adoption of an older version): re-adopted",
+                        labels::MANAGED_BY,
+                        labels::ORPHANED
+                    )))
+                }
             }
         }
     }
+}
+
+/// Takes an orphaned namespace back: its children first, then the namespace, each in one patch
+/// that drops the orphan marker and puts ours back. A round stopped between the two finds the
+/// namespace still marked orphaned and does it again; no state in between lacks both markers.
+async fn adopt(client: &Client, name: &str) -> Result<()> {
+    let adopt = serde_json::json!({ labels::ORPHANED: null, labels::MANAGED_BY: labels::MANAGER });
+    relabel_children(client, name, &format!("{}=true", labels::ORPHANED), adopt.clone()).await?;
+    apply::merge_labels(&Api::<Namespace>::all(client.clone()), name, adopt).await?;
+    Ok(())
+}
+
+/// A namespace labelled for this tenant and its department that carries neither our marker nor
+/// the orphan marker: what an interrupted re-adoption of versions before this one left.
+fn stranded(ns: &PartialObjectMeta<Namespace>, vt: &ValidatedTenant) -> bool {
+    let l = ns.labels();
+    l.get(labels::TENANT) == Some(&vt.name)
+        && l.get(labels::DEPARTMENT) == Some(&vt.department_code)
+        && !l.contains_key(labels::MANAGED_BY)
+        && !l.contains_key(labels::ORPHANED)
+}
+
+/// Whether our field manager set the namespace's tenant label (its managed fields say who set
+/// what; the cache drops them, so this reads the namespace once, only for a stranded one).
+fn labelled_by_us(ns: &PartialObjectMeta<Namespace>) -> bool {
+    let tenant_label = format!("f:{}", labels::TENANT);
+    ns.metadata.managed_fields.iter().flatten().any(|m| {
+        m.manager.as_deref() == Some(labels::FIELD_MANAGER)
+            && m.fields_v1.as_ref().and_then(|f| f.0.get("f:metadata")?.get("f:labels")?.get(&tenant_label)).is_some()
+    })
 }
 
 fn parse_map(
@@ -419,6 +480,9 @@ async fn apply_tenant(tenant: &Tenant, ctx: &Tenants) -> Result<Action> {
     let claims = claim_all(ctx, &vt).await?;
     for why in &claims.conflicts {
         publish(ctx, tenant, EventType::Warning, "NamespaceConflict", why.clone()).await;
+    }
+    for note in &claims.recovered {
+        publish(ctx, tenant, EventType::Normal, "NamespaceRecovered", note.clone()).await;
     }
     let owned = &claims.owned;
     let plan = quota_plan(ctx, &vt, owned).await?;
@@ -522,6 +586,8 @@ struct Claims {
     created: BTreeMap<String, Box<Namespace>>,
     conflicts: Vec<String>,
     pending: Vec<String>,
+    /// Namespaces taken back from a stranded state, each with its Event's message.
+    recovered: Vec<String>,
 }
 
 /// Claims each namespace of the spec, never taking one over.
@@ -535,6 +601,10 @@ async fn claim_all(ctx: &Tenants, vt: &ValidatedTenant) -> Result<Claims> {
                 c.created.insert(name.clone(), ns);
             }
             Claim::Conflict(why) => c.conflicts.push(why),
+            Claim::Recovered(note) => {
+                c.owned.push(name.clone());
+                c.recovered.push(note);
+            }
             Claim::NotYet => c.pending.push(name.clone()),
         }
     }
@@ -1251,6 +1321,78 @@ mod tests {
         // A refusal is said at once, however young the tenant.
         let (_, writes) = round_of(|r| r.uri.contains("/clusterroles/"), Some(jiff::Timestamp::now())).await;
         assert!(writes.iter().any(|w| w == status), "{writes:#?}");
+    }
+
+    /// Claims the sample tenant's namespaces over a cluster listing `namespaces` (metadata
+    /// JSON by name, labels and managed fields); the claims and the writes.
+    async fn claims_over(namespaces: Vec<Value>) -> (Claims, Vec<Received>) {
+        let items = namespaces
+            .into_iter()
+            // As a Namespace: the stores read its metadata, a write answers the whole object.
+            .map(|m| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": m}))
+            .collect();
+        // The children re-adoption relabels: none in these namespaces.
+        let mut lists: Vec<(&'static str, Vec<Value>)> = vec![("/api/v1/namespaces", items)];
+        for ns in [
+            "/api/v1/namespaces/edu-apps/resourcequotas",
+            "/api/v1/namespaces/edu-apps/limitranges",
+            "/apis/networking.k8s.io/v1/namespaces/edu-apps/networkpolicies",
+            "/apis/zhengyun.io/v1alpha1/namespaces/edu-apps/smcertificates",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/edu-apps/rolebindings",
+            "/api/v1/namespaces/edu-data/resourcequotas",
+            "/api/v1/namespaces/edu-data/limitranges",
+            "/apis/networking.k8s.io/v1/namespaces/edu-data/networkpolicies",
+            "/apis/zhengyun.io/v1alpha1/namespaces/edu-data/smcertificates",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/edu-data/rolebindings",
+        ] {
+            lists.push((ns, Vec::new()));
+        }
+        let (ctx, recorded) = fake_api::context(lists);
+        let tenants = controller(ctx.clone(), Arc::new(super::super::metrics::TenantMetrics::unregistered()));
+        fake_api::listed(&[&ctx.watches.namespaces as &dyn crate::watch::Ready]).await;
+        let vt = validate(&super::super::validate::tests::sample()).expect("valid");
+        let claims = claim_all(&tenants, &vt).await.unwrap_or_else(|e| panic!("{e}"));
+        let writes = recorded.all().into_iter().filter(|r| r.method == http::Method::PATCH).collect();
+        (claims, writes)
+    }
+
+    fn by(manager: &str) -> Value {
+        json!([{"manager": manager, "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:labels": {(format!("f:{}", labels::TENANT)): {}}}}}])
+    }
+
+    #[tokio::test]
+    async fn re_adoption_restores_our_marker_in_the_patch_that_drops_the_orphan_one_and_stranded_namespaces_come_back()
+    {
+        let code = validate(&super::super::validate::tests::sample()).expect("valid").department_code;
+        let (claims, writes) = claims_over(vec![
+            // Retained by a deleted tenant edu of the same department.
+            json!({"name": "edu-apps", "resourceVersion": "4", "labels": {
+                (labels::TENANT): "edu", (labels::DEPARTMENT): code, (labels::ORPHANED): "true"}}),
+            // Stranded by an older version: the orphan marker gone, ours not yet back.
+            json!({"name": "edu-data", "resourceVersion": "4", "managedFields": by(labels::FIELD_MANAGER),
+                   "labels": {(labels::TENANT): "edu", (labels::DEPARTMENT): code}}),
+        ])
+        .await;
+        assert_eq!(claims.owned, ["edu-apps", "edu-data"], "conflicts: {:?}", claims.conflicts);
+        assert_eq!(claims.recovered.len(), 1, "{:?}", claims.recovered);
+        for ns in ["edu-apps", "edu-data"] {
+            let patch = writes.iter().find(|r| r.uri.split('?').next() == Some(&format!("/api/v1/namespaces/{ns}")));
+            let l = patch.map(|r| r.body["metadata"]["labels"].clone()).unwrap_or_default();
+            assert!(
+                l[labels::ORPHANED].is_null()
+                    && l.get(labels::ORPHANED).is_some()
+                    && l[labels::MANAGED_BY] == labels::MANAGER,
+                "{ns}: one patch drops the orphan marker and restores ours: {l}"
+            );
+        }
+
+        // The same labels set by someone else: not ours, and nothing written.
+        let (claims, writes) = claims_over(vec![json!({"name": "edu-apps", "resourceVersion": "4",
+            "managedFields": by("kubectl"), "labels": {(labels::TENANT): "edu", (labels::DEPARTMENT): code}})])
+        .await;
+        assert!(claims.owned.iter().all(|n| n != "edu-apps") && claims.conflicts.len() == 1, "{:?}", claims.conflicts);
+        assert!(writes.is_empty(), "{:?}", writes.iter().map(Received::line).collect::<Vec<_>>());
     }
 
     #[tokio::test]
