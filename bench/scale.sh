@@ -121,6 +121,8 @@ row "Tenant create p50 (s): with the operator's webhook" operator_tenant_create_
 row "Tenant create p99 (s): with the operator's webhook" operator_tenant_create_p99_seconds
 row "Tenant create: the webhook's own time, p50 (s)" operator_tenant_validate_p50_seconds
 row "Tenant create: the webhook's own time, p99 (s)" operator_tenant_validate_p99_seconds "bench/admission.sh: ≤ 0.05 in one department of 10,000"
+row "pod create p50 (s): floor (no webhook)" floor_pod_create_p50_seconds
+row "pod create p99 (s): floor (no webhook)" floor_pod_create_p99_seconds
 row "pod admission p50 (s)" pod_admission_p50_seconds
 row "pod admission p99 (s)" pod_admission_p99_seconds "goal ≤ 0.05"
 row "pod admission: the webhook's own time, p99 (s): mutate" pod_mutate_p99_seconds

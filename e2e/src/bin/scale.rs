@@ -342,6 +342,10 @@ async fn floor(client: &Client, n: usize) -> anyhow::Result<()> {
     quotas.reach(2 * n, "quotas enforced", start).await?;
     out("floor_seconds", format!("{:.1}", start.elapsed().as_secs_f64()));
     served(client, "floor", n).await;
+    // The same pods with no webhook: what the API server itself takes on this machine.
+    let pods = create_pods(client, n).await?;
+    out("floor_pod_create_p50_seconds", format!("{:.3}", percentile(pods.clone(), 0.5)));
+    out("floor_pod_create_p99_seconds", format!("{:.3}", percentile(pods, 0.99)));
     Ok(())
 }
 
@@ -446,6 +450,40 @@ fn ready(t: &Tenant) -> bool {
     })
 }
 
+/// Creates 200 pods in tenant namespaces one at a time, timing each create: with the
+/// operator's webhook in the operator phase, with none in the floor's (the API server's own).
+async fn create_pods(client: &Client, n: usize) -> anyhow::Result<Vec<f64>> {
+    let pod = |name: &str| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{"name": "app", "image": "registry.local/app:1",
+                    "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]
+            }
+        }))
+        .unwrap_or_default()
+    };
+    let mut admissions = Vec::new();
+    for k in 0..200usize {
+        let i = (k * 104729) % n;
+        let ns = format!("t{i:05}-data");
+        // The controller-manager creates each namespace's default ServiceAccount, which pod
+        // admission needs; at 10,000 tenants it can still be catching up. Waited for untimed.
+        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while sas.get_opt("default").await?.is_none() {
+            anyhow::ensure!(Instant::now() < deadline, "no default ServiceAccount in {ns} after 600 s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let t0 = Instant::now();
+        api.create(&PostParams::default(), &pod(&format!("bench-{k}"))).await?;
+        admissions.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(admissions)
+}
+
 async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::Result<()> {
     create_departments(client, n).await?;
     let ready_tenants = Watched::start(Api::<Tenant>::all(client.clone()), Default::default(), ready);
@@ -537,35 +575,8 @@ async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::R
     out("drift_repair_p99_seconds", format!("{:.3}", percentile(repairs, 0.99)));
 
     // Pod admission through the webhook (placement and checks), 200 pods.
-    let pod = |name: &str| -> Pod {
-        serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "spec": {
-                "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
-                "containers": [{"name": "app", "image": "registry.local/app:1",
-                    "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]
-            }
-        }))
-        .unwrap_or_default()
-    };
-    let mut admissions = Vec::new();
     let before = metrics(admin).await;
-    for k in 0..200usize {
-        let i = (k * 104729) % n;
-        let ns = format!("t{i:05}-data");
-        // The controller-manager creates each namespace's default ServiceAccount, which pod
-        // admission needs; at 10,000 tenants it can still be catching up. Waited for untimed.
-        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while sas.get_opt("default").await?.is_none() {
-            anyhow::ensure!(Instant::now() < deadline, "no default ServiceAccount in {ns} after 600 s");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let t0 = Instant::now();
-        api.create(&PostParams::default(), &pod(&format!("bench-{k}"))).await?;
-        admissions.push(t0.elapsed().as_secs_f64());
-    }
+    let admissions = create_pods(client, n).await?;
     out("pod_admission_p50_seconds", format!("{:.3}", percentile(admissions.clone(), 0.5)));
     out("pod_admission_p99_seconds", format!("{:.3}", percentile(admissions, 0.99)));
     let m = metrics(admin).await;
