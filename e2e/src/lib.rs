@@ -494,8 +494,20 @@ impl Operator {
         Self::start_args(lease, identity, env, &[]).await
     }
 
-    /// Starts a replica with extra environment and arguments.
+    /// Starts a replica with extra environment and arguments, and waits for its admin port.
     pub async fn start_args(lease: &str, identity: &str, env: &[(&str, &str)], extra: &[&str]) -> Operator {
+        let op = Self::spawn_args(lease, identity, env, extra);
+        let admin = op.admin.clone();
+        wait_for("the operator's admin port", SECONDS, || {
+            let admin = admin.clone();
+            async move { http_get(&admin, "/healthz").await.ok().filter(|b| b.contains("ok")) }
+        })
+        .await;
+        op
+    }
+
+    /// Starts a replica and returns at once (one that may stop before it answers).
+    pub fn spawn_args(lease: &str, identity: &str, env: &[(&str, &str)], extra: &[&str]) -> Operator {
         let port = free_port();
         let logs = std::env::var_os("ZHENGYUN_E2E_LOGS").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
         std::fs::create_dir_all(&logs).expect("log directory");
@@ -526,14 +538,7 @@ impl Operator {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e} (build it with cargo build)", operator_bin().display()));
-        let op = Operator { child: Some(child), identity: identity.into(), admin: format!("127.0.0.1:{port}"), log };
-        let admin = op.admin.clone();
-        wait_for("the operator's admin port", SECONDS, || {
-            let admin = admin.clone();
-            async move { http_get(&admin, "/healthz").await.ok().filter(|b| b.contains("ok")) }
-        })
-        .await;
-        op
+        Operator { child: Some(child), identity: identity.into(), admin: format!("127.0.0.1:{port}"), log }
     }
 
     /// The operator's `/metrics` text.

@@ -131,7 +131,11 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     };
     let crash = zhengyun::crash_point::CrashPointLayer::from_env();
     if let Some((after, matching)) = crash.armed() {
-        tracing::warn!(after, matching, "crash point armed (a test): aborting after that many matching writes");
+        tracing::warn!(
+            after,
+            matching,
+            "crash point armed (a test): the process exits after that many matching writes"
+        );
     }
     let client = kube::client::ClientBuilder::try_from(config.clone())?.with_layer(&layer).with_layer(&crash).build();
     let ctx = Context::new(client.clone(), &identity, metrics.clone(), &args.lease_namespace);

@@ -18,33 +18,57 @@ use tower::{Layer, Service};
 /// Whether the API server is answering, as the requests show it.
 #[derive(Default)]
 pub struct Outage {
-    /// Since when it has not answered, how many requests failed meanwhile.
-    down: Mutex<Option<(std::time::Instant, u64)>>,
+    down: Mutex<Option<Down>>,
 }
+
+struct Down {
+    since: std::time::Instant,
+    last_failure: std::time::Instant,
+    failed: u64,
+}
+
+/// How long requests must have stopped failing before an outage counts as over: a service that
+/// fails every other request is one outage, not a WARN and an INFO per request.
+const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Outage {
     /// A request the API server did not answer (no connection, or 503): WARN on the first;
     /// whether it logged.
     pub fn failed(&self, why: &dyn std::fmt::Display) -> bool {
         let Ok(mut d) = self.down.lock() else { return false };
+        let now = std::time::Instant::now();
         match d.as_mut() {
-            Some((_, n)) => {
-                *n += 1;
+            Some(down) => {
+                down.failed += 1;
+                down.last_failure = now;
                 false
             }
             None => {
-                *d = Some((std::time::Instant::now(), 1));
+                *d = Some(Down { since: now, last_failure: now, failed: 1 });
                 tracing::warn!(error = %why, "the API server does not answer; requests failing meanwhile are counted, not logged");
                 true
             }
         }
     }
 
-    /// A request it answered: INFO once when that ends an outage; how many requests failed in it.
+    /// A request it answered: INFO once when that ends an outage (no failure for [`QUIET`]);
+    /// how many requests failed in it.
     pub fn answered(&self) -> Option<u64> {
-        let (since, failed) = self.down.lock().ok()?.take()?;
-        tracing::info!(seconds = since.elapsed().as_secs_f64(), failed, "the API server answers again");
-        Some(failed)
+        self.answered_at(std::time::Instant::now())
+    }
+
+    fn answered_at(&self, now: std::time::Instant) -> Option<u64> {
+        let mut d = self.down.lock().ok()?;
+        if now.saturating_duration_since(d.as_ref()?.last_failure) < QUIET {
+            return None;
+        }
+        let down = d.take()?;
+        tracing::info!(
+            seconds = now.saturating_duration_since(down.since).as_secs_f64(),
+            failed = down.failed,
+            "the API server answers again"
+        );
+        Some(down.failed)
     }
 }
 
@@ -121,11 +145,14 @@ mod tests {
     #[test]
     fn an_outage_is_one_warning_and_one_summary_however_many_requests_fail() {
         let o = Outage::default();
-        assert_eq!(o.answered(), None, "no outage, nothing to say");
+        let later = || std::time::Instant::now() + QUIET * 2;
+        assert_eq!(o.answered_at(later()), None, "no outage, nothing to say");
         let logged: Vec<bool> = (0..500).map(|_| o.failed(&"connection refused")).collect();
         assert_eq!(logged.iter().filter(|l| **l).count(), 1);
-        assert_eq!(o.answered(), Some(500));
-        assert_eq!(o.answered(), None, "said once");
+        assert_eq!(o.answered(), None, "answers between failures do not end it");
+        assert!(!o.failed(&"503"), "still the same outage");
+        assert_eq!(o.answered_at(later()), Some(501));
+        assert_eq!(o.answered_at(later()), None, "said once");
         assert!(o.failed(&"connection refused"), "a new outage is told again");
     }
 }

@@ -250,7 +250,10 @@ impl Watched {
     where
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
     {
-        use kube::runtime::watcher::{Event, watcher};
+        use kube::runtime::{
+            WatchStreamExt,
+            watcher::{Event, watcher},
+        };
         let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let shown = count.clone();
         let task = tokio::spawn(async move {
@@ -258,7 +261,7 @@ impl Watched {
                 format!("{}/{}", o.meta().namespace.as_deref().unwrap_or(""), o.meta().name.as_deref().unwrap_or(""))
             };
             let (mut seen, mut listing) = (std::collections::HashMap::new(), std::collections::HashMap::new());
-            let mut events = std::pin::pin!(watcher(api, config));
+            let mut events = std::pin::pin!(watcher(api, config).default_backoff());
             while let Some(event) = events.next().await {
                 match event {
                     Ok(Event::Apply(o)) => {
@@ -340,6 +343,7 @@ async fn floor(client: &Client, n: usize) -> anyhow::Result<()> {
     out("floor_written_seconds", format!("{:.1}", written.as_secs_f64()));
     out("floor_objects", objects);
     quotas.reach(2 * n, "quotas enforced", start).await?;
+    drop(quotas);
     out("floor_seconds", format!("{:.1}", start.elapsed().as_secs_f64()));
     served(client, "floor", n).await;
     // The same pods with no webhook: what the API server itself takes on this machine.

@@ -22,7 +22,7 @@ use zhengyun::{
     api::{DeletionPolicy, Tenant},
     crash_point::{AFTER_WRITES, MATCHING},
 };
-use zhengyun_e2e::{Operator, SECONDS, apply_tenant, client, wait_for, wait_ready};
+use zhengyun_e2e::{Operator, SECONDS, apply_tenant, client, delete_tenants, namespaces_named, wait_for, wait_ready};
 
 use crate::faults::{exactly_their_children, faulty_tenant};
 
@@ -61,8 +61,9 @@ impl Flow {
     }
 }
 
-async fn start(env: &[(&str, &str)]) -> Operator {
-    Operator::start_args(LEASE, IDENTITY, env, &ONLY_TENANTS).await
+/// A steady replica, once it answers.
+async fn start() -> Operator {
+    Operator::start_args(LEASE, IDENTITY, &[], &ONLY_TENANTS).await
 }
 
 async fn gone(client: &Client, name: &str) -> Option<()> {
@@ -81,7 +82,7 @@ async fn prepare(client: &Client, flow: Flow, name: &str) {
     if flow == Flow::Create {
         return;
     }
-    let mut op = start(&[]).await;
+    let mut op = start().await;
     apply_tenant(client, &faulty_tenant(name, flow.policy())).await;
     wait_ready(client, name).await;
     if flow == Flow::Readopt {
@@ -178,9 +179,12 @@ async fn walk(client: &Client, flow: Flow) -> usize {
     for n in 1.. {
         let name = format!("crash{}{n:02}", flow.code());
         prepare(client, flow, &name).await;
-        let after = n.to_string();
-        let mut op = start(&[(AFTER_WRITES, &after), (MATCHING, &name)]).await;
+        // The user acts while no operator runs, so the replica's first round is the flow's
+        // (a deleted tenant waits on its finalizer); it may stop before it ever answers.
         act(client, flow, &name).await;
+        let after = n.to_string();
+        let env = [(AFTER_WRITES, after.as_str()), (MATCHING, name.as_str())];
+        let mut op = Operator::spawn_args(LEASE, IDENTITY, &env, &ONLY_TENANTS);
         // Until the process stops at its N-th write, or the flow ends without it.
         let crashed = wait_for(&format!("{flow:?}: write {n} or the end"), SECONDS, || {
             let (client, name) = (client.clone(), name.clone());
@@ -205,7 +209,7 @@ async fn walk(client: &Client, flow: Flow) -> usize {
             println!("{flow:?}: {} crash points, all passed", n - 1);
             return n - 1;
         }
-        let mut fresh = start(&[]).await;
+        let mut fresh = start().await;
         wait_for(&format!("{flow:?}: the flow finished after a crash at write {n}"), SECONDS, || {
             let (client, name) = (client.clone(), name.clone());
             async move { finished(&client, flow, &name).await.then_some(()) }
@@ -227,4 +231,14 @@ async fn crash_points_a_kill_after_any_write_of_a_tenant_flow_never_strands_it()
     println!("crash points walked: {points:?}");
     // A flow with no write would walk nothing: each of these writes, so each has points.
     assert!(points.iter().all(|(_, n)| *n > 0), "{points:?}");
+
+    // Leave the shared cluster as found: the tenants go (finalized by a steady replica), then
+    // every namespace they left, not waited for.
+    let mut op = start().await;
+    delete_tenants(&client, "crash").await;
+    op.stop().await;
+    let api: Api<Namespace> = Api::all(client.clone());
+    for ns in namespaces_named(&client, "crash").await {
+        let _ = api.delete(&ns, &DeleteParams::default()).await;
+    }
 }

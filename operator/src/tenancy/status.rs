@@ -138,6 +138,8 @@ pub fn compute(r: &Round) -> Outcome {
     }
     let in_place = ns_ok && r.zone_problem.is_none() && r.failures.is_empty();
     let ready = in_place && enforced;
+    // A department problem does not hold the tenant back, but it is worth saying at once.
+    let department_ok = r.department.as_ref().is_none_or(|d| d.ok);
     let (reason, message) = if ready {
         ("Ready", "everything the tenant needs is in place".to_string())
     } else if !r.failures.is_empty() {
@@ -150,7 +152,13 @@ pub fn compute(r: &Round) -> Outcome {
         ("Progressing", "converging".to_string())
     };
     conds.insert(0, Cond::new("Ready", ready, reason, message));
-    Outcome { conditions: conds, quota: quota_status, used, ready, awaits_quota_only: in_place && !enforced }
+    Outcome {
+        conditions: conds,
+        quota: quota_status,
+        used,
+        ready,
+        awaits_quota_only: in_place && department_ok && !enforced,
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +219,10 @@ mod tests {
         assert!(o.awaits_quota_only);
         let o = compute(&Round { quotas: &pending_quota, failures: &failures, ..round.clone() });
         assert!(!o.awaits_quota_only, "a refused child is worth saying at once");
+        let lost =
+            Cond::new("Department", false, "DepartmentNotFound", "spec.department.code: no Department has code X");
+        let o = compute(&Round { quotas: &pending_quota, department: Some(lost), ..round.clone() });
+        assert!(!o.awaits_quota_only, "so is a department that does not exist");
 
         // The zone's word comes through.
         let o =
