@@ -3,20 +3,14 @@
 //! The crash-point test (e2e `crash_points.rs`) walks N over every write of a flow and checks
 //! that a fresh operator finishes what the dead one left.
 //!
-//! Set by two environment variables, read once at start; without them the layer only passes
-//! requests through. Whoever sets an operator's environment can stop it anyway.
+//! Set by two environment variables, read once at start; without them it does nothing. The
+//! client's request layer (`rest_metrics`) asks it about each request. Whoever sets an
+//! operator's environment can stop it anyway.
 
-use std::{
-    future::Future,
-    pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    task::{Context, Poll},
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
 };
-
-use tower::{Layer, Service};
 
 /// How many matching writes to let through; the process exits once the last of them is
 /// answered.
@@ -26,8 +20,10 @@ pub const AFTER_WRITES: &str = "ZHENGYUN_CRASH_AFTER_WRITES";
 /// Event (whose path may hold the text too).
 pub const MATCHING: &str = "ZHENGYUN_CRASH_WRITES_MATCHING";
 
+/// The crash point, if armed; the client's request layer ([`crate::rest_metrics`]) asks it
+/// about every request.
 #[derive(Clone, Default)]
-pub struct CrashPointLayer {
+pub struct CrashPoint {
     at: Option<Arc<Point>>,
 }
 
@@ -37,31 +33,45 @@ struct Point {
     seen: AtomicUsize,
 }
 
-impl CrashPointLayer {
+/// A request that counts, waiting for its answer.
+pub struct Counted {
+    point: Arc<Point>,
+    what: String,
+}
+
+impl CrashPoint {
     /// From the environment: inert unless [`AFTER_WRITES`] holds a number.
     pub fn from_env() -> Self {
         let after = std::env::var(AFTER_WRITES).ok().and_then(|v| v.trim().parse::<usize>().ok());
         let matching = std::env::var(MATCHING).unwrap_or_default();
-        CrashPointLayer { at: after.map(|after| Arc::new(Point { after, matching, seen: AtomicUsize::new(0) })) }
+        CrashPoint { at: after.map(|after| Arc::new(Point { after, matching, seen: AtomicUsize::new(0) })) }
     }
 
     pub fn armed(&self) -> Option<(usize, &str)> {
         self.at.as_ref().map(|p| (p.after, p.matching.as_str()))
     }
-}
 
-impl<S> Layer<S> for CrashPointLayer {
-    type Service = CrashPoint<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        CrashPoint { inner, at: self.at.clone() }
+    /// Whether a request counts (`None` when unarmed or when it does not).
+    pub fn watch(&self, method: &http::Method, path: &str) -> Option<Counted> {
+        let point = self.at.as_ref().filter(|p| counts(method, path, &p.matching))?;
+        Some(Counted { point: point.clone(), what: format!("{method} {path}") })
     }
 }
 
-#[derive(Clone)]
-pub struct CrashPoint<S> {
-    inner: S,
-    at: Option<Arc<Point>>,
+impl Counted {
+    /// The API server answered it: the process exits if that was the last write let through.
+    pub fn answered(self, success: bool) {
+        if !success {
+            return;
+        }
+        let n = self.point.seen.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= self.point.after {
+            // No destructor, no graceful step (the lease is not released): as after
+            // `kill -9`, and no core file.
+            eprintln!("crash point: stopping after write {n}: {}", self.what);
+            std::process::exit(137);
+        }
+    }
 }
 
 fn counts(method: &http::Method, path: &str, matching: &str) -> bool {
@@ -70,44 +80,6 @@ fn counts(method: &http::Method, path: &str, matching: &str) -> bool {
         _ if path.contains("/events") => false,
         http::Method::POST => path == "/api/v1/namespaces" || path.contains(matching),
         _ => path.contains(matching),
-    }
-}
-
-impl<S, B, RB> Service<http::Request<B>> for CrashPoint<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let counted = self
-            .at
-            .clone()
-            .filter(|p| counts(req.method(), req.uri().path(), &p.matching))
-            .map(|p| (p, format!("{} {}", req.method(), req.uri().path())));
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let res = fut.await;
-            if let (Some((p, what)), Ok(r)) = (counted, &res)
-                && r.status().is_success()
-            {
-                let n = p.seen.fetch_add(1, Ordering::SeqCst) + 1;
-                if n >= p.after {
-                    // No destructor, no graceful step (the lease is not released): as after
-                    // `kill -9`, and no core file.
-                    eprintln!("crash point: stopping after write {n}: {what}");
-                    std::process::exit(137);
-                }
-            }
-            res
-        })
     }
 }
 

@@ -124,12 +124,7 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     let agent = format!("zhengyun-operator/{} ({identity})", env!("CARGO_PKG_VERSION"));
     config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_str(&agent)?));
     let host = config.cluster_url.host().unwrap_or("unknown").to_string();
-    let layer = zhengyun::rest_metrics::RestMetricsLayer {
-        requests: metrics.rest_requests.clone(),
-        host,
-        outage: Default::default(),
-    };
-    let crash = zhengyun::crash_point::CrashPointLayer::from_env();
+    let crash = zhengyun::crash_point::CrashPoint::from_env();
     if let Some((after, matching)) = crash.armed() {
         tracing::warn!(
             after,
@@ -137,7 +132,13 @@ async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
             "crash point armed (a test): the process exits after that many matching writes"
         );
     }
-    let client = kube::client::ClientBuilder::try_from(config.clone())?.with_layer(&layer).with_layer(&crash).build();
+    let layer = zhengyun::rest_metrics::RestMetricsLayer {
+        requests: metrics.rest_requests.clone(),
+        host,
+        outage: Default::default(),
+        crash,
+    };
+    let client = kube::client::ClientBuilder::try_from(config.clone())?.with_layer(&layer).build();
     let ctx = Context::new(client.clone(), &identity, metrics.clone(), &args.lease_namespace);
     if let Some(image) = &args.gateway_image {
         let _ = ctx.gateway_image.set(image.clone());

@@ -78,13 +78,21 @@ pub struct RestMetricsLayer {
     pub requests: IntCounterVec,
     pub host: String,
     pub outage: Arc<Outage>,
+    /// A test's crash point (inert unless armed).
+    pub crash: crate::crash_point::CrashPoint,
 }
 
 impl<S> Layer<S> for RestMetricsLayer {
     type Service = RestMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RestMetrics { inner, requests: self.requests.clone(), host: self.host.clone(), outage: self.outage.clone() }
+        RestMetrics {
+            inner,
+            requests: self.requests.clone(),
+            host: self.host.clone(),
+            outage: self.outage.clone(),
+            crash: self.crash.clone(),
+        }
     }
 }
 
@@ -94,6 +102,7 @@ pub struct RestMetrics<S> {
     requests: IntCounterVec,
     host: String,
     outage: Arc<Outage>,
+    crash: crate::crash_point::CrashPoint,
 }
 
 impl<S, B, RB> Service<http::Request<B>> for RestMetrics<S>
@@ -115,9 +124,13 @@ where
         let requests = self.requests.clone();
         let host = self.host.clone();
         let outage = self.outage.clone();
+        let counted = self.crash.watch(req.method(), req.uri().path());
         let fut = self.inner.call(req);
         Box::pin(async move {
             let res = fut.await;
+            if let Some(c) = counted {
+                c.answered(res.as_ref().is_ok_and(|r| r.status().is_success()));
+            }
             let code = match &res {
                 Ok(r) if r.status() == http::StatusCode::SERVICE_UNAVAILABLE => {
                     let _ = outage.failed(&r.status());
