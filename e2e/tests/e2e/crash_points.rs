@@ -174,9 +174,10 @@ async fn settled_right(client: &Client, flow: Flow, name: &str) {
     }
 }
 
-/// Walks every crash point of `flow`: the number of points, all passed.
-async fn walk(client: &Client, flow: Flow) -> usize {
-    for n in 1.. {
+/// Walks the crash points of `flow`, every `stride`-th: the number of points the flow has (to
+/// within `stride`), all walked passed.
+async fn walk(client: &Client, flow: Flow, stride: usize) -> usize {
+    for n in (1..).step_by(stride) {
         let name = format!("crash{}{n:02}", flow.code());
         prepare(client, flow, &name).await;
         // The user acts while no operator runs, so the replica's first round is the flow's
@@ -225,8 +226,14 @@ async fn walk(client: &Client, flow: Flow) -> usize {
 async fn crash_points_a_kill_after_any_write_of_a_tenant_flow_never_strands_it() {
     let client = client().await;
     let mut points = Vec::new();
-    for flow in [Flow::Create, Flow::Readopt, Flow::DeleteRetain, Flow::DeleteDelete] {
-        points.push((flow, walk(&client, flow).await));
+    // Every point of the deletions; every other point of the two long flows (16 and 26 points
+    // when all were walked), which keeps the suite's time in bounds. ZHENGYUN_CRASH_STRIDE=1
+    // walks them all.
+    let long: usize = std::env::var("ZHENGYUN_CRASH_STRIDE").ok().and_then(|s| s.parse().ok()).unwrap_or(2).max(1);
+    for (flow, stride) in
+        [(Flow::Create, long), (Flow::Readopt, long), (Flow::DeleteRetain, 1), (Flow::DeleteDelete, 1)]
+    {
+        points.push((flow, walk(&client, flow, stride).await));
     }
     println!("crash points walked: {points:?}");
     // A flow with no write would walk nothing: each of these writes, so each has points.
