@@ -260,24 +260,18 @@ impl Watched {
             let key = |o: &K| {
                 format!("{}/{}", o.meta().namespace.as_deref().unwrap_or(""), o.meta().name.as_deref().unwrap_or(""))
             };
-            let (mut seen, mut listing) = (std::collections::HashMap::new(), std::collections::HashMap::new());
+            let mut tally = Tally::default();
             let mut events = std::pin::pin!(watcher(api, config).default_backoff());
             while let Some(event) = events.next().await {
                 match event {
-                    Ok(Event::Apply(o)) => {
-                        seen.insert(key(&o), ok(&o));
-                    }
-                    Ok(Event::Delete(o)) => {
-                        seen.remove(&key(&o));
-                    }
-                    Ok(Event::Init) => listing.clear(),
-                    Ok(Event::InitApply(o)) => {
-                        listing.insert(key(&o), ok(&o));
-                    }
-                    Ok(Event::InitDone) => seen = std::mem::take(&mut listing),
+                    Ok(Event::Apply(o)) => tally.set(key(&o), Some(ok(&o))),
+                    Ok(Event::Delete(o)) => tally.set(key(&o), None),
+                    Ok(Event::Init) => tally.relist(),
+                    Ok(Event::InitApply(o)) => tally.listed(key(&o), ok(&o)),
+                    Ok(Event::InitDone) => tally.relisted(),
                     Err(_) => continue,
                 }
-                shown.store(seen.values().filter(|v| **v).count(), std::sync::atomic::Ordering::Relaxed);
+                shown.store(tally.passing, std::sync::atomic::Ordering::Relaxed);
             }
         });
         Watched { count, task }
@@ -290,6 +284,40 @@ impl Watched {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         Ok(())
+    }
+}
+
+/// Whether each object passes, and how many do: kept as events come, not recounted (tens of
+/// thousands of events over tens of thousands of objects, on the machine under test).
+#[derive(Default)]
+struct Tally {
+    seen: std::collections::HashMap<String, bool>,
+    listing: std::collections::HashMap<String, bool>,
+    passing: usize,
+}
+
+impl Tally {
+    /// An object changed (`Some(passes)`) or went (`None`).
+    fn set(&mut self, key: String, passes: Option<bool>) {
+        let was = match passes {
+            Some(p) => self.seen.insert(key, p),
+            None => self.seen.remove(&key),
+        };
+        self.passing = self.passing + usize::from(passes == Some(true)) - usize::from(was == Some(true));
+    }
+
+    fn relist(&mut self) {
+        self.listing.clear();
+    }
+
+    fn listed(&mut self, key: String, passes: bool) {
+        self.listing.insert(key, passes);
+    }
+
+    /// A relist is complete: it replaces what was seen.
+    fn relisted(&mut self) {
+        self.seen = std::mem::take(&mut self.listing);
+        self.passing = self.seen.values().filter(|p| **p).count();
     }
 }
 
@@ -958,5 +986,29 @@ mod memory {
         println!("memory_heap_kib {}", rss_kib());
         drop(keep);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn the_tally_follows_changes_deletions_and_relists() {
+        let mut t = Tally::default();
+        t.set("a".into(), Some(false));
+        t.set("b".into(), Some(true));
+        assert_eq!(t.passing, 1);
+        t.set("a".into(), Some(true));
+        t.set("a".into(), Some(true));
+        assert_eq!(t.passing, 2, "a passing object seen again counts once");
+        t.set("b".into(), Some(false));
+        t.set("a".into(), None);
+        assert_eq!(t.passing, 0);
+        t.relist();
+        t.listed("c".into(), true);
+        assert_eq!(t.passing, 0, "a relist counts once complete");
+        t.relisted();
+        assert_eq!((t.passing, t.seen.len()), (1, 1));
     }
 }
