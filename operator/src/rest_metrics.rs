@@ -7,10 +7,12 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
 };
-
-use std::sync::{Arc, Mutex};
 
 use prometheus::IntCounterVec;
 use tower::{Layer, Service};
@@ -18,6 +20,9 @@ use tower::{Layer, Service};
 /// Whether the API server is answering, as the requests show it.
 #[derive(Default)]
 pub struct Outage {
+    /// Whether `down` holds an outage: every answered request reads it, and only a request
+    /// answered during an outage takes the lock.
+    is_down: AtomicBool,
     down: Mutex<Option<Down>>,
 }
 
@@ -45,6 +50,7 @@ impl Outage {
             }
             None => {
                 *d = Some(Down { since: now, last_failure: now, failed: 1 });
+                self.is_down.store(true, Ordering::Release);
                 tracing::warn!(error = %why, "the API server does not answer; requests failing meanwhile are counted, not logged");
                 true
             }
@@ -58,11 +64,15 @@ impl Outage {
     }
 
     fn answered_at(&self, now: std::time::Instant) -> Option<u64> {
+        if !self.is_down.load(Ordering::Acquire) {
+            return None;
+        }
         let mut d = self.down.lock().ok()?;
         if now.saturating_duration_since(d.as_ref()?.last_failure) < QUIET {
             return None;
         }
         let down = d.take()?;
+        self.is_down.store(false, Ordering::Release);
         tracing::info!(
             seconds = now.saturating_duration_since(down.since).as_secs_f64(),
             failed = down.failed,
