@@ -127,9 +127,13 @@ pub fn is_watch(r: &Received) -> bool {
     r.method == Method::GET && r.uri.contains("watch=true")
 }
 
-/// Whether a request is a watcher's LIST (paged).
+/// Whether a request is a LIST: a watcher's (paged) or a round's (by selector).
 pub fn is_list(r: &Received) -> bool {
-    r.method == Method::GET && !is_watch(r) && r.uri.contains("limit=")
+    // The stores list in pages (`limit`); a round lists by selector. A GET of one object has
+    // neither.
+    r.method == Method::GET
+        && !is_watch(r)
+        && ["limit=", "labelSelector=", "fieldSelector="].iter().any(|q| r.uri.contains(q))
 }
 
 /// A fake cluster: a LIST (or any GET) of a collection path in `lists` answers its items (any

@@ -1254,17 +1254,19 @@ mod tests {
     }
 
     async fn round(refuse: fn(&Received) -> bool) -> (Result<Action>, Vec<String>) {
-        round_of(refuse, None).await
+        let (result, writes, _) = round_of(refuse, None).await;
+        (result, writes)
     }
 
-    /// A first round of the sample tenant, created at `created`.
+    /// A first round of the sample tenant, created at `created`: its result, its writes and the
+    /// metrics after it.
     async fn round_of(
         refuse: fn(&Received) -> bool,
         created: Option<jiff::Timestamp>,
-    ) -> (Result<Action>, Vec<String>) {
+    ) -> (Result<Action>, Vec<String>, String) {
         let (client, recorded) = fake_api::serve(cluster(refuse));
         let ctx = Context::new(client, "test", Arc::new(crate::metrics::Metrics::new()), "zhengyun-system");
-        let tenants = controller(ctx.clone(), Arc::new(super::super::metrics::TenantMetrics::unregistered()));
+        let tenants = controller(ctx.clone(), super::super::metrics::TenantMetrics::new(&ctx.metrics));
         let hub = &ctx.watches;
         let reads = <Tenants as crate::controller::Reconciler>::reads(hub);
         tokio::time::timeout(Duration::from_secs(10), crate::watch::all_ready(&reads)).await.expect("stores listed");
@@ -1279,7 +1281,7 @@ mod tests {
             .filter(|r| !fake_api::is_watch(r) && !fake_api::is_list(r) && r.method != http::Method::GET)
             .map(Received::line)
             .collect();
-        (result, writes)
+        (result, writes, ctx.metrics.render())
     }
 
     #[tokio::test]
@@ -1316,17 +1318,20 @@ mod tests {
     async fn a_new_tenant_waiting_only_on_the_quota_controller_gets_no_status_until_patience_runs_out() {
         let status = "PATCH /apis/zhengyun.io/v1alpha1/tenants/edu/status";
         // The fake API server never enforces a quota: everything else is in place.
-        let (result, writes) = round_of(|_| false, Some(jiff::Timestamp::now())).await;
+        let (result, writes, metrics) = round_of(|_| false, Some(jiff::Timestamp::now())).await;
         assert!(result.is_ok(), "{result:?}");
         assert!(writes.iter().any(|w| w.contains("/resourcequotas/")), "{writes:#?}");
         assert!(!writes.iter().any(|w| w == status), "a Pending first status was written: {writes:#?}");
+        // Meanwhile the metric says it.
+        let waiting = "zhengyun_tenant_conditions{status=\"False\",type=\"QuotaReady\"} 1";
+        assert!(metrics.contains(waiting), "{metrics}");
 
         let long_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(QUOTA_PATIENCE.as_secs() as i64 + 60);
-        let (_, writes) = round_of(|_| false, Some(long_ago)).await;
+        let (_, writes, _) = round_of(|_| false, Some(long_ago)).await;
         assert!(writes.iter().any(|w| w == status), "past patience the wait is said: {writes:#?}");
 
         // A refusal is said at once, however young the tenant.
-        let (_, writes) = round_of(|r| r.uri.contains("/clusterroles/"), Some(jiff::Timestamp::now())).await;
+        let (_, writes, _) = round_of(|r| r.uri.contains("/clusterroles/"), Some(jiff::Timestamp::now())).await;
         assert!(writes.iter().any(|w| w == status), "{writes:#?}");
     }
 
@@ -1338,22 +1343,8 @@ mod tests {
             // As a Namespace: the stores read its metadata, a write answers the whole object.
             .map(|m| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": m}))
             .collect();
-        // The children re-adoption relabels: none in these namespaces.
-        let mut lists: Vec<(&'static str, Vec<Value>)> = vec![("/api/v1/namespaces", items)];
-        for ns in [
-            "/api/v1/namespaces/edu-apps/resourcequotas",
-            "/api/v1/namespaces/edu-apps/limitranges",
-            "/apis/networking.k8s.io/v1/namespaces/edu-apps/networkpolicies",
-            "/apis/zhengyun.io/v1alpha1/namespaces/edu-apps/smcertificates",
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/edu-apps/rolebindings",
-            "/api/v1/namespaces/edu-data/resourcequotas",
-            "/api/v1/namespaces/edu-data/limitranges",
-            "/apis/networking.k8s.io/v1/namespaces/edu-data/networkpolicies",
-            "/apis/zhengyun.io/v1alpha1/namespaces/edu-data/smcertificates",
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/edu-data/rolebindings",
-        ] {
-            lists.push((ns, Vec::new()));
-        }
+        // The children re-adoption relabels are listed by selector: none here.
+        let lists: Vec<(&'static str, Vec<Value>)> = vec![("/api/v1/namespaces", items)];
         let (ctx, recorded) = fake_api::context(lists);
         let tenants = controller(ctx.clone(), Arc::new(super::super::metrics::TenantMetrics::unregistered()));
         fake_api::listed(&[&ctx.watches.namespaces as &dyn crate::watch::Ready]).await;
