@@ -289,3 +289,20 @@ fn exit_by_deadline() {
         std::process::exit(1);
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubes_line_per_failed_request_is_off_unless_asked_for() {
+        let off = format!("{KUBE_REQUEST_LOG}=off");
+        for spec in [DEFAULT_LOG, "info", "debug,zhengyun=trace"] {
+            let f = log_filter(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
+            assert!(f.to_string().contains(&off), "{spec}: {f}");
+        }
+        let asked = log_filter(&format!("info,{KUBE_REQUEST_LOG}=error")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!asked.to_string().contains(&off), "{asked}");
+        assert!(log_filter("info,=[").is_err(), "a bad filter is refused, not ignored");
+    }
+}

@@ -22,7 +22,9 @@ use zhengyun::{
     api::{DeletionPolicy, Tenant},
     crash_point::{AFTER_WRITES, MATCHING},
 };
-use zhengyun_e2e::{Operator, SECONDS, apply_tenant, client, delete_tenants, namespaces_named, wait_for, wait_ready};
+use zhengyun_e2e::{
+    Operator, SECONDS, apply_tenant, client, condition, delete_tenants, namespaces_named, wait_for, wait_ready,
+};
 
 use crate::faults::{exactly_their_children, faulty_tenant};
 
@@ -107,10 +109,8 @@ async fn finished(client: &Client, flow: Flow, name: &str) -> bool {
     match flow {
         Flow::Create | Flow::Readopt => {
             let Ok(t) = Api::<Tenant>::all(client.clone()).get(name).await else { return false };
-            t.status.as_ref().is_some_and(|s| {
-                s.observed_generation == t.metadata.generation
-                    && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-            })
+            let fresh = t.status.as_ref().is_some_and(|s| s.observed_generation == t.metadata.generation);
+            fresh && condition(&t, "Ready").is_some_and(|c| c.0 == "True")
         }
         Flow::DeleteRetain | Flow::DeleteDelete => gone(client, name).await.is_some(),
     }
