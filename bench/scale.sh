@@ -113,6 +113,9 @@ row "peak RSS (MiB)" peak_rss_mib "goal ≤ 300 at 10,000"
 row "RSS after the idle window (MiB)" idle_rss_mib ""
 row "heap then: live objects (MiB, jemalloc allocated)" heap_allocated_mib ""
 row "heap then: resident (MiB, jemalloc resident)" heap_resident_mib ""
+row "/metrics once every tenant is Ready: series" metrics_series "before: about 14 a tenant"
+row "/metrics once every tenant is Ready: KiB" metrics_kib "before: 2.1 MB at 2,000"
+row "/metrics once every tenant is Ready: scrape (s)" metrics_scrape_seconds ""
 row "drift repair p50 (s)" drift_repair_p50_seconds
 row "drift repair p99 (s)" drift_repair_p99_seconds "goal ≤ 1 at 1,000; before 2–29+"
 row "Tenant create p50 (s): floor (no webhook)" floor_tenant_create_p50_seconds

@@ -147,7 +147,8 @@ def main():
     categories = sorted({labels["category"] for _, s in samples for labels, _ in s.get("zhengyun_reconcile_errors_total", [])})
     for c in categories:
         ax.plot(*rate("zhengyun_reconcile_errors_total", category=c), label=c)
-    ready = [value(s, "zhengyun_tenant_ready") for _, s in samples]
+    ready = [value(s, "zhengyun_tenants") - value(s, "zhengyun_tenant_conditions", type="Ready", status="False")
+             for _, s in samples]
     count = [value(s, "zhengyun_tenants") for _, s in samples]
     ax2 = ax.twinx()
     ax2.step([t for t, _ in samples], count, color="gray", where="post", label="tenants")

@@ -10,6 +10,8 @@ venv=${ZHENGYUN_CACHE:-$HOME/.cache/zhengyun}/venv-matplotlib
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q matplotlib==3.10.* >/dev/null
 export ZHENGYUN_ADMIN_ADDR=127.0.0.1:${ADMIN_PORT:-18089}
+# Every sample tenant's quota curve, not only those near their limits.
+export ZHENGYUN_TENANT_SERIES=all
 hack/up.sh --detach >/dev/null
 trap 'hack/down.sh >/dev/null' EXIT
 # shellcheck disable=SC1091

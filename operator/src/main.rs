@@ -114,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: RunArgs, reload: LogReload) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let concern_metrics = manager::ConcernMetrics::new(&metrics);
+    let concern_metrics = manager::ConcernMetrics::new(&metrics, args.tenant_series);
     let identity = args.identity.clone().unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "zhengyun".into());
         format!("{host}-{}", std::process::id())

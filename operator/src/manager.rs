@@ -58,10 +58,11 @@ pub struct ConcernMetrics {
 }
 
 impl ConcernMetrics {
-    /// Defines every concern's metrics into `m`'s registry.
-    pub fn new(m: &crate::metrics::Metrics) -> Self {
+    /// Defines every concern's metrics into `m`'s registry; `tenant_series` says which tenants
+    /// have series of their own.
+    pub fn new(m: &crate::metrics::Metrics, tenant_series: tenancy::series::Scope) -> Self {
         ConcernMetrics {
-            tenants: tenancy::metrics::TenantMetrics::new(m),
+            tenants: tenancy::metrics::TenantMetrics::scoped(m, tenant_series),
             channels: channels::metrics::ChannelMetrics::new(m),
             certificates: certificates::metrics::CertificateMetrics::new(m),
             rooms: rooms::metrics::RoomMetrics::new(m),
@@ -69,6 +70,11 @@ impl ConcernMetrics {
             gateway_problems: gateways::reconcile::problems_metric(m),
             gate_failures: gate::events::failures_metric(m),
         }
+    }
+
+    /// The tenant controller's metrics (the benchmarks fill them without a controller).
+    pub fn tenants(&self) -> &Arc<tenancy::metrics::TenantMetrics> {
+        &self.tenants
     }
 }
 

@@ -580,6 +580,13 @@ async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::R
         out(&format!("heap_{state}_mib"), format!("{:.0}", bytes / 1024.0 / 1024.0));
     }
 
+    // What one scrape of /metrics carries once every tenant is Ready (issue 32).
+    let t0 = Instant::now();
+    let m = metrics(admin).await;
+    out("metrics_scrape_seconds", format!("{:.3}", t0.elapsed().as_secs_f64()));
+    out("metrics_kib", format!("{:.0}", m.len() as f64 / 1024.0));
+    out("metrics_series", series_count(&m));
+
     // Drift: delete a tenant's default-deny policy and time its return, 50 times over. The
     // webhook refuses that to everyone but Kubernetes' own controllers, so act as one.
     let mut config = kube::Config::infer().await?;
@@ -627,11 +634,64 @@ async fn operator(client: &Client, n: usize, pid: u32, admin: &str) -> anyhow::R
     Ok(())
 }
 
+/// Samples in a text-format scrape (lines that are neither comments nor blank).
+fn series_count(text: &str) -> usize {
+    text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).count()
+}
+
+/// `metrics N...` (bench/metrics.sh): the operator's whole registry, as `run` builds it, with N
+/// tenants' rows filled as a converged cloud's, rendered as a scrape renders it; in both scopes,
+/// with every tenant healthy and with 5% of them needing attention. No cluster: the tenant rows
+/// are what set the size (bench/scale.sh reads a real operator's at its sizes).
+fn metrics_sizes(sizes: &[usize]) {
+    use zhengyun::tenancy::series::Scope;
+    const RESOURCES: [&str; 6] =
+        ["limits.cpu", "limits.memory", "persistentvolumeclaims", "pods", "requests.cpu", "requests.memory"];
+    const CONDITIONS: [&str; 6] =
+        ["Ready", "NamespacesReady", "QuotaReady", "NetworkReady", "AccessReady", "ZoneReady"];
+    println!("| tenants | scope | tenants needing attention | series | KiB | render (ms) |");
+    println!("|---|---|---|---|---|---|");
+    for &n in sizes {
+        for scope in [Scope::Problems, Scope::All] {
+            for sick_every in [0usize, 20] {
+                let core = zhengyun::metrics::Metrics::new();
+                let concern = zhengyun::manager::ConcernMetrics::new(&core, scope);
+                let tenants = concern.tenants();
+                let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+                for i in 0..n {
+                    let t = format!("t{i:05}");
+                    let sick = sick_every > 0 && i % sick_every == 0;
+                    let conditions = CONDITIONS.map(|c| (c, !(sick && c == "Ready")));
+                    tenants.observe_tenant(&t, &conditions);
+                    let quota = RESOURCES.map(|r| (r, 20.0, if r == "pods" { 3.0 } else { 1.0 }));
+                    tenants.tenant_series.set_quota(&t, quota.into_iter());
+                    tenants.tenant_series.set_last_success(&t, now - 60.0);
+                }
+                let t0 = Instant::now();
+                let text = core.render();
+                let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                let needing = if sick_every == 0 { 0 } else { n.div_ceil(sick_every) };
+                println!(
+                    "| {n} | {scope:?} | {needing} | {} | {:.0} | {ms:.1} |",
+                    series_count(&text),
+                    text.len() as f64 / 1024.0
+                );
+            }
+        }
+    }
+    println!("(reference: issue 32 measured 2.1 MB at 2,000 tenants, about 14 series a tenant)");
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("memory") {
         return memory::run(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000)).await;
+    }
+    if args.get(1).map(String::as_str) == Some("metrics") {
+        let sizes: Vec<usize> = args[2..].iter().filter_map(|s| s.parse().ok()).collect();
+        metrics_sizes(if sizes.is_empty() { &[1000, 10_000] } else { &sizes });
+        return Ok(());
     }
     let client = Client::try_default().await?;
     match args.get(1).map(String::as_str) {
@@ -650,7 +710,7 @@ async fn main() -> anyhow::Result<()> {
             admission::webhook(&client, &admin).await
         }
         _ => anyhow::bail!(
-            "usage: scale floor N | scale operator N PID ADMIN_ADDR | scale memory N | scale admission-floor N | scale admission ADMIN_ADDR"
+            "usage: scale floor N | scale operator N PID ADMIN_ADDR | scale memory N | scale metrics N... | scale admission-floor N | scale admission ADMIN_ADDR"
         ),
     }
 }

@@ -152,6 +152,11 @@ pub struct RunArgs {
     /// change once no operator answers.
     #[arg(long, env = "ZHENGYUN_REGISTRATION_OWNER")]
     pub registration_owner: Option<String>,
+    /// Which tenants have series of their own on /metrics: `problems` (those not Ready, stale,
+    /// or using 80% of a quota resource; at most 500, the most urgent) or `all` (about 14
+    /// series a tenant). Counts over every tenant are there either way.
+    #[arg(long, env = "ZHENGYUN_TENANT_SERIES", default_value = "problems")]
+    pub tenant_series: crate::tenancy::series::Scope,
     /// Log format: `json` (production) or `text`.
     #[arg(long, env = "ZHENGYUN_LOG_FORMAT", default_value = "json")]
     pub log_format: String,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use prometheus::{IntGauge, IntGaugeVec, Opts};
 
-use super::series::TenantSeries;
+use super::series::{Scope, TenantSeries};
 use crate::metrics::{Metrics, SharedCollector, must};
 
 pub struct TenantMetrics {
@@ -17,9 +17,15 @@ pub struct TenantMetrics {
 }
 
 impl TenantMetrics {
-    /// Defines them and registers them into `m`'s registry.
+    /// Defines them and registers them into `m`'s registry, with series for the tenants that
+    /// need attention.
     pub fn new(m: &Metrics) -> Arc<Self> {
-        let me = Self::unregistered();
+        Self::scoped(m, Scope::default())
+    }
+
+    /// Defines them into `m`'s registry, with series for the tenants `scope` says.
+    pub fn scoped(m: &Metrics, scope: Scope) -> Arc<Self> {
+        let me = Self::unregistered_scoped(scope);
         m.register(SharedCollector(me.tenant_series.clone()));
         m.register(me.tenants.clone());
         m.register(me.tenant_conditions.clone());
@@ -28,7 +34,11 @@ impl TenantMetrics {
 
     /// Defined but in no registry (the scale benchmark weighs them alone).
     pub fn unregistered() -> Self {
-        let tenant_series = std::sync::Arc::new(must(TenantSeries::new()));
+        Self::unregistered_scoped(Scope::default())
+    }
+
+    fn unregistered_scoped(scope: Scope) -> Self {
+        let tenant_series = std::sync::Arc::new(must(TenantSeries::scoped(scope)));
         let tenants = must(IntGauge::new("zhengyun_tenants", "Number of tenants the operator manages"));
         let tenant_conditions = must(IntGaugeVec::new(
             Opts::new("zhengyun_tenant_conditions", "Tenants whose condition of this type has this status"),
@@ -69,7 +79,7 @@ mod tests {
     #[test]
     fn a_tenants_series_come_and_go_with_it() {
         let core = Metrics::new();
-        let m = TenantMetrics::new(&core);
+        let m = TenantMetrics::scoped(&core, Scope::All);
         m.tenant_series.set_quota("edu", [("pods", 10.0, 2.0)].into_iter());
         m.observe_tenant("edu", &[("Ready", true)]);
         let text = core.render();
