@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The size of one /metrics scrape by number of tenants (issue 32), in both tenant-series scopes
-# (`--tenant-series problems`, the default, and `all`), with every tenant healthy and with 5% of
-# them needing attention. The operator's own registry, filled as a converged cloud's and
+# (`--tenant-series problems`, the default, and `all`), with every tenant healthy and with 5%
+# and 20% of them needing attention. The operator's own registry, filled as a converged cloud's and
 # rendered as a scrape renders it; no cluster (bench/scale.sh reads a real operator's scrape at
 # its sizes).
 #

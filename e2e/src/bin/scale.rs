@@ -641,7 +641,7 @@ fn series_count(text: &str) -> usize {
 
 /// `metrics N...` (bench/metrics.sh): the operator's whole registry, as `run` builds it, with N
 /// tenants' rows filled as a converged cloud's, rendered as a scrape renders it; in both scopes,
-/// with every tenant healthy and with 5% of them needing attention. No cluster: the tenant rows
+/// with every tenant healthy and with 5% and 20% of them needing attention. No cluster: the tenant rows
 /// are what set the size (bench/scale.sh reads a real operator's at its sizes).
 fn metrics_sizes(sizes: &[usize]) {
     use zhengyun::tenancy::series::Scope;
@@ -653,7 +653,7 @@ fn metrics_sizes(sizes: &[usize]) {
     println!("|---|---|---|---|---|---|");
     for &n in sizes {
         for scope in [Scope::Problems, Scope::All] {
-            for sick_every in [0usize, 20] {
+            for sick_every in [0usize, 20, 5] {
                 let core = zhengyun::metrics::Metrics::new();
                 let concern = zhengyun::manager::ConcernMetrics::new(&core, scope);
                 let tenants = concern.tenants();

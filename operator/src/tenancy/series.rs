@@ -95,7 +95,7 @@ struct Rows {
 pub struct TenantSeries {
     rows: Mutex<Rows>,
     scope: Scope,
-    descs: [Desc; 6],
+    descs: [Desc; 7],
 }
 
 const READY: (&str, &str) = ("zhengyun_tenant_ready", "1 when the tenant's Ready condition is True");
@@ -114,6 +114,10 @@ const LAST: (&str, &str) = (
 const NEEDING: (&str, &str) = (
     "zhengyun_tenants_needing_attention",
     "Tenants not Ready, with no successful round for 15 minutes (stale), or using 80% of a quota resource",
+);
+const LEFT_OUT: (&str, &str) = (
+    "zhengyun_tenant_series_left_out",
+    "Tenants needing attention whose own series this scrape leaves out (over the 500 shown)",
 );
 const OLDEST: (&str, &str) = (
     "zhengyun_tenant_oldest_successful_reconcile_timestamp_seconds",
@@ -137,9 +141,18 @@ impl Row {
         why
     }
 
-    /// The fullest quota resource's use, for ordering tenants of equal urgency.
+    /// The fullest quota resource's use (anything used of a zero quota is over it).
     fn fullest(&self) -> f64 {
-        self.quota.iter().map(|(_, h, u)| if *h > 0.0 { u / h } else { f64::INFINITY }).fold(0.0, f64::max)
+        let share = |h: f64, u: f64| {
+            if h > 0.0 {
+                u / h
+            } else if u > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            }
+        };
+        self.quota.iter().map(|(_, h, u)| share(*h, *u)).fold(0.0, f64::max)
     }
 }
 
@@ -163,6 +176,7 @@ impl TenantSeries {
                 desc(LAST, &["tenant"])?,
                 desc(NEEDING, &["reason"])?,
                 desc(OLDEST, &[])?,
+                desc(LEFT_OUT, &[])?,
             ],
         })
     }
@@ -243,10 +257,14 @@ impl TenantSeries {
                 needing[*a as usize] += 1;
             }
             if self.scope == Scope::All || !why.is_empty() {
-                shown.push((why.first().copied(), row.fullest(), tenant, row));
+                // Tenants not Ready or stale in name order, so the same ones stay shown while
+                // their alerts' `for` runs; those only near a quota limit by how full.
+                let fullest = if why.first() == Some(&Attention::Quota) { row.fullest() } else { 0.0 };
+                shown.push((why.first().copied(), fullest, tenant, row));
             }
         }
-        if self.scope == Scope::Problems && shown.len() > MAX_SHOWN {
+        let left_out = if self.scope == Scope::Problems { shown.len().saturating_sub(MAX_SHOWN) } else { 0 };
+        if left_out > 0 {
             // Partial sort: only the shown ones need to be found, not ordered.
             shown.select_nth_unstable_by(MAX_SHOWN - 1, |a, b| {
                 a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(b.2))
@@ -271,11 +289,20 @@ impl TenantSeries {
         let needing =
             Attention::ALL.iter().map(|a| gauge_series(&[("reason", a.label())], needing[*a as usize] as f64));
         let oldest: Vec<_> = oldest.map(|t| gauge_series(&[], t)).into_iter().collect();
-        [(READY, ready), (HARD, hard), (USED, used), (LAST, last), (NEEDING, needing.collect()), (OLDEST, oldest)]
-            .into_iter()
-            .filter(|(_, m)| !m.is_empty())
-            .map(|((name, help), m)| gauge_family(name, help, m))
-            .collect()
+        let left_out = vec![gauge_series(&[], left_out as f64)];
+        [
+            (READY, ready),
+            (HARD, hard),
+            (USED, used),
+            (LAST, last),
+            (NEEDING, needing.collect()),
+            (OLDEST, oldest),
+            (LEFT_OUT, left_out),
+        ]
+        .into_iter()
+        .filter(|(_, m)| !m.is_empty())
+        .map(|((name, help), m)| gauge_family(name, help, m))
+        .collect()
     }
 }
 
@@ -340,6 +367,17 @@ mod tests {
         assert_eq!(value(&f, NEEDING.0, "reason=stale"), Some(1.0));
         assert_eq!(value(&f, NEEDING.0, "reason=quota"), Some(2.0));
         assert_eq!(value(&f, OLDEST.0, ""), Some(10_000.0 - STALE_SECONDS - 1.0));
+    }
+
+    #[test]
+    fn an_unused_zero_quota_is_not_full() {
+        let s = TenantSeries::new().expect("descs");
+        s.observe("lb", &[("Ready", true)]);
+        s.set_last_success("lb", 10_000.0);
+        s.set_quota("lb", [("services.loadbalancers", 0.0, 0.0), ("pods", 10.0, 1.0)].into_iter());
+        let f = s.families(10_000.0);
+        assert!(names(&f, READY.0).is_empty());
+        assert_eq!(value(&f, LEFT_OUT.0, ""), Some(0.0));
     }
 
     #[test]
