@@ -26,8 +26,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use zhengyun::api::{ContainerLimits, CpuMemory, DeletionPolicy, Tenant};
 use zhengyun_e2e::{
-    Operator, apply_tenant, client, create_tenants, delete_tenants, namespaces_named, remove_tenants, repo_path,
-    run_tool, tenant, tenants_ready, wait_for, wait_tenants_ready,
+    Operator, SECONDS, apply_tenant, client, create_tenants, delete_tenants, namespaces_named, remove_tenants,
+    repo_path, run_tool, tenant, tenants_ready, wait_for, wait_tenants_ready,
 };
 
 /// The namespace suffixes of every tenant here.
@@ -272,17 +272,26 @@ async fn faults_an_operator_killed_again_and_again_converges_and_never_deletes_a
     let again: Vec<String> =
         (0..n).filter(|i| policy(*i) == DeletionPolicy::Retain).map(|i| names[i].clone()).collect();
     create_tenants(&client, again.len(), |i| faulty_tenant(&again[i], DeletionPolicy::Retain)).await;
+    // Each kill comes once this replica has re-adopted more namespaces than were before it
+    // (its first ones), so every kill lands in the middle of the re-adoptions.
+    let kept_total = retained.len();
     let mut mid_way = Vec::new();
     for round in 0..4u64 {
+        let before = readopted(&client, prefix).await;
         let mut op = Operator::start(lease, "op-rekill").await;
         op.wait_leading(lease).await;
-        tokio::time::sleep(Duration::from_millis(800 + 600 * round)).await;
-        mid_way.push(tenants_ready(&client, prefix).await);
+        wait_for("this replica's first re-adoptions", SECONDS, || async {
+            let now = readopted(&client, prefix).await;
+            (now > before || now == kept_total).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100 + 150 * round)).await;
+        mid_way.push(readopted(&client, prefix).await);
         op.kill().await;
     }
-    println!("re-creating: killed with {mid_way:?} of {} tenants Ready", again.len());
+    println!("re-creating: killed with {mid_way:?} of {kept_total} retained namespaces re-adopted");
     assert!(
-        mid_way.iter().any(|r| 0 < *r && *r < again.len()),
+        mid_way.iter().any(|r| 0 < *r && *r < kept_total),
         "a kill hit the re-adoptions mid-way (some done, not all): {mid_way:?}"
     );
     let mut op = Operator::start(lease, "op-rekill").await;
@@ -327,6 +336,24 @@ async fn supervised_until_ready(client: &Client, op: &mut Operator, lease: &str,
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     restarts
+}
+
+/// How many `prefix*` namespaces are ours again (re-adopted after their tenant came back).
+async fn readopted(client: &Client, prefix: &str) -> usize {
+    Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| {
+            l.items
+                .iter()
+                .filter(|n| n.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
+                .filter(|n| {
+                    n.metadata.labels.as_ref().and_then(|l| l.get("app.kubernetes.io/managed-by")).map(String::as_str)
+                        == Some("zhengyun")
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 fn log_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
