@@ -58,7 +58,7 @@ pub struct World {
 pub type Witness = (Endpoint, Endpoint, Port, Verdict);
 /// Reachability between groups: `Some` witness when the row reaches the column.
 pub type Matrix = BTreeMap<(String, String), Option<Witness>>;
-type Rules<'a> = Vec<(Option<&'a [NetworkPolicyPeer]>, Option<&'a [NetworkPolicyPort]>)>;
+type Rules = Vec<(Option<Vec<NetworkPolicyPeer>>, Option<Vec<NetworkPolicyPort>>)>;
 
 /// A verdict with the reason for each direction: the policies and rules that decided, in the
 /// order they were consulted.
@@ -142,8 +142,8 @@ fn port_number(p: &IntOrString, dst: &Endpoint) -> Option<u16> {
     }
 }
 
-fn np_ports_match(ports: Option<&[NetworkPolicyPort]>, port: &Port, dst: &Endpoint) -> bool {
-    let Some(ports) = ports.filter(|p| !p.is_empty()) else { return true };
+fn np_ports_match(ports: &Option<Vec<NetworkPolicyPort>>, port: &Port, dst: &Endpoint) -> bool {
+    let Some(ports) = ports.as_ref().filter(|p| !p.is_empty()) else { return true };
     ports.iter().any(|p| {
         let proto_ok = p.protocol.as_deref().unwrap_or("TCP") == port.protocol;
         let number_ok = match &p.port {
@@ -159,7 +159,7 @@ fn np_ports_match(ports: Option<&[NetworkPolicyPort]>, port: &Port, dst: &Endpoi
 }
 
 fn policy_types(np: &NetworkPolicy) -> (bool, bool) {
-    let Some(spec) = np.spec.as_ref() else { return (true, false) };
+    let spec = np.spec.clone().unwrap_or_default();
     match &spec.policy_types {
         Some(t) => (t.iter().any(|x| x == "Ingress"), t.iter().any(|x| x == "Egress")),
         None => (true, spec.egress.is_some()),
@@ -180,33 +180,31 @@ fn network_policy_side(
     ingress: bool,
 ) -> Option<(bool, String)> {
     let mut isolating = Vec::new();
-    // Every matrix cell asks this for each port: borrowed, not cloned, and only the pod's own
-    // namespace's policies (NetworkPolicy is namespaced).
-    let empty = LabelSelector::default();
-    for np in
-        world.network_policies.iter().filter(|np| np.metadata.namespace.as_deref() == Some(pod.namespace.as_str()))
-    {
-        let Some(spec) = np.spec.as_ref() else { continue };
-        if !selects(spec.pod_selector.as_ref().unwrap_or(&empty), &pod.labels) {
+    for np in &world.network_policies {
+        if np.metadata.namespace.as_deref() != Some(pod.namespace.as_str()) {
+            continue;
+        }
+        let spec = np.spec.clone().unwrap_or_default();
+        if !selects(&spec.pod_selector.clone().unwrap_or_default(), &pod.labels) {
             continue;
         }
         let (i, e) = policy_types(np);
         if (ingress && !i) || (!ingress && !e) {
             continue;
         }
-        isolating.push(np);
+        isolating.push(name(np));
         let rules: Rules = if ingress {
-            spec.ingress.iter().flatten().map(|r| (r.from.as_deref(), r.ports.as_deref())).collect()
+            spec.ingress.unwrap_or_default().into_iter().map(|r| (r.from, r.ports)).collect()
         } else {
-            spec.egress.iter().flatten().map(|r| (r.to.as_deref(), r.ports.as_deref())).collect()
+            spec.egress.unwrap_or_default().into_iter().map(|r| (r.to, r.ports)).collect()
         };
         for (i, (peers, ports)) in rules.iter().enumerate() {
             let ns = np.metadata.namespace.as_deref().unwrap_or("");
-            let peer_ok = match peers.filter(|p| !p.is_empty()) {
+            let peer_ok = match peers.as_ref().filter(|p| !p.is_empty()) {
                 None => true,
                 Some(peers) => peers.iter().any(|p| np_peer_matches(p, ns, peer)),
             };
-            if peer_ok && np_ports_match(*ports, port, dst) {
+            if peer_ok && np_ports_match(ports, port, dst) {
                 let dir = if ingress { "ingress" } else { "egress" };
                 return Some((true, format!("NetworkPolicy {} allows it (its {dir} rule {i})", name(np))));
             }
@@ -215,8 +213,7 @@ fn network_policy_side(
     if isolating.is_empty() {
         None
     } else {
-        let names: Vec<String> = isolating.into_iter().map(name).collect();
-        Some((false, format!("isolated by NetworkPolicy {} and no rule allows", names.join(", "))))
+        Some((false, format!("isolated by NetworkPolicy {} and no rule allows", isolating.join(", "))))
     }
 }
 
@@ -268,7 +265,7 @@ fn cnp_tier(
 ) -> Option<(String, String)> {
     let mut policies: Vec<&ClusterNetworkPolicy> =
         world.cluster_policies.iter().filter(|p| p.spec.tier == tier).collect();
-    policies.sort_by(|a, b| (a.spec.priority, &a.metadata.name).cmp(&(b.spec.priority, &b.metadata.name)));
+    policies.sort_by_key(|p| (p.spec.priority, p.metadata.name.clone()));
     for p in policies {
         if !cnp_subject(p, pod) {
             continue;
@@ -443,43 +440,21 @@ pub fn denied_witness(endpoints: &[Endpoint], from: &str, to: &str) -> Option<(E
 
 pub fn matrix(world: &World, namespaces: &BTreeMap<String, BTreeMap<String, String>>) -> Matrix {
     let (endpoints, ports) = candidates(world, namespaces);
-    // Groups by index: a cell is looked up for every pair of endpoints.
-    let names: Vec<String> = endpoints.iter().map(group_of).collect();
-    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
-    let ids: Vec<usize> = names
-        .iter()
-        .map(|n| {
-            let next = index.len();
-            *index.entry(n.as_str()).or_insert(next)
-        })
-        .collect();
-    let g = index.len();
-    // `None` until a pair of the two groups is evaluated; then its witness, if any.
-    let mut cells: Vec<Option<Option<Witness>>> = (0..g * g).map(|_| None).collect();
-    for (i, src) in endpoints.iter().enumerate() {
-        for (j, dst) in endpoints.iter().enumerate() {
+    let mut out: Matrix = BTreeMap::new();
+    for src in &endpoints {
+        for dst in &endpoints {
             if matches!((src, dst), (Endpoint::External(_), Endpoint::External(_))) {
                 continue;
             }
-            let cell = &mut cells[ids[i] * g + ids[j]];
-            if matches!(cell, Some(Some(_))) {
+            let key = (group_of(src), group_of(dst));
+            if matches!(out.get(&key), Some(Some(_))) {
                 continue;
             }
             let found = ports.iter().find_map(|port| {
                 let v = evaluate(world, src, dst, port);
                 v.allowed.then(|| (src.clone(), dst.clone(), port.clone(), v))
             });
-            *cell = Some(found);
-        }
-    }
-    let mut by_id: Vec<&str> = vec![""; g];
-    for (name, id) in &index {
-        by_id[*id] = name;
-    }
-    let mut out: Matrix = BTreeMap::new();
-    for (k, cell) in cells.into_iter().enumerate() {
-        if let Some(found) = cell {
-            out.insert((by_id[k / g].to_string(), by_id[k % g].to_string()), found);
+            out.insert(key, found);
         }
     }
     out
