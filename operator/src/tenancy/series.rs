@@ -135,7 +135,7 @@ impl Row {
         if self.last_success.is_some_and(|t| now - t > STALE_SECONDS) {
             why.push(Attention::Stale);
         }
-        if self.quota.iter().any(|(_, h, u)| if *h > 0.0 { u / h >= NEAR_FULL } else { *u > 0.0 }) {
+        if self.fullest() >= NEAR_FULL {
             why.push(Attention::Quota);
         }
         why
@@ -157,11 +157,7 @@ impl Row {
 }
 
 impl TenantSeries {
-    /// Series for the tenants that need attention (the default scope).
-    pub fn new() -> prometheus::Result<Self> {
-        Self::scoped(Scope::default())
-    }
-
+    /// The series, for the tenants `scope` says.
     pub fn scoped(scope: Scope) -> prometheus::Result<Self> {
         let desc = |(name, help): (&str, &str), labels: &[&str]| {
             Desc::new(name.into(), help.into(), labels.iter().map(|l| l.to_string()).collect(), HashMap::new())
@@ -310,27 +306,27 @@ impl TenantSeries {
 mod tests {
     use super::*;
 
-    fn names(families: &[MetricFamily], family: &str) -> Vec<String> {
-        let mut v: Vec<String> = families
+    /// A family's series as `name=value,...` (their labels) with their values.
+    fn series(families: &[MetricFamily], family: &str) -> Vec<(String, f64)> {
+        families
             .iter()
             .filter(|f| f.name() == family)
             .flat_map(|f| f.get_metric().iter())
-            .map(|m| m.get_label().iter().map(|l| format!("{}={}", l.name(), l.value())).collect::<Vec<_>>().join(","))
-            .collect();
+            .map(|m| {
+                let labels: Vec<String> = m.get_label().iter().map(|l| format!("{}={}", l.name(), l.value())).collect();
+                (labels.join(","), m.get_gauge().get_value())
+            })
+            .collect()
+    }
+
+    fn names(families: &[MetricFamily], family: &str) -> Vec<String> {
+        let mut v: Vec<String> = series(families, family).into_iter().map(|(l, _)| l).collect();
         v.sort();
         v
     }
 
     fn value(families: &[MetricFamily], family: &str, label: &str) -> Option<f64> {
-        families
-            .iter()
-            .filter(|f| f.name() == family)
-            .flat_map(|f| f.get_metric().iter())
-            .find(|m| {
-                m.get_label().iter().map(|l| format!("{}={}", l.name(), l.value())).collect::<Vec<_>>().join(",")
-                    == label
-            })
-            .map(|m| m.get_gauge().get_value())
+        series(families, family).into_iter().find(|(l, _)| l == label).map(|(_, v)| v)
     }
 
     /// A healthy tenant, one not Ready, one stale, one nearly out of pods, one over a zero quota.
@@ -371,7 +367,7 @@ mod tests {
 
     #[test]
     fn an_unused_zero_quota_is_not_full() {
-        let s = TenantSeries::new().expect("descs");
+        let s = TenantSeries::scoped(Scope::default()).expect("descs");
         s.observe("lb", &[("Ready", true)]);
         s.set_last_success("lb", 10_000.0);
         s.set_quota("lb", [("services.loadbalancers", 0.0, 0.0), ("pods", 10.0, 1.0)].into_iter());
@@ -390,7 +386,7 @@ mod tests {
 
     #[test]
     fn a_scrape_shows_at_most_the_most_urgent_tenants() {
-        let s = TenantSeries::new().expect("descs");
+        let s = TenantSeries::scoped(Scope::default()).expect("descs");
         let now = 10_000.0;
         // More nearly-full tenants than are shown, and a few not Ready after them by name.
         for i in 0..MAX_SHOWN + 20 {
